@@ -1,0 +1,35 @@
+"""throttle_trio: keep async programs inside the limits remote services impose.
+
+Fair, cancellation-safe rate and concurrency limiters for asyncio and trio (through anyio),
+over a pure policy core that takes ``now`` as an argument.
+"""
+
+from ._capacity import CapacityLimiter as CapacityLimiter
+from ._capacity import CapacityLimiterStatistics as CapacityLimiterStatistics
+from ._exceptions import CostExceedsCapacity as CostExceedsCapacity
+from ._exceptions import RateLimitTimeout as RateLimitTimeout
+from ._exceptions import ThrottleTrioError as ThrottleTrioError
+from ._limiter import RateLimiter as RateLimiter
+from ._limiter import RateLimiterStatistics as RateLimiterStatistics
+from ._version import __version__ as __version__
+from .policy import GCRA as GCRA
+from .policy import Decision as Decision
+from .policy import RatePolicy as RatePolicy
+from .policy import SlidingWindow as SlidingWindow
+from .policy import TokenBucket as TokenBucket
+
+__all__ = [
+    "GCRA",
+    "CapacityLimiter",
+    "CapacityLimiterStatistics",
+    "CostExceedsCapacity",
+    "Decision",
+    "RateLimitTimeout",
+    "RateLimiter",
+    "RateLimiterStatistics",
+    "RatePolicy",
+    "SlidingWindow",
+    "ThrottleTrioError",
+    "TokenBucket",
+    "__version__",
+]

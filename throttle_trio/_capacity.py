@@ -1,0 +1,175 @@
+"""CapacityLimiter: at most N borrowers at once, on the same FIFO engine as the rate limiters."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from types import TracebackType
+from typing import final
+
+import anyio
+
+from ._waitqueue import WaitQueue
+
+__all__ = ["CapacityLimiter", "CapacityLimiterStatistics"]
+
+
+@dataclass(frozen=True, slots=True)
+class CapacityLimiterStatistics:
+    """A snapshot of a :class:`CapacityLimiter`, from :meth:`CapacityLimiter.statistics`.
+
+    Attributes:
+        borrowed_tokens: tokens held right now.
+        total_tokens: the most tokens that can be held at once.
+        borrowers: who holds them (tasks, or the objects passed to ``*_on_behalf_of``).
+        tasks_waiting: tasks queued for a token.
+        admitted: tokens handed out so far.
+    """
+
+    borrowed_tokens: int
+    total_tokens: float
+    borrowers: tuple[object, ...]
+    tasks_waiting: int
+    admitted: int
+
+
+def _check_total_tokens(value: object) -> float:
+    if isinstance(value, bool) or not (isinstance(value, int) or value == math.inf):
+        raise TypeError(f"total_tokens must be an int or math.inf, got {value!r}")
+    if value < 1:  # type: ignore[operator]  # an int here
+        raise ValueError(f"total_tokens must be >= 1, got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+@final
+class CapacityLimiter:
+    """At most ``total_tokens`` borrowers hold a token at once ("at most N in flight").
+
+    The semantics of anyio's and trio's ``CapacityLimiter``: each borrower (by default the
+    current task) holds at most one token and must give it back with :meth:`release`.  Waiters
+    are served first come, first served; raising :attr:`total_tokens` admits waiters at once;
+    a waiter cancelled after being woken passes its turn on.  It shares its queue engine with
+    :class:`~throttle_trio.RateLimiter`, so a token bucket caps the *rate* and this caps how
+    many requests are *in flight*; the Throttle combines both atomically.
+
+    Args:
+        total_tokens: the most tokens held at once (an int >= 1, or ``math.inf``).
+    """
+
+    __slots__ = ("_admitted", "_borrowers", "_queue", "_total_tokens")
+
+    def __init__(self, total_tokens: float) -> None:
+        self._total_tokens = _check_total_tokens(total_tokens)
+        self._borrowers: set[object] = set()
+        self._queue = WaitQueue()
+        self._admitted = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"CapacityLimiter(borrowed={len(self._borrowers)}, total={self._total_tokens!r}, "
+            f"waiting={self._queue.waiting})"
+        )
+
+    @property
+    def total_tokens(self) -> float:
+        """The most tokens held at once.  Settable; raising it admits waiters at once."""
+        return self._total_tokens
+
+    @total_tokens.setter
+    def total_tokens(self, value: float) -> None:
+        self._total_tokens = _check_total_tokens(value)
+        self._queue.poke()
+
+    @property
+    def borrowed_tokens(self) -> int:
+        """Tokens held right now."""
+        return len(self._borrowers)
+
+    @property
+    def available_tokens(self) -> float:
+        """Tokens that could be borrowed now (0 while over-subscribed after a decrease)."""
+        return max(0, self._total_tokens - len(self._borrowers))
+
+    def _take(self, borrower: object) -> bool:
+        if borrower in self._borrowers:
+            raise RuntimeError(
+                "this borrower is already holding one of this CapacityLimiter's tokens"
+            )
+        if len(self._borrowers) >= self._total_tokens:
+            return False
+        self._borrowers.add(borrower)
+        self._admitted += 1
+        return True
+
+    def acquire_on_behalf_of_nowait(self, borrower: object) -> None:
+        """Take a token for ``borrower`` without waiting.
+
+        Raises:
+            anyio.WouldBlock: no token is free, or other tasks are waiting (no barging).
+            RuntimeError: ``borrower`` already holds a token.
+        """
+        if self._queue.waiting and borrower not in self._borrowers:
+            raise anyio.WouldBlock
+        if not self._take(borrower):
+            raise anyio.WouldBlock
+
+    def acquire_nowait(self) -> None:
+        """Take a token for the current task without waiting (see the ``on_behalf_of`` form)."""
+        self.acquire_on_behalf_of_nowait(anyio.get_current_task())
+
+    async def acquire_on_behalf_of(self, borrower: object) -> None:
+        """Wait for a token and give it to ``borrower`` (any hashable object).
+
+        A checkpoint on every call.  If cancelled, nothing was taken.
+
+        Raises:
+            RuntimeError: ``borrower`` already holds a token.
+        """
+
+        def step(now: float) -> float | None:
+            return None if self._take(borrower) else math.inf
+
+        await self._queue.acquire(1, step)
+
+    async def acquire(self) -> None:
+        """Wait for a token for the current task."""
+        await self.acquire_on_behalf_of(anyio.get_current_task())
+
+    def release_on_behalf_of(self, borrower: object) -> None:
+        """Give back ``borrower``'s token and wake the first waiter.
+
+        Raises:
+            RuntimeError: ``borrower`` holds no token.
+        """
+        try:
+            self._borrowers.remove(borrower)
+        except KeyError:
+            raise RuntimeError(
+                "this borrower isn't holding any of this CapacityLimiter's tokens"
+            ) from None
+        self._queue.poke()
+
+    def release(self) -> None:
+        """Give back the current task's token."""
+        self.release_on_behalf_of(anyio.get_current_task())
+
+    def statistics(self) -> CapacityLimiterStatistics:
+        """Return a snapshot of this limiter (see :class:`CapacityLimiterStatistics`)."""
+        return CapacityLimiterStatistics(
+            borrowed_tokens=len(self._borrowers),
+            total_tokens=self._total_tokens,
+            borrowers=tuple(self._borrowers),
+            tasks_waiting=self._queue.waiting,
+            admitted=self._admitted,
+        )
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()

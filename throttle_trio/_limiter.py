@@ -1,0 +1,234 @@
+"""RateLimiter: a fair, cancellation-safe async shell over one rate policy."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Generic, TypeVar, final
+
+import anyio
+
+from ._exceptions import CostExceedsCapacity, RateLimitTimeout
+from ._validate import check_cost, check_non_negative, check_optional_timeout
+from ._waitqueue import WaitQueue
+from .policy.base import RatePolicy
+
+__all__ = ["RateLimiter", "RateLimiterStatistics"]
+
+logger = logging.getLogger("throttle_trio")
+
+P = TypeVar("P", bound=RatePolicy)
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimiterStatistics:
+    """A snapshot of a :class:`RateLimiter`, from :meth:`RateLimiter.statistics`.
+
+    Attributes:
+        tasks_waiting: tasks queued in :meth:`~RateLimiter.acquire` right now.
+        queued_cost: the sum of their costs (units).
+        admitted: acquisitions admitted so far.
+        admitted_cost: the sum of their costs (units).
+        total_wait_time: seconds the admitted acquisitions spent waiting, summed.
+        timeouts: acquisitions that gave up because of their ``timeout``.
+        available: units that could be admitted now (negative while repaying a debt).
+        capacity: the largest cost the policy admits at once (units).
+        refunded: units given back through :meth:`~RateLimiter.refund`.
+    """
+
+    tasks_waiting: int
+    queued_cost: float
+    admitted: int
+    admitted_cost: float
+    total_wait_time: float
+    timeouts: int
+    available: float
+    capacity: float
+    refunded: float
+
+
+@final
+class RateLimiter(Generic[P]):
+    """Admit weighted requests at the rate a :class:`~throttle_trio.policy.RatePolicy` allows.
+
+    Requests are served strictly first come, first served: a newcomer never overtakes a
+    waiter, and a large cost at the front holds back the small ones behind it instead of
+    starving.  Only the first waiter sleeps on a timer, until the exact instant its cost fits;
+    the others wait on private events, so admitting one request wakes one task.
+
+    A limiter has no background task and touches no event loop until it is used, so it can be
+    created at module level.  It reads ``anyio.current_time()``, so trio's ``MockClock`` and
+    other virtual clocks drive it.  Use one limiter within one event loop at a time.
+
+    Unlike a capacity limiter, nothing is released: a rate limiter's permits are spent.  Use
+    :class:`~throttle_trio.CapacityLimiter` (or the Throttle) to also bound requests in flight.
+
+    Args:
+        policy: the rate policy, for example ``TokenBucket(rate=60, per=60, burst=10)``.
+    """
+
+    __slots__ = (
+        "_admitted",
+        "_admitted_cost",
+        "_policy",
+        "_queue",
+        "_refunded",
+        "_timeouts",
+        "_wait_time",
+    )
+
+    def __init__(self, policy: P) -> None:
+        if not isinstance(policy, RatePolicy):
+            raise TypeError(
+                f"policy must be a RatePolicy (TokenBucket, GCRA, SlidingWindow, ...), "
+                f"got {type(policy).__name__} {policy!r}"
+            )
+        self._policy: P = policy
+        self._queue = WaitQueue()
+        self._admitted = 0
+        self._admitted_cost = 0.0
+        self._wait_time = 0.0
+        self._timeouts = 0
+        self._refunded = 0.0
+
+    @property
+    def policy(self) -> P:
+        """The policy this limiter asks.  Change it with :meth:`reconfigure`, not directly."""
+        return self._policy
+
+    def __repr__(self) -> str:
+        return f"RateLimiter({self._policy!r}, waiting={self._queue.waiting})"
+
+    async def acquire(self, cost: float = 1, *, timeout: float | None = None) -> None:
+        """Wait until ``cost`` units may go, then take them.
+
+        This is always a checkpoint (cancellation is checked and other tasks run), even when
+        the units are available at once.  If it is cancelled, or times out, it took nothing.
+
+        Args:
+            cost: units to take (> 0, at most the policy's capacity).
+            timeout: seconds to wait at most (``None``: no limit).  When the computed wait is
+                already longer, fails at once instead of waiting for the timeout to pass.
+
+        Raises:
+            CostExceedsCapacity: ``cost`` is above the capacity (a ``ValueError``); also raised
+                to a queued request when :meth:`reconfigure` lowers the capacity below it.
+            RateLimitTimeout: the units could not be taken within ``timeout`` (a
+                ``TimeoutError``).
+            TypeError, ValueError: ``cost`` or ``timeout`` is not a valid number.
+        """
+        policy = self._policy
+        cost = check_cost(cost, policy.capacity)
+        timeout = check_optional_timeout(timeout)
+        arrived = anyio.current_time()
+        deadline = math.inf
+        if timeout is not None:
+            deadline = arrived + timeout
+            # A lower bound on the wait: everyone queued ahead, then this cost.
+            ahead = min(self._queue.queued_cost + cost, policy.capacity)
+            if policy.ready_at(ahead, arrived) > deadline:
+                self._timeouts += 1
+                raise self._timeout_error(cost, timeout)
+
+        def step(now: float) -> float | None:
+            ready = policy.ready_at(cost, now)
+            if ready > now:
+                return ready
+            policy.consume(cost, now)
+            self._admitted += 1
+            self._admitted_cost += cost
+            self._wait_time += now - arrived
+            return None
+
+        def on_timeout() -> BaseException:
+            self._timeouts += 1
+            return self._timeout_error(cost, timeout)
+
+        await self._queue.acquire(cost, step, deadline=deadline, on_timeout=on_timeout)
+
+    def try_acquire(self, cost: float = 1) -> bool:
+        """Take ``cost`` units now if they are available and nobody is waiting.
+
+        Never overtakes a waiting task.  Not a checkpoint (it never waits).
+
+        Raises:
+            CostExceedsCapacity: ``cost`` is above the capacity.
+            TypeError, ValueError: ``cost`` is not a finite number > 0.
+        """
+        cost = check_cost(cost, self._policy.capacity)
+        if self._queue.waiting:
+            return False
+        now = anyio.current_time()
+        if self._policy.ready_at(cost, now) > now:
+            return False
+        self._policy.consume(cost, now)
+        self._admitted += 1
+        self._admitted_cost += cost
+        return True
+
+    def refund(self, amount: float) -> float:
+        """Give back ``amount`` units that were acquired but not used.
+
+        The bucket never rises above its burst: what does not fit is dropped and returned.
+        Wakes the first waiter if the refund lets it go.
+
+        Returns:
+            The units dropped (0 if all were credited).
+        """
+        amount = check_non_negative("amount", amount)
+        dropped = self._policy.refund(amount, anyio.current_time())
+        self._refunded += amount - dropped
+        self._queue.poke()
+        return dropped
+
+    def reconfigure(self, **changes: float) -> None:
+        """Change the policy's parameters now (for example ``rate=``, ``per=``, ``burst=``).
+
+        Waiting tasks are re-timed at once.  Those whose cost no longer fits the new capacity
+        fail with :class:`CostExceedsCapacity` instead of blocking the queue (I6).
+        """
+        policy = self._policy
+        policy.reconfigure(anyio.current_time(), **changes)
+        capacity = policy.capacity
+        failed = self._queue.fail_waiters(
+            lambda cost: cost > capacity,
+            lambda cost: CostExceedsCapacity(
+                f"cost must be <= the capacity {capacity!r}, got {cost!r} "
+                f"(the capacity was lowered while the request waited)"
+            ),
+        )
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("reconfigured %r: %s; %d waiters failed", policy, changes, failed)
+        self._queue.poke()
+
+    def statistics(self) -> RateLimiterStatistics:
+        """Return a snapshot of this limiter's counters (see :class:`RateLimiterStatistics`)."""
+        return RateLimiterStatistics(
+            tasks_waiting=self._queue.waiting,
+            queued_cost=self._queue.queued_cost,
+            admitted=self._admitted,
+            admitted_cost=self._admitted_cost,
+            total_wait_time=self._wait_time,
+            timeouts=self._timeouts,
+            available=self._policy.available(anyio.current_time()),
+            capacity=self._policy.capacity,
+            refunded=self._refunded,
+        )
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+    def _timeout_error(self, cost: float, timeout: float | None) -> RateLimitTimeout:
+        return RateLimitTimeout(
+            f"acquire(cost={cost!r}) could not be admitted within timeout={timeout!r} seconds"
+        )

@@ -1,0 +1,181 @@
+"""The FIFO queue every limiter waits in: one head awake, everyone else parked.
+
+Theory of operation
+-------------------
+Requests are served strictly in arrival order (their *ticket* is their place in the deque).
+Only the first live waiter, the *head*, is ever active: it asks its owner's ``step`` function
+whether it may go.  ``step(now)`` either admits the request (charging everything it needs, in
+that same synchronous step) and returns ``None``, or returns the absolute time at which the
+answer could change (``math.inf``: only a release, refund or reconfiguration can change it).
+The head then sleeps until that time or until it is *poked* (its private event is set), and
+asks again.  Everyone else waits on a private event that is set exactly once, when it becomes
+the head (or when it must fail).
+
+Rules that follow, each of which a test guards:
+
+* Admission happens in the admitted task's own step.  Hand-off passes the *head role*, never
+  capacity: a task that is woken and then cancelled before it runs has taken nothing, and just
+  passes the role on (invariant I4).  A stall between wake-up and running cannot admit more
+  than the policy allows at the time the task finally runs (I1).
+* A newcomer never overtakes a waiter: the fast path is taken only when the queue is empty
+  (I3).  A large cost at the head blocks everyone behind it, so it is never starved.
+* Admitting one waiter wakes exactly one other task, the next head (I7).  Pokes go to the
+  head only.  There is no background task and no polling loop.
+* Cancelled waiters that are not the head are only marked; they are discarded when they reach
+  the front, so cancellation is O(1) and the front of the deque is always a live waiter.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from typing import final
+
+import anyio
+from anyio.lowlevel import checkpoint
+
+__all__ = ["Step", "WaitQueue"]
+
+#: ``step(now)``: admit and return ``None``, or return when to ask again (``math.inf``: when poked).
+Step = Callable[[float], "float | None"]
+
+
+@final
+class _Waiter:
+    __slots__ = ("cost", "error", "event", "queued", "wakeups")
+
+    def __init__(self, cost: float) -> None:
+        self.cost = cost
+        self.event = anyio.Event()
+        self.queued = True  # counted in the queue's totals; False once admitted or gone
+        self.error: BaseException | None = None  # set by fail_waiters()
+        self.wakeups = 0  # how many times another task woke this one (tests count these)
+
+
+@final
+class WaitQueue:
+    """The FIFO engine behind :class:`RateLimiter`, :class:`CapacityLimiter` and the Throttle."""
+
+    __slots__ = ("_queue", "_queued_cost", "_waiting", "total_wakeups")
+
+    def __init__(self) -> None:
+        # Live waiters in ticket order; waiters that left are discarded once at the front,
+        # so the front is always the live head.
+        self._queue: deque[_Waiter] = deque()
+        self._waiting = 0
+        self._queued_cost = 0.0
+        self.total_wakeups = 0  # events set by this queue over its lifetime (tests of I7)
+
+    @property
+    def waiting(self) -> int:
+        """Tasks waiting (the head included)."""
+        return self._waiting
+
+    @property
+    def queued_cost(self) -> float:
+        """The sum of the costs of the waiting tasks."""
+        return self._queued_cost
+
+    async def acquire(
+        self,
+        cost: float,
+        step: Step,
+        *,
+        deadline: float = math.inf,
+        on_timeout: Callable[[], BaseException] | None = None,
+    ) -> None:
+        """Wait for this request's turn and for ``step`` to admit it.
+
+        A checkpoint on every call (I5): cancellation is checked and the scheduler runs
+        before anything is decided, fast path included.
+
+        Args:
+            cost: the request's cost, for statistics and :meth:`fail_waiters`.
+            step: the owner's admission function (see the module docstring).  It may raise:
+                the request then leaves the queue and the error propagates.
+            deadline: the absolute time (anyio clock) after which the request gives up.
+                The head gives up at once when ``step`` says it cannot go before then.
+            on_timeout: makes the error raised when the request gives up.
+        """
+        await checkpoint()
+        if not self._queue and step(anyio.current_time()) is None:
+            return
+        waiter = _Waiter(cost)
+        self._queue.append(waiter)
+        self._waiting += 1
+        self._queued_cost += cost
+        try:
+            admitted = await self._wait(waiter, step, deadline)
+        finally:
+            self._leave(waiter)
+        if not admitted:
+            raise on_timeout() if on_timeout is not None else TimeoutError
+
+    async def _wait(self, waiter: _Waiter, step: Step, deadline: float) -> bool:
+        queue = self._queue
+        while True:
+            if queue[0] is waiter:
+                retry_at = step(anyio.current_time())
+                if retry_at is None:
+                    return True
+                if retry_at > deadline:
+                    return False
+                wake_at = retry_at
+            else:
+                wake_at = deadline  # parked until this waiter is the head
+            with anyio.CancelScope(deadline=wake_at):
+                await waiter.event.wait()
+            if waiter.event.is_set():
+                if waiter.error is not None:
+                    raise waiter.error
+                waiter.event = anyio.Event()
+            elif queue[0] is not waiter:
+                return False  # the deadline passed while parked
+
+    def _leave(self, waiter: _Waiter) -> None:
+        """Take ``waiter`` out of the counts (admitted, cancelled, timed out or failed).
+
+        If it was the head, the head role passes to the next live waiter, which is woken.
+        """
+        if not waiter.queued:
+            return
+        waiter.queued = False
+        self._waiting -= 1
+        self._queued_cost = self._queued_cost - waiter.cost if self._waiting else 0.0
+        queue = self._queue
+        if queue[0] is waiter:
+            queue.popleft()
+            while queue and not queue[0].queued:
+                queue.popleft()
+            self.poke()
+
+    def poke(self) -> None:
+        """Wake the head so that it asks its ``step`` again (capacity or rates changed)."""
+        if self._queue:
+            self._wake(self._queue[0])
+
+    def _wake(self, waiter: _Waiter) -> None:
+        if not waiter.event.is_set():
+            waiter.wakeups += 1
+            self.total_wakeups += 1
+            waiter.event.set()
+
+    def fail_waiters(
+        self, doomed: Callable[[float], bool], error: Callable[[float], BaseException]
+    ) -> int:
+        """Make every waiter whose cost is ``doomed`` raise ``error(cost)``; return how many.
+
+        Used when a reconfiguration lowers a capacity below queued costs (I6): they fail at
+        once instead of blocking the queue forever.  O(n) in the queue length.
+        """
+        failed = [w for w in self._queue if w.queued and doomed(w.cost)]
+        for waiter in failed:
+            waiter.error = error(waiter.cost)
+            self._wake(waiter)
+            self._leave(waiter)
+        return len(failed)
+
+    def wakeups_per_waiter(self) -> list[int]:
+        """How often each queued live waiter has been woken so far (tests of I7)."""
+        return [w.wakeups for w in self._queue if w.queued]
