@@ -4,36 +4,27 @@
   task is blocked.
 * asyncio: a ``looptime`` event loop, which does the same.  It keeps time as integer
   microseconds, so tests pick parameters whose times are exact binary fractions of a second
-  (multiples of 1/8 s, for example) and then compare times exactly on both backends.
+  (multiples of 1/64 s, for example) and then compare times exactly on both backends.
 
-``backend_name`` tells a test which one it runs on; ``run_virtual`` runs a coroutine function
-in a fresh event loop with a fresh virtual clock (Hypothesis tests use it once per example).
+``backend_name`` tells a test which one it runs on; ``tests.helpers.run_virtual`` runs a
+coroutine function in a fresh event loop on a fresh virtual clock (once per Hypothesis example).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import os
 from typing import Any
 
-import anyio
-import looptime
 import pytest
-import trio.testing
+from hypothesis import settings
 
-BACKENDS = ["asyncio", "trio"]
+from tests.helpers import BACKENDS, virtual_backend
 
-
-def virtual_backend(name: str) -> tuple[str, dict[str, Any]]:
-    """The ``(backend, options)`` pair that runs ``name`` on a fresh virtual clock at 0."""
-    if name == "trio":
-        return "trio", {"clock": trio.testing.MockClock(autojump_threshold=0)}
-    return "asyncio", {"loop_factory": lambda: looptime.new_event_loop(start=0)}
-
-
-def run_virtual(fn: Callable[[], Awaitable[Any]], backend: str) -> Any:
-    """Run ``fn()`` in a new event loop of ``backend`` on a fresh virtual clock."""
-    name, options = virtual_backend(backend)
-    return anyio.run(fn, backend=name, backend_options=options)
+# Hypothesis profiles: "dev" for quick local runs, "ci" with enough examples to mean something.
+# Select with HYPOTHESIS_PROFILE=ci (the Makefile's test target does).
+settings.register_profile("dev", max_examples=100, deadline=None)
+settings.register_profile("ci", max_examples=400, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
 @pytest.fixture(params=BACKENDS)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from types import TracebackType
-from typing import final
+from typing import TYPE_CHECKING, final
 
 import anyio
 
 from ._waitqueue import WaitQueue
+
+if TYPE_CHECKING:
+    from types import TracebackType
 
 __all__ = ["CapacityLimiter", "CapacityLimiterStatistics"]
 
@@ -36,9 +38,9 @@ class CapacityLimiterStatistics:
 def _check_total_tokens(value: object) -> float:
     if isinstance(value, bool) or not (isinstance(value, int) or value == math.inf):
         raise TypeError(f"total_tokens must be an int or math.inf, got {value!r}")
-    if value < 1:  # type: ignore[operator]  # an int here
+    if value < 1:
         raise ValueError(f"total_tokens must be >= 1, got {value!r}")
-    return value  # type: ignore[return-value]
+    return value
 
 
 @final

@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Generic, TypeVar, final
+from typing import TYPE_CHECKING, Generic, TypeVar, final
 
 import anyio
 
@@ -14,6 +13,9 @@ from ._exceptions import CostExceedsCapacity, RateLimitTimeout
 from ._validate import check_cost, check_non_negative, check_optional_timeout
 from ._waitqueue import WaitQueue
 from .policy.base import RatePolicy
+
+if TYPE_CHECKING:
+    from types import TracebackType
 
 __all__ = ["RateLimiter", "RateLimiterStatistics"]
 
@@ -101,7 +103,9 @@ class RateLimiter(Generic[P]):
     def __repr__(self) -> str:
         return f"RateLimiter({self._policy!r}, waiting={self._queue.waiting})"
 
-    async def acquire(self, cost: float = 1, *, timeout: float | None = None) -> None:
+    # A cancel scope cannot tell the limiter its deadline in advance; `timeout=` lets acquire()
+    # fail at once when the computed wait is longer (as Go's WaitN does).
+    async def acquire(self, cost: float = 1, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
         """Wait until ``cost`` units may go, then take them.
 
         This is always a checkpoint (cancellation is checked and other tasks run), even when
@@ -126,9 +130,8 @@ class RateLimiter(Generic[P]):
         deadline = math.inf
         if timeout is not None:
             deadline = arrived + timeout
-            # A lower bound on the wait: everyone queued ahead, then this cost.
-            ahead = min(self._queue.queued_cost + cost, policy.capacity)
-            if policy.ready_at(ahead, arrived) > deadline:
+            # Fail at once if even everyone queued ahead, then this cost, cannot make it.
+            if policy.queue_ready_at(self._queue.queued_cost, cost, arrived) > deadline:
                 self._timeouts += 1
                 raise self._timeout_error(cost, timeout)
 

@@ -78,7 +78,7 @@ def check_cost(value: object, capacity: float, name: str = "cost") -> float:
         CostExceedsCapacity: the cost is larger than ``capacity``, so it could never be admitted.
     """
     if (value.__class__ is int or value.__class__ is float) and 0 < value <= capacity:
-        return value  # type: ignore[return-value]  # the hot path: already checked
+        return value  # the hot path: already checked
     cost = check_positive(name, value)
     if cost > capacity:
         raise CostExceedsCapacity(f"{name} must be <= the capacity {capacity!r}, got {value!r}")

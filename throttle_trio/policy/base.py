@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .._validate import check_cost
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["Decision", "RatePolicy"]
 
@@ -104,6 +107,14 @@ class RatePolicy(ABC):
         Used when a server reports fewer remaining units than the policy believes (another
         process shares the key).  ``tokens`` may be negative: the difference is a debt.
         """
+
+    def queue_ready_at(self, ahead: float, cost: float, now: float) -> float:
+        """A lower bound on when ``cost`` fits if ``ahead`` units are admitted before it (FIFO).
+
+        Used to fail a request at once when even this bound exceeds its timeout.  The default
+        is conservative; buckets override it with the exact answer.
+        """
+        return self.ready_at(min(ahead + cost, self.capacity), now)
 
     def try_admit(self, cost: float, now: float) -> Decision:
         """Admit ``cost`` at ``now`` if it fits, and say when it would otherwise."""

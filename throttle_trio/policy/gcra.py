@@ -103,7 +103,7 @@ class GCRA(RatePolicy):
         return max(tat, now) + cost * self._interval - now <= self._burst * self._interval
 
     def available(self, now: float) -> float:
-        return self._burst - max(0.0, self._tat_at(now) - now) / self._interval
+        return self._burst - max(0, self._tat_at(now) - now) / self._interval
 
     def ready_at(self, cost: float, now: float) -> float:
         cost = self._checked_cost(cost)
@@ -112,13 +112,19 @@ class GCRA(RatePolicy):
         earliest = self._tat_at(now) + (cost - self._burst) * self._interval
         return first_time_at_or_after(max(earliest, now), lambda t: self._fits(cost, t))
 
+    def queue_ready_at(self, ahead: float, cost: float, now: float) -> float:
+        # While anyone waits the bucket never reaches its burst (the head takes its cost as
+        # soon as it fits), so the units ahead and this cost accrue without a cap.
+        deficit = ahead + self._checked_cost(cost) - self.available(now)
+        return now if deficit <= 0 else now + deficit * self._interval
+
     def consume(self, cost: float, now: float) -> None:
         self._tat = max(self._tat_at(now), now) + cost * self._interval
 
     def refund(self, amount: float, now: float, *, admitted_at: float | None = None) -> float:
         amount = check_non_negative("amount", amount)
         tat = self._tat_at(now)
-        credited = min(amount, max(0.0, tat - now) / self._interval)
+        credited = min(amount, max(0, tat - now) / self._interval)
         self._tat = tat - credited * self._interval
         dropped = amount - credited
         self._dropped += dropped

@@ -41,7 +41,7 @@ class SlidingWindow(RatePolicy):
         self._window = check_positive("window", window)
         # [admitted_at, cost] in time order; costs admitted at the same instant are merged.
         self._entries: deque[list[float]] = deque()
-        self._used = 0.0  # the sum of the costs in _entries
+        self._used: float = 0  # the sum of the costs in _entries
         self._dropped = 0.0
 
     @property
@@ -71,7 +71,7 @@ class SlidingWindow(RatePolicy):
         while entries and entries[0][0] + window <= now:
             self._used -= entries.popleft()[1]
         if not entries:
-            self._used = 0.0  # no drift from repeated float subtraction
+            self._used = 0  # no drift from repeated float subtraction
 
     def available(self, now: float) -> float:
         self._expire(now)
@@ -85,7 +85,7 @@ class SlidingWindow(RatePolicy):
             return now
         # Walk from the oldest entry until enough has left the window.  The comparison
         # `t + window <= now` in _expire uses the same sum, so the answer is exact.
-        freed = 0.0
+        freed: float = 0
         for admitted_at, entry_cost in self._entries:
             freed += entry_cost
             if freed >= excess:
@@ -125,7 +125,7 @@ class SlidingWindow(RatePolicy):
         if any(entry[1] <= 0 for entry in self._entries):
             self._entries = deque(e for e in self._entries if e[1] > 0)
             if not self._entries:
-                self._used = 0.0
+                self._used = 0
         self._dropped += remaining
         return remaining
 

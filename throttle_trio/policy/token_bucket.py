@@ -124,6 +124,12 @@ class TokenBucket(RatePolicy):
             now + (cost - level) / self._fill, lambda t: self._level(t) >= cost
         )
 
+    def queue_ready_at(self, ahead: float, cost: float, now: float) -> float:
+        # While anyone waits the bucket never reaches its burst (the head takes its cost as
+        # soon as it fits), so the units ahead and this cost accrue without a cap.
+        deficit = ahead + self._checked_cost(cost) - self._level(now)
+        return now if deficit <= 0 else now + deficit / self._fill
+
     def consume(self, cost: float, now: float) -> None:
         self._advance(now)
         self._tokens -= cost
@@ -131,7 +137,7 @@ class TokenBucket(RatePolicy):
     def refund(self, amount: float, now: float, *, admitted_at: float | None = None) -> float:
         amount = check_non_negative("amount", amount)
         self._advance(now)
-        credited = min(amount, max(0.0, self._burst - self._tokens))
+        credited = min(amount, max(0, self._burst - self._tokens))
         self._tokens += credited
         dropped = amount - credited
         self._dropped += dropped

@@ -1,0 +1,37 @@
+"""Helpers shared by the tests: virtual clocks on both backends, and letting tasks settle."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import looptime
+import trio.testing
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+BACKENDS = ["asyncio", "trio"]
+
+
+def virtual_backend(name: str) -> tuple[str, dict[str, Any]]:
+    """The ``(backend, options)`` pair that runs ``name`` on a fresh virtual clock at 0."""
+    if name == "trio":
+        return "trio", {"clock": trio.testing.MockClock(autojump_threshold=0)}
+    return "asyncio", {"loop_factory": lambda: looptime.new_event_loop(start=0)}
+
+
+def run_virtual(fn: Callable[[], Awaitable[Any]], backend: str) -> Any:
+    """Run ``fn()`` in a new event loop of ``backend`` on a fresh virtual clock."""
+    name, options = virtual_backend(backend)
+    return anyio.run(fn, backend=name, backend_options=options)
+
+
+async def settle() -> None:
+    """Let every runnable task run until it blocks, without moving virtual time.
+
+    (``anyio.wait_all_tasks_blocked()`` sleeps 0.1 s between polls on asyncio, which moves a
+    virtual clock; a few checkpoints are enough for tasks that block at their first await.)
+    """
+    for _ in range(10):
+        await anyio.lowlevel.checkpoint()
