@@ -63,7 +63,7 @@ class CapacityLimiter:
     def __init__(self, total_tokens: float) -> None:
         self._total_tokens = _check_total_tokens(total_tokens)
         self._borrowers: set[object] = set()
-        self._queue = WaitQueue()
+        self._queue: WaitQueue[None] = WaitQueue()
         self._admitted = 0
 
     def __repr__(self) -> str:
@@ -131,7 +131,7 @@ class CapacityLimiter:
         def step(now: float) -> float | None:
             return None if self._take(borrower) else math.inf
 
-        await self._queue.acquire(1, step)
+        await self._queue.acquire(1, step, None)
 
     async def acquire(self) -> None:
         """Wait for a token for the current task."""

@@ -88,7 +88,7 @@ class RateLimiter(Generic[P]):
                 f"got {type(policy).__name__} {policy!r}"
             )
         self._policy: P = policy
-        self._queue = WaitQueue()
+        self._queue: WaitQueue[float] = WaitQueue()
         self._admitted = 0
         self._admitted_cost = 0.0
         self._wait_time = 0.0
@@ -149,7 +149,7 @@ class RateLimiter(Generic[P]):
             self._timeouts += 1
             return self._timeout_error(cost, timeout)
 
-        await self._queue.acquire(cost, step, deadline=deadline, on_timeout=on_timeout)
+        await self._queue.acquire(cost, step, cost, deadline=deadline, on_timeout=on_timeout)
 
     def try_acquire(self, cost: float = 1) -> bool:
         """Take ``cost`` units now if they are available and nobody is waiting.

@@ -27,10 +27,11 @@ Rules that follow, each of which a test guards:
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from collections.abc import Callable
-from typing import final
+from typing import Generic, TypeVar, final
 
 import anyio
 from anyio.lowlevel import checkpoint
@@ -40,13 +41,17 @@ __all__ = ["Step", "WaitQueue"]
 #: ``step(now)``: admit and return ``None``, or return when to ask again (``math.inf``: when poked).
 Step = Callable[[float], "float | None"]
 
+T = TypeVar("T")
+
 
 @final
-class _Waiter:
-    __slots__ = ("cost", "error", "event", "queued", "wakeups")
+class _Waiter(Generic[T]):
+    __slots__ = ("cost", "error", "event", "payload", "queued", "ticket", "wakeups")
 
-    def __init__(self, cost: float) -> None:
+    def __init__(self, cost: float, payload: T, ticket: int) -> None:
         self.cost = cost
+        self.payload = payload  # what the owner needs to judge it in fail_waiters()
+        self.ticket = ticket  # the place in line; a retried request keeps its first ticket
         self.event = anyio.Event()
         self.queued = True  # counted in the queue's totals; False once admitted or gone
         self.error: BaseException | None = None  # set by fail_waiters()
@@ -54,15 +59,19 @@ class _Waiter:
 
 
 @final
-class WaitQueue:
-    """The FIFO engine behind :class:`RateLimiter`, :class:`CapacityLimiter` and the Throttle."""
+class WaitQueue(Generic[T]):
+    """The FIFO engine behind :class:`RateLimiter`, :class:`CapacityLimiter` and the Throttle.
 
-    __slots__ = ("_queue", "_queued_cost", "_waiting", "total_wakeups")
+    ``T`` is the type of the payload each waiter carries for :meth:`fail_waiters`.
+    """
+
+    __slots__ = ("_next_ticket", "_queue", "_queued_cost", "_waiting", "total_wakeups")
 
     def __init__(self) -> None:
+        self._next_ticket = 0
         # Live waiters in ticket order; waiters that left are discarded once at the front,
         # so the front is always the live head.
-        self._queue: deque[_Waiter] = deque()
+        self._queue: deque[_Waiter[T]] = deque()
         self._waiting = 0
         self._queued_cost = 0.0
         self.total_wakeups = 0  # events set by this queue over its lifetime (tests of I7)
@@ -77,13 +86,21 @@ class WaitQueue:
         """The sum of the costs of the waiting tasks."""
         return self._queued_cost
 
+    def take_ticket(self) -> int:
+        """A new place at the end of the line."""
+        ticket = self._next_ticket
+        self._next_ticket += 1
+        return ticket
+
     async def acquire(
         self,
         cost: float,
         step: Step,
+        payload: T,
         *,
         deadline: float = math.inf,
         on_timeout: Callable[[], BaseException] | None = None,
+        ticket: int | None = None,
     ) -> None:
         """Wait for this request's turn and for ``step`` to admit it.
 
@@ -91,18 +108,31 @@ class WaitQueue:
         before anything is decided, fast path included.
 
         Args:
-            cost: the request's cost, for statistics and :meth:`fail_waiters`.
+            cost: the request's cost, summed in :attr:`queued_cost`.
             step: the owner's admission function (see the module docstring).  It may raise:
                 the request then leaves the queue and the error propagates.
+            payload: handed to :meth:`fail_waiters`' functions to judge this waiter.
             deadline: the absolute time (anyio clock) after which the request gives up.
                 The head gives up at once when ``step`` says it cannot go before then.
             on_timeout: makes the error raised when the request gives up.
+            ticket: the place in line from :meth:`take_ticket`: a retried request passes
+                its original ticket and goes before every waiter that arrived after it.
+                ``None`` (the default): a new ticket at the end of the line.
         """
         await checkpoint()
-        if not self._queue and step(anyio.current_time()) is None:
+        queue = self._queue
+        if ticket is None:
+            ticket = self.take_ticket()
+            first = not queue
+        else:
+            first = not queue or queue[0].ticket > ticket
+        if first and step(anyio.current_time()) is None:
             return
-        waiter = _Waiter(cost)
-        self._queue.append(waiter)
+        waiter = _Waiter(cost, payload, ticket)
+        if not queue or queue[-1].ticket < ticket:
+            queue.append(waiter)
+        else:  # a retry: back to its place in line (rare, O(n))
+            queue.insert(bisect.bisect_left(queue, ticket, key=lambda w: w.ticket), waiter)
         self._waiting += 1
         self._queued_cost += cost
         try:
@@ -112,7 +142,7 @@ class WaitQueue:
         if not admitted:
             raise on_timeout() if on_timeout is not None else TimeoutError
 
-    async def _wait(self, waiter: _Waiter, step: Step, deadline: float) -> bool:
+    async def _wait(self, waiter: _Waiter[T], step: Step, deadline: float) -> bool:
         queue = self._queue
         while True:
             if queue[0] is waiter:
@@ -133,7 +163,7 @@ class WaitQueue:
             elif queue[0] is not waiter:
                 return False  # the deadline passed while parked
 
-    def _leave(self, waiter: _Waiter) -> None:
+    def _leave(self, waiter: _Waiter[T]) -> None:
         """Take ``waiter`` out of the counts (admitted, cancelled, timed out or failed).
 
         If it was the head, the head role passes to the next live waiter, which is woken.
@@ -155,23 +185,21 @@ class WaitQueue:
         if self._queue:
             self._wake(self._queue[0])
 
-    def _wake(self, waiter: _Waiter) -> None:
+    def _wake(self, waiter: _Waiter[T]) -> None:
         if not waiter.event.is_set():
             waiter.wakeups += 1
             self.total_wakeups += 1
             waiter.event.set()
 
-    def fail_waiters(
-        self, doomed: Callable[[float], bool], error: Callable[[float], BaseException]
-    ) -> int:
-        """Make every waiter whose cost is ``doomed`` raise ``error(cost)``; return how many.
+    def fail_waiters(self, doomed: Callable[[T], bool], error: Callable[[T], BaseException]) -> int:
+        """Make every waiter whose payload is ``doomed`` raise ``error(payload)``; return how many.
 
         Used when a reconfiguration lowers a capacity below queued costs (I6): they fail at
         once instead of blocking the queue forever.  O(n) in the queue length.
         """
-        failed = [w for w in self._queue if w.queued and doomed(w.cost)]
+        failed = [w for w in self._queue if w.queued and doomed(w.payload)]
         for waiter in failed:
-            waiter.error = error(waiter.cost)
+            waiter.error = error(waiter.payload)
             self._wake(waiter)
             self._leave(waiter)
         return len(failed)

@@ -55,6 +55,11 @@ class RatePolicy(ABC):
     def capacity(self) -> float:
         """The largest cost this policy can ever admit at once (units)."""
 
+    @property
+    @abstractmethod
+    def dropped(self) -> float:
+        """Units refunded that could not be credited (above the capacity, or already expired)."""
+
     @abstractmethod
     def available(self, now: float) -> float:
         """Units that could be admitted at ``now`` (negative while a debt is being repaid)."""

@@ -1,0 +1,655 @@
+"""Throttle: several rate limits and a concurrency cap, taken at one instant, FIFO by ticket.
+
+Theory of operation
+-------------------
+A request names its costs per *metric* (``requests=1, tokens=1200``).  A limit named ``m`` or
+``m_per_<anything>`` (``tokens_per_day``) counts metric ``m``.  The request waits in one FIFO
+queue (:mod:`throttle_trio._waitqueue`) for the whole throttle.  Its head asks, in one
+synchronous step: is the pause gate open, is a concurrency slot free, and does every limit admit
+its cost *now*?  Only when all say yes is it charged, for everything at once (invariant I8: it
+holds nothing while it waits, books nothing in advance).  Otherwise it sleeps until the latest
+of the times the limits name, or until a slot is released, a refund arrives or the gate moves.
+
+So the rate applies to the instant requests leave (I9): the seed article's ``LLMThrottler``
+takes the rate first and a semaphore second, so a backlog that passed the rate leaves in a
+burst when slots free up; the reverse order holds a slot while it waits for the rate.
+
+A :class:`Reservation` is what an admitted request holds: its concurrency slot (owned by the
+reservation, not by a task, so a streaming body may release it from another task) and its
+charges, which :meth:`Reservation.settle` adjusts to the real usage.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from types import MappingProxyType, TracebackType
+from typing import TYPE_CHECKING, final
+
+import anyio
+
+from ._exceptions import CostExceedsCapacity, RateLimitTimeout, ThrottleTrioError
+from ._validate import check_non_negative, check_optional_timeout
+from ._waitqueue import WaitQueue
+from .policy.base import RatePolicy
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = ["LimitStatistics", "Reservation", "Throttle", "ThrottleStatistics"]
+
+logger = logging.getLogger("throttle_trio")
+
+_CONCURRENCY = "concurrency"
+_PAUSE = "pause"
+
+
+def _metric_of(limit_name: str) -> str:
+    metric, sep, _ = limit_name.partition("_per_")
+    return metric if sep else limit_name
+
+
+@dataclass(frozen=True, slots=True)
+class LimitStatistics:
+    """One limit of a :class:`Throttle`, in :attr:`ThrottleStatistics.limits`.
+
+    Attributes:
+        metric: the cost this limit counts (``"tokens"`` for a limit named ``tokens_per_day``).
+        available: units available now (negative while a debt is repaid).
+        capacity: the largest cost it admits at once.
+        admitted_cost: units charged at admission, summed.
+        refunded: units given back by settles and cancellations.
+        overdraft: units charged by settles above the estimate (debts).
+        dropped: refunds that did not fit below the capacity (lost, not credited).
+        wait_time: seconds the first waiter spent blocked by this limit.
+    """
+
+    metric: str
+    available: float
+    capacity: float
+    admitted_cost: float
+    refunded: float
+    overdraft: float
+    dropped: float
+    wait_time: float
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleStatistics:
+    """A snapshot of a :class:`Throttle`, from :meth:`Throttle.statistics`.
+
+    Attributes:
+        tasks_waiting: requests queued right now.
+        in_flight: reservations holding a concurrency slot.
+        max_concurrent: the cap on ``in_flight`` (``math.inf``: none).
+        admitted: reservations admitted so far.
+        total_wait_time: seconds the admitted requests spent queued, summed.
+        binding: what holds back the first waiter now: a limit's name, ``"concurrency"``,
+            ``"pause"``, or ``None`` when nobody waits.
+        concurrency_wait_time: seconds the first waiter spent waiting for a slot.
+        pause_wait_time: seconds the first waiter spent behind the closed gate.
+        paused_until: when the pause gate opens (anyio clock), or ``None`` if it is open.
+        pauses: how many times the gate was closed or its closing extended.
+        rejections: attempts the server rejected (:meth:`Reservation.reject`, e.g. 429s).
+        timeouts: requests that gave up because of their ``timeout``.
+        limits: per-limit statistics, by limit name.
+    """
+
+    tasks_waiting: int
+    in_flight: int
+    max_concurrent: float
+    admitted: int
+    total_wait_time: float
+    binding: str | None
+    concurrency_wait_time: float
+    pause_wait_time: float
+    paused_until: float | None
+    pauses: int
+    rejections: int
+    timeouts: int
+    limits: Mapping[str, LimitStatistics] = field(default_factory=dict)
+
+
+@final
+class _Limit:
+    """One named limit and its counters."""
+
+    __slots__ = ("admitted_cost", "metric", "name", "overdraft", "policy", "refunded", "wait_time")
+
+    def __init__(self, name: str, policy: RatePolicy) -> None:
+        self.name = name
+        self.metric = _metric_of(name)
+        self.policy = policy
+        self.admitted_cost = 0.0  # monotonic: also the mark used by header feedback
+        self.refunded = 0.0
+        self.overdraft = 0.0
+        self.wait_time = 0.0
+
+
+class ReservationError(ThrottleTrioError, RuntimeError):
+    """A :class:`Reservation` was used out of order (settled twice, settled after release)."""
+
+
+_PENDING, _ACTIVE, _RELEASED = 0, 1, 2
+
+
+@final
+class Reservation:
+    """An admitted request: its concurrency slot and what it was charged.
+
+    Get one from :meth:`Throttle.acquire` or, better, ``async with throttle.reserve(...)``.
+    It ends exactly once, in one of these ways:
+
+    * :meth:`settle` with the real usage, then :meth:`release` (the context manager releases);
+    * :meth:`release` without a settle: the estimate stands (the request may have been sent);
+    * :meth:`cancel`: the request was never sent, everything is refunded;
+    * :meth:`reject`: the server rejected the attempt (429): it costs only what you keep.
+
+    A reservation is owned by no task: any task may settle or release it.
+    """
+
+    __slots__ = ("_admitted_at", "_costs", "_marks", "_settled", "_state", "_throttle", "ticket")
+
+    def __init__(self, throttle: Throttle, costs: dict[str, float], ticket: int) -> None:
+        self._throttle = throttle
+        self._costs = costs  # metric -> cost charged now (estimate, then settled value)
+        self.ticket = ticket
+        """The place in line; pass it to a retry so that it keeps its turn (I3)."""
+        self._state = _PENDING
+        self._settled = False
+        self._admitted_at = math.nan
+        self._marks: dict[str, float] = {}  # limit name -> admitted_cost after this admission
+
+    @property
+    def costs(self) -> Mapping[str, float]:
+        """What this reservation is charged now, per metric."""
+        return MappingProxyType(self._costs)
+
+    @property
+    def admitted_at(self) -> float:
+        """When it was admitted (anyio clock); NaN before."""
+        return self._admitted_at
+
+    @property
+    def active(self) -> bool:
+        """Admitted and not yet released."""
+        return self._state == _ACTIVE
+
+    def __repr__(self) -> str:
+        state = ("pending", "active", "released")[self._state]
+        return f"<Reservation {state} ticket={self.ticket} costs={self._costs}>"
+
+    def _check_active(self, method: str) -> None:
+        if self._state != _ACTIVE:
+            when = "before it was admitted" if self._state == _PENDING else "after it was released"
+            raise ReservationError(f"{method}() called on a reservation {when}")
+
+    def settle(self, **actual: float) -> None:
+        """Adjust the charges to the real usage, per metric (``tokens=812``).
+
+        A metric not named keeps its estimate.  Below the estimate, the difference is refunded
+        (if the throttle's ``refund_unused`` is true; providers that count the estimate up front
+        keep it); above it, the overdraft is charged as a debt that is repaid before the next
+        admission.  A refund never raises a bucket above its burst: the rest is dropped and
+        counted in the statistics.
+
+        Raises:
+            ReservationError: settled twice, or after :meth:`release`.
+            ValueError: an unknown metric or a negative usage.
+        """
+        self._check_active("settle")
+        if self._settled:
+            raise ReservationError("settle() called twice on the same reservation")
+        self._throttle._adjust(self, actual, refund=self._throttle.refund_unused)
+        self._settled = True
+
+    def release(self) -> None:
+        """Give the concurrency slot back.  Without a :meth:`settle`, the estimate stands.
+
+        Idempotent: releasing twice does nothing the second time.
+        """
+        if self._state == _ACTIVE:
+            self._state = _RELEASED
+            self._throttle._release_slot()
+
+    def cancel(self) -> None:
+        """The request was never sent: refund every charge and release the slot."""
+        self._check_active("cancel")
+        self._throttle._adjust(self, dict.fromkeys(self._costs, 0.0), refund=True)
+        self.release()
+
+    def reject(self, **kept: float) -> None:
+        """The server rejected this attempt (a 429): keep only ``kept``, refund the rest.
+
+        For LLM APIs a rejected attempt typically costs one request and no tokens:
+        ``reservation.reject(requests=1)``.  The slot is released; retry with
+        ``throttle.reserve(..., ticket=reservation.ticket)`` to keep the original turn.
+        """
+        self._check_active("reject")
+        usage = dict.fromkeys(self._costs, 0.0)
+        usage.update(kept)
+        self._throttle._adjust(self, usage, refund=True)
+        self._throttle._rejections += 1
+        self.release()
+
+
+@final
+class _ReserveContext:
+    __slots__ = ("_costs", "_reservation", "_throttle", "_ticket", "_timeout")
+
+    def __init__(
+        self, throttle: Throttle, costs: dict[str, float], timeout: float | None, ticket: int | None
+    ) -> None:
+        self._throttle = throttle
+        self._costs = costs
+        self._timeout = timeout
+        self._ticket = ticket
+        self._reservation: Reservation | None = None
+
+    async def __aenter__(self) -> Reservation:
+        self._reservation = await self._throttle._acquire(self._costs, self._timeout, self._ticket)
+        return self._reservation
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._reservation is not None
+        self._reservation.release()
+
+
+@final
+class Throttle:
+    """Several rate limits plus a concurrency cap, taken together at one instant.
+
+    Each keyword names a limit and gives its policy; the limit counts the metric of its name
+    (``requests``, ``tokens``, ``input_tokens``, ...), or the part before ``_per_``
+    (``tokens_per_day`` counts ``tokens``).  A request is admitted, and charged for its
+    concurrency slot and every limit, at the first instant all of them admit it; it holds none
+    of them while it waits.  Requests are served first come, first served across the whole
+    throttle; a retried request keeps its ticket.
+
+    Example::
+
+        throttle = tt.Throttle(
+            requests=tt.TokenBucket(rate=500, per=60.0),
+            tokens=tt.TokenBucket(rate=200_000, per=60.0),
+            max_concurrent=32,
+        )
+        async with throttle.reserve(requests=1, tokens=estimate) as slot:
+            response = await call()
+            slot.settle(tokens=response_usage)
+
+    Args:
+        max_concurrent: at most this many reservations hold a slot at once (an int >= 1, or
+            ``None`` for no cap).
+        refund_unused: whether :meth:`Reservation.settle` refunds an estimate above the real
+            usage.  True for providers that settle (Anthropic documents it); False for those
+            that count the estimate up front (OpenAI counts ``max_tokens``).
+        **limits: limit name -> :class:`~throttle_trio.policy.RatePolicy`.
+
+    Raises:
+        TypeError: a limit is not a RatePolicy, or ``max_concurrent`` is not an int.
+        ValueError: no limits and no ``max_concurrent``, or ``max_concurrent < 1``.
+    """
+
+    __slots__ = (
+        "_admitted",
+        "_binding",
+        "_binding_since",
+        "_concurrency_wait",
+        "_in_flight",
+        "_limits",
+        "_max_concurrent",
+        "_metrics",
+        "_pause_wait",
+        "_paused_until",
+        "_pauses",
+        "_queue",
+        "_rejections",
+        "_timeouts",
+        "_wait_time",
+        "refund_unused",
+    )
+
+    def __init__(
+        self,
+        *,
+        max_concurrent: int | None = None,
+        refund_unused: bool = True,
+        **limits: RatePolicy,
+    ) -> None:
+        for name, policy in limits.items():
+            if not isinstance(policy, RatePolicy):
+                raise TypeError(
+                    f"limit {name!r} must be a RatePolicy (TokenBucket, GCRA, SlidingWindow, ...), "
+                    f"got {type(policy).__name__} {policy!r}"
+                )
+        if max_concurrent is not None and (
+            isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int)
+        ):
+            raise TypeError(f"max_concurrent must be an int or None, got {max_concurrent!r}")
+        if max_concurrent is not None and max_concurrent < 1:
+            raise ValueError(f"max_concurrent must be >= 1, got {max_concurrent!r}")
+        if not limits and max_concurrent is None:
+            raise ValueError("a Throttle needs at least one limit or max_concurrent, got neither")
+        self._limits = {name: _Limit(name, policy) for name, policy in limits.items()}
+        self._metrics = frozenset(limit.metric for limit in self._limits.values())
+        self._max_concurrent: float = math.inf if max_concurrent is None else max_concurrent
+        self.refund_unused = refund_unused
+        self._queue: WaitQueue[dict[str, float]] = WaitQueue()
+        self._in_flight = 0
+        self._paused_until = -math.inf
+        self._pauses = 0
+        self._admitted = 0
+        self._wait_time = 0.0
+        self._timeouts = 0
+        self._rejections = 0
+        self._binding: str | None = None
+        self._binding_since = 0.0
+        self._concurrency_wait = 0.0
+        self._pause_wait = 0.0
+
+    def __repr__(self) -> str:
+        limits = ", ".join(f"{name}={limit.policy!r}" for name, limit in self._limits.items())
+        cap = "" if self._max_concurrent == math.inf else f", max_concurrent={self._max_concurrent}"
+        return f"Throttle({limits}{cap})"
+
+    @property
+    def metrics(self) -> frozenset[str]:
+        """The metrics this throttle counts (costs it accepts in :meth:`reserve`)."""
+        return self._metrics
+
+    @property
+    def limits(self) -> Mapping[str, RatePolicy]:
+        """The policies, by limit name.  Change them with :meth:`reconfigure`."""
+        return MappingProxyType({name: limit.policy for name, limit in self._limits.items()})
+
+    # -- admission ---------------------------------------------------------------------------
+
+    def _check_costs(self, costs: Mapping[str, float]) -> dict[str, float]:
+        checked: dict[str, float] = {}
+        for metric, cost in costs.items():
+            if metric not in self._metrics:
+                known = ", ".join(sorted(self._metrics)) or "nothing (only concurrency)"
+                raise ValueError(f"unknown cost {metric!r}: this throttle counts {known}")
+            checked[metric] = check_non_negative(metric, cost)
+        for limit in self._limits.values():
+            cost = checked.get(limit.metric, 0.0)
+            if cost > limit.policy.capacity:
+                raise CostExceedsCapacity(
+                    f"{limit.metric} must be <= the capacity {limit.policy.capacity!r} "
+                    f"of limit {limit.name!r}, got {cost!r}"
+                )
+        return checked
+
+    def reserve(
+        self, *, timeout: float | None = None, ticket: int | None = None, **costs: float
+    ) -> _ReserveContext:
+        """Wait for admission, as an async context manager that yields a :class:`Reservation`.
+
+        ``async with throttle.reserve(requests=1, tokens=estimate) as slot:`` waits (a
+        checkpoint, even when admitted at once), charges every cost and takes a slot; leaving
+        the block releases the slot.  Settle inside the block with the real usage; without a
+        settle the estimate stands (also on an exception or a cancellation after the request
+        was sent); call ``slot.cancel()`` if it was never sent.
+
+        Args:
+            timeout: seconds to wait at most; fails at once when the wait is known to be longer.
+            ticket: a previous reservation's ticket, so that a retry keeps its turn.
+            **costs: cost per metric (>= 0); metrics not named cost 0.
+
+        Raises:
+            ValueError: an unknown metric, or a negative or non-finite cost.
+            CostExceedsCapacity: a cost above its limit's capacity (at once, or to a waiting
+                request when a reconfiguration lowers the capacity).
+            RateLimitTimeout: not admitted within ``timeout``.
+        """
+        return _ReserveContext(
+            self, self._check_costs(costs), check_optional_timeout(timeout), ticket
+        )
+
+    # `timeout=` rather than a cancel scope: it fails at once when the wait is known to be longer.
+    async def acquire(
+        self,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+        ticket: int | None = None,
+        **costs: float,
+    ) -> Reservation:
+        """Like :meth:`reserve`, but returns the reservation; you must release it yourself."""
+        return await self._acquire(
+            self._check_costs(costs), check_optional_timeout(timeout), ticket
+        )
+
+    async def _acquire(
+        self,
+        costs: dict[str, float],
+        timeout: float | None,  # noqa: ASYNC109
+        ticket: int | None,
+    ) -> Reservation:
+        queue = self._queue
+        if ticket is None:
+            ticket = queue.take_ticket()
+        reservation = Reservation(self, costs, ticket)
+        arrived = anyio.current_time()
+        deadline = math.inf if timeout is None else arrived + timeout
+        if timeout is not None and self._known_wait(costs, arrived) > deadline:
+            self._timeouts += 1
+            raise self._timeout_error(costs, timeout)
+        charged = [
+            (limit, costs[limit.metric])
+            for limit in self._limits.values()
+            if costs.get(limit.metric)
+        ]
+
+        def step(now: float) -> float | None:
+            retry_at = self._blocked_until(charged, now)
+            if retry_at is not None:
+                return retry_at
+            self._close_binding(now, None)
+            for limit, cost in charged:
+                limit.policy.consume(cost, now)
+                limit.admitted_cost += cost
+                reservation._marks[limit.name] = limit.admitted_cost
+            self._in_flight += 1
+            self._admitted += 1
+            self._wait_time += now - arrived
+            reservation._state = _ACTIVE
+            reservation._admitted_at = now
+            return None
+
+        def on_timeout() -> BaseException:
+            self._timeouts += 1
+            return self._timeout_error(costs, timeout)
+
+        try:
+            await queue.acquire(
+                1, step, costs, deadline=deadline, on_timeout=on_timeout, ticket=ticket
+            )
+        finally:
+            if not queue.waiting:
+                self._close_binding(anyio.current_time(), None)
+        return reservation
+
+    def _blocked_until(self, charged: list[tuple[_Limit, float]], now: float) -> float | None:
+        """When the head might go (``None``: now).  Records what is binding, for statistics."""
+        if now < self._paused_until:
+            self._close_binding(now, _PAUSE)
+            return self._paused_until
+        if self._in_flight >= self._max_concurrent:
+            self._close_binding(now, _CONCURRENCY)
+            return math.inf
+        latest, binding = now, None
+        for limit, cost in charged:
+            ready = limit.policy.ready_at(cost, now)
+            if ready > latest:
+                latest, binding = ready, limit.name
+        if binding is None:
+            return None
+        self._close_binding(now, binding)
+        return latest
+
+    def _close_binding(self, now: float, binding: str | None) -> None:
+        """Account the time since the last step to what was binding, then switch."""
+        previous = self._binding
+        if previous is not None:
+            spent = max(0.0, now - self._binding_since)
+            if previous == _PAUSE:
+                self._pause_wait += spent
+            elif previous == _CONCURRENCY:
+                self._concurrency_wait += spent
+            else:
+                self._limits[previous].wait_time += spent
+        self._binding, self._binding_since = binding, now
+
+    def _known_wait(self, costs: dict[str, float], now: float) -> float:
+        """A lower bound on the admission time, for failing a timeout at once.
+
+        Only this request's own costs and the gate count: the waiters ahead have costs in
+        several metrics, so their sum is no bound on any one limit.
+        """
+        bound = max(now, self._paused_until)
+        for limit in self._limits.values():
+            cost = costs.get(limit.metric)
+            if cost:
+                bound = max(bound, limit.policy.ready_at(cost, now))
+        return bound
+
+    def _timeout_error(self, costs: Mapping[str, float], timeout: float | None) -> RateLimitTimeout:
+        shown = ", ".join(f"{metric}={cost!r}" for metric, cost in costs.items())
+        return RateLimitTimeout(
+            f"reserve({shown}) could not be admitted within timeout={timeout!r} seconds"
+        )
+
+    # -- after admission ---------------------------------------------------------------------
+
+    def _adjust(
+        self, reservation: Reservation, usage: Mapping[str, float], *, refund: bool
+    ) -> None:
+        now = anyio.current_time()
+        checked: dict[str, float] = {}
+        for metric, value in usage.items():
+            if metric not in self._metrics:
+                known = ", ".join(sorted(self._metrics)) or "nothing (only concurrency)"
+                raise ValueError(f"unknown usage {metric!r}: this throttle counts {known}")
+            checked[metric] = check_non_negative(metric, value)
+        for metric, actual in checked.items():
+            estimate = reservation._costs.get(metric, 0.0)
+            delta = actual - estimate
+            if delta == 0 or (delta < 0 and not refund):
+                continue
+            for limit in self._limits.values():
+                if limit.metric != metric:
+                    continue
+                if delta > 0:
+                    limit.policy.consume(delta, now)
+                    limit.overdraft += delta
+                else:
+                    dropped = limit.policy.refund(-delta, now, admitted_at=reservation._admitted_at)
+                    limit.refunded += -delta - dropped
+            reservation._costs[metric] = actual
+        self._queue.poke()
+
+    def _release_slot(self) -> None:
+        self._in_flight -= 1
+        self._queue.poke()
+
+    # -- the gate, feedback, configuration ----------------------------------------------------
+
+    def pause_until(self, deadline: float) -> None:
+        """Close the gate for every waiter until ``deadline`` (anyio clock, seconds).
+
+        No request is admitted while the gate is closed.  A later deadline extends the pause;
+        an earlier one does not shorten it.  Requests already admitted are not affected.
+        """
+        if math.isnan(deadline):
+            raise ValueError(f"deadline must be a time, got {deadline!r}")
+        if deadline > self._paused_until:
+            self._paused_until = deadline
+            self._pauses += 1
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("%r paused until %.6f", self, deadline)
+            self._queue.poke()
+
+    def pause_for(self, seconds: float) -> None:
+        """Close the gate for ``seconds`` from now (see :meth:`pause_until`)."""
+        self.pause_until(anyio.current_time() + check_non_negative("seconds", seconds))
+
+    @property
+    def paused_until(self) -> float | None:
+        """When the gate opens (anyio clock), or ``None`` if it is open."""
+        until = self._paused_until
+        return until if until > anyio.current_time() else None
+
+    def reconfigure(self, limit: str, **changes: float) -> None:
+        """Change one limit's parameters now (``throttle.reconfigure("tokens", rate=90_000)``).
+
+        Waiters are re-timed; those whose cost no longer fits the new capacity fail with
+        :class:`CostExceedsCapacity` instead of blocking the queue (I6).
+        """
+        try:
+            target = self._limits[limit]
+        except KeyError:
+            raise ValueError(
+                f"limit must be one of {sorted(self._limits)}, got {limit!r}"
+            ) from None
+        target.policy.reconfigure(anyio.current_time(), **changes)
+        self._fail_misfits()
+
+    def _fail_misfits(self) -> None:
+        """Fail the waiters whose cost no longer fits a capacity (I6), and re-time the head."""
+
+        def misfit(costs: dict[str, float]) -> _Limit | None:
+            for limit in self._limits.values():
+                if costs.get(limit.metric, 0.0) > limit.policy.capacity:
+                    return limit
+            return None
+
+        def error(costs: dict[str, float]) -> BaseException:
+            limit = misfit(costs)
+            assert limit is not None
+            return CostExceedsCapacity(
+                f"{limit.metric} must be <= the capacity {limit.policy.capacity!r} of limit "
+                f"{limit.name!r}, got {costs[limit.metric]!r} "
+                f"(the capacity was lowered while the request waited)"
+            )
+
+        failed = self._queue.fail_waiters(lambda costs: misfit(costs) is not None, error)
+        if failed and logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%r: %d waiters no longer fit and failed", self, failed)
+        self._queue.poke()
+
+    def statistics(self) -> ThrottleStatistics:
+        """Return a snapshot of this throttle (see :class:`ThrottleStatistics`)."""
+        now = anyio.current_time()
+        return ThrottleStatistics(
+            tasks_waiting=self._queue.waiting,
+            in_flight=self._in_flight,
+            max_concurrent=self._max_concurrent,
+            admitted=self._admitted,
+            total_wait_time=self._wait_time,
+            binding=self._binding if self._queue.waiting else None,
+            concurrency_wait_time=self._concurrency_wait,
+            pause_wait_time=self._pause_wait,
+            paused_until=self._paused_until if self._paused_until > now else None,
+            pauses=self._pauses,
+            rejections=self._rejections,
+            timeouts=self._timeouts,
+            limits={
+                name: LimitStatistics(
+                    metric=limit.metric,
+                    available=limit.policy.available(now),
+                    capacity=limit.policy.capacity,
+                    admitted_cost=limit.admitted_cost,
+                    refunded=limit.refunded,
+                    overdraft=limit.overdraft,
+                    dropped=limit.policy.dropped,
+                    wait_time=limit.wait_time,
+                )
+                for name, limit in self._limits.items()
+            },
+        )
