@@ -11,6 +11,11 @@ from ._exceptions import RateLimitTimeout as RateLimitTimeout
 from ._exceptions import ThrottleTrioError as ThrottleTrioError
 from ._limiter import RateLimiter as RateLimiter
 from ._limiter import RateLimiterStatistics as RateLimiterStatistics
+from ._throttle import LimitStatistics as LimitStatistics
+from ._throttle import Reservation as Reservation
+from ._throttle import ReservationError as ReservationError
+from ._throttle import Throttle as Throttle
+from ._throttle import ThrottleStatistics as ThrottleStatistics
 from ._version import __version__ as __version__
 from .policy import GCRA as GCRA
 from .policy import Decision as Decision
@@ -19,16 +24,21 @@ from .policy import SlidingWindow as SlidingWindow
 from .policy import TokenBucket as TokenBucket
 
 __all__ = [
-    "GCRA",
     "CapacityLimiter",
     "CapacityLimiterStatistics",
     "CostExceedsCapacity",
     "Decision",
+    "GCRA",
+    "LimitStatistics",
     "RateLimitTimeout",
     "RateLimiter",
     "RateLimiterStatistics",
     "RatePolicy",
+    "Reservation",
+    "ReservationError",
     "SlidingWindow",
+    "Throttle",
+    "ThrottleStatistics",
     "ThrottleTrioError",
     "TokenBucket",
     "__version__",

@@ -37,7 +37,7 @@ from .policy.base import RatePolicy
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["LimitStatistics", "Reservation", "Throttle", "ThrottleStatistics"]
+__all__ = ["LimitStatistics", "Reservation", "ReservationError", "Throttle", "ThrottleStatistics"]
 
 logger = logging.getLogger("throttle_trio")
 

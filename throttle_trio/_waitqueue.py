@@ -160,8 +160,10 @@ class WaitQueue(Generic[T]):
                 if waiter.error is not None:
                     raise waiter.error
                 waiter.event = anyio.Event()
-            elif queue[0] is not waiter:
+            elif queue[0] is not waiter and anyio.current_time() >= deadline:
                 return False  # the deadline passed while parked
+            # Otherwise the timer fired: ask again if still the head, park if a retry with an
+            # earlier ticket took the head's place meanwhile.
 
     def _leave(self, waiter: _Waiter[T]) -> None:
         """Take ``waiter`` out of the counts (admitted, cancelled, timed out or failed).

@@ -10,4 +10,10 @@ from .gcra import GCRA as GCRA
 from .sliding_window import SlidingWindow as SlidingWindow
 from .token_bucket import TokenBucket as TokenBucket
 
-__all__ = ["GCRA", "Decision", "RatePolicy", "SlidingWindow", "TokenBucket"]
+__all__ = [
+    "Decision",
+    "GCRA",
+    "RatePolicy",
+    "SlidingWindow",
+    "TokenBucket",
+]

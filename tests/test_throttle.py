@@ -1,0 +1,485 @@
+"""Throttle on both backends, on virtual time: several limits and a concurrency cap taken at
+one instant (I8, I9), reserve and settle, the pause gate, tickets for retries, I6."""
+
+from __future__ import annotations
+
+import math
+
+import anyio
+import pytest
+
+import throttle_trio as tt
+from tests.helpers import settle
+from throttle_trio import Throttle, TokenBucket
+
+pytestmark = pytest.mark.anyio
+
+
+def now() -> float:
+    return anyio.current_time()
+
+
+def llm_throttle(**kwargs: object) -> Throttle:
+    """4 requests/s (burst 2) and 64 tokens/s (burst 128)."""
+    return Throttle(
+        requests=TokenBucket(4, burst=2),
+        tokens=TokenBucket(64, burst=128),
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+async def test_admitted_when_every_limit_admits_and_charged_for_all_at_once() -> None:
+    throttle = llm_throttle()
+    async with throttle.reserve(requests=1, tokens=128):
+        assert now() == 0
+    # The next request needs 64 tokens (ready at 1.0) and 1 request (ready now): it waits
+    # for the tokens and holds nothing meanwhile.
+    async with anyio.create_task_group() as tg:
+
+        async def second() -> None:
+            async with throttle.reserve(requests=1, tokens=64):
+                assert now() == 1.0
+
+        tg.start_soon(second)
+        await anyio.sleep(0.5)
+        stats = throttle.statistics()
+        assert stats.tasks_waiting == 1
+        assert stats.in_flight == 0
+        assert stats.binding == "tokens"
+        assert stats.limits["requests"].available == 2  # untouched while it waits (I8)
+    stats = throttle.statistics()
+    assert stats.limits["requests"].admitted_cost == 2
+    assert stats.limits["tokens"].admitted_cost == 192
+    assert stats.limits["tokens"].wait_time == 1.0
+    assert stats.binding is None
+
+
+async def test_a_concurrency_slot_is_taken_with_the_rates() -> None:
+    throttle = Throttle(requests=TokenBucket(64, burst=64), max_concurrent=2)
+    starts: list[float] = []
+
+    async def call(duration: float) -> None:
+        async with throttle.reserve(requests=1):
+            starts.append(now())
+            await anyio.sleep(duration)
+
+    async with anyio.create_task_group() as tg:
+        for duration in (1, 2, 1, 1):
+            tg.start_soon(call, duration)
+            await settle()
+        await anyio.sleep(0.5)
+        assert throttle.statistics().binding == "concurrency"
+    assert starts == [0, 0, 1, 2]
+    stats = throttle.statistics()
+    assert stats.in_flight == 0
+    assert stats.concurrency_wait_time == 2  # the head waited 0->1, then 1->2
+
+
+# -- I8 and I9 against the seed article's designs -----------------------------------------
+# The article (shared/seed-article.txt) combines a rate limiter and a semaphore.  We reproduce
+# both orders with the same parameters: 4 requests/s with burst 1, 3 in flight; the first 3
+# requests take 5 s, the rest 0.1 s.  "Sent" is the instant a request enters its call.
+
+RATE, BURST, SLOTS, N = 4, 1, 3, 10
+
+
+def latency(i: int) -> float:
+    return 5.0 if i < SLOTS else 0.1
+
+
+def max_in_window(times: list[float], window: float) -> int:
+    return max(sum(1 for t in times if start <= t < start + window) for start in times)
+
+
+async def article_rate_then_semaphore() -> list[float]:
+    """LLMThrottler.call: `await rate_limiter.acquire()`, then `async with semaphore`."""
+    rate = tt.RateLimiter(TokenBucket(RATE, burst=BURST))
+    semaphore = anyio.Semaphore(SLOTS)
+    sent: list[float] = []
+
+    async def call(i: int) -> None:
+        await rate.acquire()
+        async with semaphore:
+            sent.append(now())
+            await anyio.sleep(latency(i))
+
+    async with anyio.create_task_group() as tg:
+        for i in range(N):
+            tg.start_soon(call, i)
+            await settle()
+    return sent
+
+
+async def semaphore_then_rate() -> tuple[list[float], float]:
+    """The reverse order: returns send times and the slot-seconds held while not sending."""
+    rate = tt.RateLimiter(TokenBucket(RATE, burst=BURST))
+    semaphore = anyio.Semaphore(SLOTS)
+    sent: list[float] = []
+    idle_slot_time = 0.0
+
+    async def call(i: int) -> None:
+        nonlocal idle_slot_time
+        async with semaphore:
+            got_slot = now()
+            await rate.acquire()
+            idle_slot_time += now() - got_slot
+            sent.append(now())
+            await anyio.sleep(latency(i))
+
+    async with anyio.create_task_group() as tg:
+        for i in range(N):
+            tg.start_soon(call, i)
+            await settle()
+    return sent, idle_slot_time
+
+
+async def with_throttle() -> tuple[list[float], float]:
+    throttle = Throttle(requests=TokenBucket(RATE, burst=BURST), max_concurrent=SLOTS)
+    sent: list[float] = []
+    idle_slot_time = 0.0
+
+    async def call(i: int) -> None:
+        nonlocal idle_slot_time
+        async with throttle.reserve(requests=1):
+            idle_slot_time += 0.0  # admitted = slot taken = sent, at one instant
+            sent.append(now())
+            await anyio.sleep(latency(i))
+
+    async with anyio.create_task_group() as tg:
+        for i in range(N):
+            tg.start_soon(call, i)
+            await settle()
+    return sent, idle_slot_time
+
+
+async def test_the_article_order_sends_a_burst_when_slots_free_up() -> None:
+    """I9 broken: requests that passed the rate while slots were busy leave together."""
+    sent = await article_rate_then_semaphore()
+    assert max_in_window(sent, 0.5) > BURST + RATE * 0.5
+
+
+async def test_the_reverse_order_holds_slots_while_waiting_for_the_rate() -> None:
+    """I8 broken: a slot is held for seconds by requests that are not being sent."""
+    sent, idle_slot_time = await semaphore_then_rate()
+    assert max_in_window(sent, 0.5) <= BURST + RATE * 0.5
+    assert idle_slot_time > 1.0
+
+
+async def test_the_throttle_keeps_the_rate_at_send_time_and_holds_nothing_while_waiting() -> None:
+    sent, idle_slot_time = await with_throttle()
+    for window in (0.25, 0.5, 1.0, 2.0):
+        assert max_in_window(sent, window) <= BURST + RATE * window
+    assert idle_slot_time == 0
+    assert len(sent) == N
+
+
+# -- reserve and settle -----------------------------------------------------------------------
+
+
+async def test_settle_refunds_the_unused_estimate() -> None:
+    throttle = llm_throttle()
+    async with throttle.reserve(requests=1, tokens=100) as slot:
+        slot.settle(tokens=40)
+    stats = throttle.statistics().limits["tokens"]
+    assert stats.available == 128 - 40
+    assert stats.refunded == 60
+    assert slot.costs == {"requests": 1, "tokens": 40}
+
+
+async def test_settle_above_the_estimate_is_a_debt_repaid_first() -> None:
+    throttle = llm_throttle()
+    async with throttle.reserve(requests=1, tokens=100) as slot:
+        slot.settle(tokens=160)  # 32 tokens of debt
+    assert throttle.statistics().limits["tokens"].available == -32
+    assert throttle.statistics().limits["tokens"].overdraft == 60
+    async with throttle.reserve(requests=1, tokens=32):
+        assert now() == 1.0  # 64 tokens to repay the debt and pay the 32
+
+
+async def test_providers_that_count_the_estimate_keep_it() -> None:
+    throttle = llm_throttle(refund_unused=False)
+    async with throttle.reserve(requests=1, tokens=100) as slot:
+        slot.settle(tokens=40)
+    assert throttle.statistics().limits["tokens"].available == 28
+    async with throttle.reserve(requests=1, tokens=10) as slot:
+        slot.settle(tokens=30)  # an overdraft is still charged
+    assert throttle.statistics().limits["tokens"].available == -2
+
+
+async def test_a_refund_never_rises_above_the_burst_and_the_drop_is_counted() -> None:
+    throttle = llm_throttle()
+    async with throttle.reserve(requests=1, tokens=100) as slot:
+        await anyio.sleep(10)  # the bucket refilled meanwhile
+        slot.settle(tokens=0)
+    stats = throttle.statistics().limits["tokens"]
+    assert stats.available == 128
+    assert stats.dropped == 100
+    assert stats.refunded == 0
+
+
+async def test_exit_without_settle_keeps_the_estimate() -> None:
+    throttle = llm_throttle()
+    with pytest.raises(RuntimeError, match="boom"):
+        async with throttle.reserve(requests=1, tokens=100):
+            raise RuntimeError("boom")
+    assert throttle.statistics().limits["tokens"].available == 28
+    with anyio.move_on_after(1):
+        async with throttle.reserve(requests=1, tokens=20):
+            await anyio.sleep(5)  # cancelled "after sending"
+    assert throttle.statistics().limits["tokens"].available == 28 + 64 - 20
+    assert throttle.statistics().in_flight == 0
+
+
+async def test_cancel_refunds_everything() -> None:
+    throttle = llm_throttle()
+    async with throttle.reserve(requests=1, tokens=100) as slot:
+        slot.cancel()
+        assert throttle.statistics().in_flight == 0
+    stats = throttle.statistics().limits
+    assert (stats["requests"].available, stats["tokens"].available) == (2, 128)
+
+
+async def test_a_rejected_attempt_costs_one_request_and_no_tokens() -> None:
+    throttle = llm_throttle()
+    async with throttle.reserve(requests=1, tokens=100) as slot:
+        slot.reject(requests=1)
+    stats = throttle.statistics()
+    assert (stats.limits["requests"].available, stats.limits["tokens"].available) == (1, 128)
+    assert stats.rejections == 1
+
+
+async def test_misuse_of_a_reservation_is_a_clear_error() -> None:
+    throttle = llm_throttle()
+    async with throttle.reserve(requests=1, tokens=10) as slot:
+        slot.settle(tokens=5)
+        with pytest.raises(
+            tt.ThrottleTrioError, match=r"^settle\(\) called twice on the same reservation$"
+        ):
+            slot.settle(tokens=5)
+        with pytest.raises(
+            ValueError, match=r"^unknown usage 'token': this throttle counts requests, tokens$"
+        ):
+            slot._throttle._adjust(slot, {"token": 1}, refund=True)
+    with pytest.raises(
+        RuntimeError, match=r"^settle\(\) called on a reservation after it was released$"
+    ):
+        slot.settle(tokens=1)
+    async with throttle.reserve(requests=1, tokens=10) as slot:
+        with pytest.raises(ValueError, match=r"^tokens must be a finite number >= 0, got -1$"):
+            slot.settle(tokens=-1)
+        with pytest.raises(
+            ValueError, match=r"^unknown usage 'token': this throttle counts requests, tokens$"
+        ):
+            slot.settle(token=1)
+    slot.release()  # idempotent
+
+
+async def test_bad_reservations_fail_at_once() -> None:
+    throttle = llm_throttle()
+    with pytest.raises(
+        ValueError, match=r"^unknown cost 'token': this throttle counts requests, tokens$"
+    ):
+        throttle.reserve(requests=1, token=5)
+    with pytest.raises(
+        tt.CostExceedsCapacity,
+        match=r"^tokens must be <= the capacity 128 of limit 'tokens', got 129$",
+    ):
+        throttle.reserve(requests=1, tokens=129)
+    with pytest.raises(ValueError, match=r"^tokens must be a finite number >= 0, got nan$"):
+        throttle.reserve(tokens=math.nan)
+
+
+def test_bad_construction() -> None:
+    with pytest.raises(
+        ValueError, match=r"^a Throttle needs at least one limit or max_concurrent, got neither$"
+    ):
+        Throttle()
+    with pytest.raises(
+        TypeError,
+        match=r"^limit 'tokens' must be a RatePolicy \(TokenBucket, GCRA, SlidingWindow, \.\.\.\), got int 5$",
+    ):
+        Throttle(tokens=5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^max_concurrent must be >= 1, got 0$"):
+        Throttle(max_concurrent=0)
+    with pytest.raises(TypeError, match=r"^max_concurrent must be an int or None, got 2.5$"):
+        Throttle(max_concurrent=2.5)  # type: ignore[arg-type]
+
+
+async def test_per_day_limits_count_their_metric() -> None:
+    throttle = Throttle(
+        tokens=TokenBucket(64, burst=128), tokens_per_day=TokenBucket(1000, per=86400)
+    )
+    assert throttle.metrics == {"tokens"}
+    async with throttle.reserve(tokens=100):
+        pass
+    stats = throttle.statistics().limits
+    assert stats["tokens_per_day"].metric == "tokens"
+    assert stats["tokens_per_day"].available == 900
+
+
+# -- the pause gate and tickets ---------------------------------------------------------------
+
+
+async def test_pause_closes_the_gate_for_every_waiter() -> None:
+    throttle = llm_throttle(max_concurrent=8)
+    sent: list[float] = []
+
+    async def call() -> None:
+        async with throttle.reserve(requests=1, tokens=1):
+            sent.append(now())
+
+    throttle.pause_for(2)
+    assert throttle.paused_until == 2
+    async with anyio.create_task_group() as tg:
+        for _ in range(3):
+            tg.start_soon(call)
+        await anyio.sleep(1)
+        assert sent == []
+        assert throttle.statistics().binding == "pause"
+        throttle.pause_until(1.5)  # an earlier deadline does not shorten the pause
+    assert sent == [2, 2, 2.25]
+    stats = throttle.statistics()
+    assert stats.pauses == 1
+    assert stats.paused_until is None
+    assert stats.pause_wait_time == 2
+
+
+async def test_a_retry_keeps_its_ticket_and_holds_no_slot_while_it_waits() -> None:
+    throttle = Throttle(requests=TokenBucket(4, burst=1), max_concurrent=1)
+    order: list[str] = []
+
+    async def first() -> None:
+        slot = await throttle.acquire(requests=1)
+        order.append("first attempt")
+        slot.reject(requests=1)  # a 429
+        throttle.pause_for(1)
+        assert throttle.statistics().in_flight == 0  # no slot held while it backs off
+        async with throttle.reserve(requests=1, ticket=slot.ticket):
+            order.append(f"first retry@{now()}")
+
+    async def later(name: str) -> None:
+        async with throttle.reserve(requests=1):
+            order.append(f"{name}@{now()}")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(first)
+        await settle()
+        tg.start_soon(later, "second")
+        await settle()
+        tg.start_soon(later, "third")
+    assert order == ["first attempt", "first retry@1.0", "second@1.25", "third@1.5"]
+
+
+async def test_lowering_a_capacity_fails_queued_requests_that_no_longer_fit() -> None:
+    throttle = llm_throttle()
+    await (await throttle.acquire(tokens=128)).cancel() if False else None
+    slot = await throttle.acquire(tokens=128)
+    slot.release()
+    outcome: dict[str, object] = {}
+
+    async def call(name: str, tokens: int) -> None:
+        try:
+            async with throttle.reserve(requests=1, tokens=tokens):
+                outcome[name] = now()
+        except tt.CostExceedsCapacity as exc:
+            outcome[name] = str(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(call, "big", 100)
+        await settle()
+        tg.start_soon(call, "small", 10)
+        await settle()
+        throttle.reconfigure("tokens", burst=64)
+    assert outcome == {
+        "big": "tokens must be <= the capacity 64 of limit 'tokens', got 100 "
+        "(the capacity was lowered while the request waited)",
+        "small": 0.15625,
+    }
+    with pytest.raises(
+        ValueError, match=r"^limit must be one of \['requests', 'tokens'\], got 'rpm'$"
+    ):
+        throttle.reconfigure("rpm", rate=1)
+
+
+async def test_a_large_request_is_not_starved_by_small_ones() -> None:
+    throttle = Throttle(tokens=TokenBucket(64, burst=128), max_concurrent=100)
+    order: list[str] = []
+
+    async def small(i: int) -> None:
+        for _ in range(30):
+            async with throttle.reserve(tokens=4):
+                order.append("small")
+
+    async def big() -> None:
+        await anyio.sleep(0.5)
+        async with throttle.reserve(tokens=128):
+            order.append(f"big@{now()}")
+
+    async with anyio.create_task_group() as tg:
+        for i in range(4):
+            tg.start_soon(small, i)
+        tg.start_soon(big)
+    big_at = next(i for i, entry in enumerate(order) if entry.startswith("big"))
+    assert big_at < 60  # admitted within a couple of seconds, not after all 120 small ones
+
+
+async def test_timeout_fails_at_once_when_a_limit_cannot_make_it() -> None:
+    throttle = llm_throttle()
+    async with throttle.reserve(tokens=128):
+        pass
+    with pytest.raises(
+        tt.RateLimitTimeout,
+        match=r"^reserve\(requests=1, tokens=64\) could not be admitted within timeout=0.5 seconds$",
+    ):
+        async with throttle.reserve(requests=1, tokens=64, timeout=0.5):
+            pass
+    assert now() == 0
+    async with throttle.reserve(requests=1, tokens=64, timeout=1.0):
+        assert now() == 1.0
+    assert throttle.statistics().timeouts == 1
+
+
+async def test_cancelled_waiters_take_nothing_and_capacity_is_whole_at_the_end() -> None:
+    throttle = llm_throttle(max_concurrent=2)
+
+    async def call(tokens: int, cancel_after: float) -> None:
+        with anyio.move_on_after(cancel_after):
+            async with throttle.reserve(requests=1, tokens=tokens) as slot:
+                await anyio.sleep(0.25)
+                slot.settle(tokens=tokens // 2)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(12):
+            tg.start_soon(call, 16 * (i % 5 + 1), 0.3 if i % 3 == 0 else math.inf)
+            await settle()
+    stats = throttle.statistics()
+    assert (stats.in_flight, stats.tasks_waiting) == (0, 0)
+    await anyio.sleep(100)
+    assert throttle.statistics().limits["tokens"].available == 128
+    assert throttle.statistics().limits["requests"].available == 2
+
+
+async def test_a_head_displaced_by_a_retry_waits_its_turn() -> None:
+    """A retry with an earlier ticket takes the head's place while the head sleeps on its
+    timer; when that timer fires the old head must park again, not give up."""
+    throttle = Throttle(requests=TokenBucket(4, burst=1))
+    order: list[str] = []
+
+    async def retried() -> None:
+        slot = await throttle.acquire(requests=1)
+        await settle()  # let the other request queue up as the head
+        slot.reject(requests=1)
+        throttle.pause_for(0.5)
+        async with throttle.reserve(requests=1, ticket=slot.ticket):
+            order.append(f"retry@{now()}")
+
+    async def other() -> None:
+        await settle()
+        async with throttle.reserve(requests=1):
+            order.append(f"other@{now()}")
+
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(retried)
+            tg.start_soon(other)
+    assert order == ["retry@0.5", "other@0.75"]
