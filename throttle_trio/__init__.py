@@ -6,6 +6,9 @@ over a pure policy core that takes ``now`` as an argument.
 
 from ._capacity import CapacityLimiter as CapacityLimiter
 from ._capacity import CapacityLimiterStatistics as CapacityLimiterStatistics
+from ._estimate import RequestCost as RequestCost
+from ._estimate import count_tokens_by_chars as count_tokens_by_chars
+from ._estimate import estimate_request_cost as estimate_request_cost
 from ._exceptions import CostExceedsCapacity as CostExceedsCapacity
 from ._exceptions import RateLimitTimeout as RateLimitTimeout
 from ._exceptions import ThrottleTrioError as ThrottleTrioError
@@ -34,6 +37,7 @@ __all__ = [
     "RateLimiter",
     "RateLimiterStatistics",
     "RatePolicy",
+    "RequestCost",
     "Reservation",
     "ReservationError",
     "SlidingWindow",
@@ -42,4 +46,6 @@ __all__ = [
     "ThrottleTrioError",
     "TokenBucket",
     "__version__",
+    "count_tokens_by_chars",
+    "estimate_request_cost",
 ]

@@ -169,7 +169,7 @@ def test_sliding_window_reconfigure_and_limit_available() -> None:
 
 def test_fractions_give_exact_arithmetic() -> None:
     def exact(n: int, d: int = 1) -> float:
-        return cast(float, Fraction(n, d))  # policies accept any Real at run time
+        return cast("float", Fraction(n, d))  # policies accept any Real at run time
 
     bucket = TokenBucket(exact(1, 3), per=1, burst=1)
     bucket.consume(1, exact(0))
