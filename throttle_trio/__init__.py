@@ -14,12 +14,16 @@ from ._exceptions import RateLimitTimeout as RateLimitTimeout
 from ._exceptions import ThrottleTrioError as ThrottleTrioError
 from ._limiter import RateLimiter as RateLimiter
 from ._limiter import RateLimiterStatistics as RateLimiterStatistics
+from ._registry import RequestKey as RequestKey
+from ._registry import ThrottleRegistry as ThrottleRegistry
+from ._registry import api_key_hash as api_key_hash
 from ._throttle import LimitStatistics as LimitStatistics
 from ._throttle import Reservation as Reservation
 from ._throttle import ReservationError as ReservationError
 from ._throttle import Throttle as Throttle
 from ._throttle import ThrottleStatistics as ThrottleStatistics
 from ._version import __version__ as __version__
+from .policy import AIMD as AIMD
 from .policy import GCRA as GCRA
 from .policy import Decision as Decision
 from .policy import RatePolicy as RatePolicy
@@ -27,6 +31,7 @@ from .policy import SlidingWindow as SlidingWindow
 from .policy import TokenBucket as TokenBucket
 
 __all__ = [
+    "AIMD",
     "CapacityLimiter",
     "CapacityLimiterStatistics",
     "CostExceedsCapacity",
@@ -38,14 +43,17 @@ __all__ = [
     "RateLimiterStatistics",
     "RatePolicy",
     "RequestCost",
+    "RequestKey",
     "Reservation",
     "ReservationError",
     "SlidingWindow",
     "Throttle",
+    "ThrottleRegistry",
     "ThrottleStatistics",
     "ThrottleTrioError",
     "TokenBucket",
     "__version__",
+    "api_key_hash",
     "count_tokens_by_chars",
     "estimate_request_cost",
 ]

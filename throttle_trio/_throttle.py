@@ -623,6 +623,22 @@ class Throttle:
             logger.debug("%r: %d waiters no longer fit and failed", self, failed)
         self._queue.poke()
 
+    def is_pristine(self) -> bool:
+        """True if this throttle is indistinguishable from a freshly made one.
+
+        Nobody waits, nothing is in flight, the gate is open and every limit is full.  Only such
+        a throttle may be forgotten (by :class:`ThrottleRegistry`): forgetting one that still
+        remembers spent capacity would grant a burst the provider will not.
+        """
+        if self._queue.waiting or self._in_flight:
+            return False
+        now = anyio.current_time()
+        if self._paused_until > now:
+            return False
+        return all(
+            limit.policy.available(now) >= limit.policy.capacity for limit in self._limits.values()
+        )
+
     def statistics(self) -> ThrottleStatistics:
         """Return a snapshot of this throttle (see :class:`ThrottleStatistics`)."""
         now = anyio.current_time()
