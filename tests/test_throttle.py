@@ -11,6 +11,7 @@ import pytest
 import throttle_trio as tt
 from tests.helpers import settle
 from throttle_trio import Throttle, TokenBucket
+from throttle_trio._headers import LimitReport, RateLimitHeaders
 
 pytestmark = pytest.mark.anyio
 
@@ -291,7 +292,8 @@ async def test_bad_reservations_fail_at_once() -> None:
 
 def test_bad_construction() -> None:
     with pytest.raises(
-        ValueError, match=r"^a Throttle needs at least one limit or max_concurrent, got neither$"
+        ValueError,
+        match=r"^a Throttle needs at least one limit, max_concurrent or learn_limits, got none$",
     ):
         Throttle()
     with pytest.raises(
@@ -484,3 +486,74 @@ async def test_a_head_displaced_by_a_retry_waits_its_turn() -> None:
             tg.start_soon(retried)
             tg.start_soon(other)
     assert order == ["retry@0.5", "other@0.75"]
+
+
+# -- feedback: headers, learning, adaptive rates ------------------------------------------------
+
+
+def report(**metrics: tuple[float | None, float | None]) -> RateLimitHeaders:
+    """Headers that report (limit, remaining) per metric."""
+    limits = {m: LimitReport(limit, remaining, None) for m, (limit, remaining) in metrics.items()}
+    return RateLimitHeaders(limits=limits, retry_after=None, should_retry=None)
+
+
+async def test_headers_lower_the_available_capacity_minus_what_was_sent_since() -> None:
+    throttle = Throttle(requests=TokenBucket(60, per=60.0), tokens=TokenBucket(6000, per=60.0))
+    first = await throttle.acquire(requests=1, tokens=100)
+    for _ in range(3):  # three more leave before the first response arrives
+        (await throttle.acquire(requests=1, tokens=100)).release()
+    first.release()
+    # The server saw the first request and others sharing the key: 20 requests remain.
+    throttle.observe(report(requests=(60, 20), tokens=(6000, 5900)), first)
+    stats = throttle.statistics().limits
+    assert stats["requests"].available == 20 - 3
+    assert stats["tokens"].available == 5600  # local 5600 < 5900 - 300: ours is lower
+    throttle.observe(report(requests=(60, 50)))  # more than we think: ignored
+    assert throttle.statistics().limits["requests"].available == 17
+
+
+async def test_limits_are_learned_after_one_probe() -> None:
+    throttle = Throttle(learn_limits=True)
+    started: list[float] = []
+
+    async def call() -> None:
+        async with throttle.reserve() as slot:
+            started.append(now())
+            await anyio.sleep(1)
+            if len(started) == 1:  # the probe's response
+                throttle.observe(report(requests=(120, 119), tokens=(1000, 900)), slot)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(4):
+            tg.start_soon(call)
+            await settle()
+    assert started == [0, 1, 1, 1]  # the probe alone, then the rest
+    stats = throttle.statistics().limits
+    assert stats["requests"].learned
+    assert stats["requests"].rate == 2  # 120 per minute
+    assert stats["tokens"].capacity == 1000
+    assert throttle.metrics == {"requests", "tokens"}
+
+
+async def test_a_configured_limit_is_never_raised_by_headers() -> None:
+    throttle = Throttle(requests=TokenBucket(10, per=60.0), learn_limits=True)
+    throttle.observe(report(requests=(1000, 999)))
+    stats = throttle.statistics().limits["requests"]
+    assert (stats.capacity, stats.available, stats.learned) == (10, 10, False)
+
+
+async def test_adaptive_rates_back_off_and_recover_below_the_configured_rate() -> None:
+    throttle = Throttle(requests=TokenBucket(8, burst=1), adaptive=True)
+    throttle.record_overload()
+    assert throttle.statistics().limits["requests"].rate == 4
+    throttle.record_overload()  # within the cooldown: the same wave of 429s
+    assert throttle.statistics().limits["requests"].rate == 4
+    await anyio.sleep(1)
+    throttle.record_overload()
+    assert throttle.statistics().limits["requests"].rate == 2
+    assert not throttle.is_pristine()
+    for _ in range(1000):
+        throttle.record_success()
+    assert throttle.statistics().limits["requests"].rate == 8
+    await anyio.sleep(1)
+    assert throttle.is_pristine()

@@ -32,16 +32,25 @@ import anyio
 from ._exceptions import CostExceedsCapacity, RateLimitTimeout, ThrottleTrioError
 from ._validate import check_non_negative, check_optional_timeout
 from ._waitqueue import WaitQueue
+from .policy.adaptive import AIMD
 from .policy.base import RatePolicy
+from .policy.gcra import GCRA
+from .policy.sliding_window import SlidingWindow
+from .policy.token_bucket import TokenBucket
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    from ._headers import RateLimitHeaders
 
 __all__ = ["LimitStatistics", "Reservation", "ReservationError", "Throttle", "ThrottleStatistics"]
 
 logger = logging.getLogger("throttle_trio")
 
 _CONCURRENCY = "concurrency"
+# What rate-limit headers report (see _headers.py); a learning throttle accepts their costs
+# before it knows their limits.
+_LEARNABLE_METRICS = frozenset({"requests", "tokens", "input_tokens", "output_tokens"})
 _PAUSE = "pause"
 
 
@@ -63,6 +72,9 @@ class LimitStatistics:
         overdraft: units charged by settles above the estimate (debts).
         dropped: refunds that did not fit below the capacity (lost, not credited).
         wait_time: seconds the first waiter spent blocked by this limit.
+        rate: the rate it admits now, in units per second (lower than configured while the
+            adaptive controller backs off).
+        learned: the limit was learned from response headers, not configured.
     """
 
     metric: str
@@ -73,6 +85,8 @@ class LimitStatistics:
     overdraft: float
     dropped: float
     wait_time: float
+    rate: float
+    learned: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,16 +129,45 @@ class ThrottleStatistics:
 class _Limit:
     """One named limit and its counters."""
 
-    __slots__ = ("admitted_cost", "metric", "name", "overdraft", "policy", "refunded", "wait_time")
+    __slots__ = (
+        "admitted_cost",
+        "aimd",
+        "learned",
+        "metric",
+        "name",
+        "overdraft",
+        "policy",
+        "refunded",
+        "wait_time",
+    )
 
-    def __init__(self, name: str, policy: RatePolicy) -> None:
+    def __init__(self, name: str, policy: RatePolicy, *, learned: bool = False) -> None:
         self.name = name
+        self.learned = learned
+        self.aimd: AIMD | None = None
         self.metric = _metric_of(name)
         self.policy = policy
         self.admitted_cost = 0.0  # monotonic: also the mark used by header feedback
         self.refunded = 0.0
         self.overdraft = 0.0
         self.wait_time = 0.0
+
+    def rate(self) -> float:
+        """Units per second this limit admits now (``math.nan`` for an unknown policy)."""
+        policy = self.policy
+        if isinstance(policy, TokenBucket | GCRA):
+            return policy.rate / policy.per
+        if isinstance(policy, SlidingWindow):
+            return policy.limit / policy.window
+        return math.nan
+
+    def set_rate(self, rate: float, now: float) -> None:
+        """Admit ``rate`` units per second from now on; the capacity stays as it is."""
+        policy = self.policy
+        if isinstance(policy, TokenBucket | GCRA):
+            policy.reconfigure(now, rate=rate * policy.per)
+        elif isinstance(policy, SlidingWindow):
+            policy.reconfigure(now, window=policy.limit / rate)
 
 
 class ReservationError(ThrottleTrioError, RuntimeError):
@@ -289,6 +332,12 @@ class Throttle:
         refund_unused: whether :meth:`Reservation.settle` refunds an estimate above the real
             usage.  True for providers that settle (Anthropic documents it); False for those
             that count the estimate up front (OpenAI counts ``max_tokens``).
+        adaptive: back off on overload: :meth:`record_overload` (a 429, 529 or 5xx) halves
+            every limit's rate and :meth:`record_success` adds it back slowly (AIMD), never
+            above the configured rate.
+        learn_limits: learn the limits of metrics that are not configured from the rate-limit
+            headers passed to :meth:`observe` (as per-minute token buckets).  Until some limit
+            is known, one request at a time goes (a probe).
         **limits: limit name -> :class:`~throttle_trio.policy.RatePolicy`.
 
     Raises:
@@ -297,11 +346,13 @@ class Throttle:
     """
 
     __slots__ = (
+        "_adaptive",
         "_admitted",
         "_binding",
         "_binding_since",
         "_concurrency_wait",
         "_in_flight",
+        "_learn_limits",
         "_limits",
         "_max_concurrent",
         "_metrics",
@@ -320,6 +371,8 @@ class Throttle:
         *,
         max_concurrent: int | None = None,
         refund_unused: bool = True,
+        adaptive: bool = False,
+        learn_limits: bool = False,
         **limits: RatePolicy,
     ) -> None:
         for name, policy in limits.items():
@@ -334,9 +387,18 @@ class Throttle:
             raise TypeError(f"max_concurrent must be an int or None, got {max_concurrent!r}")
         if max_concurrent is not None and max_concurrent < 1:
             raise ValueError(f"max_concurrent must be >= 1, got {max_concurrent!r}")
-        if not limits and max_concurrent is None:
-            raise ValueError("a Throttle needs at least one limit or max_concurrent, got neither")
+        if not limits and max_concurrent is None and not learn_limits:
+            raise ValueError(
+                "a Throttle needs at least one limit, max_concurrent or learn_limits, got none"
+            )
         self._limits = {name: _Limit(name, policy) for name, policy in limits.items()}
+        self._adaptive = adaptive
+        if adaptive:
+            for limit in self._limits.values():
+                rate = limit.rate()
+                if not math.isnan(rate):
+                    limit.aimd = AIMD(rate)
+        self._learn_limits = learn_limits
         self._metrics = frozenset(limit.metric for limit in self._limits.values())
         self._max_concurrent: float = math.inf if max_concurrent is None else max_concurrent
         self.refund_unused = refund_unused
@@ -373,7 +435,9 @@ class Throttle:
     def _check_costs(self, costs: Mapping[str, float]) -> dict[str, float]:
         checked: dict[str, float] = {}
         for metric, cost in costs.items():
-            if metric not in self._metrics:
+            if metric not in self._metrics and not (
+                self._learn_limits and metric in _LEARNABLE_METRICS
+            ):
                 known = ", ".join(sorted(self._metrics)) or "nothing (only concurrency)"
                 raise ValueError(f"unknown cost {metric!r}: this throttle counts {known}")
             checked[metric] = check_non_negative(metric, cost)
@@ -440,21 +504,25 @@ class Throttle:
         if timeout is not None and self._known_wait(costs, arrived) > deadline:
             self._timeouts += 1
             raise self._timeout_error(costs, timeout)
-        charged = [
-            (limit, costs[limit.metric])
-            for limit in self._limits.values()
-            if costs.get(limit.metric)
-        ]
 
         def step(now: float) -> float | None:
+            # Recomputed at each step: a limit may have been learned while this request waited.
+            charged = [
+                (limit, costs[limit.metric])
+                for limit in self._limits.values()
+                if costs.get(limit.metric)
+            ]
             retry_at = self._blocked_until(charged, now)
             if retry_at is not None:
                 return retry_at
             self._close_binding(now, None)
-            for limit, cost in charged:
-                limit.policy.consume(cost, now)
-                limit.admitted_cost += cost
-                reservation._marks[limit.name] = limit.admitted_cost
+            for limit in self._limits.values():
+                if limit.metric in costs:  # marked even at cost 0, so that settle may charge it
+                    cost = costs[limit.metric]
+                    if cost:
+                        limit.policy.consume(cost, now)
+                        limit.admitted_cost += cost
+                    reservation._marks[limit.name] = limit.admitted_cost
             self._in_flight += 1
             self._admitted += 1
             self._wait_time += now - arrived
@@ -480,7 +548,9 @@ class Throttle:
         if now < self._paused_until:
             self._close_binding(now, _PAUSE)
             return self._paused_until
-        if self._in_flight >= self._max_concurrent:
+        if self._in_flight >= self._max_concurrent or (
+            self._in_flight and self._learn_limits and not self._limits
+        ):  # the cap, or a probe in flight while no limit is known yet
             self._close_binding(now, _CONCURRENCY)
             return math.inf
         latest, binding = now, None
@@ -533,7 +603,7 @@ class Throttle:
         now = anyio.current_time()
         checked: dict[str, float] = {}
         for metric, value in usage.items():
-            if metric not in self._metrics:
+            if metric not in self._metrics and metric not in reservation._costs:
                 known = ", ".join(sorted(self._metrics)) or "nothing (only concurrency)"
                 raise ValueError(f"unknown usage {metric!r}: this throttle counts {known}")
             checked[metric] = check_non_negative(metric, value)
@@ -543,8 +613,8 @@ class Throttle:
             if delta == 0 or (delta < 0 and not refund):
                 continue
             for limit in self._limits.values():
-                if limit.metric != metric:
-                    continue
+                if limit.name not in reservation._marks or limit.metric != metric:
+                    continue  # not charged at admission (e.g. learned since): nothing to adjust
                 if delta > 0:
                     limit.policy.consume(delta, now)
                     limit.overdraft += delta
@@ -598,6 +668,8 @@ class Throttle:
                 f"limit must be one of {sorted(self._limits)}, got {limit!r}"
             ) from None
         target.policy.reconfigure(anyio.current_time(), **changes)
+        if target.aimd is not None:  # the configured rate is the new ceiling
+            target.aimd = AIMD(target.rate())
         self._fail_misfits()
 
     def _fail_misfits(self) -> None:
@@ -623,6 +695,67 @@ class Throttle:
             logger.debug("%r: %d waiters no longer fit and failed", self, failed)
         self._queue.poke()
 
+    def observe(self, report: RateLimitHeaders, reservation: Reservation | None = None) -> None:
+        """Feed a response's rate-limit headers back (the server knows better).
+
+        For each metric the server reports, the limit named after it is lowered to
+        ``remaining`` minus what this throttle admitted after ``reservation`` (the request the
+        response answers; ``None``: assume nothing was admitted since).  It is never raised: a
+        server reporting more than we think is left is ignored.  With ``learn_limits``, a metric
+        that has no limit yet gets one: a token bucket of ``limit`` per minute, synced the same
+        way.  Configured limits are never changed, only their available units.
+
+        Parse headers with ``parse_rate_limit_headers(response.headers, time.time())``.
+        """
+        now = anyio.current_time()
+        learned = False
+        for metric, info in report.limits.items():
+            limit = self._limits.get(metric)
+            if limit is None:
+                if not (self._learn_limits and info.limit and info.limit > 0):
+                    continue
+                bucket = TokenBucket(info.limit, per=60.0)
+                limit = self._limits[metric] = _Limit(metric, bucket, learned=True)
+                if self._adaptive:
+                    limit.aimd = AIMD(limit.rate())
+                self._metrics = self._metrics | {metric}
+                learned = True
+                logger.info("%r learned %s: %g per minute", self, metric, info.limit)
+            if info.remaining is None:
+                continue
+            since = 0.0
+            if reservation is not None and limit.name in reservation._marks:
+                since = limit.admitted_cost - reservation._marks[limit.name]
+            target = info.remaining - since
+            if target < limit.policy.available(now):
+                limit.policy.limit_available(target, now)
+        if learned:  # the probe is over; a learned capacity may be below a queued cost (I6)
+            self._fail_misfits()
+
+    def record_success(self) -> None:
+        """A request succeeded: with ``adaptive``, raise the rates a little (up to configured)."""
+        if self._adaptive:
+            now = anyio.current_time()
+            for limit in self._limits.values():
+                if limit.aimd is not None and limit.aimd.rate < limit.aimd.ceiling:
+                    limit.set_rate(limit.aimd.on_success(), now)
+            self._queue.poke()
+
+    def record_overload(self) -> None:
+        """The server is overloaded (a 429, 529 or 5xx): with ``adaptive``, cut the rates.
+
+        The cut happens at most once per second per limit: the responses to requests sent at
+        the old rate say nothing about the new one.
+        """
+        if self._adaptive:
+            now = anyio.current_time()
+            for limit in self._limits.values():
+                if limit.aimd is not None:
+                    before = limit.aimd.rate
+                    if limit.aimd.on_overload(now) != before:
+                        limit.set_rate(limit.aimd.rate, now)
+                        logger.debug("%r: %s rate cut to %g/s", self, limit.name, limit.aimd.rate)
+
     def is_pristine(self) -> bool:
         """True if this throttle is indistinguishable from a freshly made one.
 
@@ -636,7 +769,10 @@ class Throttle:
         if self._paused_until > now:
             return False
         return all(
-            limit.policy.available(now) >= limit.policy.capacity for limit in self._limits.values()
+            not limit.learned
+            and (limit.aimd is None or limit.aimd.rate == limit.aimd.ceiling)
+            and limit.policy.available(now) >= limit.policy.capacity
+            for limit in self._limits.values()
         )
 
     def statistics(self) -> ThrottleStatistics:
@@ -665,6 +801,8 @@ class Throttle:
                     overdraft=limit.overdraft,
                     dropped=limit.policy.dropped,
                     wait_time=limit.wait_time,
+                    rate=limit.rate(),
+                    learned=limit.learned,
                 )
                 for name, limit in self._limits.items()
             },
