@@ -4,6 +4,8 @@ Fair, cancellation-safe rate and concurrency limiters for asyncio and trio (thro
 over a pure policy core that takes ``now`` as an argument.
 """
 
+from ._attempts import Outcome as Outcome
+from ._attempts import call_with_retries as call_with_retries
 from ._capacity import CapacityLimiter as CapacityLimiter
 from ._capacity import CapacityLimiterStatistics as CapacityLimiterStatistics
 from ._estimate import RequestCost as RequestCost
@@ -12,11 +14,19 @@ from ._estimate import estimate_request_cost as estimate_request_cost
 from ._exceptions import CostExceedsCapacity as CostExceedsCapacity
 from ._exceptions import RateLimitTimeout as RateLimitTimeout
 from ._exceptions import ThrottleTrioError as ThrottleTrioError
+from ._headers import LimitReport as LimitReport
+from ._headers import RateLimitHeaders as RateLimitHeaders
+from ._headers import parse_go_duration as parse_go_duration
+from ._headers import parse_rate_limit_headers as parse_rate_limit_headers
+from ._headers import parse_retry_after as parse_retry_after
 from ._limiter import RateLimiter as RateLimiter
 from ._limiter import RateLimiterStatistics as RateLimiterStatistics
 from ._registry import RequestKey as RequestKey
 from ._registry import ThrottleRegistry as ThrottleRegistry
 from ._registry import api_key_hash as api_key_hash
+from ._retry import RetryAfterTooLong as RetryAfterTooLong
+from ._retry import RetryPolicy as RetryPolicy
+from ._retry import ServerDelay as ServerDelay
 from ._throttle import LimitStatistics as LimitStatistics
 from ._throttle import Reservation as Reservation
 from ._throttle import ReservationError as ReservationError
@@ -37,7 +47,10 @@ __all__ = [
     "CostExceedsCapacity",
     "Decision",
     "GCRA",
+    "LimitReport",
     "LimitStatistics",
+    "Outcome",
+    "RateLimitHeaders",
     "RateLimitTimeout",
     "RateLimiter",
     "RateLimiterStatistics",
@@ -46,6 +59,9 @@ __all__ = [
     "RequestKey",
     "Reservation",
     "ReservationError",
+    "RetryAfterTooLong",
+    "RetryPolicy",
+    "ServerDelay",
     "SlidingWindow",
     "Throttle",
     "ThrottleRegistry",
@@ -54,6 +70,10 @@ __all__ = [
     "TokenBucket",
     "__version__",
     "api_key_hash",
+    "call_with_retries",
     "count_tokens_by_chars",
     "estimate_request_cost",
+    "parse_go_duration",
+    "parse_rate_limit_headers",
+    "parse_retry_after",
 ]

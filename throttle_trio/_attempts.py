@@ -1,0 +1,170 @@
+"""One request through a throttle, with retries that keep its ticket.
+
+This is layer 4 put together: reserve the estimate, send, read the response's rate-limit
+headers back into the throttle, settle to the real usage, and on a retryable error decide
+between pausing the whole key (a 429, or a 503/529 with Retry-After) and backing off this one
+request, then try again with the original ticket, holding no slot while waiting.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
+
+import anyio
+
+from ._headers import parse_rate_limit_headers
+from ._retry import RetryAfterTooLong, RetryPolicy
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Mapping
+
+    from ._headers import HeadersLike
+    from ._throttle import Reservation, Throttle
+
+__all__ = ["Outcome", "call_with_retries"]
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What :func:`call_with_retries` needs to know about a response.
+
+    Attributes:
+        status: the HTTP status.
+        headers: the response headers (any mapping, or (name, value) pairs).
+        usage: the real usage per metric (``{"tokens": 812}``), or ``None`` if unknown (the
+            estimate then stands).
+    """
+
+    status: int
+    headers: HeadersLike
+    usage: Mapping[str, float] | None = None
+
+
+async def call_with_retries(
+    throttle: Throttle,
+    send: Callable[[], Awaitable[R]],
+    inspect: Callable[[R], Outcome],
+    *,
+    costs: Mapping[str, float],
+    retry: RetryPolicy | None = None,
+    discard: Callable[[R], Awaitable[None]] | None = None,
+    rng: Callable[[], float] = random.random,
+    wall_clock: Callable[[], float] = time.time,
+) -> R:
+    """Send one request through ``throttle``, retrying as ``retry`` says, and return the last
+    response.
+
+    Each attempt reserves ``costs`` (the first one takes a ticket, every retry reuses it, so a
+    retried request goes before everyone who arrived after it), calls ``send()``, and feeds the
+    response's rate-limit headers to :meth:`Throttle.observe`.  A success (status < 400) is
+    settled to ``inspect(response).usage`` and counts as a success for the adaptive rate.  An
+    error costs the attempt one request and no tokens (:meth:`Reservation.reject`); overload
+    statuses (429 and 5xx) cut the adaptive rate.  Then:
+
+    * a 429, or a 503/529 with Retry-After, closes the throttle's gate for the whole key, for
+      the Retry-After (capped at ``retry.max_retry_after``), else until the exhausted limit
+      resets as its headers say, else for a backoff; the request retries behind the gate;
+    * another retryable error (408, 409, 5xx; ``x-should-retry``) waits a full-jitter backoff
+      (or the Retry-After) for this request alone, holding no slot;
+    * a Retry-After above ``retry.max_retry_after`` raises :class:`RetryAfterTooLong` (the gate
+      still closes for at most the cap); a non-retryable error, the last attempt or an
+      exhausted ``retry.total_timeout`` returns the response as it is, so that an SDK above
+      raises its own error.  Time spent queueing counts against ``total_timeout``.
+
+    Exceptions from ``send`` propagate: the attempt's estimate stands (the request may have
+    left).  A response that will be retried is passed to ``discard`` first (close it there).
+
+    Args:
+        throttle: the throttle of the request's key.
+        send: makes one attempt and returns its response.
+        inspect: reads a response's status, headers and usage.
+        costs: the estimate per metric (``{"requests": 1, "tokens": 1200}``).
+        retry: the retry policy (default: ``RetryPolicy()``).
+        discard: releases a response that will not be returned.
+        rng: a source of uniform numbers in [0, 1) for the jitter.
+        wall_clock: UNIX time, for HTTP-date and RFC 3339 headers.
+    """
+    policy = retry if retry is not None else RetryPolicy()
+    started = anyio.current_time()
+    deadline = math.inf if policy.total_timeout is None else started + policy.total_timeout
+    ticket: int | None = None
+    attempt = 0
+    while True:
+        attempt += 1
+        remaining = deadline - anyio.current_time()
+        slot = await throttle.acquire(
+            ticket=ticket, timeout=None if remaining == math.inf else max(0.0, remaining), **costs
+        )
+        ticket = slot.ticket
+        try:
+            response = await send()
+        except BaseException:
+            slot.release()  # the request may have left: the estimate stands
+            raise
+        try:
+            outcome = inspect(response)
+            wait = _after_response(throttle, slot, outcome, policy, attempt, costs, rng, wall_clock)
+        finally:
+            slot.release()
+        if wait is None:
+            return response
+        resume = max(anyio.current_time() + wait, throttle.paused_until or -math.inf)
+        if resume > deadline:
+            return response  # no time left for another attempt
+        if discard is not None:
+            await discard(response)
+        if wait:
+            await anyio.sleep(wait)
+
+
+def _after_response(
+    throttle: Throttle,
+    slot: Reservation,
+    outcome: Outcome,
+    policy: RetryPolicy,
+    attempt: int,
+    costs: Mapping[str, float],
+    rng: Callable[[], float],
+    wall_clock: Callable[[], float],
+) -> float | None:
+    """Account for one response; return how long this request waits before retrying, or
+    ``None`` to return the response."""
+    now = wall_clock()
+    report = parse_rate_limit_headers(outcome.headers, now)
+    throttle.observe(report, slot)
+    status = outcome.status
+    if status < 400:
+        if outcome.usage:
+            slot.settle(**{m: v for m, v in outcome.usage.items() if m in slot.costs})
+        throttle.record_success()
+        return None
+    slot.reject(**({"requests": costs["requests"]} if "requests" in costs else {}))
+    if status == 429 or status >= 500:
+        throttle.record_overload()
+    pauses = policy.pauses_key(status, outcome.headers)
+    delay = policy.server_delay(outcome.headers, now)
+    if delay is not None and delay.too_long:
+        if pauses:
+            throttle.pause_for(delay.pause)
+        raise RetryAfterTooLong(delay.delay, policy.max_retry_after)
+    if not policy.should_retry(status, outcome.headers, attempt):
+        return None
+    if pauses:
+        if delay is not None:
+            wait = delay.pause
+        else:  # until an exhausted limit resets, as the headers say; else a backoff
+            resets = [
+                info.reset_after
+                for info in report.limits.values()
+                if info.remaining == 0 and info.reset_after is not None
+            ]
+            wait = min(resets) if resets else policy.backoff(attempt, rng())
+        throttle.pause_for(wait)
+        return 0.0  # the gate holds this request back too, with its ticket
+    return delay.delay if delay is not None else policy.backoff(attempt, rng())
