@@ -3,28 +3,37 @@
 Pure functions: no I/O, no clock.  Where a header holds an absolute date, the caller passes
 ``now``, the wall-clock UNIX time (seconds) at which the response arrived.
 
-The formats, with real examples:
+The formats, with real examples (OpenAI's from its rate-limit guide, Anthropic's from a recorded
+response):
 
-=========================================  ==================================  ===================================
-Header                                     Example                             Format
-=========================================  ==================================  ===================================
-``retry-after-ms``                         ``250``                             milliseconds (OpenAI, non-standard)
-``retry-after``                            ``2``, ``1.5``                      seconds (RFC 9110 delay-seconds;
-                                                                               fractions accepted, as openai does)
-``retry-after``                            ``Wed, 21 Oct 2015 07:28:00 GMT``   HTTP-date (RFC 9110 §5.6.7; also
-                                                                               the obsolete RFC 850 and asctime)
-``x-should-retry``                         ``true``, ``false``                 the server's own verdict (OpenAI)
-``x-ratelimit-limit-requests``             ``60``                              count (OpenAI; also ``-tokens``)
-``x-ratelimit-remaining-tokens``           ``149984``                          count (OpenAI; also ``-requests``)
-``x-ratelimit-reset-requests``             ``1s``, ``6m0s``, ``12ms``,         Go duration until the limit is
-                                           ``23h47m36.648s``                   full again (OpenAI)
-``anthropic-ratelimit-requests-limit``     ``1000``                            count (also ``tokens``,
-                                                                               ``input-tokens``,
-                                                                               ``output-tokens``)
-``anthropic-ratelimit-requests-remaining`` ``999``                             count
-``anthropic-ratelimit-requests-reset``     ``2025-08-21T12:40:59Z``,           RFC 3339 time at which the limit
-                                           ``2025-08-21T12:40:59.5+00:00``     is full again
-=========================================  ==================================  ===================================
+========================================  ===============================  ====================
+Header                                    Example                          Format
+========================================  ===============================  ====================
+retry-after-ms                            250                              milliseconds
+retry-after                               2, 1.5                           seconds
+retry-after                               Wed, 21 Oct 2015 07:28:00 GMT    HTTP-date
+x-should-retry                            true, false                      boolean
+x-ratelimit-limit-requests                60                               count
+x-ratelimit-limit-tokens                  150000                           count
+x-ratelimit-remaining-requests            59                               count
+x-ratelimit-remaining-tokens              149984                           count
+x-ratelimit-reset-requests                1s, 12ms                         Go duration
+x-ratelimit-reset-tokens                  6m0s, 23h47m36.648s              Go duration
+anthropic-ratelimit-requests-limit        1000                             count
+anthropic-ratelimit-requests-remaining    999                              count
+anthropic-ratelimit-requests-reset        2025-08-21T12:40:59Z             RFC 3339 date-time
+anthropic-ratelimit-tokens-limit          96000                            count
+anthropic-ratelimit-input-tokens-limit    80000                            count
+anthropic-ratelimit-output-tokens-reset   2025-08-21T12:41:00Z             RFC 3339 date-time
+========================================  ===============================  ====================
+
+* ``retry-after-ms`` is OpenAI's (non-standard); ``retry-after`` is RFC 9110's delay-seconds,
+  with fractions accepted as openai-python does, or an HTTP-date (RFC 9110 §5.6.7: the IMF
+  fixdate above, and the obsolete RFC 850 and asctime forms).
+* OpenAI's resets are the time until the limit is full again; Anthropic's the time at which it
+  is (``2025-08-21T12:40:59.5+00:00`` and other offsets too).  Both become ``reset_after``,
+  seconds from ``now``.  Anthropic's ``tokens``, ``input-tokens`` and ``output-tokens``
+  families have the same three fields as ``requests``.
 
 Go durations are a sequence of ``<decimal><unit>`` with units ``h m s ms us µs ns`` (``"0"``
 alone also means zero), as Go's ``time.ParseDuration`` accepts them, minus negative values.
@@ -273,7 +282,7 @@ def parse_rate_limit_headers(headers: HeadersLike, now: float) -> RateLimitHeade
         index = min(kind, _RESET_GO)  # both reset kinds fill the reset_after slot
         if slots[index] is None:
             slots[index] = value
-    limits = {
+    limits: dict[str, LimitReport] = {
         metric: LimitReport(*fields[metric])  # the canonical metric order
         for metric in _METRICS
         if metric in fields
@@ -306,7 +315,9 @@ def _lowered(headers: HeadersLike) -> dict[str, str]:
             continue
         value = _text(item[1])
         if value is None:
-            logger.debug("ignoring the %s header: its value is not text: %.*r", name, _LOG_CHARS, item[1])
+            logger.debug(
+                "ignoring the %s header: its value is not text: %.*r", name, _LOG_CHARS, item[1]
+            )
             continue
         value = value.strip(" \t")
         previous = lowered.get(name)
@@ -345,7 +356,9 @@ def _rate_limit_field(raw: str, kind: int, now: float) -> float | None:
         at = _rfc3339_timestamp(raw)
         if at is None:
             return None
-        reset_after = max(0.0, at - now)
+        whole, fraction = at
+        # Whole seconds first: a UNIX time as a float keeps only ~0.2 us, the difference more.
+        reset_after = max(0.0, (whole - now) + fraction)
         return reset_after if math.isfinite(reset_after) else None
     return _count(raw)
 
@@ -427,8 +440,8 @@ def _http_date_timestamp(text: str, now: float) -> float | None:
     return _utc_timestamp(full_year, month, int(day), int(hour), int(minute), int(second))
 
 
-def _rfc3339_timestamp(text: str) -> float | None:
-    """An RFC 3339 date-time as a UNIX timestamp, or None."""
+def _rfc3339_timestamp(text: str) -> tuple[float, float] | None:
+    """An RFC 3339 date-time as (whole UNIX seconds, fraction of a second), or None."""
     match = _RFC3339_RE.fullmatch(text)
     if match is None:
         return None
@@ -436,11 +449,9 @@ def _rfc3339_timestamp(text: str) -> float | None:
     at = _utc_timestamp(int(year), int(month), int(day), int(hour), int(minute), int(second))
     if at is None:
         return None
-    if fraction is not None:
-        at += float(fraction)
     if sign is not None:
         if int(offset_h) > 23 or int(offset_m) > 59:
             return None
         offset = int(offset_h) * 3600 + int(offset_m) * 60
         at += -offset if sign == "+" else offset  # local time minus the offset is UTC
-    return at
+    return at, 0.0 if fraction is None else float(fraction)
