@@ -14,16 +14,19 @@ from ._estimate import estimate_request_cost as estimate_request_cost
 from ._exceptions import CostExceedsCapacity as CostExceedsCapacity
 from ._exceptions import RateLimitTimeout as RateLimitTimeout
 from ._exceptions import ThrottleTrioError as ThrottleTrioError
+from ._headers import HeadersLike as HeadersLike
 from ._headers import LimitReport as LimitReport
 from ._headers import RateLimitHeaders as RateLimitHeaders
 from ._headers import parse_go_duration as parse_go_duration
 from ._headers import parse_rate_limit_headers as parse_rate_limit_headers
 from ._headers import parse_retry_after as parse_retry_after
+from ._headers import parse_should_retry as parse_should_retry
 from ._limiter import RateLimiter as RateLimiter
 from ._limiter import RateLimiterStatistics as RateLimiterStatistics
 from ._registry import RequestKey as RequestKey
 from ._registry import ThrottleRegistry as ThrottleRegistry
 from ._registry import api_key_hash as api_key_hash
+from ._retry import DEFAULT_RETRY_STATUSES as DEFAULT_RETRY_STATUSES
 from ._retry import RetryAfterTooLong as RetryAfterTooLong
 from ._retry import RetryPolicy as RetryPolicy
 from ._retry import ServerDelay as ServerDelay
@@ -45,8 +48,10 @@ __all__ = [
     "CapacityLimiter",
     "CapacityLimiterStatistics",
     "CostExceedsCapacity",
+    "DEFAULT_RETRY_STATUSES",
     "Decision",
     "GCRA",
+    "HeadersLike",
     "LimitReport",
     "LimitStatistics",
     "Outcome",
@@ -76,4 +81,5 @@ __all__ = [
     "parse_go_duration",
     "parse_rate_limit_headers",
     "parse_retry_after",
+    "parse_should_retry",
 ]

@@ -5,7 +5,11 @@ The hierarchy::
     Exception
      └── ThrottleTrioError            every error the library defines derives from this
           ├── CostExceedsCapacity     (also ValueError) a cost no limit could ever admit
-          └── RateLimitTimeout        (also TimeoutError) the wait would exceed the caller's timeout
+          ├── RateLimitTimeout        (also TimeoutError) the wait would exceed the caller's timeout
+          ├── ReservationError        (also RuntimeError) a Reservation used out of order
+          │                           (defined in _throttle.py)
+          └── RetryAfterTooLong       a server asked to wait longer than RetryPolicy allows
+                                      (defined in _retry.py)
 
 Bad arguments raise the builtin ``TypeError`` (wrong type) or ``ValueError`` (wrong range), with a
 message that names the parameter, the constraint and the value.  None of these errors derive from

@@ -307,16 +307,14 @@ def _lowered(headers: HeadersLike) -> dict[str, str]:
                 "headers must be a mapping or an iterable of (name, value) pairs, "
                 f"got an item {item!r}"
             )
-        name = _text(item[0])
-        if name is None:
+        raw_name, raw_value = item
+        name = raw_name.lower() if type(raw_name) is str else _text(raw_name, lower=True)
+        if name not in _WANTED:  # most headers: skipped after one lower() and one lookup
             continue
-        name = name.strip(" \t").lower()
-        if name not in _WANTED:
-            continue
-        value = _text(item[1])
+        value = raw_value if type(raw_value) is str else _text(raw_value)
         if value is None:
             logger.debug(
-                "ignoring the %s header: its value is not text: %.*r", name, _LOG_CHARS, item[1]
+                "ignoring the %s header: its value is not text: %.*r", name, _LOG_CHARS, raw_value
             )
             continue
         value = value.strip(" \t")
@@ -325,12 +323,15 @@ def _lowered(headers: HeadersLike) -> dict[str, str]:
     return lowered
 
 
-def _text(value: object) -> str | None:
+def _text(value: object, *, lower: bool = False) -> str | None:
+    """A str subclass or bytes as text (bytes as Latin-1: never fails); None for the rest."""
     if isinstance(value, str):
-        return value
-    if isinstance(value, bytes | bytearray):
-        return value.decode("latin-1")  # HTTP's historical charset: never fails
-    return None
+        text = str(value)
+    elif isinstance(value, bytes | bytearray):
+        text = value.decode("latin-1")
+    else:
+        return None
+    return text.lower() if lower else text
 
 
 def _count(text: str) -> float | None:
