@@ -11,7 +11,7 @@ import pytest
 import throttle_trio as tt
 from tests.helpers import settle
 from throttle_trio import (
-    Outcome,
+    ResponseInfo,
     RetryAfterTooLong,
     RetryPolicy,
     Throttle,
@@ -43,9 +43,9 @@ def server(
     return send
 
 
-def inspect(reply: Reply) -> Outcome:
+def inspect(reply: Reply) -> ResponseInfo:
     status, headers, usage = reply
-    return Outcome(status, headers, usage)
+    return ResponseInfo(status, headers, usage)
 
 
 def throttle() -> Throttle:

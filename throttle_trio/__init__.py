@@ -4,7 +4,7 @@ Fair, cancellation-safe rate and concurrency limiters for asyncio and trio (thro
 over a pure policy core that takes ``now`` as an argument.
 """
 
-from ._attempts import Outcome as Outcome
+from ._attempts import ResponseInfo as ResponseInfo
 from ._attempts import call_with_retries as call_with_retries
 from ._capacity import CapacityLimiter as CapacityLimiter
 from ._capacity import CapacityLimiterStatistics as CapacityLimiterStatistics
@@ -54,7 +54,6 @@ __all__ = [
     "HeadersLike",
     "LimitReport",
     "LimitStatistics",
-    "Outcome",
     "RateLimitHeaders",
     "RateLimitTimeout",
     "RateLimiter",
@@ -64,6 +63,7 @@ __all__ = [
     "RequestKey",
     "Reservation",
     "ReservationError",
+    "ResponseInfo",
     "RetryAfterTooLong",
     "RetryPolicy",
     "ServerDelay",

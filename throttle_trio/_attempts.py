@@ -25,13 +25,13 @@ if TYPE_CHECKING:
     from ._headers import HeadersLike
     from ._throttle import Reservation, Throttle
 
-__all__ = ["Outcome", "call_with_retries"]
+__all__ = ["ResponseInfo", "call_with_retries"]
 
 R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class ResponseInfo:
     """What :func:`call_with_retries` needs to know about a response.
 
     Attributes:
@@ -49,7 +49,7 @@ class Outcome:
 async def call_with_retries(
     throttle: Throttle,
     send: Callable[[], Awaitable[R]],
-    inspect: Callable[[R], Outcome],
+    inspect: Callable[[R], ResponseInfo],
     *,
     costs: Mapping[str, float],
     retry: RetryPolicy | None = None,
@@ -126,7 +126,7 @@ async def call_with_retries(
 def _after_response(
     throttle: Throttle,
     slot: Reservation,
-    outcome: Outcome,
+    outcome: ResponseInfo,
     policy: RetryPolicy,
     attempt: int,
     costs: Mapping[str, float],
