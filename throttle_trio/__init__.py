@@ -6,6 +6,10 @@ over a pure policy core that takes ``now`` as an argument.
 
 from ._attempts import ResponseInfo as ResponseInfo
 from ._attempts import call_with_retries as call_with_retries
+from ._batch import BatchProgress as BatchProgress
+from ._batch import ItemResult as ItemResult
+from ._batch import amap as amap
+from ._batch import run_batch as run_batch
 from ._capacity import CapacityLimiter as CapacityLimiter
 from ._capacity import CapacityLimiterStatistics as CapacityLimiterStatistics
 from ._estimate import RequestCost as RequestCost
@@ -45,6 +49,7 @@ from .policy import TokenBucket as TokenBucket
 
 __all__ = [
     "AIMD",
+    "BatchProgress",
     "CapacityLimiter",
     "CapacityLimiterStatistics",
     "CostExceedsCapacity",
@@ -52,6 +57,7 @@ __all__ = [
     "Decision",
     "GCRA",
     "HeadersLike",
+    "ItemResult",
     "LimitReport",
     "LimitStatistics",
     "RateLimitHeaders",
@@ -74,6 +80,7 @@ __all__ = [
     "ThrottleTrioError",
     "TokenBucket",
     "__version__",
+    "amap",
     "api_key_hash",
     "call_with_retries",
     "count_tokens_by_chars",
@@ -82,4 +89,5 @@ __all__ = [
     "parse_rate_limit_headers",
     "parse_retry_after",
     "parse_should_retry",
+    "run_batch",
 ]

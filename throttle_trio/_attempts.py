@@ -99,7 +99,7 @@ async def call_with_retries(
         attempt += 1
         remaining = deadline - anyio.current_time()
         slot = await throttle.acquire(
-            ticket=ticket, timeout=None if remaining == math.inf else max(0.0, remaining), **costs
+            costs, ticket=ticket, timeout=None if remaining == math.inf else max(0.0, remaining)
         )
         ticket = slot.ticket
         try:

@@ -54,6 +54,11 @@ _LEARNABLE_METRICS = frozenset({"requests", "tokens", "input_tokens", "output_to
 _PAUSE = "pause"
 
 
+def _merge(costs: Mapping[str, float] | None, more: dict[str, float]) -> dict[str, float]:
+    """Costs given as a mapping and as keywords, together (keywords win)."""
+    return {**costs, **more} if costs else more
+
+
 def _metric_of(limit_name: str) -> str:
     metric, sep, _ = limit_name.partition("_per_")
     return metric if sep else limit_name
@@ -451,7 +456,13 @@ class Throttle:
         return checked
 
     def reserve(
-        self, *, timeout: float | None = None, ticket: int | None = None, **costs: float
+        self,
+        costs: Mapping[str, float] | None = None,
+        /,
+        *,
+        timeout: float | None = None,
+        ticket: int | None = None,
+        **more_costs: float,
     ) -> _ReserveContext:
         """Wait for admission, as an async context manager that yields a :class:`Reservation`.
 
@@ -464,7 +475,8 @@ class Throttle:
         Args:
             timeout: seconds to wait at most; fails at once when the wait is known to be longer.
             ticket: a previous reservation's ticket, so that a retry keeps its turn.
-            **costs: cost per metric (>= 0); metrics not named cost 0.
+            costs: cost per metric, as a mapping (``{"requests": 1, "tokens": 1200}``).
+            **more_costs: cost per metric, as keywords (>= 0); metrics not named cost 0.
 
         Raises:
             ValueError: an unknown metric, or a negative or non-finite cost.
@@ -473,20 +485,25 @@ class Throttle:
             RateLimitTimeout: not admitted within ``timeout``.
         """
         return _ReserveContext(
-            self, self._check_costs(costs), check_optional_timeout(timeout), ticket
+            self,
+            self._check_costs(_merge(costs, more_costs)),
+            check_optional_timeout(timeout),
+            ticket,
         )
 
     # `timeout=` rather than a cancel scope: it fails at once when the wait is known to be longer.
     async def acquire(
         self,
+        costs: Mapping[str, float] | None = None,
+        /,
         *,
         timeout: float | None = None,  # noqa: ASYNC109
         ticket: int | None = None,
-        **costs: float,
+        **more_costs: float,
     ) -> Reservation:
         """Like :meth:`reserve`, but returns the reservation; you must release it yourself."""
         return await self._acquire(
-            self._check_costs(costs), check_optional_timeout(timeout), ticket
+            self._check_costs(_merge(costs, more_costs)), check_optional_timeout(timeout), ticket
         )
 
     async def _acquire(
