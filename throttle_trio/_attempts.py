@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 
-from ._headers import parse_rate_limit_headers
+from ._headers import RateLimitHeaders, parse_rate_limit_headers
 from ._retry import RetryAfterTooLong, RetryPolicy
 
 if TYPE_CHECKING:
@@ -108,52 +108,66 @@ async def call_with_retries(
             slot.release()  # the request may have left: the estimate stands
             raise
         try:
-            outcome = inspect(response)
-            wait = _after_response(throttle, slot, outcome, policy, attempt, costs, rng, wall_clock)
+            info = inspect(response)
+            now = wall_clock()
+            report = parse_rate_limit_headers(info.headers, now)
+            throttle.observe(report, slot)
+            if info.status < 400:
+                settle_success(throttle, slot, info.usage)
+                return response
+            wait = handle_failure(
+                throttle, slot, info.status, info.headers, report, policy, attempt, rng, now
+            )
         finally:
             slot.release()
-        if wait is None:
+        if wait is None or not time_for_retry(throttle, wait, deadline):
             return response
-        resume = max(anyio.current_time() + wait, throttle.paused_until or -math.inf)
-        if resume > deadline:
-            return response  # no time left for another attempt
         if discard is not None:
             await discard(response)
         if wait:
             await anyio.sleep(wait)
 
 
-def _after_response(
+def settle_success(
+    throttle: Throttle, slot: Reservation, usage: Mapping[str, float] | None
+) -> None:
+    """A successful response: settle its reservation to the real usage, feed the adaptive rate."""
+    if usage:
+        slot.settle(**{metric: value for metric, value in usage.items() if metric in slot.costs})
+    throttle.record_success()
+
+
+def handle_failure(
     throttle: Throttle,
     slot: Reservation,
-    outcome: ResponseInfo,
+    status: int,
+    headers: HeadersLike,
+    report: RateLimitHeaders,
     policy: RetryPolicy,
     attempt: int,
-    costs: Mapping[str, float],
     rng: Callable[[], float],
-    wall_clock: Callable[[], float],
+    now: float,
 ) -> float | None:
-    """Account for one response; return how long this request waits before retrying, or
-    ``None`` to return the response."""
-    now = wall_clock()
-    report = parse_rate_limit_headers(outcome.headers, now)
-    throttle.observe(report, slot)
-    status = outcome.status
-    if status < 400:
-        if outcome.usage:
-            slot.settle(**{m: v for m, v in outcome.usage.items() if m in slot.costs})
-        throttle.record_success()
-        return None
-    slot.reject(**({"requests": costs["requests"]} if "requests" in costs else {}))
+    """An error response: account for it, and say how long this request waits before its
+    retry (``0.0`` when the key is paused: the gate holds it back), or ``None`` to give up.
+
+    The attempt costs one request and no tokens (:meth:`Reservation.reject`); an overload
+    status cuts the adaptive rate; a 429 (or 503/529 with Retry-After) closes the gate.
+
+    Raises:
+        RetryAfterTooLong: the server asked for a wait above ``policy.max_retry_after``.
+    """
+    requests = slot.costs.get("requests")
+    slot.reject(**({"requests": requests} if requests is not None else {}))
     if status == 429 or status >= 500:
         throttle.record_overload()
-    pauses = policy.pauses_key(status, outcome.headers)
-    delay = policy.server_delay(outcome.headers, now)
+    pauses = policy.pauses_key(status, headers)
+    delay = policy.server_delay(headers, now)
     if delay is not None and delay.too_long:
         if pauses:
             throttle.pause_for(delay.pause)
         raise RetryAfterTooLong(delay.delay, policy.max_retry_after)
-    if not policy.should_retry(status, outcome.headers, attempt):
+    if not policy.should_retry(status, headers, attempt):
         return None
     if pauses:
         if delay is not None:
@@ -168,3 +182,9 @@ def _after_response(
         throttle.pause_for(wait)
         return 0.0  # the gate holds this request back too, with its ticket
     return delay.delay if delay is not None else policy.backoff(attempt, rng())
+
+
+def time_for_retry(throttle: Throttle, wait: float, deadline: float) -> bool:
+    """Whether a retry after ``wait`` seconds (and after the pause) starts before ``deadline``."""
+    resume = max(anyio.current_time() + wait, throttle.paused_until or -math.inf)
+    return resume <= deadline
