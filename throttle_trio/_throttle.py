@@ -430,6 +430,10 @@ class Throttle:
         """The metrics this throttle counts (costs it accepts in :meth:`reserve`)."""
         return self._metrics
 
+    def accepts(self, metric: str) -> bool:
+        """Whether :meth:`reserve` accepts a cost for ``metric`` (counted, or learnable)."""
+        return metric in self._metrics or (self._learn_limits and metric in _LEARNABLE_METRICS)
+
     @property
     def limits(self) -> Mapping[str, RatePolicy]:
         """The policies, by limit name.  Change them with :meth:`reconfigure`."""
@@ -440,9 +444,7 @@ class Throttle:
     def _check_costs(self, costs: Mapping[str, float]) -> dict[str, float]:
         checked: dict[str, float] = {}
         for metric, cost in costs.items():
-            if metric not in self._metrics and not (
-                self._learn_limits and metric in _LEARNABLE_METRICS
-            ):
+            if not self.accepts(metric):
                 known = ", ".join(sorted(self._metrics)) or "nothing (only concurrency)"
                 raise ValueError(f"unknown cost {metric!r}: this throttle counts {known}")
             checked[metric] = check_non_negative(metric, cost)

@@ -1,0 +1,271 @@
+"""The engine behind the httpx and httpx2 transports: one request through a throttle.
+
+httpx and httpx2 have distinct base classes and Request/Response types, so each gets a thin
+transport class (:mod:`throttle_trio.httpx`, :mod:`throttle_trio.httpx2`) that hands this
+engine its requests plus two functions: ``send`` (the wrapped transport) and ``rebuild`` (a
+new response of the right type around a settling stream).  Everything else is here, typed
+against the small structural interface both libraries share.
+
+Per request: pick the throttle (one, or one per key from a registry), estimate the cost from
+the JSON body, reserve (the time spent queueing counts against the request's pool timeout),
+send, feed the rate-limit headers back, and then:
+
+* a success keeps its concurrency slot until its body is closed, possibly by another task (a
+  stream); at close the usage read from the body settles the reservation;
+* a 429 (or 503/529 with Retry-After) pauses the key, other retryable errors back off this
+  request; a replayable request is retried with its original ticket after the rejected
+  response is closed; the last attempt's response is returned unread, so that an SDK above
+  raises its own error (``RateLimitError``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, final
+
+import anyio
+
+from ._attempts import handle_failure, settle_success, time_for_retry
+from ._estimate import RequestCost, estimate_request_cost
+from ._headers import parse_rate_limit_headers
+from ._registry import RequestKey, ThrottleRegistry
+from ._retry import RetryPolicy
+from ._usage import UsageReader
+
+if TYPE_CHECKING:
+    from ._throttle import Reservation, Throttle
+
+__all__ = ["SettlingStream", "TransportEngine", "default_key"]
+
+
+class _URL(Protocol):
+    @property
+    def host(self) -> str: ...
+
+
+class RequestLike(Protocol):
+    """What the engine reads from an httpx or httpx2 request."""
+
+    @property
+    def method(self) -> str: ...
+    @property
+    def url(self) -> _URL: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def extensions(self) -> Mapping[str, Any]: ...
+    @property
+    def content(self) -> bytes: ...
+
+
+class ResponseLike(Protocol):
+    """What the engine reads from an httpx or httpx2 response."""
+
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    async def aclose(self) -> None: ...
+
+
+Req = TypeVar("Req", bound=RequestLike)
+Resp = TypeVar("Resp", bound=ResponseLike)
+
+
+def _body(request: RequestLike) -> bytes | None:
+    """The request body if it can be read (and so replayed), else ``None``."""
+    try:
+        return request.content
+    except Exception:  # httpx.RequestNotRead: a streaming body, read once by the wrapped transport
+        return None
+
+
+def _json(body: bytes | None) -> Any:
+    if not body:
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def default_key(request: RequestLike) -> RequestKey:
+    """(host, hash of the API key, model): how providers scope their limits."""
+    headers = request.headers
+    authorization = headers.get("authorization", "")
+    api_key = authorization[7:] if authorization.lower().startswith("bearer ") else ""
+    api_key = api_key or headers.get("x-api-key", "") or headers.get("api-key", "")
+    document = _json(_body(request))
+    model = document.get("model") if isinstance(document, dict) else None
+    return RequestKey.of(request.url.host, api_key, model if isinstance(model, str) else None)
+
+
+class SettlingStream:
+    """Passes a response body through, reads its usage, and settles and releases at close.
+
+    The transports subclass it together with their library's ``AsyncByteStream``.
+    """
+
+    def __init__(
+        self,
+        inner: Any,
+        reader: UsageReader,
+        finish: Callable[[dict[str, float] | None], None],
+    ) -> None:
+        self._inner = inner
+        self._reader = reader
+        self._finish = finish
+        self._complete = False
+        self._finished = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._inner:
+            self._reader.feed(chunk)
+            yield chunk
+        self._complete = True
+
+    async def aclose(self) -> None:
+        try:
+            await self._inner.aclose()
+        finally:
+            if not self._finished:
+                self._finished = True
+                # A body closed before its end: its usage is unknown, the estimate stands.
+                self._finish(self._reader.usage() if self._complete else None)
+
+
+@final
+class TransportEngine:
+    """Throttles requests for a transport class.  See the module docstring.
+
+    Args:
+        throttle: one throttle for every request, or ``None`` to use ``registry``.
+        registry: one throttle per key (default key: host, hash of the API key, model).
+        key: computes a request's registry key.
+        estimate: a request's costs from its JSON body (default
+            :func:`~throttle_trio.estimate_request_cost`).
+        retry: the retry policy (default ``RetryPolicy()``); ``RetryPolicy(max_attempts=1)``
+            never retries.
+    """
+
+    def __init__(
+        self,
+        *,
+        throttle: Throttle | None,
+        registry: ThrottleRegistry[Any] | None,
+        key: Callable[[RequestLike], Hashable],
+        estimate: Callable[[Mapping[str, Any] | bytes | str], RequestCost],
+        retry: RetryPolicy | None,
+        rng: Callable[[], float] = random.random,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        if (throttle is None) == (registry is None):
+            raise TypeError("pass exactly one of throttle= or registry=")
+        self._throttle = throttle
+        self._registry = registry
+        self._key = key
+        self._estimate = estimate
+        self._retry = retry if retry is not None else RetryPolicy()
+        self._rng = rng
+        self._wall_clock = wall_clock
+
+    def throttle_for(self, request: RequestLike) -> Throttle:
+        """The throttle that governs ``request``."""
+        if self._throttle is not None:
+            return self._throttle
+        assert self._registry is not None
+        return self._registry.get(self._key(request))
+
+    def _costs(self, throttle: Throttle, body: bytes | None) -> dict[str, float]:
+        estimate = self._estimate(body) if body else {"requests": 1}
+        return {metric: cost for metric, cost in estimate.items() if throttle.accepts(metric)}
+
+    async def handle(
+        self,
+        request: Req,
+        send: Callable[[Req], Awaitable[Resp]],
+        rebuild: Callable[[Resp, UsageReader, Callable[[dict[str, float] | None], None]], Resp],
+    ) -> Resp:
+        """Send ``request`` through its throttle; see the module docstring."""
+        throttle = self.throttle_for(request)
+        body = _body(request)
+        costs = self._costs(throttle, body)
+        policy = self._retry
+        started = anyio.current_time()
+        deadline = math.inf if policy.total_timeout is None else started + policy.total_timeout
+        timeouts = request.extensions.get("timeout") or {}
+        pool = timeouts.get("pool") if isinstance(timeouts, Mapping) else None
+        ticket: int | None = None
+        attempt = 0
+        while True:
+            attempt += 1
+            queue_timeout = min(deadline - anyio.current_time(), math.inf if pool is None else pool)
+            slot = await throttle.acquire(
+                costs,
+                ticket=ticket,
+                timeout=None if queue_timeout == math.inf else max(0.0, queue_timeout),
+            )
+            ticket = slot.ticket
+            try:
+                response = await send(request)
+            except BaseException:
+                slot.release()  # the request may have left: the estimate stands
+                raise
+            try:
+                now = self._wall_clock()
+                report = parse_rate_limit_headers(response.headers, now)
+                throttle.observe(report, slot)
+                if response.status_code < 400:
+                    return rebuild(response, self._reader(response), self._finisher(throttle, slot))
+                wait = handle_failure(
+                    throttle, slot, response.status_code, response.headers, report,
+                    policy, attempt, self._rng, now,
+                )  # fmt: skip
+            except BaseException:
+                slot.release()
+                await response.aclose()
+                raise
+            slot.release()
+            if wait is None or body is None or not time_for_retry(throttle, wait, deadline):
+                return response  # unread: the caller (an SDK) raises its own error
+            await response.aclose()  # close a rejected response before waiting
+            if wait:
+                await anyio.sleep(wait)
+
+    @staticmethod
+    def _reader(response: ResponseLike) -> UsageReader:
+        headers = response.headers
+        return UsageReader(headers.get("content-type", ""), headers.get("content-encoding", ""))
+
+    @staticmethod
+    def _finisher(
+        throttle: Throttle, slot: Reservation
+    ) -> Callable[[dict[str, float] | None], None]:
+        def finish(usage: dict[str, float] | None) -> None:
+            try:
+                settle_success(throttle, slot, usage)
+            finally:
+                slot.release()
+
+        return finish
+
+
+def engine_options(
+    throttle: Throttle | None,
+    registry: ThrottleRegistry[Any] | None,
+    key: Callable[[RequestLike], Hashable] | None,
+    estimate: Callable[[Mapping[str, Any] | bytes | str], RequestCost] | None,
+    retry: RetryPolicy | None,
+) -> TransportEngine:
+    """The engine for a transport's constructor arguments (shared by both transports)."""
+    return TransportEngine(
+        throttle=throttle,
+        registry=registry,
+        key=key if key is not None else default_key,
+        estimate=estimate if estimate is not None else estimate_request_cost,
+        retry=retry,
+    )

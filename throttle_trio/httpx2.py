@@ -1,0 +1,107 @@
+"""Throttle httpx2 requests: a transport that wraps any ``httpx2.AsyncBaseTransport``.
+
+::
+
+    import httpx2
+    import openai
+    import throttle_trio as tt
+    from throttle_trio.httpx2 import ThrottledTransport
+
+    throttle = tt.Throttle(
+        requests=tt.TokenBucket(500, per=60.0),
+        tokens=tt.TokenBucket(200_000, per=60.0),
+        max_concurrent=32,
+    )
+    transport = ThrottledTransport(httpx2.AsyncHTTPTransport(), throttle=throttle)
+    client = httpx2.AsyncClient(transport=transport)
+    openai_client = openai.AsyncOpenAI(http_client=client, max_retries=0)
+
+Each request is estimated from its JSON body, admitted by the throttle, sent, and settled to
+the usage in its response body when that body is closed (a streaming response keeps its
+concurrency slot until then).  Rate-limit headers feed the throttle; a 429 pauses it and the
+request is retried with its original ticket; the last attempt's error response is returned
+unread, so that the SDK raises its own error.  Pass ``max_retries=0`` to the SDK, or the
+attempts multiply.  Needs the ``httpx2`` extra.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, final
+
+import httpx2
+
+from ._transport import RequestLike, SettlingStream, engine_options
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Hashable, Mapping
+
+    from ._estimate import RequestCost
+    from ._registry import ThrottleRegistry
+    from ._retry import RetryPolicy
+    from ._throttle import Throttle
+    from ._usage import UsageReader
+
+__all__ = ["ThrottledTransport"]
+
+
+@final
+class _SettlingStream(SettlingStream, httpx2.AsyncByteStream):
+    pass
+
+
+@final
+class ThrottledTransport(httpx2.AsyncBaseTransport):
+    """A ``httpx2`` transport that sends every request through a throttle.
+
+    Args:
+        transport: the transport that really sends (default: ``httpx2.AsyncHTTPTransport()``).
+        throttle: one :class:`~throttle_trio.Throttle` for every request.
+        registry: instead of ``throttle``, one throttle per key from a
+            :class:`~throttle_trio.ThrottleRegistry` (the key defaults to the host, a hash of
+            the API key and the model).
+        key: how to compute a request's registry key.
+        estimate: a request's costs from its body (default:
+            :func:`~throttle_trio.estimate_request_cost`).
+        retry: the retry policy (default: ``RetryPolicy()``).
+
+    Raises:
+        TypeError: neither or both of ``throttle`` and ``registry``.
+    """
+
+    def __init__(
+        self,
+        transport: httpx2.AsyncBaseTransport | None = None,
+        *,
+        throttle: Throttle | None = None,
+        registry: ThrottleRegistry[Any] | None = None,
+        key: Callable[[RequestLike], Hashable] | None = None,
+        estimate: Callable[[Mapping[str, Any] | bytes | str], RequestCost] | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self._transport = transport if transport is not None else httpx2.AsyncHTTPTransport()
+        self._engine = engine_options(throttle, registry, key, estimate, retry)
+
+    def throttle_for(self, request: httpx2.Request) -> Throttle:
+        """The throttle that governs ``request`` (to read its statistics)."""
+        return self._engine.throttle_for(request)
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        return await self._engine.handle(request, self._transport.handle_async_request, _rebuild)
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+
+def _rebuild(
+    response: httpx2.Response,
+    reader: UsageReader,
+    finish: Callable[[dict[str, float] | None], None],
+) -> httpx2.Response:
+    stream = response.stream
+    assert isinstance(stream, httpx2.AsyncByteStream)
+    return httpx2.Response(
+        status_code=response.status_code,
+        headers=response.headers,
+        stream=_SettlingStream(stream, reader, finish),
+        extensions=response.extensions,
+    )  # the client sets the request, as for any transport's response
