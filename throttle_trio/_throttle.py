@@ -343,7 +343,8 @@ class Throttle:
         learn_limits: learn the limits of metrics that are not configured from the rate-limit
             headers passed to :meth:`observe` (as per-minute token buckets).  Until some limit
             is known, one request at a time goes (a probe).
-        **limits: limit name -> :class:`~throttle_trio.policy.RatePolicy`.
+        limits: limit name -> :class:`~throttle_trio.policy.RatePolicy`, as a mapping.
+        **more_limits: the same, as keywords (``requests=TokenBucket(...)``).
 
     Raises:
         TypeError: a limit is not a RatePolicy, or ``max_concurrent`` is not an int.
@@ -373,13 +374,16 @@ class Throttle:
 
     def __init__(
         self,
+        limits: Mapping[str, RatePolicy] | None = None,
+        /,
         *,
         max_concurrent: int | None = None,
         refund_unused: bool = True,
         adaptive: bool = False,
         learn_limits: bool = False,
-        **limits: RatePolicy,
+        **more_limits: RatePolicy,
     ) -> None:
+        limits = {**limits, **more_limits} if limits else more_limits
         for name, policy in limits.items():
             if not isinstance(policy, RatePolicy):
                 raise TypeError(
