@@ -8,6 +8,7 @@ request, then try again with the original ticket, holding no slot while waiting.
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import time
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from ._throttle import Reservation, Throttle
 
 __all__ = ["ResponseInfo", "call_with_retries"]
+
+logger = logging.getLogger("throttle_trio")
 
 R = TypeVar("R")
 
@@ -169,6 +172,10 @@ def handle_failure(
         raise RetryAfterTooLong(delay.delay, policy.max_retry_after)
     if not policy.should_retry(status, headers, attempt):
         return None
+    if logger.isEnabledFor(logging.INFO):
+        logger.info(
+            "attempt %d got %d: %s", attempt, status, "pausing the key" if pauses else "backing off"
+        )
     if pauses:
         if delay is not None:
             wait = delay.pause

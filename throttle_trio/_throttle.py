@@ -551,6 +551,8 @@ class Throttle:
             self._wait_time += now - arrived
             reservation._state = _ACTIVE
             reservation._admitted_at = now
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("%r admitted %s after %.6f s", self, costs, now - arrived)
             return None
 
         def on_timeout() -> BaseException:
