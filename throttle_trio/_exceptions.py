@@ -36,6 +36,7 @@ class CostExceedsCapacity(ThrottleTrioError, ValueError):
 class RateLimitTimeout(ThrottleTrioError, TimeoutError):
     """An acquisition could not be admitted within its ``timeout``.
 
-    Raised at once when the computed wait already exceeds the timeout (as Go's ``WaitN`` does),
-    otherwise when the timeout expires in the queue.  Either way nothing was acquired.
+    Raised at once when a lower bound of the wait already exceeds the timeout (as Go's
+    ``WaitN`` does), otherwise when the timeout expires in the queue.  Either way nothing was
+    acquired.
     """

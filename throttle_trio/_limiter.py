@@ -113,8 +113,11 @@ class RateLimiter(Generic[P]):
 
         Args:
             cost: units to take (> 0, at most the policy's capacity).
-            timeout: seconds to wait at most (``None``: no limit).  When the computed wait is
-                already longer, fails at once instead of waiting for the timeout to pass.
+            timeout: seconds to wait at most (``None``: no limit).  When a lower bound of the
+                wait (the requests queued ahead, then this cost) is already longer, fails at
+                once instead of waiting for the timeout to pass.  The bound is exact for
+                :class:`TokenBucket` and :class:`GCRA`; with :class:`SlidingWindow` a request
+                may still queue and time out later.
 
         Raises:
             CostExceedsCapacity: ``cost`` is above the capacity (a ``ValueError``); also raised
