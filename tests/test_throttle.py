@@ -557,3 +557,26 @@ async def test_adaptive_rates_back_off_and_recover_below_the_configured_rate() -
     assert throttle.statistics().limits["requests"].rate == 8
     await anyio.sleep(1)
     assert throttle.is_pristine()
+
+
+async def test_headers_credit_the_refill_since_the_request_arrived() -> None:
+    """`remaining` was counted when the request arrived; by the response the server's bucket
+    has refilled, and our refunds since then count too."""
+    throttle = Throttle(tokens=TokenBucket(8, burst=64))
+    first = await throttle.acquire(tokens=32)
+    await anyio.sleep(2)  # the response arrives 2 s later: the server refilled 16 meanwhile
+    second = await throttle.acquire(tokens=8)
+    second.settle(tokens=2)  # net 2 charged since `first`
+    throttle.observe(report(tokens=(64, 20)), first)
+    assert throttle.statistics().limits["tokens"].available == 20 + 16 - 2
+    first.release()
+    second.release()
+
+
+async def test_a_learned_limit_takes_its_period_from_the_reset_header() -> None:
+    throttle = Throttle(learn_limits=True)
+    limits = {"requests": LimitReport(limit=100, remaining=90, reset_after=1.0)}
+    throttle.observe(RateLimitHeaders(limits=limits, retry_after=None, should_retry=None))
+    stats = throttle.statistics().limits["requests"]
+    assert stats.rate == 10  # 10 spent come back in 1 s: 100 per 10 s
+    assert stats.capacity == 100

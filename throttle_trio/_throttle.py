@@ -54,6 +54,18 @@ _LEARNABLE_METRICS = frozenset({"requests", "tokens", "input_tokens", "output_to
 _PAUSE = "pause"
 
 
+def _learned_period(limit: float, remaining: float | None, reset_after: float | None) -> float:
+    """The period of a limit reported in headers: the time to refill it entirely.
+
+    ``reset_after`` is when the spent part (``limit - remaining``) is back, so a full refill
+    takes ``limit * reset_after / (limit - remaining)``.  Without the figures, a minute (the
+    period of the usual RPM and TPM limits).
+    """
+    if remaining is not None and reset_after and 0 <= remaining < limit:
+        return min(86_400.0, max(1.0, limit * reset_after / (limit - remaining)))
+    return 60.0
+
+
 def _merge(costs: Mapping[str, float] | None, more: dict[str, float]) -> dict[str, float]:
     """Costs given as a mapping and as keywords, together (keywords win)."""
     return {**costs, **more} if costs else more
@@ -157,6 +169,11 @@ class _Limit:
         self.overdraft = 0.0
         self.wait_time = 0.0
 
+    @property
+    def net_charged(self) -> float:
+        """Units charged so far, net: admissions and overdrafts, minus refunds."""
+        return self.admitted_cost + self.overdraft - self.refunded
+
     def rate(self) -> float:
         """Units per second this limit admits now (``math.nan`` for an unknown policy)."""
         policy = self.policy
@@ -207,7 +224,7 @@ class Reservation:
         self._state = _PENDING
         self._settled = False
         self._admitted_at = math.nan
-        self._marks: dict[str, float] = {}  # limit name -> admitted_cost after this admission
+        self._marks: dict[str, float] = {}  # limit name -> net_charged after this admission
 
     @property
     def costs(self) -> Mapping[str, float]:
@@ -519,9 +536,7 @@ class Throttle:
         ticket: int | None,
     ) -> Reservation:
         queue = self._queue
-        if ticket is None:
-            ticket = queue.take_ticket()
-        reservation = Reservation(self, costs, ticket)
+        reservation = Reservation(self, costs, -1 if ticket is None else ticket)
         arrived = anyio.current_time()
         deadline = math.inf if timeout is None else arrived + timeout
         if timeout is not None and self._known_wait(costs, arrived) > deadline:
@@ -545,7 +560,7 @@ class Throttle:
                     if cost:
                         limit.policy.consume(cost, now)
                         limit.admitted_cost += cost
-                    reservation._marks[limit.name] = limit.admitted_cost
+                    reservation._marks[limit.name] = limit.net_charged
             self._in_flight += 1
             self._admitted += 1
             self._wait_time += now - arrived
@@ -560,7 +575,7 @@ class Throttle:
             return self._timeout_error(costs, timeout)
 
         try:
-            await queue.acquire(
+            reservation.ticket = await queue.acquire(
                 1, step, costs, deadline=deadline, on_timeout=on_timeout, ticket=ticket
             )
         finally:
@@ -723,12 +738,16 @@ class Throttle:
     def observe(self, report: RateLimitHeaders, reservation: Reservation | None = None) -> None:
         """Feed a response's rate-limit headers back (the server knows better).
 
-        For each metric the server reports, the limit named after it is lowered to
-        ``remaining`` minus what this throttle admitted after ``reservation`` (the request the
-        response answers; ``None``: assume nothing was admitted since).  It is never raised: a
-        server reporting more than we think is left is ignored.  With ``learn_limits``, a metric
-        that has no limit yet gets one: a token bucket of ``limit`` per minute, synced the same
-        way.  Configured limits are never changed, only their available units.
+        For each metric the server reports, the limit named after it is lowered to what the
+        server says is left: ``remaining`` (counted when ``reservation``, the request the
+        response answers, arrived), plus what the bucket refilled since, minus what this
+        throttle charged since (admissions and overdrafts, net of refunds).  ``reservation``
+        ``None``: ``remaining`` as it is.  It is never raised: a server reporting more than we
+        think is left is ignored.  With ``learn_limits``, a metric that has no limit yet gets
+        one: a token bucket of ``limit`` per period, the period inferred from the headers (the
+        reset time of what is spent: ``limit * reset / (limit - remaining)``, between 1 s and a
+        day), else a minute; it is then synced the same way.  Configured limits are never
+        changed, only their available units.
 
         Parse headers with ``parse_rate_limit_headers(response.headers, time.time())``.
         """
@@ -739,19 +758,24 @@ class Throttle:
             if limit is None:
                 if not (self._learn_limits and info.limit and info.limit > 0):
                     continue
-                bucket = TokenBucket(info.limit, per=60.0)
+                per = _learned_period(info.limit, info.remaining, info.reset_after)
+                bucket = TokenBucket(info.limit, per=per)
                 limit = self._limits[metric] = _Limit(metric, bucket, learned=True)
                 if self._adaptive:
                     limit.aimd = AIMD(limit.rate())
                 self._metrics = self._metrics | {metric}
                 learned = True
-                logger.info("%r learned %s: %g per minute", self, metric, info.limit)
+                logger.info("%r learned %s: %g per %g s", self, metric, info.limit, per)
             if info.remaining is None:
                 continue
-            since = 0.0
+            target = info.remaining
             if reservation is not None and limit.name in reservation._marks:
-                since = limit.admitted_cost - reservation._marks[limit.name]
-            target = info.remaining - since
+                # The server counted `remaining` when this request arrived.  Since then its
+                # bucket refilled, and it was charged what we admitted (net of refunds).
+                target -= limit.net_charged - reservation._marks[limit.name]
+                rate = limit.rate()
+                if not math.isnan(rate) and not isinstance(limit.policy, SlidingWindow):
+                    target += rate * max(0.0, now - reservation._admitted_at)
             if target < limit.policy.available(now):
                 limit.policy.limit_available(target, now)
         if learned:  # the probe is over; a learned capacity may be below a queued cost (I6)

@@ -101,7 +101,7 @@ class WaitQueue(Generic[T]):
         deadline: float = math.inf,
         on_timeout: Callable[[], BaseException] | None = None,
         ticket: int | None = None,
-    ) -> None:
+    ) -> int:
         """Wait for this request's turn and for ``step`` to admit it.
 
         A checkpoint on every call (I5): cancellation is checked and the scheduler runs
@@ -117,7 +117,11 @@ class WaitQueue(Generic[T]):
             on_timeout: makes the error raised when the request gives up.
             ticket: the place in line from :meth:`take_ticket`: a retried request passes
                 its original ticket and goes before every waiter that arrived after it.
-                ``None`` (the default): a new ticket at the end of the line.
+                ``None`` (the default): a new ticket at the end of the line, taken after the
+                checkpoint, so that tickets follow the order in which requests are queued.
+
+        Returns:
+            The ticket this request was admitted with.
         """
         await checkpoint()
         queue = self._queue
@@ -127,7 +131,7 @@ class WaitQueue(Generic[T]):
         else:
             first = not queue or queue[0].ticket > ticket
         if first and step(anyio.current_time()) is None:
-            return
+            return ticket
         waiter = _Waiter(cost, payload, ticket)
         if not queue or queue[-1].ticket < ticket:
             queue.append(waiter)
@@ -141,6 +145,7 @@ class WaitQueue(Generic[T]):
             self._leave(waiter)
         if not admitted:
             raise on_timeout() if on_timeout is not None else TimeoutError
+        return ticket
 
     async def _wait(self, waiter: _Waiter[T], step: Step, deadline: float) -> bool:
         queue = self._queue
@@ -154,8 +159,11 @@ class WaitQueue(Generic[T]):
                 wake_at = retry_at
             else:
                 wake_at = deadline  # parked until this waiter is the head
-            with anyio.CancelScope(deadline=wake_at):
+            if wake_at == math.inf:  # no timer: the cheapest wait there is
                 await waiter.event.wait()
+            else:
+                with anyio.CancelScope(deadline=wake_at):
+                    await waiter.event.wait()
             if waiter.event.is_set():
                 if waiter.error is not None:
                     raise waiter.error
