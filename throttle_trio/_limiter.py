@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar, final
 
 import anyio
 
+from ._backend import current_backend
 from ._exceptions import CostExceedsCapacity, RateLimitTimeout
 from ._validate import check_cost, check_non_negative, check_optional_timeout
 from ._waitqueue import WaitQueue
@@ -129,7 +130,8 @@ class RateLimiter(Generic[P]):
         policy = self._policy
         cost = check_cost(cost, policy.capacity)
         timeout = check_optional_timeout(timeout)
-        arrived = anyio.current_time()
+        backend = current_backend()
+        arrived = backend.current_time()
         deadline = math.inf
         if timeout is not None:
             deadline = arrived + timeout
@@ -148,11 +150,13 @@ class RateLimiter(Generic[P]):
             self._wait_time += now - arrived
             return None
 
-        def on_timeout() -> BaseException:
+        def on_timeout() -> BaseException:  # only called with a finite deadline
             self._timeouts += 1
             return self._timeout_error(cost, timeout)
 
-        await self._queue.acquire(cost, step, cost, deadline=deadline, on_timeout=on_timeout)
+        await self._queue.acquire(
+            cost, step, cost, deadline=deadline, on_timeout=on_timeout, now=arrived, loop=backend
+        )
 
     def try_acquire(self, cost: float = 1) -> bool:
         """Take ``cost`` units now if they are available and nobody is waiting.

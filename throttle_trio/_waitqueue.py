@@ -34,7 +34,8 @@ from collections.abc import Callable
 from typing import Generic, TypeVar, final
 
 import anyio
-from anyio.lowlevel import checkpoint
+
+from ._backend import Backend, current_backend
 
 __all__ = ["Step", "WaitQueue"]
 
@@ -101,11 +102,14 @@ class WaitQueue(Generic[T]):
         deadline: float = math.inf,
         on_timeout: Callable[[], BaseException] | None = None,
         ticket: int | None = None,
+        now: float | None = None,
+        loop: Backend | None = None,
     ) -> int:
         """Wait for this request's turn and for ``step`` to admit it.
 
-        A checkpoint on every call (I5): cancellation is checked and the scheduler runs
-        before anything is decided, fast path included.
+        A checkpoint on every call (I5), fast path included: cancellation is checked before
+        anything is decided, and the scheduler runs after (shielded, so that an admitted
+        request stays admitted).
 
         Args:
             cost: the request's cost, summed in :attr:`queued_cost`.
@@ -117,20 +121,26 @@ class WaitQueue(Generic[T]):
             on_timeout: makes the error raised when the request gives up.
             ticket: the place in line from :meth:`take_ticket`: a retried request passes
                 its original ticket and goes before every waiter that arrived after it.
-                ``None`` (the default): a new ticket at the end of the line, taken after the
-                checkpoint, so that tickets follow the order in which requests are queued.
+                ``None`` (the default): a new ticket at the end of the line, in call order.
+            now: the current time if the caller has just read it (saves a clock read).
+            loop: the running loop's backend if the caller has it (saves a lookup).
 
         Returns:
             The ticket this request was admitted with.
         """
-        await checkpoint()
+        # trio's rule: check for cancellation, decide without yielding (so that the ticket
+        # follows the call order), then yield with cancellation shielded: a request that was
+        # admitted stays admitted.
+        backend = current_backend() if loop is None else loop
+        await backend.checkpoint_if_cancelled()
         queue = self._queue
         if ticket is None:
             ticket = self.take_ticket()
             first = not queue
         else:
             first = not queue or queue[0].ticket > ticket
-        if first and step(anyio.current_time()) is None:
+        if first and step(backend.current_time() if now is None else now) is None:
+            await backend.cancel_shielded_checkpoint()
             return ticket
         waiter = _Waiter(cost, payload, ticket)
         if not queue or queue[-1].ticket < ticket:
