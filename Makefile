@@ -12,8 +12,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-demo: $(STAMP)  ## the main job on its embedded default
-	$(BIN)/python examples/limiter_tour.py
+demo: $(STAMP)  ## the main job on its embedded default: naive vs throttled, fake provider
+	$(BIN)/throttle-trio demo --plot demo-timeline.svg
 
 test: $(STAMP)  ## the whole suite on asyncio and trio, then ruff and mypy --strict
 	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest

@@ -23,9 +23,9 @@ def test_openai_chat() -> None:
     prompt = 10 + 11 + 2 * 4
     assert estimate_request_cost(body) == {
         "requests": 1,
-        "input_tokens": prompt * 2,
+        "input_tokens": prompt,
         "output_tokens": 200,
-        "tokens": (prompt + 100) * 2,
+        "tokens": prompt + 200,
     }
     assert estimate_request_cost(json.dumps(body).encode()) == estimate_request_cost(body)
 
@@ -33,6 +33,11 @@ def test_openai_chat() -> None:
 def test_anthropic_messages_with_system_and_max_tokens() -> None:
     body = {"system": "s" * 8, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 50}
     assert estimate_request_cost(body)["tokens"] == 2 + 1 + 4 + 50
+
+
+def test_completions_with_a_list_of_prompts_bound_each_output() -> None:
+    cost = estimate_request_cost({"prompt": ["abcd", "efgh", "ij"], "max_tokens": 10, "n": 2})
+    assert cost == {"requests": 1, "input_tokens": 3, "output_tokens": 60, "tokens": 63}
 
 
 def test_embeddings_have_no_output() -> None:

@@ -3,8 +3,10 @@
 Providers charge a request's tokens against the limit when it arrives, from an estimate, and
 settle to the real usage at the end (Anthropic documents this; OpenAI counts ``max_tokens`` up
 front).  A client that reserves the same estimate tracks the server's bucket.  The estimate is
-``(prompt tokens + max output tokens) * n``; prompt tokens come from a counter you can replace
-with a real tokenizer (the default counts 4 characters per token, rounded up).
+``prompt tokens + max output tokens * n`` (the prompt is processed once, each of the ``n``
+choices may use the whole output bound), as providers and OpenAI's own cookbook count it;
+prompt tokens come from a counter you can replace with a real tokenizer (the default counts 4
+characters per token, rounded up).
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ def estimate_request_cost(
     Reads ``messages`` (chat; string or multi-part contents), ``system`` (Anthropic),
     ``prompt`` (completions), ``input`` (embeddings: no output tokens) and ``tools``; the output
     bound from ``max_completion_tokens``, ``max_tokens`` or ``max_output_tokens`` (else
-    ``default_max_tokens``); and ``n`` (choices).  A body that is not a JSON object costs one
+    ``default_max_tokens``); and ``n`` (choices per prompt).  A body that is not a JSON object costs one
     request and no tokens.
 
     Args:
@@ -63,7 +65,8 @@ def estimate_request_cost(
         default_max_tokens: the output bound assumed when the request sets none.
 
     Returns:
-        ``{"requests": 1, "input_tokens": p*n, "output_tokens": m*n, "tokens": (p+m)*n}``.
+        ``{"requests": 1, "input_tokens": p, "output_tokens": m*n, "tokens": p + m*n}``, where
+        ``n`` counts choices (times prompts, for a completions request with a list of them).
     """
     if isinstance(body, bytes | str):
         try:
@@ -100,9 +103,12 @@ def estimate_request_cost(
                 break
     n = body.get("n")
     choices = n if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else 1
+    prompts = body.get("prompt")
+    if isinstance(prompts, list) and prompts and not all(isinstance(p, int) for p in prompts):
+        choices *= len(prompts)  # completions: n choices for each prompt of a list
     return {
         "requests": 1,
-        "input_tokens": prompt * choices,
+        "input_tokens": prompt,
         "output_tokens": output * choices,
-        "tokens": (prompt + output) * choices,
+        "tokens": prompt + output * choices,
     }

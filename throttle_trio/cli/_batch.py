@@ -1,0 +1,216 @@
+"""``throttle-trio batch``: run a JSONL batch file against an OpenAI-compatible endpoint."""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TextIO
+
+import anyio
+import httpx2
+
+from .._batch import amap
+from .._limiter import logger
+from .._retry import RetryAfterTooLong, RetryPolicy
+from .._throttle import Throttle
+from ..httpx2 import ThrottledTransport
+from ..policy.token_bucket import TokenBucket
+from ._files import BatchRequest, OutputFile, completed_ids, read_requests
+from ._progress import Progress
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
+
+__all__ = ["BatchOptions", "BatchSummary", "run_batch_file"]
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """What ``throttle-trio batch`` was asked to do."""
+
+    input: Path
+    output: Path
+    base_url: str
+    rpm: float | None
+    tpm: float | None
+    burst_seconds: float | None = None
+    max_concurrent: int = 64
+    api_key: str | None = None
+    max_attempts: int = 5
+    refund_unused: bool = True
+    grace: float = 30.0
+    timeout: float = 600.0
+
+
+@dataclass
+class BatchSummary:
+    """What a run did."""
+
+    total: int = 0
+    skipped: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    not_done: int = 0
+    rate_limited: int = 0
+    tokens: float = 0.0
+    elapsed: float = 0.0
+    problems: int = 0
+    unreachable: str | None = None
+    interrupted: bool = False
+
+    def report(self, rpm: float | None, tpm: float | None) -> str:
+        minutes = max(self.elapsed, 1e-9) / 60
+        lines = [
+            f"requests: {self.total} in the file, {self.skipped} already done, "
+            f"{self.succeeded} succeeded, {self.failed} failed, {self.not_done} not done",
+            f"429s seen: {self.rate_limited}; tokens used: {self.tokens:,.0f}; "
+            f"elapsed: {self.elapsed:.1f} s",
+        ]
+        sent = self.succeeded + self.failed
+        if sent:
+            rate = f"{sent / minutes:,.0f} requests/min"
+            rate += f" (limit {rpm:,.0f})" if rpm else ""
+            rate += f", {self.tokens / minutes:,.0f} tokens/min"
+            rate += f" (limit {tpm:,.0f})" if tpm else ""
+            lines.append("throughput: " + rate)
+        if self.unreachable:
+            lines.append(f"stopped: cannot reach the server ({self.unreachable}); rerun to resume")
+        elif self.interrupted:
+            lines.append("interrupted: rerun the same command to resume")
+        return "\n".join(lines)
+
+
+def _endpoint(base_url: str, url: str) -> str:
+    """The full URL of a batch line's ``url`` (``/v1/chat/completions``) under ``base_url``."""
+    base = httpx2.URL(base_url)
+    path = base.path.rstrip("/")
+    if path.endswith("/v1") and url.startswith("/v1/"):
+        return str(base.copy_with(path=path + url[3:]))
+    return str(base.copy_with(path=url))
+
+
+def make_throttle(options: BatchOptions, *, resuming: bool) -> Throttle:
+    """The throttle for a run; a resumed run starts with drained buckets."""
+    limits: dict[str, TokenBucket] = {}
+    for name, per_minute in (("requests", options.rpm), ("tokens", options.tpm)):
+        if per_minute:
+            burst = per_minute
+            if options.burst_seconds is not None:
+                burst = max(1.0, per_minute / 60 * options.burst_seconds)
+            limits[name] = TokenBucket(
+                per_minute, per=60.0, burst=burst, initial_tokens=0 if resuming else None
+            )
+    return Throttle(
+        limits, max_concurrent=options.max_concurrent, refund_unused=options.refund_unused
+    )
+
+
+async def run_batch_file(options: BatchOptions, *, stream: TextIO = sys.stderr) -> BatchSummary:
+    """Run the batch; see ``throttle-trio batch --help``."""
+    summary = BatchSummary()
+    requests, problems = read_requests(options.input)
+    for problem in problems:
+        stream.write(f"{options.input}: {problem}\n")
+    summary.problems = len(problems)
+    done = completed_ids(options.output)
+    todo = [request for request in requests if request.custom_id not in done]
+    summary.total, summary.skipped = len(requests), len(requests) - len(todo)
+    if not todo:
+        return summary
+    throttle = make_throttle(options, resuming=bool(done))
+    transport = ThrottledTransport(
+        httpx2.AsyncHTTPTransport(),
+        throttle=throttle,
+        retry=RetryPolicy(max_attempts=options.max_attempts),
+    )
+    headers = {"authorization": f"Bearer {options.api_key}"} if options.api_key else {}
+    progress = Progress(total=len(todo), stream=stream)
+    stop = anyio.Event()
+    started = time.monotonic()
+
+    async def send(request: BatchRequest) -> tuple[dict[str, Any] | None, dict[str, str] | None]:
+        try:
+            response = await client.post(
+                _endpoint(options.base_url, request.url), json=request.body
+            )
+        except httpx2.ConnectError as exc:  # nothing reached the server: leave it for a rerun
+            summary.unreachable = summary.unreachable or str(exc) or type(exc).__name__
+            stop.set()
+            raise
+        except (httpx2.HTTPError, RetryAfterTooLong) as exc:
+            return None, {"code": type(exc).__name__, "message": str(exc)}
+        try:
+            body: Any = response.json()
+            error = None
+        except ValueError:
+            body = response.text
+            error = {"code": "invalid_response", "message": "the response body is not JSON"}
+        result = {
+            "status_code": response.status_code,
+            "request_id": response.headers.get("x-request-id", ""),
+            "body": body,
+        }
+        return result, error
+
+    async def watch_signals(scope: anyio.CancelScope) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                if stop.is_set():
+                    stream.write("\nsecond signal: cancelling the requests in flight\n")
+                    scope.cancel()
+                    return
+                summary.interrupted = True
+                stop.set()
+                stream.write(
+                    f"\n{signal.Signals(signum).name}: finishing the requests in flight "
+                    f"(at most {options.grace:g} s; again to cancel them)\n"
+                )
+                scope.deadline = min(scope.deadline, anyio.current_time() + options.grace)
+
+    async with httpx2.AsyncClient(
+        transport=transport, headers=headers, timeout=options.timeout
+    ) as client:
+        with OutputFile(options.output) as output, anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as watchers:
+                watchers.start_soon(watch_signals, scope)
+                async with amap(
+                    send, todo, max_concurrent=options.max_concurrent, stop=stop
+                ) as results:
+                    async for result in results:
+                        if result.error is not None:  # unreachable: not written
+                            continue
+                        response, error = result.value if result.value else (None, None)
+                        output.write(result.item.custom_id, response, error)
+                        ok = response is not None and 200 <= response["status_code"] < 300
+                        usage = _usage_tokens(response)
+                        summary.succeeded += ok
+                        summary.failed += not ok
+                        summary.tokens += usage
+                        progress.update(
+                            ok=ok, tokens=usage, rate_limited=throttle.statistics().rejections
+                        )
+                watchers.cancel_scope.cancel()
+        if scope.cancelled_caught:
+            summary.interrupted = True
+    progress.finish()
+    summary.rate_limited = throttle.statistics().rejections
+    summary.not_done = len(todo) - summary.succeeded - summary.failed
+    summary.elapsed = time.monotonic() - started
+    if summary.not_done and not summary.unreachable:
+        summary.interrupted = True
+    logger.debug("batch finished: %s", summary)
+    return summary
+
+
+def _usage_tokens(response: Mapping[str, Any] | None) -> float:
+    if response is None or not isinstance(response.get("body"), dict):
+        return 0.0
+    usage = response["body"].get("usage")
+    if not isinstance(usage, dict):
+        return 0.0
+    total = usage.get("total_tokens")
+    return float(total) if isinstance(total, int | float) and math.isfinite(total) else 0.0

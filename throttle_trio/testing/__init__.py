@@ -1,0 +1,23 @@
+"""Testing helpers: a fake OpenAI-compatible LLM server that rate-limits like a provider.
+
+``FakeLLMServer`` is a raw ASGI app: call it in-process through ``httpx.ASGITransport`` (on
+virtual time, if the event loop runs on one), or serve it on loopback with :func:`serve`
+(which needs the ``server`` extra, for hypercorn).  It keeps its own accounting of the
+limits, independent of the rest of throttle_trio, so it can referee the library.
+"""
+
+from ._fake_server import Admission as Admission
+from ._fake_server import ASGIApp as ASGIApp
+from ._fake_server import FakeLLMServer as FakeLLMServer
+from ._fake_server import FakeServerStats as FakeServerStats
+from ._serve import ServerAddress as ServerAddress
+from ._serve import serve as serve
+
+__all__ = [
+    "ASGIApp",
+    "Admission",
+    "FakeLLMServer",
+    "FakeServerStats",
+    "ServerAddress",
+    "serve",
+]

@@ -1,0 +1,289 @@
+"""The fake server's own rate accounting: how a provider decides to answer 429.
+
+Deliberately independent of :mod:`throttle_trio.policy` and of the header parsers: the fake
+server is the referee the library is tested against, so it must not share the library's code
+(or a bug in the library would make its tests pass by construction).  Pure and synchronous:
+every method takes ``now`` (seconds).
+
+Two models, chosen per server (``mode=``):
+
+``"settle"`` (Anthropic-like)
+    A per-minute token bucket per metric, one minute of capacity, refilled continuously.  A
+    request is charged its estimate at arrival; the difference to its real usage is refunded
+    (or charged) when it completes.  A 429 costs nothing.
+
+``"openai"``
+    The same per-minute buckets, charged the estimate up front with no refund, *plus* per-slice
+    sliding windows: at most ``limit * slice / 60`` in any ``slice`` seconds (one second by
+    default), so a burst of a whole minute's quota gets 429s.  A request larger than one slice
+    is admitted only into an empty window (else it could never go).  A rejected request counts
+    one request, as OpenAI documents ("unsuccessful requests contribute to your per-minute
+    limit"), but only while the minute's bucket holds one (see
+    :meth:`KeyLimits.charge_rejected`).
+
+Costs are whole tokens and requests (ints), so the windows never drift.  Bucket levels are
+floats; a cost fits when it is within ``1e-9`` (relative to the capacity) of the level, so a
+client whose own bucket admits at the exact instant is not refused over a rounding error.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Final, Literal, final
+
+__all__ = [
+    "KeyLimits",
+    "LimitCheck",
+    "MinuteBucket",
+    "SliceWindow",
+    "format_go_duration",
+    "retry_after_headers",
+]
+
+Metric = Literal["requests", "tokens"]
+
+_RELATIVE_SLACK: Final = 1e-9
+
+
+def _slack(capacity: float) -> float:
+    return _RELATIVE_SLACK * max(1.0, capacity)
+
+
+@final
+class MinuteBucket:
+    """A token bucket holding one minute's ``limit``, refilled at ``limit / 60`` per second.
+
+    The level may go below zero (a debt: a settle above the estimate, or a rejected request
+    counted against an empty bucket); it refills from there.
+
+    Args:
+        limit: units per minute (> 0); also the bucket's capacity.
+        now: the time the bucket is created, full (seconds).
+    """
+
+    __slots__ = ("_level", "_updated", "limit", "rate")
+
+    def __init__(self, limit: int, now: float) -> None:
+        self.limit = limit
+        self.rate = limit / 60.0
+        self._level = float(limit)
+        self._updated = now
+
+    def level(self, now: float) -> float:
+        """Units available at ``now`` (negative while in debt)."""
+        elapsed = max(0.0, now - self._updated)  # a clock that steps back refills nothing
+        self._level = min(float(self.limit), self._level + elapsed * self.rate)
+        self._updated = max(self._updated, now)
+        return self._level
+
+    def wait(self, cost: int, now: float) -> float:
+        """Seconds until ``cost`` fits (0 if it fits now; ``inf`` if it never can)."""
+        if cost > self.limit:
+            return math.inf
+        missing = cost - self.level(now)
+        if missing <= _slack(self.limit):
+            return 0.0
+        return missing / self.rate
+
+    def charge(self, amount: int, now: float) -> None:
+        """Take ``amount`` units; a negative amount refunds, never above the capacity."""
+        self._level = min(float(self.limit), self.level(now) - amount)
+
+    def remaining(self, now: float) -> int:
+        """Whole units available now, for ``x-ratelimit-remaining-*`` (never negative)."""
+        return max(0, math.floor(self.level(now) + _slack(self.limit)))
+
+    def reset_after(self, now: float) -> float:
+        """Seconds until the bucket is full again (``x-ratelimit-reset-*``)."""
+        return max(0.0, (self.limit - self.level(now)) / self.rate)
+
+
+@final
+class SliceWindow:
+    """At most ``allowance`` units in any window of ``length`` seconds (exact, by log).
+
+    An admission at ``t`` counts until ``t + length`` (excluded).  A cost above the allowance
+    is admitted only into an empty window.
+
+    Args:
+        allowance: units per window (> 0, may be fractional: ``rpm / 60`` per second).
+        length: the window, in seconds (> 0).
+    """
+
+    __slots__ = ("_entries", "_used", "allowance", "length")
+
+    def __init__(self, allowance: float, length: float) -> None:
+        self.allowance = allowance
+        self.length = length
+        self._entries: deque[tuple[float, int]] = deque()
+        self._used = 0
+
+    def _expire(self, now: float) -> None:
+        entries = self._entries
+        while entries and entries[0][0] + self.length <= now:
+            self._used -= entries.popleft()[1]
+
+    def wait(self, cost: int, now: float) -> float:
+        """Seconds until ``cost`` fits in the window (0 if it fits now)."""
+        self._expire(now)
+        if not self._entries:
+            return 0.0
+        if cost > self.allowance:
+            return self._entries[-1][0] + self.length - now  # wait for an empty window
+        excess = self._used + cost - self.allowance
+        if excess <= _slack(self.allowance):
+            return 0.0
+        freed = 0
+        for admitted_at, entry_cost in self._entries:
+            freed += entry_cost
+            if freed >= excess - _slack(self.allowance):
+                return admitted_at + self.length - now
+        raise AssertionError("unreachable: an empty window fits any cost")
+
+    def charge(self, cost: int, now: float) -> None:
+        """Record ``cost`` units at ``now``."""
+        self._expire(now)
+        self._entries.append((now, cost))
+        self._used += cost
+
+
+@dataclass(frozen=True, slots=True)
+class LimitCheck:
+    """The answer to "may this request go now?" for one key.
+
+    Attributes:
+        wait: seconds until it could go (0: it may go now; ``inf``: never, it is too large).
+        metric: the limit that binds (``None`` when it may go).
+        limit: that limit's per-minute value.
+        used: units of that limit in use now.
+        cost: the request's cost in that metric.
+    """
+
+    wait: float
+    metric: Metric | None = None
+    limit: int = 0
+    used: int = 0
+    cost: int = 0
+
+
+@final
+class KeyLimits:
+    """The limits of one API key (or of the whole server when it has no keys).
+
+    Args:
+        rpm: requests per minute, or ``None`` (unlimited).
+        tpm: tokens per minute, or ``None`` (unlimited).
+        slice_seconds: the OpenAI-mode slice, in seconds; ``None`` for settle mode.
+        now: when the key was first seen (its buckets start full).
+    """
+
+    __slots__ = ("_buckets", "_slices")
+
+    def __init__(
+        self, rpm: int | None, tpm: int | None, slice_seconds: float | None, now: float
+    ) -> None:
+        limits: dict[Metric, int] = {}
+        if rpm is not None:
+            limits["requests"] = rpm
+        if tpm is not None:
+            limits["tokens"] = tpm
+        self._buckets = {metric: MinuteBucket(limit, now) for metric, limit in limits.items()}
+        self._slices: dict[Metric, SliceWindow] = {}
+        if slice_seconds is not None:
+            self._slices = {
+                metric: SliceWindow(limit * slice_seconds / 60.0, slice_seconds)
+                for metric, limit in limits.items()
+            }
+
+    def check(self, tokens: int, now: float) -> LimitCheck:
+        """Whether one request costing ``tokens`` may go at ``now``, and if not, when."""
+        costs: dict[Metric, int] = {"requests": 1, "tokens": tokens}
+        worst = LimitCheck(0.0)
+        for metric, bucket in self._buckets.items():
+            waits = [bucket.wait(costs[metric], now)]
+            if metric in self._slices:
+                waits.append(self._slices[metric].wait(costs[metric], now))
+            wait = max(waits)
+            if wait > worst.wait:
+                used = bucket.limit - math.floor(bucket.level(now))
+                worst = LimitCheck(wait, metric, bucket.limit, max(0, used), costs[metric])
+        return worst
+
+    def charge(self, requests: int, tokens: int, now: float) -> None:
+        """Charge an admission."""
+        for metric, amount in (("requests", requests), ("tokens", tokens)):
+            if amount and metric in self._buckets:
+                self._buckets[metric].charge(amount, now)
+                if metric in self._slices:
+                    self._slices[metric].charge(amount, now)
+
+    def charge_rejected(self, now: float) -> None:
+        """Count a rejected request: one request from the minute bucket, if it holds one.
+
+        Never into debt and never into the slices, so that a crowd retrying in lockstep
+        drains the budget but cannot lock the key out for good (each rejection would
+        otherwise push every waiter's turn back, and the crowd would keep it there).
+        """
+        bucket = self._buckets.get("requests")
+        if bucket is not None and bucket.level(now) >= 1:
+            bucket.charge(1, now)
+
+    def settle(self, difference: int, now: float) -> None:
+        """Charge ``difference`` more tokens (negative: refund) at the end of a request."""
+        if difference and "tokens" in self._buckets:
+            self._buckets["tokens"].charge(difference, now)
+
+    def headers(self, now: float) -> list[tuple[str, str]]:
+        """OpenAI's ``x-ratelimit-*`` headers for this key at ``now``."""
+        headers: list[tuple[str, str]] = []
+        for metric, bucket in self._buckets.items():
+            headers += [
+                (f"x-ratelimit-limit-{metric}", str(bucket.limit)),
+                (f"x-ratelimit-remaining-{metric}", str(bucket.remaining(now))),
+                (f"x-ratelimit-reset-{metric}", format_go_duration(bucket.reset_after(now))),
+            ]
+        return headers
+
+
+def _ceil_scaled(seconds: float, scale: int) -> int:
+    # Round up, but not over float noise: 0.1 s is 100 ms, not 101.
+    return math.ceil(round(seconds * scale, 6))
+
+
+def format_go_duration(seconds: float) -> str:
+    """Format a duration as Go's ``time.Duration.String`` does, rounded up to milliseconds.
+
+    ``0s``, ``12ms``, ``1s``, ``1.5s``, ``6m0s``, ``23h47m36.648s``: the form of OpenAI's
+    ``x-ratelimit-reset-*`` headers.  Whole milliseconds keep it ASCII (Go writes ``µs``).
+
+    Args:
+        seconds: the duration (>= 0, finite), in seconds.
+    """
+    millis = _ceil_scaled(seconds, 1000)
+    if millis <= 0:
+        return "0s"
+    if millis < 1000:
+        return f"{millis}ms"
+    whole, fraction = divmod(millis, 1000)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = f"{secs}.{fraction:03d}".rstrip("0") if fraction else str(secs)
+    if hours:
+        return f"{hours}h{minutes}m{text}s"
+    if minutes:
+        return f"{minutes}m{text}s"
+    return f"{text}s"
+
+
+def retry_after_headers(wait: float) -> list[tuple[str, str]]:
+    """``retry-after`` (whole seconds) and ``retry-after-ms``, both rounded up.
+
+    Args:
+        wait: seconds until the request would be admitted (> 0, finite).
+    """
+    return [
+        ("retry-after", str(max(1, _ceil_scaled(wait, 1)))),
+        ("retry-after-ms", str(max(1, _ceil_scaled(wait, 1000)))),
+    ]

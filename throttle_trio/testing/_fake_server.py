@@ -1,0 +1,656 @@
+"""FakeLLMServer: an OpenAI-compatible ASGI app that rate-limits the way providers do.
+
+A raw ASGI app (standard library and anyio only) for demos, benchmarks and tests: yours and
+ours.  It serves ``POST /v1/chat/completions`` (streamed or not), ``/v1/completions`` and
+``/v1/embeddings`` with OpenAI-shaped JSON, enforces requests- and tokens-per-minute limits
+with its own accounting (:mod:`._fake_limits`: it shares no code with the library it tests),
+and tells the client about them in OpenAI's headers.
+
+Use it in-process, on virtual time, through ``httpx.ASGITransport(app=server)`` (which buffers
+whole bodies: a stream arrives in one piece), or over loopback with
+:func:`throttle_trio.testing.serve`.
+
+How a request is answered, in order:
+
+1. an unknown path: 404; a method other than POST: 405 (``allow: POST``);
+2. with ``api_keys``: no ``Authorization: Bearer <key>`` or an unknown key: 401;
+3. a body above 16 MiB: 413; not a JSON object, or invalid fields: 400;
+4. its cost does not fit the key's limits now: 429 with ``retry-after`` and ``retry-after-ms``
+   (rounded up), at once; a cost above a whole minute's limit: 429 with
+   ``x-should-retry: false`` and no retry time (it could never go);
+5. admitted and charged; after ``latency`` seconds, a 500 or 503 with probability
+   ``error_rate``, else the response.
+
+Every answer to a known key carries ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}``
+as of the request's arrival, after its own charge.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal, TypeAlias, final
+
+import anyio
+
+from ._fake_limits import KeyLimits, LimitCheck, format_go_duration, retry_after_headers
+from ._openai_shapes import (
+    BadRequest,
+    Endpoint,
+    ParsedRequest,
+    encode_json,
+    error_body,
+    parse_request,
+    response_body,
+    stream_frames,
+)
+
+__all__ = ["ASGIApp", "Admission", "FakeLLMServer", "FakeServerStats"]
+
+Scope: TypeAlias = MutableMapping[str, Any]
+Message: TypeAlias = MutableMapping[str, Any]
+Receive: TypeAlias = Callable[[], Awaitable[Message]]
+Send: TypeAlias = Callable[[Message], Awaitable[None]]
+ASGIApp: TypeAlias = Callable[[Scope, Receive, Send], Awaitable[None]]
+"""An ASGI 3 application, typed as httpx's ``ASGITransport`` expects it."""
+
+_ROUTES: Final[dict[str, Endpoint]] = {
+    "/v1/chat/completions": "chat",
+    "/v1/completions": "completions",
+    "/v1/embeddings": "embeddings",
+}
+_ID_PREFIX: Final[dict[Endpoint, str]] = {
+    "chat": "chatcmpl-fake",
+    "completions": "cmpl-fake",
+    "embeddings": "emb-fake",
+}
+_MAX_BODY: Final = 16 * 1024 * 1024
+_SERVER_ERRORS: Final = (
+    (500, "The server had an error while processing your request. Sorry about that!"),
+    (503, "The engine is currently overloaded, please try again later."),
+)
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """One admitted request, as the server logged it.
+
+    Attributes:
+        time: when it was admitted and charged (the server's clock, seconds).
+        tokens: the estimate charged at admission (tokens).
+        key: the API key it was charged to (``None`` when the server has no ``api_keys``).
+        endpoint: ``"chat"``, ``"completions"`` or ``"embeddings"``.
+        usage: ``usage.total_tokens`` of its response once it completed; 0 for an injected
+            server error; ``None`` while in flight.
+    """
+
+    time: float
+    tokens: int
+    key: str | None
+    endpoint: Endpoint
+    usage: int | None = None
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class FakeServerStats:
+    """A snapshot of a :class:`FakeLLMServer`'s counters, from :attr:`FakeLLMServer.stats`.
+
+    Attributes:
+        received: HTTP requests received (every path, method and outcome).
+        admitted: requests within the limits, charged and served (or failed on purpose).
+        rate_limited: requests answered 429.
+        errors: admitted requests answered 500 or 503 (``error_rate``).
+        rejected: requests answered 400, 401, 404, 405 or 413.
+        completed: admitted requests whose successful response was sent in full.
+        in_flight: admitted requests not finished yet.
+        tokens_charged: tokens charged, net: estimates at admission, adjusted to the real usage
+            at completion in settle mode.
+        admissions: every admission, in order (see :class:`Admission`).
+    """
+
+    received: int
+    admitted: int
+    rate_limited: int
+    errors: int
+    rejected: int
+    completed: int
+    in_flight: int
+    tokens_charged: int
+    admissions: tuple[Admission, ...]
+
+    def _max_in_window(
+        self, window: float, key: str | None, weight: Callable[[Admission], int]
+    ) -> int:
+        if not (window > 0 and math.isfinite(window)):
+            raise ValueError(f"window must be a finite number > 0, got {window!r}")
+        entries = sorted(
+            (a.time, weight(a)) for a in self.admissions if key is None or a.key == key
+        )
+        best = total = left = 0
+        for right_time, amount in entries:
+            total += amount
+            # An admission at t counts in the windows (t - window, t]: the one at `left` drops
+            # out once it is `window` old.
+            while entries[left][0] + window <= right_time:
+                total -= entries[left][1]
+                left += 1
+            best = max(best, total)
+        return best
+
+    def max_requests_in(self, window: float, *, key: str | None = None) -> int:
+        """The most admissions in any window of ``window`` seconds (half-open, ``(t - w, t]``).
+
+        Args:
+            window: the window length, in seconds (> 0).
+            key: count only this API key's admissions (``None``: all of them).
+        """
+        return self._max_in_window(window, key, lambda _: 1)
+
+    def max_tokens_in(self, window: float, *, key: str | None = None) -> int:
+        """The most tokens charged at admission (estimates) in any window of ``window`` s.
+
+        Args:
+            window: the window length, in seconds (> 0).
+            key: count only this API key's admissions (``None``: all of them).
+        """
+        return self._max_in_window(window, key, lambda a: a.tokens)
+
+
+# -- argument checks (the library's _validate is off limits: the fake must stand alone) ----
+
+
+def _check_number(name: str, value: object, *, low: float, high: float = math.inf) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    if not (low <= value <= high and math.isfinite(value)):
+        upper = "" if high == math.inf else f" and <= {high}"
+        raise ValueError(f"{name} must be a finite number >= {low}{upper}, got {value!r}")
+    return float(value)
+
+
+def _check_count(name: str, value: object, *, low: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value!r}")
+    return value
+
+
+def _check_limit(name: str, value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int or None, got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1 or None, got {value!r}")
+    return value
+
+
+def _check_range(name: str, value: object, *, high: float = math.inf) -> tuple[float, float]:
+    """A number, or a ``(low, high)`` pair with ``0 <= low <= high``."""
+    if isinstance(value, tuple):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be a number or a (low, high) pair, got {value!r}")
+        low = _check_number(name, value[0], low=0, high=high)
+        top = _check_number(name, value[1], low=0, high=high)
+        if low > top:
+            raise ValueError(f"{name} must be a (low, high) pair with low <= high, got {value!r}")
+        return low, top
+    number = _check_number(name, value, low=0, high=high)
+    return number, number
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    """The first value of header ``name`` (lowercase), decoded as Latin-1."""
+    for key, value in scope.get("headers", ()):
+        if bytes(key).lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+@final
+class FakeLLMServer:
+    """An OpenAI-compatible LLM API that enforces RPM and TPM the way providers do.
+
+    A raw ASGI app: call it through ``httpx.ASGITransport(app=server)`` in-process or serve it
+    on loopback with :func:`throttle_trio.testing.serve`.  It reads ``clock`` (by default
+    ``anyio.current_time``) and sleeps with anyio, so on trio's ``MockClock`` or ``looptime``
+    its latency and its limits run on virtual time.  Every random choice (latency, errors,
+    completion lengths) comes from one ``random.Random(seed)``, drawn in admission order, so a
+    run on virtual time is reproducible.  Use one server within one event loop at a time.
+
+    Each request is charged on arrival: one request, and an estimate of its tokens,
+    ``prompt + max_tokens * n`` (prompt tokens are the characters of the texts / 4; the
+    bound is ``max_completion_tokens`` or ``max_tokens``, else ``default_max_tokens``).
+
+    * ``mode="settle"`` (Anthropic-like): per-minute token buckets holding one minute of
+      capacity; the estimate is adjusted to the real usage when the response completes
+      (failed requests are refunded); a 429 costs nothing.
+    * ``mode="openai"``: the estimate stays charged (no refund), and on top of the per-minute
+      buckets at most ``rpm / 60`` requests and ``tpm / 60`` tokens go in any ``slice_seconds``
+      window (one second), so a burst of a whole minute's quota gets 429s.  A request larger
+      than one slice goes only into an empty window.  A rejected request counts one request
+      against the minute (``count_rejected``), as OpenAI documents, but only while the
+      minute's budget holds one: a retry storm drains it but cannot lock the key out.
+
+    Args:
+        rpm: requests per minute, per key (``None``: unlimited).
+        tpm: tokens per minute, per key (``None``: unlimited).
+        mode: ``"settle"`` or ``"openai"``, as above.
+        latency: seconds before the response starts: a number, or a ``(low, high)`` range
+            drawn uniformly.
+        error_rate: the fraction of admitted requests answered 500 or 503 (0 to 1).
+        completion_tokens: tokens generated per choice: an ``int`` (capped at the request's
+            ``max_tokens``), a ``float`` fraction of ``max_tokens`` (0 to 1, rounded up), or a
+            ``(low, high)`` range of fractions drawn uniformly.
+        default_max_tokens: the output bound of a request that sets none (tokens per choice).
+        model: the model named in responses to requests that name none.
+        api_keys: accepted keys; when given, requests need ``Authorization: Bearer <key>``
+            (else 401) and each key has its own limits.  ``None``: no auth, one set of limits.
+        seed: seeds the random choices.
+        clock: returns the time in seconds (``anyio.current_time`` by default).
+        count_rejected: whether a 429 takes one request from the minute's budget, when it
+            holds one (``None``: only in ``"openai"`` mode, as OpenAI documents).
+        slice_seconds: the window of ``"openai"`` mode's short-term limit, in seconds.
+        stream_chunk_tokens: tokens per streamed content chunk.
+        stream_interval: seconds between streamed chunks (the first comes after ``latency``).
+        embedding_dimensions: the length of embeddings when a request sets no ``dimensions``.
+
+    Raises:
+        TypeError, ValueError: a parameter has the wrong type or range (the message names it).
+    """
+
+    __slots__ = (
+        "_admissions",
+        "_api_keys",
+        "_clock",
+        "_completion",
+        "_completion_fixed",
+        "_count_rejected",
+        "_counters",
+        "_default_max_tokens",
+        "_embedding_dimensions",
+        "_error_rate",
+        "_keys",
+        "_latency",
+        "_mode",
+        "_model",
+        "_random",
+        "_rpm",
+        "_sequence",
+        "_slice",
+        "_stream_chunk_tokens",
+        "_stream_interval",
+        "_tokens_charged",
+        "_tpm",
+    )
+
+    def __init__(
+        self,
+        *,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        mode: Literal["settle", "openai"] = "settle",
+        latency: float | tuple[float, float] = 0.0,
+        error_rate: float = 0.0,
+        completion_tokens: float | tuple[float, float] = (0.25, 1.0),
+        default_max_tokens: int = 256,
+        model: str = "fake-llm",
+        api_keys: Iterable[str] | None = None,
+        seed: int = 0,
+        clock: Callable[[], float] = anyio.current_time,
+        count_rejected: bool | None = None,
+        slice_seconds: float = 1.0,
+        stream_chunk_tokens: int = 8,
+        stream_interval: float = 0.0,
+        embedding_dimensions: int = 8,
+    ) -> None:
+        self._rpm = _check_limit("rpm", rpm)
+        self._tpm = _check_limit("tpm", tpm)
+        if mode not in ("settle", "openai"):
+            raise ValueError(f"mode must be 'settle' or 'openai', got {mode!r}")
+        self._mode = mode
+        self._latency = _check_range("latency", latency)
+        self._error_rate = _check_number("error_rate", error_rate, low=0, high=1)
+        self._completion_fixed: int | None = None
+        self._completion = (0.0, 0.0)
+        completion: object = completion_tokens  # an int is a count, a float a fraction
+        if isinstance(completion, int) and not isinstance(completion, bool):
+            self._completion_fixed = _check_count("completion_tokens", completion, low=0)
+        else:
+            self._completion = _check_range("completion_tokens", completion_tokens, high=1)
+        self._default_max_tokens = _check_count("default_max_tokens", default_max_tokens)
+        if not isinstance(model, str) or not model:
+            raise TypeError(f"model must be a non-empty str, got {model!r}")
+        self._model = model
+        if api_keys is None:
+            self._api_keys: frozenset[str] | None = None
+        else:
+            keys = [api_keys] if isinstance(api_keys, str) else list(api_keys)
+            for key in keys:
+                if not isinstance(key, str) or not key or key != key.strip() or " " in key:
+                    raise ValueError(f"api_keys must be non-empty strings without spaces: {key!r}")
+            self._api_keys = frozenset(keys)
+        if not callable(clock):
+            raise TypeError(f"clock must be callable, got {clock!r}")
+        self._clock = clock
+        if count_rejected is not None and not isinstance(count_rejected, bool):
+            raise TypeError(f"count_rejected must be a bool or None, got {count_rejected!r}")
+        self._count_rejected = mode == "openai" if count_rejected is None else count_rejected
+        self._slice = _check_number("slice_seconds", slice_seconds, low=0)
+        if self._slice == 0:
+            raise ValueError(f"slice_seconds must be a finite number > 0, got {slice_seconds!r}")
+        self._stream_chunk_tokens = _check_count("stream_chunk_tokens", stream_chunk_tokens)
+        self._stream_interval = _check_number("stream_interval", stream_interval, low=0)
+        self._embedding_dimensions = _check_count("embedding_dimensions", embedding_dimensions)
+        self._random = random.Random(seed)
+        self._keys: dict[str | None, KeyLimits] = {}
+        self._admissions: list[Admission] = []
+        self._counters = dict.fromkeys(
+            (
+                "received",
+                "admitted",
+                "rate_limited",
+                "errors",
+                "rejected",
+                "completed",
+                "in_flight",
+            ),
+            0,
+        )
+        self._tokens_charged = 0
+        self._sequence = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"FakeLLMServer(rpm={self._rpm!r}, tpm={self._tpm!r}, mode={self._mode!r}, "
+            f"model={self._model!r})"
+        )
+
+    @property
+    def mode(self) -> Literal["settle", "openai"]:
+        """``"settle"`` or ``"openai"``: how requests are charged (see the class docstring)."""
+        return self._mode
+
+    @property
+    def stats(self) -> FakeServerStats:
+        """A snapshot of the counters and of the admission log."""
+        counters = self._counters
+        return FakeServerStats(
+            received=counters["received"],
+            admitted=counters["admitted"],
+            rate_limited=counters["rate_limited"],
+            errors=counters["errors"],
+            rejected=counters["rejected"],
+            completed=counters["completed"],
+            in_flight=counters["in_flight"],
+            tokens_charged=self._tokens_charged,
+            admissions=tuple(self._admissions),
+        )
+
+    # -- ASGI ------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one ASGI connection scope (``http``; ``lifespan`` is acknowledged)."""
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        elif kind == "websocket":
+            await receive()  # websocket.connect
+            await send({"type": "websocket.close", "code": 1003})
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        counters = self._counters
+        counters["received"] += 1
+        self._sequence += 1
+        number = self._sequence
+        request_id = f"req_fake{number:012d}"
+        authorized, key = self._authenticate(scope)
+        limits = self._limits(key) if authorized else None
+
+        async def reply(status: int, body: object, extra: Sequence[tuple[str, str]] = ()) -> None:
+            headers = [("x-request-id", request_id), *extra]
+            if limits is not None:
+                headers += limits.headers(self._clock())
+            await _send_json(send, status, body, headers)
+
+        path = scope.get("path", "")
+        endpoint = _ROUTES.get(path)
+        if endpoint is None:
+            counters["rejected"] += 1
+            method = scope.get("method", "")
+            message = f"Invalid URL ({method} {path})"
+            await reply(404, error_body(message, "invalid_request_error"))
+            return
+        if scope.get("method") != "POST":
+            counters["rejected"] += 1
+            message = f"Method {scope.get('method')} not allowed for {path}; use POST"
+            await reply(405, error_body(message, "invalid_request_error"), [("allow", "POST")])
+            return
+        if limits is None:
+            counters["rejected"] += 1
+            await reply(401, _auth_error(scope))
+            return
+        raw = await _read_body(receive)
+        if raw is None:  # the client went away
+            return
+        if len(raw) > _MAX_BODY:
+            counters["rejected"] += 1
+            message = f"The request body is larger than {_MAX_BODY} bytes"
+            await reply(413, error_body(message, "invalid_request_error"))
+            return
+        try:
+            request = parse_request(
+                endpoint,
+                raw,
+                default_model=self._model,
+                default_max_tokens=self._default_max_tokens,
+                default_dimensions=self._embedding_dimensions,
+            )
+        except BadRequest as error:
+            counters["rejected"] += 1
+            body = error_body(error.message, "invalid_request_error", param=error.param)
+            await reply(400, body)
+            return
+
+        now = self._clock()
+        cost = request.estimate
+        check = limits.check(cost, now)
+        if check.wait > 0:
+            counters["rate_limited"] += 1
+            if self._count_rejected:
+                limits.charge_rejected(now)
+            body, extra = self._rate_limited(check, request, limits, now)
+            await _send_json(send, 429, body, [("x-request-id", request_id), *extra])
+            return
+
+        limits.charge(1, cost, now)
+        headers = [("x-request-id", request_id), *limits.headers(now)]
+        counters["admitted"] += 1
+        counters["in_flight"] += 1
+        self._tokens_charged += cost
+        index = len(self._admissions)
+        self._admissions.append(Admission(now, cost, key, endpoint))
+        latency, fails, status_draw, per_choice = self._draw(request)
+        usage = request.prompt_tokens + per_choice * request.choices
+        try:
+            await anyio.sleep(latency)
+            if fails:
+                counters["errors"] += 1
+                status, message = _SERVER_ERRORS[status_draw]
+                await _send_json(send, status, error_body(message, "server_error"), headers)
+                return
+            created = int(time.time())
+            response_id = f"{_ID_PREFIX[endpoint]}{number:012d}"
+            if request.stream and endpoint != "embeddings":
+                frames = stream_frames(
+                    request,
+                    response_id=response_id,
+                    created=created,
+                    completion_tokens=per_choice,
+                    chunk_tokens=self._stream_chunk_tokens,
+                )
+                await self._send_stream(send, frames, headers)
+            else:
+                body = response_body(
+                    request, response_id=response_id, created=created, completion_tokens=per_choice
+                )
+                await _send_json(send, 200, body, headers)
+            counters["completed"] += 1
+        finally:
+            # A server error uses nothing; a response cut short (client gone, cancelled) is
+            # charged as if it had completed.
+            self._settle(limits, index, cost, 0 if fails else usage)
+            counters["in_flight"] -= 1
+
+    # -- the parts ---------------------------------------------------------------------------
+
+    def _authenticate(self, scope: Scope) -> tuple[bool, str | None]:
+        """Whether the request may be served, and the key it is charged to.
+
+        Without ``api_keys`` every request may, charged to ``None``.
+        """
+        if self._api_keys is None:
+            return True, None
+        value = _header(scope, b"authorization")
+        if value is None:
+            return False, None
+        scheme, _, token = value.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or token not in self._api_keys:
+            return False, None
+        return True, token
+
+    def _limits(self, key: str | None) -> KeyLimits:
+        limits = self._keys.get(key)
+        if limits is None:
+            slice_seconds = self._slice if self._mode == "openai" else None
+            limits = KeyLimits(self._rpm, self._tpm, slice_seconds, self._clock())
+            self._keys[key] = limits
+        return limits
+
+    def _rate_limited(
+        self, check: LimitCheck, request: ParsedRequest, limits: KeyLimits, now: float
+    ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        """The body and headers of a 429."""
+        name = "requests per min (RPM)" if check.metric == "requests" else "tokens per min (TPM)"
+        headers = limits.headers(now)
+        if math.isinf(check.wait):
+            message = (
+                f"Request too large for {request.model} on {name}: Limit {check.limit}, "
+                f"Requested {check.cost}. The input or output tokens must be reduced in order "
+                f"to run successfully."
+            )
+            headers.append(("x-should-retry", "false"))
+        else:
+            message = (
+                f"Rate limit reached for {request.model} on {name}: Limit {check.limit}, "
+                f"Used {check.used}, Requested {check.cost}. "
+                f"Please try again in {format_go_duration(check.wait)}."
+            )
+            headers += retry_after_headers(check.wait)
+        body = error_body(message, "rate_limit_exceeded", code="rate_limit_exceeded")
+        return body, headers
+
+    def _draw(self, request: ParsedRequest) -> tuple[float, bool, int, int]:
+        """Latency, whether it fails, which error, and the tokens per choice.
+
+        Always four draws, so changing one parameter does not reshuffle the others.
+        """
+        rng = self._random
+        fails_draw, status_draw, latency_draw, completion_draw = (rng.random() for _ in range(4))
+        low, high = self._latency
+        latency = low + (high - low) * latency_draw
+        if request.endpoint == "embeddings":
+            per_choice = 0
+        elif self._completion_fixed is not None:
+            per_choice = min(self._completion_fixed, request.max_tokens)
+        else:
+            low, high = self._completion
+            fraction = low + (high - low) * completion_draw
+            per_choice = min(request.max_tokens, math.ceil(round(fraction * request.max_tokens, 6)))
+        fails = fails_draw < self._error_rate
+        return latency, fails, int(status_draw * len(_SERVER_ERRORS)), per_choice
+
+    def _settle(self, limits: KeyLimits, index: int, estimate: int, usage: int) -> None:
+        """Record a finished request; in settle mode, charge or refund the difference."""
+        self._admissions[index] = dataclasses.replace(self._admissions[index], usage=usage)
+        if self._mode == "settle":
+            limits.settle(usage - estimate, self._clock())
+            self._tokens_charged += usage - estimate
+
+    async def _send_stream(
+        self, send: Send, frames: list[bytes], headers: list[tuple[str, str]]
+    ) -> None:
+        start_headers = [
+            ("content-type", "text/event-stream; charset=utf-8"),
+            ("cache-control", "no-cache"),
+            *headers,
+        ]
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": _encode(start_headers)}
+        )
+        for number, frame in enumerate(frames):
+            if number and self._stream_interval:
+                await anyio.sleep(self._stream_interval)
+            await send({"type": "http.response.body", "body": frame, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _auth_error(scope: Scope) -> dict[str, Any]:
+    if _header(scope, b"authorization") is None:
+        message = (
+            "You didn't provide an API key. You need to provide your API key in an "
+            "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+        )
+        return error_body(message, "invalid_request_error")
+    # Never echo the key back.
+    message = "Incorrect API key provided."
+    return error_body(message, "invalid_request_error", code="invalid_api_key")
+
+
+def _encode(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+
+
+async def _send_json(
+    send: Send, status: int, body: object, headers: Sequence[tuple[str, str]]
+) -> None:
+    content = encode_json(body)
+    all_headers = [
+        ("content-type", "application/json"),
+        ("content-length", str(len(content))),
+        *headers,
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": _encode(all_headers)})
+    await send({"type": "http.response.body", "body": content, "more_body": False})
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The request body (cut short past the size limit); ``None`` if the client went away."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = bytes(message.get("body", b""))
+        if size <= _MAX_BODY:  # past the limit, keep draining but stop collecting
+            chunks.append(chunk)
+        size += len(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
