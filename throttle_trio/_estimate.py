@@ -55,8 +55,8 @@ def estimate_request_cost(
     Reads ``messages`` (chat; string or multi-part contents), ``system`` (Anthropic),
     ``prompt`` (completions), ``input`` (embeddings: no output tokens) and ``tools``; the output
     bound from ``max_completion_tokens``, ``max_tokens`` or ``max_output_tokens`` (else
-    ``default_max_tokens``); and ``n`` (choices per prompt).  A body that is not a JSON object costs one
-    request and no tokens.
+    ``default_max_tokens``); and ``n`` (choices per prompt).  A body that is not a JSON object
+    costs one request and no tokens.
 
     Args:
         body: the request body, parsed or as bytes/str.
