@@ -8,8 +8,10 @@ The hierarchy::
           ├── RateLimitTimeout        (also TimeoutError) the wait would exceed the caller's timeout
           ├── ReservationError        (also RuntimeError) a Reservation used out of order
           │                           (defined in _throttle.py)
-          └── RetryAfterTooLong       a server asked to wait longer than RetryPolicy allows
-                                      (defined in _retry.py)
+          ├── RetryAfterTooLong       a server asked to wait longer than RetryPolicy allows
+          │                           (defined in _retry.py)
+          └── RedisBackendError       Redis holds something else, or failed (throttle_trio.redis)
+               └── BackendUnavailable Redis cannot be reached
 
 Bad arguments raise the builtin ``TypeError`` (wrong type) or ``ValueError`` (wrong range), with a
 message that names the parameter, the constraint and the value.  None of these errors derive from

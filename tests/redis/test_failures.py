@@ -1,0 +1,210 @@
+"""When Redis dies, restarts or is slow: clear errors or the documented fallback, no deadlock."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import anyio
+import pytest
+
+from tests.redis import rate_violations
+from throttle_trio.redis import (
+    BackendUnavailable,
+    GCRALimit,
+    LocalFallback,
+    RedisReservation,
+    RedisThrottle,
+)
+
+if TYPE_CHECKING:
+    from tests.redis.conftest import RedisServer
+
+pytestmark = [
+    pytest.mark.anyio,
+    # coredis 6.9 leaves a failed connection's anyio memory streams unclosed; their __del__
+    # warns when they are collected (see the own_server fixture, which collects them).
+    pytest.mark.filterwarnings(
+        r"ignore:Exception ignored in. <function MemoryObject(Send|Receive)Stream.__del__"
+        r":pytest.PytestUnraisableExceptionWarning"
+    ),
+]
+
+
+async def test_killed_redis_raises_clearly_then_recovers(own_server: RedisServer) -> None:
+    """Every queued request gets BackendUnavailable (none hangs, no slot leaks); after a
+    restart, new requests go through Redis again."""
+    async with own_server.client() as client:
+        throttle = RedisThrottle(
+            client, "k", requests=GCRALimit(1000, burst=10), max_concurrent=3, redis_timeout=2
+        )
+        (await throttle.acquire(requests=1)).release()
+        own_server.kill()
+        errors: list[str] = []
+
+        async def request() -> None:
+            try:
+                async with throttle.reserve(requests=1):
+                    pass
+            except BackendUnavailable as exc:
+                errors.append(str(exc))
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                for _ in range(5):
+                    tg.start_soon(request)
+        assert len(errors) == 5
+        assert errors[0].startswith(
+            "Redis is unavailable for throttle 'k' (acquire): ConnectionError: "
+        )
+        stats = throttle.statistics()
+        assert (stats.unavailable, stats.in_flight, stats.tasks_waiting) == (5, 0, 0)
+        own_server.start()
+        with anyio.fail_after(10):
+            async with throttle.reserve(requests=1) as slot:
+                assert not slot.via_fallback
+        assert throttle.statistics().admitted == 2
+
+
+async def test_kill_and_restart_mid_run(own_server: RedisServer) -> None:
+    """Tasks acquiring in a loop while Redis is killed and restarted: each attempt ends admitted
+    or with BackendUnavailable, nothing deadlocks, and admissions resume after the restart."""
+    async with own_server.client() as client:
+        throttle = RedisThrottle(
+            client, "mid", requests=GCRALimit(500, burst=5), max_concurrent=4, redis_timeout=2
+        )
+        admitted: list[float] = []
+        failed = 0
+        attempts = 0
+        restarted = anyio.Event()
+
+        async def worker() -> None:
+            nonlocal failed, attempts
+            while len(admitted) < 150:
+                attempts += 1
+                try:
+                    async with throttle.reserve(requests=1) as slot:
+                        admitted.append(slot.server_admitted_at)
+                except BackendUnavailable:
+                    failed += 1
+                    await anyio.sleep(0.01)
+
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                for _ in range(8):
+                    tg.start_soon(worker)
+                while len(admitted) < 40:
+                    await anyio.sleep(0.005)
+                own_server.kill()
+                await anyio.sleep(0.2)
+                own_server.start()
+                restarted.set()
+        assert failed > 0
+        assert attempts == len(admitted) + failed
+        stats = throttle.statistics()
+        assert stats.admitted == len(admitted)
+        assert (stats.in_flight, stats.tasks_waiting) == (0, 0)
+        # Each Redis life (before and after the restart) respects the bound; a restart forgets
+        # the state, so the bound does not hold across it (documented).
+        cut = max(range(len(admitted) - 1), key=lambda i: admitted[i + 1] - admitted[i])
+        before, after = admitted[: cut + 1], admitted[cut + 1 :]
+        for part in (before, after):
+            assert rate_violations([(t, 1.0) for t in part], 500, 5, slack=0.01) == []
+
+
+async def test_fallback_admits_locally_counts_and_recovers(
+    own_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With LocalFallback, a dead Redis means a local throttle at a fraction of the rates: a
+    warning once, counted in statistics, never unlimited; Redis is used again once back."""
+    caplog.set_level(logging.WARNING, logger="throttle_trio")
+    async with own_server.client() as client:
+        throttle = RedisThrottle(
+            client,
+            "fb",
+            requests=GCRALimit(100, burst=10),
+            tokens=GCRALimit(10_000, burst=1_000),
+            on_unavailable=LocalFallback(fraction=0.5, retry_interval=0.1),
+            redis_timeout=2,
+        )
+        (await throttle.acquire(requests=1)).release()
+        own_server.kill()
+        local: list[tuple[float, float]] = []
+        slots: list[RedisReservation] = []
+        with anyio.fail_after(30):
+            for _ in range(20):
+                slot = await throttle.acquire(requests=1, tokens=10)
+                local.append((anyio.current_time(), 1.0))
+                slots.append(slot)
+                slot.release()
+            assert all(slot.via_fallback for slot in slots)
+            assert rate_violations(local, 50, 10, slack=0.05) == []
+            stats = throttle.statistics()
+            assert (stats.fallback_admissions, stats.outages, stats.fallback_active) == (
+                20,
+                1,
+                True,
+            )
+            assert stats.fallback is not None
+            assert stats.fallback.admitted == 20
+            settled = await throttle.acquire(requests=1, tokens=100)
+            await settled.settle(tokens=10)
+            await settled.cancel()
+            await throttle.pause_for(0.01)  # paused locally; Redis is not asked while down
+            warnings = [r for r in caplog.records if "local fallback" in r.getMessage()]
+            assert len(warnings) == 1
+            assert (
+                warnings[0]
+                .getMessage()
+                .startswith("Redis is unavailable for throttle 'fb' (acquire): ConnectionError:")
+            )
+            own_server.start()
+            await anyio.sleep(0.15)  # the retry interval
+            async with throttle.reserve(requests=1) as slot:
+                assert not slot.via_fallback
+        assert any("Redis is back" in r.getMessage() for r in caplog.records)
+        assert throttle.statistics().fallback_active is False
+
+
+async def test_slow_redis_delays_but_never_deadlocks(own_server: RedisServer) -> None:
+    """Redis blocked for 0.8 s (DEBUG SLEEP) under load: every request is admitted, within the
+    rate bound; with a short redis_timeout, requests fail clearly, and work again after."""
+    async with own_server.client() as client:
+        throttles = [
+            RedisThrottle(client, "slow", requests=GCRALimit(200, burst=5), max_concurrent=4)
+            for _ in range(3)
+        ]
+        impatient = RedisThrottle(
+            client, "slow", requests=GCRALimit(200, burst=5), redis_timeout=0.1
+        )
+        booked: list[tuple[float, float]] = []
+        errors: list[str] = []
+
+        async def worker(throttle: RedisThrottle) -> None:
+            for _ in range(5):
+                async with throttle.reserve(requests=1) as slot:
+                    booked.append((slot.server_admitted_at, 1.0))
+
+        async def hasty() -> None:
+            try:
+                (await impatient.acquire(requests=1)).release()
+            except BackendUnavailable as exc:
+                errors.append(str(exc))
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                for throttle in throttles:
+                    for _ in range(6):
+                        tg.start_soon(worker, throttle)
+                await anyio.sleep(0.02)
+                tg.start_soon(anyio.to_thread.run_sync, own_server.debug_sleep, 0.8)
+                await anyio.sleep(0.2)
+                tg.start_soon(hasty)
+        assert len(booked) == 3 * 6 * 5
+        assert rate_violations(booked, 200, 5, slack=0.01) == []
+        assert errors == [
+            "Redis is unavailable for throttle 'slow' (acquire): "
+            "no answer within redis_timeout=0.1 seconds"
+        ]
+        with anyio.fail_after(10):
+            (await impatient.acquire(requests=1)).release()

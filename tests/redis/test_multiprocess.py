@@ -1,0 +1,138 @@
+"""Four real OS processes (two on asyncio, two on trio) share one limit through Redis.
+
+Together they make 2,000 acquisitions at 400/s with a burst of 20.  Each logs, per admission,
+the instant Redis booked for it (Redis's clock) and the moment ``reserve()`` returned in its
+task, mapped onto Redis's clock through a ``TIME`` read (the sample with the shortest round
+trip; its error is at most half that round trip).  The merged logs must meet:
+
+* booked instants: ``burst + rate*T`` in every window, exactly (slack 0.01 for µs rounding);
+* return moments: the same, plus one request per process (the documented booking overshoot:
+  a process's one booked request may leave late, after a stall) plus ``rate`` times twice the
+  largest clock-mapping error.
+
+Run as ``python -m tests.redis.test_multiprocess PORT BACKEND NAME COUNT TASKS START_US`` it is
+one worker: it prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tests.redis import rate_violations
+
+if TYPE_CHECKING:
+    from tests.redis.conftest import RedisServer
+
+RATE, BURST = 400.0, 20.0
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_four_processes_share_one_limit(redis_server: RedisServer) -> None:
+    """2 asyncio + 2 trio processes, 500 acquisitions each: the fleet stays within the bound."""
+    name = f"fleet-{uuid.uuid4().hex[:8]}"
+    backends = ["asyncio", "trio", "asyncio", "trio"]
+    start_us = redis_server.time_us() + 2_000_000  # every worker starts then
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    workers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.redis.test_multiprocess",
+                str(redis_server.port),
+                backend,
+                name,
+                "500",
+                "10",
+                str(start_us),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for backend in backends
+    ]
+    reports: list[dict[str, Any]] = []
+    for worker in workers:
+        out, err = worker.communicate(timeout=90)
+        assert worker.returncode == 0, err.decode()
+        reports.append(json.loads(out))
+    assert sorted(r["backend"] for r in reports) == sorted(backends)
+    booked = [(t, 1.0) for r in reports for t in r["booked"]]
+    returned = [(t, 1.0) for r in reports for t in r["returned"]]
+    assert len(booked) == len(returned) == 2000
+    assert rate_violations(booked, RATE, BURST, slack=0.01) == []
+    mapping_error = max(r["mapping_error"] for r in reports)
+    slack = len(workers) + RATE * 2 * mapping_error + 0.05
+    assert rate_violations(returned, RATE, BURST, slack=slack) == []
+    # Contended: the fleet ran at the limit, so Redis's clock advanced (2000 - burst) / rate.
+    times = sorted(t for t, _ in booked)
+    assert times[-1] - times[0] >= (2000 - BURST) / RATE - 1e-6
+    for report in reports:
+        assert report["admitted"] == report["round_trips"] == 500
+
+
+async def _work(port: int, backend: str, name: str, count: int, tasks: int, start_us: int) -> str:
+    import anyio
+    import coredis
+
+    from throttle_trio.redis import GCRALimit, RedisThrottle
+
+    async with coredis.Redis(host="127.0.0.1", port=port) as client:
+        # Map the anyio clock onto Redis's: the TIME read with the shortest round trip.
+        offset, error = 0.0, float("inf")
+        for _ in range(20):
+            before = anyio.current_time()
+            server_us = await client.eval(
+                "local t = redis.call('TIME') return t[1] * 1000000 + t[2]", [], []
+            )
+            after = anyio.current_time()
+            if (after - before) / 2 < error:
+                error = (after - before) / 2
+                offset = int(server_us) / 1e6 - (before + after) / 2  # type: ignore[arg-type]
+        throttle = RedisThrottle(client, name, requests=GCRALimit(RATE, burst=BURST))
+        booked: list[float] = []
+        returned: list[float] = []
+        remaining = count
+
+        async def task() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                async with throttle.reserve(requests=1) as slot:
+                    returned.append(anyio.current_time() + offset)
+                    booked.append(slot.server_admitted_at)
+
+        await anyio.sleep(max(0.0, start_us / 1e6 - (anyio.current_time() + offset)))
+        async with anyio.create_task_group() as tg:
+            for _ in range(tasks):
+                tg.start_soon(task)
+        stats = throttle.statistics()
+        return json.dumps(
+            {
+                "backend": backend,
+                "booked": booked,
+                "returned": returned,
+                "mapping_error": error,
+                "admitted": stats.admitted,
+                "round_trips": stats.round_trips,
+            }
+        )
+
+
+if __name__ == "__main__":
+    import anyio
+
+    port, backend, name, count, tasks, start_us = sys.argv[1:]
+    print(
+        anyio.run(
+            _work, int(port), backend, name, int(count), int(tasks), int(start_us), backend=backend
+        )
+    )

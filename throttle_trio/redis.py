@@ -1,0 +1,1287 @@
+"""One limit shared by many processes, kept in Redis (extra: ``throttle_trio[redis]``).
+
+:class:`RedisThrottle` and :class:`RedisRateLimiter` have the API of
+:class:`~throttle_trio.Throttle` and :class:`~throttle_trio.RateLimiter`, but their rate limits
+live in Redis, so that every process of a fleet (asyncio or trio, on any host) draws from the
+same buckets::
+
+    import coredis
+    import throttle_trio as tt
+    from throttle_trio.redis import GCRALimit, RedisThrottle
+
+    async with coredis.Redis(host="redis.internal") as client:   # the application owns it
+        throttle = RedisThrottle(
+            client,
+            "openai-" + tt.api_key_hash(api_key),
+            requests=GCRALimit(500, per=60.0, burst=50),
+            tokens=GCRALimit(200_000, per=60.0, burst=20_000),
+            max_concurrent=32,                                      # per process
+        )
+        async with throttle.reserve(requests=1, tokens=estimate) as slot:
+            response = await call()
+            await slot.settle(tokens=response_usage)
+
+The client is coredis 6 (built on anyio: the same code runs on asyncio and trio).  coredis
+requires that the task that enters a client also exits it, so the application enters it once in
+a long-lived task (its lifespan, or the root of its task group) and hands it over; the throttle
+never enters, exits or closes it, and can be created before the client is entered.
+
+Theory of operation
+-------------------
+**One script, one round trip per admission.**  Every limit is a GCRA whose state is a Redis
+hash; one Lua script (:mod:`throttle_trio._redis._script`), registered once and sent by SHA
+(NOSCRIPT-safe), decides all the limits of a request atomically on Redis's own clock (``TIME``,
+integer microseconds).  It does not answer "no, try later": it *books* the earliest instant at
+which every limit admits the cost, advances every limit as if the request went then, and
+returns the wait (rounded up to the microsecond).  The caller sleeps that long and goes, without
+asking again.  So an admission costs one round trip whether it waits or not, the order of
+bookings is the order of admissions across the whole fleet (FIFO across processes), and a large
+request is never starved by a stream of small ones from other processes: it holds its place.
+
+**Only the local head talks to Redis.**  Within a process, requests queue first come, first
+served in the library's own FIFO engine (:mod:`throttle_trio._waitqueue`, with tickets, so a
+retry keeps its turn, and deadlines).  Its head takes the *booking role* and a concurrency slot
+in one step, books, sleeps until its booked instant, and only then hands the role on; the next
+head books the next slot.  A process therefore has at most one booking outstanding.
+
+**Why booking is bounded here.**  Invariant I8 forbids booking in a local limiter: if the event
+loop stalls, every task that booked a future slot wakes at once and they leave together.  Here a
+process holds at most one booking, so a stall lets at most one request per process leave later
+than it was charged: in any window of length T the fleet sends at most ``burst + rate * T + P``
+units of cost, with P the number of stalled processes (each contributing its one booked cost).
+Deny-and-poll would avoid that overshoot, but costs a round trip per retry, and lets small
+requests from one process starve a large one from another; the design note prefers booking.
+
+**max_concurrent is per process, and the slot is taken before booking.**  The head waits for a
+free slot (holding nothing in Redis), then books while holding it.  Taking the slot after the
+booked wait would charge the rate at one instant and send later, in a burst, when slots free up
+(invariant I9); taking it first costs, at most, one idle slot per process for the length of one
+booked wait, which is the bounded cost this module documents.
+
+**Cancellation.**  The script call is shielded: a cancelled round trip may already have run on
+the server.  When it returns, a cancelled caller gives back what it booked: if nobody booked
+after it, the keys are restored exactly; otherwise it is refunded like a settle, as far as the
+bookings made after it allow.  A cancelled acquire therefore took nothing (I4), except when Redis
+cannot be reached to give it back (then the booking stands: the error is on the safe side).
+
+**Refunds and bookings.**  :meth:`RedisReservation.settle` refunds or charges the difference on
+the server.  A refund never lifts a bucket above full, nor frees room that a request booked in
+the future relies on (see the script's notes); what is not credited is counted as ``dropped``.
+A refund does not make a head that already booked go earlier (its instant is fixed).
+
+**Failures.**  A connection error, or no answer within ``redis_timeout``, raises
+:class:`BackendUnavailable` (or, with ``on_unavailable=LocalFallback(fraction)``, admits through
+a local :class:`~throttle_trio.Throttle` at that fraction of the rates, with a warning logged once
+per outage and the admissions counted in :meth:`RedisThrottle.statistics`; never unlimited).
+After ``retry_interval`` seconds the next head tries Redis again; once it answers, new requests
+use it again.  A key that holds something other than this module's state raises
+:class:`RedisBackendError` naming the key.  coredis's default retry policy retries a command
+whose connection broke; if the script had already run, the request is charged twice (safe).
+
+**What Redis forgets.**  A restarted or flushed Redis without persistence starts every bucket
+full.  Keys expire on their own once they mean nothing (a bucket full again, a pause over).
+
+Every process of a fleet must configure the same limits for the same ``name``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from types import MappingProxyType, TracebackType
+from typing import TYPE_CHECKING, Any, Literal, final
+
+import anyio
+import anyio.lowlevel
+from coredis.exceptions import ClusterDownError, RedisError, TryAgainError
+from coredis.exceptions import ConnectionError as RedisConnectionError
+
+from ._exceptions import CostExceedsCapacity, RateLimitTimeout, ThrottleTrioError
+from ._redis._script import (
+    EXCEEDS,
+    FOREIGN,
+    LATE,
+    SCRIPT,
+    Interval,
+    gate_key,
+    limit_key,
+    microseconds_up,
+)
+from ._throttle import Reservation, ReservationError, Throttle, ThrottleStatistics
+from ._throttle import _merge as merge_costs
+from ._throttle import _metric_of as metric_of
+from ._validate import check_cost, check_non_negative, check_optional_timeout, check_positive
+from ._waitqueue import WaitQueue
+from .policy.gcra import GCRA
+from .policy.token_bucket import TokenBucket
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from coredis.client import Client
+    from coredis.commands.script import Script
+
+    from ._headers import RateLimitHeaders
+
+__all__ = [
+    "BackendUnavailable",
+    "GCRALimit",
+    "LocalFallback",
+    "RedisBackendError",
+    "RedisLimitStatistics",
+    "RedisRateLimiter",
+    "RedisReservation",
+    "RedisThrottle",
+    "RedisThrottleState",
+    "RedisThrottleStatistics",
+]
+
+logger = logging.getLogger("throttle_trio")
+
+# Errors that mean "Redis cannot answer now" rather than "Redis answered no".
+_UNAVAILABLE = (RedisConnectionError, TimeoutError, ClusterDownError, TryAgainError)
+
+
+class RedisBackendError(ThrottleTrioError):
+    """Redis answered, but not as this module expects: a key holds foreign data, a script error.
+
+    Added to the hierarchy of :mod:`throttle_trio._exceptions`::
+
+        ThrottleTrioError
+         └── RedisBackendError
+              └── BackendUnavailable    Redis cannot be reached, or did not answer in time
+    """
+
+
+class BackendUnavailable(RedisBackendError):
+    """Redis cannot be reached, or did not answer within ``redis_timeout``; nothing was admitted."""
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class GCRALimit:
+    """A shared rate limit: ``rate`` units every ``per`` seconds, bursts of ``burst``.
+
+    The same decisions as :class:`~throttle_trio.GCRA` and :class:`~throttle_trio.TokenBucket`
+    with these parameters, but the state is kept in Redis.  Times are whole microseconds: each
+    charge is rounded up, so one unit costs at least 1 µs (rates above 10⁶ units per second are
+    rounded down to that).
+
+    Args:
+        rate: units every ``per`` seconds (> 0).
+        per: the period of ``rate``, in seconds (> 0).
+        burst: the largest cost admitted at once (> 0); defaults to ``rate``.
+    """
+
+    rate: float
+    per: float = 1.0
+    burst: float = math.nan  # NaN: "same as rate", resolved in __post_init__
+
+    def __post_init__(self) -> None:
+        check_positive("rate", self.rate)
+        check_positive("per", self.per)
+        if isinstance(self.burst, float) and math.isnan(self.burst):
+            object.__setattr__(self, "burst", self.rate)
+        check_positive("burst", self.burst)
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class LocalFallback:
+    """While Redis is unavailable, admit through a local throttle at a share of the rates.
+
+    Each process falls back on its own :class:`~throttle_trio.Throttle` whose limits admit
+    ``fraction`` of the configured rates (set it to 1 / the number of processes to keep the
+    fleet within the limit); it starts with ``fraction`` of each burst available.  A warning is
+    logged once per outage; :attr:`RedisThrottleStatistics.fallback_admissions` counts what went
+    through it.
+
+    Args:
+        fraction: the share of each rate this process may use alone (0 < fraction <= 1).
+        retry_interval: seconds to stay on the fallback before the next request tries Redis
+            again (> 0); requests in between do not pay for a failing connection attempt.
+    """
+
+    fraction: float = 0.5
+    retry_interval: float = 1.0
+
+    def __post_init__(self) -> None:
+        fraction = check_positive("fraction", self.fraction)
+        if fraction > 1:
+            raise ValueError(f"fraction must be <= 1, got {self.fraction!r}")
+        check_positive("retry_interval", self.retry_interval)
+
+
+@dataclass(frozen=True, slots=True)
+class RedisLimitStatistics:
+    """One limit of a :class:`RedisThrottle`, as this process saw it (no round trip).
+
+    Attributes:
+        metric: the cost this limit counts.
+        key: the Redis key holding its state.
+        capacity: the largest cost it admits at once (its burst).
+        rate: units per second.
+        admitted_cost: units this process was charged at admission, summed.
+        refunded: units this process got back from settles and cancellations.
+        overdraft: units this process was charged by settles above the estimate.
+        dropped: refunds that could not be credited (the bucket was full, or a request booked
+            in the future needed the room).
+    """
+
+    metric: str
+    key: str
+    capacity: float
+    rate: float
+    admitted_cost: float
+    refunded: float
+    overdraft: float
+    dropped: float
+
+
+@dataclass(frozen=True, slots=True)
+class RedisThrottleStatistics:
+    """A snapshot of a :class:`RedisThrottle` in this process, from ``statistics()``.
+
+    Attributes:
+        tasks_waiting: requests queued in this process, the booked head included.
+        in_flight: admitted reservations holding a concurrency slot.
+        max_concurrent: the cap on slots in this process (``math.inf``: none).
+        admitted: reservations admitted so far (through Redis or the fallback).
+        total_wait_time: seconds the admitted requests spent waiting, summed.
+        booked_wait_time: of which, seconds spent sleeping until a booked instant.
+        round_trips: script calls made (admissions, settles, pauses, headers, state).
+        unbooked: booked requests cancelled before their instant and given back.
+        pauses: pauses this process asked for.
+        rejections: attempts rejected by the server (:meth:`RedisReservation.reject`).
+        timeouts: requests that gave up because of their ``timeout``.
+        unavailable: :class:`BackendUnavailable` errors raised to callers.
+        outages: times this process switched to the local fallback.
+        fallback_active: requests are admitted by the fallback now.
+        fallback_admissions: reservations the fallback admitted.
+        fallback: the local fallback throttle's own statistics (``None`` without one).
+        limits: per-limit statistics, by limit name.
+    """
+
+    tasks_waiting: int
+    in_flight: int
+    max_concurrent: float
+    admitted: int
+    total_wait_time: float
+    booked_wait_time: float
+    round_trips: int
+    unbooked: int
+    pauses: int
+    rejections: int
+    timeouts: int
+    unavailable: int
+    outages: int
+    fallback_active: bool
+    fallback_admissions: int
+    fallback: ThrottleStatistics | None
+    limits: Mapping[str, RedisLimitStatistics] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RedisThrottleState:
+    """What Redis holds for a throttle right now, from :meth:`RedisThrottle.state`.
+
+    Attributes:
+        server_time: Redis's clock (Unix seconds).
+        paused_for: seconds until the shared pause ends, or ``None`` if there is none.
+        booked_for: seconds until the latest booked admission, or ``None`` if none is ahead.
+        available: units available now, by limit name (negative while a debt is repaid).
+    """
+
+    server_time: float
+    paused_for: float | None
+    booked_for: float | None
+    available: Mapping[str, float]
+
+
+@final
+class _Limit:
+    __slots__ = (
+        "admitted_cost",
+        "burst",
+        "dropped",
+        "interval",
+        "key",
+        "metric",
+        "name",
+        "overdraft",
+        "rate",
+        "refunded",
+        "tau",
+    )
+
+    def __init__(self, name: str, limit: GCRALimit, key: str) -> None:
+        self.name = name
+        self.metric = metric_of(name)
+        self.key = key
+        self.burst = limit.burst
+        self.rate = limit.rate / limit.per
+        self.interval = Interval(limit.rate, limit.per)
+        self.tau = self.interval.charge(limit.burst)  # the same rounding as every charge
+        self.admitted_cost = 0.0  # monotonic: also the mark used by header feedback
+        self.refunded = 0.0
+        self.overdraft = 0.0
+        self.dropped = 0.0
+
+
+def _as_limit(name: str, value: object) -> GCRALimit:
+    if isinstance(value, GCRALimit):
+        return value
+    if isinstance(value, GCRA | TokenBucket):
+        return GCRALimit(value.rate, value.per, value.burst)
+    raise TypeError(
+        f"limit {name!r} must be a GCRALimit (or a GCRA or TokenBucket, read as one), "
+        f"got {type(value).__name__} {value!r}"
+    )
+
+
+def _check_name(what: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str, got {type(value).__name__} {value!r}")
+    if not value or "{" in value or "}" in value:
+        raise ValueError(f"{what} must be a non-empty str without '{{' or '}}', got {value!r}")
+    return value
+
+
+_PENDING, _ACTIVE, _RELEASED = 0, 1, 2
+
+
+@final
+class _Booking:
+    """What one acquire booked, kept until the booked instant so that it can be given back."""
+
+    __slots__ = ("charged", "incs", "new_tats", "prior_last", "priors", "start")
+
+    def __init__(self, charged: list[_Limit], incs: list[int], reply: list[Any]) -> None:
+        self.charged = charged
+        self.incs = incs
+        self.start: int = reply[3]
+        self.prior_last: int = reply[4]
+        self.priors: list[tuple[int, int, int]] = []
+        self.new_tats: list[int] = []
+        for i in range(len(charged)):
+            base = 5 + 4 * i
+            self.priors.append((reply[base], reply[base + 1], reply[base + 2]))
+            self.new_tats.append(reply[base + 3])
+
+
+@final
+class RedisReservation:
+    """An admitted request of a :class:`RedisThrottle`: its slot and what it was charged.
+
+    The counterpart of :class:`~throttle_trio.Reservation`, with the same life cycle; the methods
+    that change the shared state are async (one shielded round trip each):
+
+    * ``await settle(tokens=812)`` with the real usage, then :meth:`release`;
+    * :meth:`release` without a settle: the estimate stands;
+    * ``await cancel()``: the request was never sent, everything is refunded;
+    * ``await reject(requests=1)``: the server rejected the attempt; it costs what you keep.
+
+    A reservation is owned by no task: any task may settle or release it.
+    """
+
+    __slots__ = (
+        "_admitted_at",
+        "_costs",
+        "_local",
+        "_marks",
+        "_server_admitted_at",
+        "_settled",
+        "_state",
+        "_throttle",
+        "ticket",
+    )
+
+    def __init__(self, throttle: RedisThrottle, costs: dict[str, float], ticket: int) -> None:
+        self._throttle = throttle
+        self._costs = costs
+        self.ticket = ticket
+        """The place in line in this process; pass it to a retry so that it keeps its turn."""
+        self._state = _PENDING
+        self._settled = False
+        self._admitted_at = math.nan
+        self._server_admitted_at = math.nan
+        self._marks: dict[str, float] = {}
+        self._local: Reservation | None = None
+
+    @property
+    def costs(self) -> Mapping[str, float]:
+        """What this reservation is charged now, per metric."""
+        if self._local is not None:
+            return self._local.costs
+        return MappingProxyType(self._costs)
+
+    @property
+    def admitted_at(self) -> float:
+        """When it was admitted (anyio clock); NaN before."""
+        return self._admitted_at
+
+    @property
+    def server_admitted_at(self) -> float:
+        """The instant Redis booked for it (Unix seconds, Redis's clock); NaN if the local
+        fallback admitted it."""
+        return self._server_admitted_at
+
+    @property
+    def via_fallback(self) -> bool:
+        """Admitted by the local fallback while Redis was unavailable."""
+        return self._local is not None
+
+    @property
+    def active(self) -> bool:
+        """Admitted and not yet released."""
+        return self._state == _ACTIVE
+
+    def __repr__(self) -> str:
+        state = ("pending", "active", "released")[self._state]
+        via = " via fallback" if self._local is not None else ""
+        return f"<RedisReservation {state}{via} ticket={self.ticket} costs={self._costs}>"
+
+    def _check_active(self, method: str) -> None:
+        if self._state != _ACTIVE:
+            when = "before it was admitted" if self._state == _PENDING else "after it was released"
+            raise ReservationError(f"{method}() called on a reservation {when}")
+
+    async def settle(self, **actual: float) -> None:
+        """Adjust the charges to the real usage, per metric (``tokens=812``).
+
+        A metric not named keeps its estimate.  Below the estimate, the difference is refunded
+        (if the throttle's ``refund_unused`` is true), never lifting a bucket above full;
+        above it, the overdraft is charged as a debt repaid before later admissions.  One
+        shielded round trip (none if nothing changes).
+
+        Raises:
+            ReservationError: settled twice, or after :meth:`release`.
+            ValueError: an unknown metric or a negative usage.
+            BackendUnavailable: Redis cannot be reached and there is no fallback.
+        """
+        self._check_active("settle")
+        if self._settled:
+            raise ReservationError("settle() called twice on the same reservation")
+        if self._local is not None:  # admitted by the fallback: settled there
+            self._local.settle(**actual)
+            self._settled = True
+            return
+        self._settled = True
+        try:
+            await self._throttle._adjust(self, actual, refund=self._throttle.refund_unused)
+        except BaseException:
+            self._settled = False
+            raise
+
+    def release(self) -> None:
+        """Give the concurrency slot back.  Without a settle, the estimate stands.
+
+        Idempotent: releasing twice does nothing the second time.  Not async: it touches only
+        this process.
+        """
+        if self._state == _ACTIVE:
+            self._state = _RELEASED
+            if self._local is not None:
+                self._local.release()
+            self._throttle._release_slot()
+
+    async def cancel(self) -> None:
+        """The request was never sent: refund every charge and release the slot.
+
+        Raises:
+            ReservationError: the reservation is not active.
+            BackendUnavailable: Redis cannot be reached and there is no fallback (the slot is
+                released all the same).
+        """
+        self._check_active("cancel")
+        if self._local is not None:
+            self._local.cancel()
+            self.release()
+            return
+        try:
+            await self._throttle._adjust(self, dict.fromkeys(self._costs, 0.0), refund=True)
+        finally:
+            self.release()
+
+    async def reject(self, **kept: float) -> None:
+        """The server rejected this attempt (a 429): keep only ``kept``, refund the rest.
+
+        For LLM APIs a rejected attempt typically costs one request and no tokens:
+        ``await reservation.reject(requests=1)``.  The slot is released; retry with
+        ``throttle.reserve(..., ticket=reservation.ticket)`` to keep the original turn.
+        """
+        self._check_active("reject")
+        self._throttle._rejections += 1
+        if self._local is not None:
+            self._local.reject(**kept)
+            self.release()
+            return
+        usage = dict.fromkeys(self._costs, 0.0)
+        usage.update(kept)
+        try:
+            await self._throttle._adjust(self, usage, refund=True)
+        finally:
+            self.release()
+
+
+@final
+class _ReserveContext:
+    __slots__ = ("_costs", "_reservation", "_throttle", "_ticket", "_timeout")
+
+    def __init__(
+        self,
+        throttle: RedisThrottle,
+        costs: dict[str, float],
+        timeout: float | None,
+        ticket: int | None,
+    ) -> None:
+        self._throttle = throttle
+        self._costs = costs
+        self._timeout = timeout
+        self._ticket = ticket
+        self._reservation: RedisReservation | None = None
+
+    async def __aenter__(self) -> RedisReservation:
+        self._reservation = await self._throttle._acquire(self._costs, self._timeout, self._ticket)
+        return self._reservation
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._reservation is not None
+        self._reservation.release()
+
+
+@final
+class RedisThrottle:
+    """Several rate limits shared through Redis, plus a per-process concurrency cap.
+
+    The distributed counterpart of :class:`~throttle_trio.Throttle` (see the module docstring for
+    how it works): the same ``reserve``/``acquire``, ticket and timeout semantics, the same
+    metric naming (``tokens_per_day`` counts ``tokens``).  Methods that change the shared state
+    (settle, cancel, reject, pauses, header feedback) are async.
+
+    Args:
+        client: a coredis ``Redis`` or ``RedisCluster`` client, which the application enters
+            (``async with``) and exits in one long-lived task.
+        name: the throttle's name, shared by every process that shares its limits (no ``{`` or
+            ``}``).  Never put an API key in it: use :func:`throttle_trio.api_key_hash`.
+        limits: limit name -> :class:`GCRALimit`, as a mapping.
+        max_concurrent: at most this many reservations of *this process* hold a slot at once
+            (an int >= 1, or ``None`` for no cap).
+        prefix: the first part of every key (``prefix:{name}`` and ``prefix:{name}:<limit>``;
+            the braces are a hash tag that keeps a throttle on one Redis Cluster slot).
+        refund_unused: whether a settle refunds an estimate above the real usage.
+        on_unavailable: ``"raise"`` (:class:`BackendUnavailable`) or a :class:`LocalFallback`.
+        redis_timeout: seconds one round trip may take before Redis counts as unavailable
+            (``None``: wait as long as coredis does).
+        **more_limits: limits as keywords (``requests=GCRALimit(500, per=60)``).
+
+    Raises:
+        TypeError: a limit is not a GCRALimit (a GCRA or TokenBucket is read as one), or an
+            argument has the wrong type.
+        ValueError: no limits, a bad name, or an argument out of range.
+    """
+
+    __slots__ = (
+        "_admitted",
+        "_booked_wait",
+        "_booking",
+        "_by_name",
+        "_fallback",
+        "_fallback_admissions",
+        "_fallback_until",
+        "_gate",
+        "_held",
+        "_in_outage",
+        "_limits",
+        "_local",
+        "_max_concurrent",
+        "_metrics",
+        "_name",
+        "_outages",
+        "_pauses",
+        "_queue",
+        "_redis_timeout",
+        "_rejections",
+        "_round_trips",
+        "_script",
+        "_timeouts",
+        "_unavailable",
+        "_unbooked",
+        "_wait_time",
+        "refund_unused",
+    )
+
+    def __init__(
+        self,
+        client: Client[Any],
+        name: str,
+        limits: Mapping[str, GCRALimit | GCRA | TokenBucket] | None = None,
+        /,
+        *,
+        max_concurrent: int | None = None,
+        prefix: str = "throttle_trio",
+        refund_unused: bool = True,
+        on_unavailable: Literal["raise"] | LocalFallback = "raise",
+        redis_timeout: float | None = 5.0,
+        **more_limits: GCRALimit | GCRA | TokenBucket,
+    ) -> None:
+        self._name = _check_name("name", name)
+        prefix = _check_name("prefix", prefix)
+        merged = {**limits, **more_limits} if limits else more_limits
+        if not merged:
+            raise ValueError("a RedisThrottle needs at least one limit, got none")
+        self._limits = [
+            _Limit(limit_name, _as_limit(limit_name, value), limit_key(prefix, name, limit_name))
+            for limit_name, value in merged.items()
+            if _check_name("limit name", limit_name)
+        ]
+        self._by_name = {limit.name: limit for limit in self._limits}
+        self._metrics = frozenset(limit.metric for limit in self._limits)
+        if max_concurrent is not None and (
+            isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int)
+        ):
+            raise TypeError(f"max_concurrent must be an int or None, got {max_concurrent!r}")
+        if max_concurrent is not None and max_concurrent < 1:
+            raise ValueError(f"max_concurrent must be >= 1, got {max_concurrent!r}")
+        self._max_concurrent: float = math.inf if max_concurrent is None else max_concurrent
+        if on_unavailable != "raise" and not isinstance(on_unavailable, LocalFallback):
+            raise TypeError(
+                f"on_unavailable must be 'raise' or a LocalFallback, got {on_unavailable!r}"
+            )
+        self._fallback = on_unavailable if isinstance(on_unavailable, LocalFallback) else None
+        self._local: Throttle | None = None
+        if self._fallback is not None:
+            share = self._fallback.fraction
+            self._local = Throttle(
+                {
+                    limit.name: GCRA(
+                        limit.rate * share, burst=limit.burst, initial_tokens=limit.burst * share
+                    )
+                    for limit in self._limits
+                },
+                refund_unused=refund_unused,
+            )
+        self._redis_timeout = check_optional_timeout(redis_timeout)
+        self.refund_unused = refund_unused
+        self._gate = gate_key(prefix, name)
+        self._script: Script[Any] = client.register_script(SCRIPT)
+        self._queue: WaitQueue[None] = WaitQueue()
+        self._booking = False  # a head holds the booking role (from its round trip to its instant)
+        self._held = 0  # concurrency slots held: admitted reservations, and the booking head
+        self._fallback_until = -math.inf
+        self._in_outage = False
+        self._admitted = 0
+        self._wait_time = 0.0
+        self._booked_wait = 0.0
+        self._round_trips = 0
+        self._unbooked = 0
+        self._pauses = 0
+        self._rejections = 0
+        self._timeouts = 0
+        self._unavailable = 0
+        self._outages = 0
+        self._fallback_admissions = 0
+
+    def __repr__(self) -> str:
+        limits = ", ".join(
+            f"{limit.name}={limit.rate:g}/s burst {limit.burst:g}" for limit in self._limits
+        )
+        cap = "" if self._max_concurrent == math.inf else f", max_concurrent={self._max_concurrent}"
+        return f"RedisThrottle({self._name!r}, {limits}{cap})"
+
+    @property
+    def name(self) -> str:
+        """The name shared by every process of the fleet."""
+        return self._name
+
+    @property
+    def metrics(self) -> frozenset[str]:
+        """The metrics this throttle counts (costs it accepts in :meth:`reserve`)."""
+        return self._metrics
+
+    @property
+    def keys(self) -> Mapping[str, str]:
+        """The Redis keys: ``"gate"`` (pause and booking order), then one per limit name."""
+        return MappingProxyType(
+            {"gate": self._gate, **{limit.name: limit.key for limit in self._limits}}
+        )
+
+    # -- admission ---------------------------------------------------------------------------
+
+    def _check_costs(self, costs: Mapping[str, float]) -> dict[str, float]:
+        checked: dict[str, float] = {}
+        for metric, cost in costs.items():
+            if metric not in self._metrics:
+                known = ", ".join(sorted(self._metrics))
+                raise ValueError(f"unknown cost {metric!r}: this throttle counts {known}")
+            checked[metric] = check_non_negative(metric, cost)
+        for limit in self._limits:
+            cost = checked.get(limit.metric, 0.0)
+            if cost > limit.burst:
+                raise CostExceedsCapacity(
+                    f"{limit.metric} must be <= the capacity {limit.burst!r} "
+                    f"of limit {limit.name!r}, got {cost!r}"
+                )
+        return checked
+
+    def reserve(
+        self,
+        costs: Mapping[str, float] | None = None,
+        /,
+        *,
+        timeout: float | None = None,
+        ticket: int | None = None,
+        **more_costs: float,
+    ) -> _ReserveContext:
+        """Wait for admission, as an async context manager that yields a :class:`RedisReservation`.
+
+        ``async with throttle.reserve(requests=1, tokens=estimate) as slot:`` queues in this
+        process, books the earliest shared instant in Redis (one round trip), sleeps until it
+        and takes a slot; leaving the block releases the slot.  A checkpoint, even when admitted
+        at once.  If cancelled, it took nothing: a booking is given back.
+
+        Args:
+            timeout: seconds to wait at most, queueing included; fails at once (and books
+                nothing) when the booked instant would be later.
+            ticket: a previous reservation's ticket, so that a retry keeps its turn.
+            costs: cost per metric, as a mapping.
+            **more_costs: cost per metric, as keywords (>= 0); metrics not named cost 0.
+
+        Raises:
+            ValueError: an unknown metric, or a negative or non-finite cost.
+            CostExceedsCapacity: a cost above its limit's burst (at once, no round trip).
+            RateLimitTimeout: not admitted within ``timeout``.
+            BackendUnavailable: Redis cannot be reached and there is no fallback.
+            RedisBackendError: a key holds data this module did not write.
+        """
+        return _ReserveContext(
+            self,
+            self._check_costs(merge_costs(costs, more_costs)),
+            check_optional_timeout(timeout),
+            ticket,
+        )
+
+    # `timeout=` rather than a cancel scope: it fails at once when the wait is known to be longer.
+    async def acquire(
+        self,
+        costs: Mapping[str, float] | None = None,
+        /,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+        ticket: int | None = None,
+        **more_costs: float,
+    ) -> RedisReservation:
+        """Like :meth:`reserve`, but returns the reservation; you must release it yourself."""
+        return await self._acquire(
+            self._check_costs(merge_costs(costs, more_costs)),
+            check_optional_timeout(timeout),
+            ticket,
+        )
+
+    async def _acquire(
+        self,
+        costs: dict[str, float],
+        timeout: float | None,  # noqa: ASYNC109
+        ticket: int | None,
+    ) -> RedisReservation:
+        queue = self._queue
+        if ticket is None:
+            ticket = queue.take_ticket()
+        arrived = anyio.current_time()
+        deadline = math.inf if timeout is None else arrived + timeout
+
+        def step(now: float) -> float | None:
+            # The booking role and a slot, in one step: the head holds nothing while it waits.
+            if self._booking or self._held >= self._max_concurrent:
+                return math.inf
+            self._booking = True
+            self._held += 1
+            return None
+
+        def on_timeout() -> BaseException:
+            self._timeouts += 1
+            return self._timeout_error(costs, timeout)
+
+        await queue.acquire(1, step, None, deadline=deadline, on_timeout=on_timeout, ticket=ticket)
+        reservation = RedisReservation(self, costs, ticket)
+        try:
+            await self._admit(reservation, deadline, timeout)
+        except BaseException:
+            self._held -= 1
+            raise
+        finally:
+            self._booking = False
+            queue.poke()
+        now = anyio.current_time()
+        reservation._state = _ACTIVE
+        reservation._admitted_at = now
+        self._admitted += 1
+        self._wait_time += now - arrived
+        return reservation
+
+    async def _admit(
+        self,
+        reservation: RedisReservation,
+        deadline: float,
+        timeout: float | None,  # noqa: ASYNC109
+    ) -> None:
+        """Book in Redis and sleep until the booked instant (or admit through the fallback)."""
+        costs = reservation._costs
+        now = anyio.current_time()
+        if now < self._fallback_until:
+            await self._admit_locally(reservation, deadline, timeout)
+            return
+        charged = [limit for limit in self._limits if costs.get(limit.metric)]
+        incs = [limit.interval.charge(costs[limit.metric]) for limit in charged]
+        max_wait = -1 if deadline == math.inf else max(0, math.floor((deadline - now) * 1e6))
+        args: list[int | str] = ["acquire", len(charged), max_wait]
+        for limit, inc in zip(charged, incs, strict=True):
+            args += [inc, limit.tau]
+        try:
+            reply = await self._call("acquire", charged, args)
+        except BackendUnavailable as exc:
+            if self._fallback is None:
+                self._unavailable += 1
+                raise
+            self._enter_fallback(exc)
+            await self._admit_locally(reservation, deadline, timeout)
+            return
+        code = reply[0]
+        if code == LATE:
+            self._timeouts += 1
+            raise self._timeout_error(costs, timeout)
+        if code == EXCEEDS:
+            limit = charged[reply[2] - 1]
+            raise CostExceedsCapacity(
+                f"{limit.metric} must be <= the capacity Redis holds for limit {limit.name!r} "
+                f"({limit.tau} µs of burst), got {costs[limit.metric]!r} "
+                f"({incs[reply[2] - 1]} µs): do all processes configure {self._name!r} alike?"
+            )
+        wait = reply[2] / 1e6
+        try:
+            await anyio.sleep(wait)  # a checkpoint even at 0: a cancelled caller gives it back
+        except BaseException:
+            await self._unbook(_Booking(charged, incs, reply))
+            raise
+        self._booked_wait += wait
+        reservation._server_admitted_at = reply[3] / 1e6
+        for limit in self._limits:
+            if limit.metric in costs:  # marked even at cost 0, so that settle may charge it
+                limit.admitted_cost += costs[limit.metric]
+                reservation._marks[limit.name] = limit.admitted_cost
+
+    async def _admit_locally(
+        self,
+        reservation: RedisReservation,
+        deadline: float,
+        timeout: float | None,  # noqa: ASYNC109
+    ) -> None:
+        assert self._local is not None
+        remaining = None
+        if deadline != math.inf:
+            remaining = max(0.0, deadline - anyio.current_time())
+        try:
+            reservation._local = await self._local.acquire(reservation._costs, timeout=remaining)
+        except RateLimitTimeout:
+            self._timeouts += 1
+            raise self._timeout_error(reservation._costs, timeout) from None
+        self._fallback_admissions += 1
+
+    async def _unbook(self, booking: _Booking) -> None:
+        """Give back a booking whose caller was cancelled before its instant."""
+        args: list[int | str] = ["unbook", len(booking.charged), booking.start, booking.prior_last]
+        for inc, new_tat, prior in zip(booking.incs, booking.new_tats, booking.priors, strict=True):
+            args += [inc, new_tat, *prior]
+        try:
+            reply = await self._call("unbook", booking.charged, args)
+        except RedisBackendError as exc:
+            logger.warning("%r could not give back a cancelled booking (it stands): %s", self, exc)
+            return
+        self._unbooked += 1
+        if reply[2] != 1:  # credited like a refund, as far as later bookings allow
+            for i, (limit, inc) in enumerate(zip(booking.charged, booking.incs, strict=True)):
+                limit.dropped += limit.interval.units(inc - reply[3 + i])
+
+    async def _call(self, op: str, limits: list[_Limit], args: list[int | str]) -> list[Any]:
+        """One shielded round trip of the script; raises our errors, never coredis's."""
+        keys = [self._gate, *(limit.key for limit in limits)]
+        self._round_trips += 1
+        timeout = self._redis_timeout
+        deadline = math.inf if timeout is None else anyio.current_time() + timeout
+        reply: Any = None
+        # Shielded (a cancelled round trip may have run on the server: the caller gives back
+        # what it booked), bounded by redis_timeout: one scope for both.
+        with anyio.CancelScope(shield=True, deadline=deadline):
+            try:
+                reply = await self._script(keys=keys, args=args)
+            except _UNAVAILABLE as exc:
+                raise self._unavailable_error(op, f"{type(exc).__name__}: {exc}") from exc
+            except RedisError as exc:
+                raise RedisBackendError(
+                    f"Redis refused the throttle script for {self._name!r} ({op}): "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+        if reply is None:  # the deadline passed
+            raise self._unavailable_error(op, f"no answer within redis_timeout={timeout!r} seconds")
+        result = list(reply)  # the script returns an array
+        if result[0] == FOREIGN:
+            index, kind = result[2], result[3]
+            if isinstance(kind, bytes):
+                kind = kind.decode()
+            raise RedisBackendError(
+                f"key {keys[index]!r} holds data throttle_trio did not write (a Redis {kind}); "
+                f"delete it, or choose another name or prefix for throttle {self._name!r}"
+            )
+        if self._in_outage:
+            self._in_outage = False
+            logger.warning("Redis is back for %r: admitting through it again", self)
+        return result
+
+    def _unavailable_error(self, op: str, detail: str) -> BackendUnavailable:
+        return BackendUnavailable(
+            f"Redis is unavailable for throttle {self._name!r} ({op}): {detail}"
+        )
+
+    def _enter_fallback(self, exc: BackendUnavailable) -> None:
+        assert self._fallback is not None
+        self._fallback_until = anyio.current_time() + self._fallback.retry_interval
+        if not self._in_outage:
+            self._in_outage = True
+            self._outages += 1
+            logger.warning(
+                "%s; %r admits through a local fallback at %g of its rates until Redis is back",
+                exc,
+                self,
+                self._fallback.fraction,
+            )
+
+    def _timeout_error(self, costs: Mapping[str, float], timeout: float | None) -> RateLimitTimeout:
+        shown = ", ".join(f"{metric}={cost!r}" for metric, cost in costs.items())
+        return RateLimitTimeout(
+            f"reserve({shown}) could not be admitted within timeout={timeout!r} seconds"
+        )
+
+    async def _try_acquire(self, costs: dict[str, float]) -> RedisReservation | None:
+        """Admit ``costs`` only if they fit now and nobody here waits (RedisRateLimiter)."""
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        if self._queue.waiting or self._booking or self._held >= self._max_concurrent:
+            return None
+        self._booking = True
+        self._held += 1
+        reservation = RedisReservation(self, costs, self._queue.take_ticket())
+        try:
+            await self._admit(reservation, anyio.current_time(), 0.0)
+        except RateLimitTimeout:
+            self._timeouts -= 1  # a refusal, not a timeout
+            self._held -= 1
+            return None
+        except BaseException:
+            self._held -= 1
+            raise
+        finally:
+            self._booking = False
+            self._queue.poke()
+        reservation._state = _ACTIVE
+        reservation._admitted_at = anyio.current_time()
+        self._admitted += 1
+        return reservation
+
+    # -- after admission ---------------------------------------------------------------------
+
+    async def _adjust(
+        self, reservation: RedisReservation, usage: Mapping[str, float], *, refund: bool
+    ) -> None:
+        checked: dict[str, float] = {}
+        for metric, value in usage.items():
+            if metric not in self._metrics:
+                known = ", ".join(sorted(self._metrics))
+                raise ValueError(f"unknown usage {metric!r}: this throttle counts {known}")
+            checked[metric] = check_non_negative(metric, value)
+        deltas: list[tuple[_Limit, float, int]] = []
+        for metric, actual in checked.items():
+            delta = actual - reservation._costs.get(metric, 0.0)
+            if delta == 0 or (delta < 0 and not refund):
+                continue
+            for limit in self._limits:
+                if limit.metric == metric and limit.name in reservation._marks:
+                    us = (
+                        limit.interval.charge(delta)
+                        if delta > 0
+                        else -limit.interval.credit(-delta)
+                    )
+                    deltas.append((limit, delta, us))
+        if deltas:
+            args: list[int | str] = ["adjust", len(deltas), *(us for _, _, us in deltas)]
+            try:
+                reply = await self._call("adjust", [limit for limit, _, _ in deltas], args)
+            except BackendUnavailable as exc:
+                if self._fallback is None:
+                    self._unavailable += 1
+                    raise
+                self._enter_fallback(exc)
+                logger.warning("%r lost a settle while Redis was unavailable: %s", self, exc)
+                return
+            for i, (limit, delta, us) in enumerate(deltas):
+                if delta > 0:
+                    limit.overdraft += delta
+                else:
+                    credited = -reply[2 + i]
+                    if credited >= -us:
+                        limit.refunded += -delta
+                    else:
+                        got = limit.interval.units(credited)
+                        limit.refunded += got
+                        limit.dropped += -delta - got
+        for metric, actual in checked.items():
+            if refund or actual > reservation._costs.get(metric, 0.0):
+                reservation._costs[metric] = actual
+
+    def _release_slot(self) -> None:
+        full = self._held >= self._max_concurrent
+        self._held -= 1
+        if full and not self._booking:  # only a freed slot can let the head go
+            self._queue.poke()
+
+    # -- the shared gate, feedback, state ----------------------------------------------------
+
+    async def pause_for(self, seconds: float) -> None:
+        """Close the shared gate for ``seconds`` from now, for every process.
+
+        No request of any process is booked before the gate opens (a booking already made
+        stands).  A later end extends the pause; an earlier one does not shorten it.  One
+        shielded round trip; the local fallback, if any, is paused too.
+
+        Raises:
+            BackendUnavailable: Redis cannot be reached and there is no fallback.
+        """
+        seconds = check_non_negative("seconds", seconds)
+        if self._local is not None:
+            self._local.pause_for(seconds)
+        self._pauses += 1
+        try:
+            await self._call("pause", [], ["pause", 0, microseconds_up(seconds)])
+        except BackendUnavailable as exc:
+            if self._fallback is None:
+                self._unavailable += 1
+                raise
+            self._enter_fallback(exc)
+
+    async def pause_until(self, deadline: float) -> None:
+        """Close the gate until ``deadline`` (anyio clock, seconds): see :meth:`pause_for`."""
+        if math.isnan(deadline):
+            raise ValueError(f"deadline must be a time, got {deadline!r}")
+        await self.pause_for(max(0.0, deadline - anyio.current_time()))
+
+    async def observe(
+        self, report: RateLimitHeaders, reservation: RedisReservation | None = None
+    ) -> None:
+        """Feed a response's rate-limit headers back into the shared limits.
+
+        For each metric the server reports, the limit named after it is lowered to ``remaining``
+        minus what this process admitted after ``reservation`` (``None``: nothing).  It is never
+        raised.  Admissions by other processes since the response are not subtracted (this
+        process cannot know them), so the correction errs on the generous side by those.  One
+        shielded round trip; the local fallback, if any, is synced too.
+
+        Raises:
+            BackendUnavailable: Redis cannot be reached and there is no fallback.
+        """
+        if self._local is not None:
+            self._local.observe(report)
+        targets: list[tuple[_Limit, int]] = []
+        for metric, info in report.limits.items():
+            limit = self._by_name.get(metric)
+            if limit is None or info.remaining is None:
+                continue
+            since = 0.0
+            if reservation is not None and limit.name in reservation._marks:
+                since = limit.admitted_cost - reservation._marks[limit.name]
+            missing = limit.burst - (info.remaining - since)
+            if missing > 0:
+                targets.append((limit, limit.interval.charge(missing)))
+        if not targets:
+            return
+        args: list[int | str] = ["limit", len(targets), *(level for _, level in targets)]
+        try:
+            await self._call("limit", [limit for limit, _ in targets], args)
+        except BackendUnavailable as exc:
+            if self._fallback is None:
+                self._unavailable += 1
+                raise
+            self._enter_fallback(exc)
+
+    async def state(self) -> RedisThrottleState:
+        """Read what Redis holds for this throttle now (one round trip; changes nothing).
+
+        Raises:
+            BackendUnavailable: Redis cannot be reached (also with a fallback).
+        """
+        reply = await self._call("state", self._limits, ["state", len(self._limits)])
+        now, pause, last = reply[1], reply[2], reply[3]
+        available = {}
+        for i, limit in enumerate(self._limits):
+            tat = reply[4 + i]
+            used = limit.interval.units(max(0, tat - now)) if tat >= 0 else 0.0
+            available[limit.name] = limit.burst - used
+        return RedisThrottleState(
+            server_time=now / 1e6,
+            paused_for=(pause - now) / 1e6 if pause > now else None,
+            booked_for=(last - now) / 1e6 if last > now else None,
+            available=MappingProxyType(available),
+        )
+
+    def statistics(self) -> RedisThrottleStatistics:
+        """Return a snapshot of this process's view (no round trip; see the dataclass)."""
+        booking = 1 if self._booking else 0
+        return RedisThrottleStatistics(
+            tasks_waiting=self._queue.waiting + booking,
+            in_flight=self._held - booking,
+            max_concurrent=self._max_concurrent,
+            admitted=self._admitted,
+            total_wait_time=self._wait_time,
+            booked_wait_time=self._booked_wait,
+            round_trips=self._round_trips,
+            unbooked=self._unbooked,
+            pauses=self._pauses,
+            rejections=self._rejections,
+            timeouts=self._timeouts,
+            unavailable=self._unavailable,
+            outages=self._outages,
+            fallback_active=anyio.current_time() < self._fallback_until,
+            fallback_admissions=self._fallback_admissions,
+            fallback=self._local.statistics() if self._local is not None else None,
+            limits={
+                limit.name: RedisLimitStatistics(
+                    metric=limit.metric,
+                    key=limit.key,
+                    capacity=limit.burst,
+                    rate=limit.rate,
+                    admitted_cost=limit.admitted_cost,
+                    refunded=limit.refunded,
+                    overdraft=limit.overdraft,
+                    dropped=limit.dropped,
+                )
+                for limit in self._limits
+            },
+        )
+
+
+@final
+class RedisRateLimiter:
+    """One rate limit shared through Redis: the distributed :class:`~throttle_trio.RateLimiter`.
+
+    ``async with limiter:`` takes one unit, ``await limiter.acquire(5)`` a weighted cost, and
+    ``await limiter.try_acquire()`` takes units only if they fit now (one round trip; unlike the
+    local limiter's, it is async).  Built on :class:`RedisThrottle` (one limit named ``rate``,
+    key ``prefix:{name}:rate``), with the same queueing, booking and failure behaviour.
+
+    Args:
+        client: an entered coredis client (see :class:`RedisThrottle`).
+        name: the limiter's name, shared by every process.
+        limit: the rate: a :class:`GCRALimit` (a GCRA or TokenBucket is read as one).
+        prefix, on_unavailable, redis_timeout: as for :class:`RedisThrottle`.
+    """
+
+    __slots__ = ("_capacity", "_throttle")
+
+    def __init__(
+        self,
+        client: Client[Any],
+        name: str,
+        limit: GCRALimit | GCRA | TokenBucket,
+        *,
+        prefix: str = "throttle_trio",
+        on_unavailable: Literal["raise"] | LocalFallback = "raise",
+        redis_timeout: float | None = 5.0,
+    ) -> None:
+        checked = _as_limit("limit", limit)
+        self._capacity = checked.burst
+        self._throttle = RedisThrottle(
+            client,
+            name,
+            {"rate": checked},
+            prefix=prefix,
+            on_unavailable=on_unavailable,
+            redis_timeout=redis_timeout,
+        )
+
+    def __repr__(self) -> str:
+        return f"RedisRateLimiter({self._throttle.name!r}, capacity={self._capacity!r})"
+
+    @property
+    def throttle(self) -> RedisThrottle:
+        """The :class:`RedisThrottle` underneath (its ``state()``, ``pause_for()``, keys)."""
+        return self._throttle
+
+    # `timeout=` as in RateLimiter.acquire: it fails at once when the wait is known to be longer.
+    async def acquire(self, cost: float = 1, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Wait until ``cost`` units may go, then take them (see :meth:`RedisThrottle.reserve`).
+
+        Raises:
+            CostExceedsCapacity: ``cost`` is above the burst.
+            RateLimitTimeout: not admitted within ``timeout``.
+            BackendUnavailable: Redis cannot be reached and there is no fallback.
+        """
+        cost = check_cost(cost, self._capacity)
+        reservation = await self._throttle._acquire(
+            {"rate": cost}, check_optional_timeout(timeout), None
+        )
+        reservation.release()
+
+    async def try_acquire(self, cost: float = 1) -> bool:
+        """Take ``cost`` units if they fit now and nobody in this process waits.
+
+        Never books a future instant.  One round trip (none if someone here waits).  A
+        checkpoint for cancellation only when the round trip is made.
+        """
+        cost = check_cost(cost, self._capacity)
+        reservation = await self._throttle._try_acquire({"rate": cost})
+        if reservation is None:
+            return False
+        reservation.release()
+        return True
+
+    async def refund(self, amount: float) -> float:
+        """Give back ``amount`` units that were acquired but not used; returns the units dropped.
+
+        A refund never lifts the bucket above its burst, nor frees room that a request booked
+        in the future relies on.  One shielded round trip.
+        """
+        amount = check_non_negative("amount", amount)
+        limit = self._throttle._limits[0]
+        us = limit.interval.credit(amount)
+        if not us:
+            return amount
+        try:
+            reply = await self._throttle._call("adjust", [limit], ["adjust", 1, -us])
+        except BackendUnavailable as exc:
+            if self._throttle._fallback is None:
+                self._throttle._unavailable += 1
+                raise
+            self._throttle._enter_fallback(exc)
+            return amount
+        credited = limit.interval.units(-reply[2]) if -reply[2] < us else amount
+        limit.refunded += credited
+        limit.dropped += amount - credited
+        return amount - credited
+
+    def statistics(self) -> RedisThrottleStatistics:
+        """This process's view of the limiter (the limit is named ``"rate"``)."""
+        return self._throttle.statistics()
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
