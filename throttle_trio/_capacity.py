@@ -128,6 +128,11 @@ class CapacityLimiter:
             RuntimeError: ``borrower`` already holds a token.
         """
 
+        if borrower in self._borrowers:  # before queueing, or it would wait for itself
+            raise RuntimeError(
+                "this borrower is already holding one of this CapacityLimiter's tokens"
+            )
+
         def step(now: float) -> float | None:
             return None if self._take(borrower) else math.inf
 

@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .._validate import check_cost
+from .._validate import check_cost, check_positive
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -119,6 +119,7 @@ class RatePolicy(ABC):
         Used to fail a request at once when even this bound exceeds its timeout.  The default
         is conservative; buckets override it with the exact answer.
         """
+        cost = self._checked_cost(cost)
         return self.ready_at(min(ahead + cost, self.capacity), now)
 
     def try_admit(self, cost: float, now: float) -> Decision:
@@ -128,6 +129,12 @@ class RatePolicy(ABC):
             self.consume(cost, now)
             return Decision(True, now, self.available(now))
         return Decision(False, ready, self.available(now))
+
+    def _checked_charge(self, cost: float) -> float:
+        # consume() takes any finite cost > 0, even above the capacity (a debt).
+        if (cost.__class__ is int or cost.__class__ is float) and 0 < cost < math.inf:
+            return cost
+        return check_positive("cost", cost)
 
     def _checked_cost(self, cost: float) -> float:
         # The fast path keeps validation off the hot path; anything unusual goes to the checker.

@@ -119,6 +119,7 @@ class GCRA(RatePolicy):
         return now if deficit <= 0 else now + deficit * self._interval
 
     def consume(self, cost: float, now: float) -> None:
+        cost = self._checked_charge(cost)
         self._tat = max(self._tat_at(now), now) + cost * self._interval
 
     def refund(self, amount: float, now: float, *, admitted_at: float | None = None) -> float:

@@ -93,6 +93,7 @@ class SlidingWindow(RatePolicy):
         raise AssertionError("unreachable: cost <= limit, so emptying the window fits it")
 
     def consume(self, cost: float, now: float) -> None:
+        cost = self._checked_charge(cost)
         self._expire(now)
         entries = self._entries
         if entries and entries[-1][0] >= now:

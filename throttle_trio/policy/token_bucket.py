@@ -131,6 +131,7 @@ class TokenBucket(RatePolicy):
         return now if deficit <= 0 else now + deficit / self._fill
 
     def consume(self, cost: float, now: float) -> None:
+        cost = self._checked_charge(cost)
         self._advance(now)
         self._tokens -= cost
 

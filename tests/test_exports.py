@@ -1,0 +1,305 @@
+"""The public surface: ``__all__`` sorted and complete, ``py.typed`` shipped, and the layering
+rules on imports (the core needs anyio only; the policy core never imports anyio).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import json
+import subprocess
+import sys
+import textwrap
+import types
+from pathlib import Path
+
+import pytest
+
+import throttle_trio
+import throttle_trio.policy
+
+PACKAGE_DIR = Path(throttle_trio.__file__).parent
+ROOT = PACKAGE_DIR.parent
+
+# Private top-level modules whose ``__all__`` is internal API: none of it is re-exported.
+# Every other ``throttle_trio/_*.py`` module's ``__all__`` must appear in the package's.
+INTERNAL_MODULES = {
+    "throttle_trio._validate": "argument checks shared by the constructors",
+    "throttle_trio._waitqueue": "the FIFO engine behind every limiter",
+    "throttle_trio._transport": "the engine behind throttle_trio.httpx and throttle_trio.httpx2",
+    "throttle_trio._usage": "reads usage from response bodies for the transports",
+    "throttle_trio._backend": "the running loop's anyio backend, looked up once per acquire",
+}
+# The public namespaces: each has a sorted ``__all__`` that lists what it offers.
+NAMESPACES = [
+    "throttle_trio",
+    "throttle_trio.cli",
+    "throttle_trio.httpx",
+    "throttle_trio.httpx2",
+    "throttle_trio.policy",
+    "throttle_trio.redis",
+    "throttle_trio.testing",
+]
+
+
+def api_modules() -> list[str]:
+    """The modules whose ``__all__`` the package re-exports: the private top-level modules
+    (``throttle_trio/_*.py``, not the subpackages) and the policy modules, minus the internal
+    ones."""
+    names = []
+    for name in module_names():
+        parent, _, leaf = name.rpartition(".")
+        if is_package(name) or name in INTERNAL_MODULES or leaf == "_version":
+            continue
+        if (parent == "throttle_trio" and leaf.startswith("_")) or parent == (
+            "throttle_trio.policy"
+        ):
+            names.append(name)
+    return names
+
+
+def namespace(name: str) -> types.ModuleType:
+    """Import a public namespace, skipping if its optional dependency is not installed."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:  # pragma: no cover - the dev environment has every extra
+        pytest.skip(f"{name} needs an optional dependency: {exc}")
+
+
+def module_names() -> list[str]:
+    """Every module of the package, by dotted name, from the files (no import needed)."""
+    names = []
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        parts = list(path.relative_to(ROOT).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        names.append(".".join(parts))
+    return names
+
+
+def is_package(name: str) -> bool:
+    return (ROOT / name.replace(".", "/") / "__init__.py").is_file()
+
+
+def declared_all(name: str) -> list[str] | None:
+    """A module's ``__all__`` as written in its source (None if it has none)."""
+    module = importlib.import_module(name)
+    value = getattr(module, "__all__", None)
+    return None if value is None else list(value)
+
+
+# --------------------------------------------------------------------------- __all__
+
+
+@pytest.mark.parametrize("name", NAMESPACES)
+def test_all_is_sorted_without_duplicates(name: str) -> None:
+    """Sorted as isort (and plain sorted()) orders it: case-sensitive, capitals first."""
+    package = namespace(name)
+    assert package.__all__ == sorted(package.__all__)
+    assert len(set(package.__all__)) == len(package.__all__)
+
+
+@pytest.mark.parametrize("name", NAMESPACES)
+def test_every_name_in_all_exists(name: str) -> None:
+    package = namespace(name)
+    missing = [name for name in package.__all__ if not hasattr(package, name)]
+    assert missing == []
+
+
+@pytest.mark.parametrize("name", [n for n in NAMESPACES if is_package(n)])
+def test_every_public_attribute_is_in_all(name: str) -> None:
+    """Nothing is re-exported by a package's ``__init__`` and then left out of ``__all__``."""
+    package = namespace(name)
+    public = {
+        attr
+        for attr, value in vars(package).items()
+        if not attr.startswith("_")
+        and not isinstance(value, types.ModuleType)
+        and attr != "annotations"  # from __future__
+    }
+    assert public - set(package.__all__) == set()
+
+
+def test_all_is_complete() -> None:
+    """Every public name of every public-API module is re-exported by the package, and the
+    policy package re-exports its modules' names (which the top level re-exports too)."""
+    expected_top: set[str] = {"__version__"}
+    expected_policy: set[str] = set()
+    for name in api_modules():
+        names = set(declared_all(name) or ())
+        if name.startswith("throttle_trio.policy."):
+            expected_policy |= names
+        expected_top |= names
+    assert set(throttle_trio.policy.__all__) == expected_policy
+    assert set(throttle_trio.__all__) == expected_top
+
+
+def test_exported_objects_are_the_modules_objects() -> None:
+    """A re-export is the object itself, not a copy or a stale alias."""
+    for name in api_modules():
+        module = importlib.import_module(name)
+        for attr in declared_all(name) or ():
+            assert getattr(throttle_trio, attr) is getattr(module, attr), (name, attr)
+
+
+def test_internal_modules_exist() -> None:
+    """The exemptions above name real modules (a renamed module must not escape the check)."""
+    for name in INTERNAL_MODULES:
+        assert module_path(name) is not None, name
+
+
+def test_version_is_a_string() -> None:
+    assert isinstance(throttle_trio.__version__, str)
+    assert throttle_trio.__version__
+
+
+# --------------------------------------------------------------------------- packaging
+
+
+def test_py_typed_ships_in_the_package() -> None:
+    marker = PACKAGE_DIR / "py.typed"
+    assert marker.is_file()
+    # The wheel ships the whole package directory.
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert 'packages = ["throttle_trio"]' in pyproject
+
+
+# --------------------------------------------------------------------------- layering
+
+
+def run_python(code: str) -> str:
+    """Run ``code`` in a fresh interpreter on this checkout; return its stdout."""
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+OPTIONAL = ["trio", "httpx", "httpcore", "coredis", "redis", "looptime", "hypothesis", "pytest"]
+
+
+def test_core_imports_without_optional_dependencies() -> None:
+    """``import throttle_trio`` loads anyio and the standard library, none of the extras."""
+    out = run_python(
+        f"""
+        import json, sys
+        import throttle_trio
+        assert throttle_trio.__file__.startswith({str(PACKAGE_DIR)!r}), throttle_trio.__file__
+        print(json.dumps(sorted({{m.split(".")[0] for m in sys.modules}})))
+        """
+    )
+    loaded = set(json.loads(out))
+    assert "anyio" in loaded
+    assert loaded & set(OPTIONAL) == set()
+
+
+def test_core_imports_when_optional_dependencies_are_missing() -> None:
+    """Even with trio and httpx absent (imports of them fail), the core imports and works."""
+    blocked = dict.fromkeys(OPTIONAL)
+    run_python(
+        f"""
+        import sys
+        sys.modules.update({blocked!r})
+        import anyio
+        import throttle_trio as tt
+
+        async def main():
+            limiter = tt.RateLimiter(tt.TokenBucket(4))
+            await limiter.acquire()
+            async with tt.CapacityLimiter(1):
+                pass
+
+        anyio.run(main)
+        """
+    )
+
+
+def imports_of(path: Path) -> list[tuple[str, int]]:
+    """Every import in a file, anywhere in it (TYPE_CHECKING blocks included): (module, level)."""
+    found: list[tuple[str, int]] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.extend((alias.name, 0) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.module is None:  # `from . import x`: the modules x
+                found.extend((alias.name, node.level) for alias in node.names)
+            else:
+                found.append((node.module, node.level))
+    return found
+
+
+def resolve(importer: str, module: str, level: int) -> str:
+    """The absolute name of an import made in module ``importer``."""
+    if level == 0:
+        return module
+    package = importer if is_package(importer) else importer.rpartition(".")[0]
+    for _ in range(level - 1):
+        package = package.rpartition(".")[0]
+    return f"{package}.{module}" if module else package
+
+
+def module_path(name: str) -> Path | None:
+    base = ROOT / name.replace(".", "/")
+    for path in (base / "__init__.py", base.with_suffix(".py")):
+        if path.is_file():
+            return path
+    return None
+
+
+def test_policy_core_never_imports_anyio() -> None:
+    """Statically: no module under throttle_trio/policy, nor any module of the package it
+    imports (transitively), imports anyio, trio, sniffio or the package's ``__init__``
+    (which imports anyio)."""
+    todo = [name for name in module_names() if name.startswith("throttle_trio.policy")]
+    seen: set[str] = set()
+    offenders: list[tuple[str, str]] = []
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        path = module_path(name)
+        assert path is not None, name
+        for module, level in imports_of(path):
+            target = resolve(name, module, level)
+            top = target.split(".")[0]
+            if top in ("anyio", "trio", "sniffio", "httpx") or target == "throttle_trio":
+                offenders.append((name, target))
+            elif top == "throttle_trio":
+                todo.append(target)
+    assert offenders == []
+    # What the policy core is allowed to need from the rest of the package.
+    assert {n for n in seen if not n.startswith("throttle_trio.policy")} == {
+        "throttle_trio._validate",
+        "throttle_trio._exceptions",
+    }
+
+
+def test_policy_core_runs_with_anyio_unimportable() -> None:
+    """Dynamically: with ``import anyio`` made to fail, and the package's ``__init__`` (which
+    needs anyio) bypassed, the policy package imports and works."""
+    out = run_python(
+        f"""
+        import sys, types
+        sys.modules["anyio"] = None  # any `import anyio` now raises ImportError
+        stub = types.ModuleType("throttle_trio")
+        stub.__path__ = [{str(PACKAGE_DIR)!r}]
+        sys.modules["throttle_trio"] = stub
+        from throttle_trio.policy import GCRA, AIMD, SlidingWindow, TokenBucket
+        bucket = TokenBucket(2, per=1.0)
+        assert bucket.try_admit(2, 0.0).allowed
+        assert bucket.ready_at(1, 0.0) == 0.5
+        assert GCRA(2).try_admit(1, 0.0).allowed
+        assert SlidingWindow(1).try_admit(1, 0.0).allowed
+        assert AIMD(10).on_overload(0.0) == 5
+        loaded = [m for m, v in sys.modules.items() if v is not None]
+        print(sorted(m for m in loaded if m.startswith(("anyio", "trio", "sniffio"))))
+        """
+    )
+    assert out.strip() == "[]"
