@@ -84,7 +84,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     arrivals = []
     for tick in sorted(ticks[:n]):
         cost = draw(st.integers(1, burst + 1))
-        cancel = draw(st.none() | st.integers(1, 256).map(lambda d, t=tick: t + d))
+        cancel = draw(st.none() | st.integers(tick + 1, tick + 256))
         arrivals.append(Arrival(tick, cost, cancel))
     reconfigs = tuple(sorted((tick, draw(st.integers(1, 6))) for tick in ticks[n:]))
     return Scenario(kind, rate, burst, tuple(arrivals), reconfigs)

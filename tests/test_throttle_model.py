@@ -87,7 +87,7 @@ def workloads(draw: st.DrawFn) -> Workload:
                 hold=draw(st.integers(0, 128)),
                 ending=draw(st.sampled_from(["settle", "settle", "cancel", "reject", "none"])),
                 actual=draw(st.integers(0, 2 * token_burst)),
-                gives_up=draw(st.none() | st.integers(1, 200).map(lambda d, a=arrival: a + d)),
+                gives_up=draw(st.none() | st.integers(arrival + 1, arrival + 200)),
             )
         )
     pauses = draw(st.lists(st.tuples(st.integers(0, 400), st.integers(1, 128)), max_size=3))
