@@ -29,6 +29,7 @@ INTERNAL_MODULES = {
     "throttle_trio._transport": "the engine behind throttle_trio.httpx and throttle_trio.httpx2",
     "throttle_trio._usage": "reads usage from response bodies for the transports",
     "throttle_trio._backend": "the running loop's anyio backend, looked up once per acquire",
+    "throttle_trio._reserve": "cost checks and the reserve block shared by both throttles",
 }
 # The public namespaces: each has a sorted ``__all__`` that lists what it offers.
 NAMESPACES = [

@@ -24,7 +24,8 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from types import MappingProxyType, TracebackType
+from functools import partial
+from types import MappingProxyType
 from typing import TYPE_CHECKING, final
 
 import anyio
@@ -42,6 +43,13 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from ._headers import RateLimitHeaders
+from ._reserve import (
+    ReserveContext,
+    check_costs,
+    check_max_concurrent,
+    merge_costs,
+    metric_of,
+)
 
 __all__ = ["LimitStatistics", "Reservation", "ReservationError", "Throttle", "ThrottleStatistics"]
 
@@ -64,16 +72,6 @@ def _learned_period(limit: float, remaining: float | None, reset_after: float | 
     if remaining is not None and reset_after and 0 <= remaining < limit:
         return min(86_400.0, max(1.0, limit * reset_after / (limit - remaining)))
     return 60.0
-
-
-def _merge(costs: Mapping[str, float] | None, more: dict[str, float]) -> dict[str, float]:
-    """Costs given as a mapping and as keywords, together (keywords win)."""
-    return {**costs, **more} if costs else more
-
-
-def _metric_of(limit_name: str) -> str:
-    metric, sep, _ = limit_name.partition("_per_")
-    return metric if sep else limit_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +160,7 @@ class _Limit:
         self.name = name
         self.learned = learned
         self.aimd: AIMD | None = None
-        self.metric = _metric_of(name)
+        self.metric = metric_of(name)
         self.policy = policy
         self.admitted_cost = 0.0  # monotonic: also the mark used by header feedback
         self.refunded = 0.0
@@ -300,33 +298,6 @@ class Reservation:
 
 
 @final
-class _ReserveContext:
-    __slots__ = ("_costs", "_reservation", "_throttle", "_ticket", "_timeout")
-
-    def __init__(
-        self, throttle: Throttle, costs: dict[str, float], timeout: float | None, ticket: int | None
-    ) -> None:
-        self._throttle = throttle
-        self._costs = costs
-        self._timeout = timeout
-        self._ticket = ticket
-        self._reservation: Reservation | None = None
-
-    async def __aenter__(self) -> Reservation:
-        self._reservation = await self._throttle._acquire(self._costs, self._timeout, self._ticket)
-        return self._reservation
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        assert self._reservation is not None
-        self._reservation.release()
-
-
-@final
 class Throttle:
     """Several rate limits plus a concurrency cap, taken together at one instant.
 
@@ -407,12 +378,7 @@ class Throttle:
                     f"limit {name!r} must be a RatePolicy (TokenBucket, GCRA, SlidingWindow, ...), "
                     f"got {type(policy).__name__} {policy!r}"
                 )
-        if max_concurrent is not None and (
-            isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int)
-        ):
-            raise TypeError(f"max_concurrent must be an int or None, got {max_concurrent!r}")
-        if max_concurrent is not None and max_concurrent < 1:
-            raise ValueError(f"max_concurrent must be >= 1, got {max_concurrent!r}")
+        self._max_concurrent = check_max_concurrent(max_concurrent)
         if not limits and max_concurrent is None and not learn_limits:
             raise ValueError(
                 "a Throttle needs at least one limit, max_concurrent or learn_limits, got none"
@@ -426,7 +392,6 @@ class Throttle:
                     limit.aimd = AIMD(rate)
         self._learn_limits = learn_limits
         self._metrics = frozenset(limit.metric for limit in self._limits.values())
-        self._max_concurrent: float = math.inf if max_concurrent is None else max_concurrent
         self.refund_unused = refund_unused
         self._queue: WaitQueue[dict[str, float]] = WaitQueue()
         self._in_flight = 0
@@ -463,20 +428,14 @@ class Throttle:
     # -- admission ---------------------------------------------------------------------------
 
     def _check_costs(self, costs: Mapping[str, float]) -> dict[str, float]:
-        checked: dict[str, float] = {}
-        for metric, cost in costs.items():
-            if not self.accepts(metric):
-                known = ", ".join(sorted(self._metrics)) or "nothing (only concurrency)"
-                raise ValueError(f"unknown cost {metric!r}: this throttle counts {known}")
-            checked[metric] = check_non_negative(metric, cost)
-        for limit in self._limits.values():
-            cost = checked.get(limit.metric, 0.0)
-            if cost > limit.policy.capacity:
-                raise CostExceedsCapacity(
-                    f"{limit.metric} must be <= the capacity {limit.policy.capacity!r} "
-                    f"of limit {limit.name!r}, got {cost!r}"
-                )
-        return checked
+        return check_costs(
+            costs,
+            accepts=self.accepts,
+            metrics=self._metrics,
+            capacities=[
+                (limit.name, limit.metric, limit.policy.capacity) for limit in self._limits.values()
+            ],
+        )
 
     def reserve(
         self,
@@ -486,7 +445,7 @@ class Throttle:
         timeout: float | None = None,
         ticket: int | None = None,
         **more_costs: float,
-    ) -> _ReserveContext:
+    ) -> ReserveContext[Reservation]:
         """Wait for admission, as an async context manager that yields a :class:`Reservation`.
 
         ``async with throttle.reserve(requests=1, tokens=estimate) as slot:`` waits (a
@@ -507,11 +466,13 @@ class Throttle:
                 request when a reconfiguration lowers the capacity).
             RateLimitTimeout: not admitted within ``timeout``.
         """
-        return _ReserveContext(
-            self,
-            self._check_costs(_merge(costs, more_costs)),
-            check_optional_timeout(timeout),
-            ticket,
+        return ReserveContext(
+            partial(
+                self._acquire,
+                self._check_costs(merge_costs(costs, more_costs)),
+                check_optional_timeout(timeout),
+                ticket,
+            )
         )
 
     # `timeout=` rather than a cancel scope: it fails at once when the wait is known to be longer.
@@ -526,7 +487,9 @@ class Throttle:
     ) -> Reservation:
         """Like :meth:`reserve`, but returns the reservation; you must release it yourself."""
         return await self._acquire(
-            self._check_costs(_merge(costs, more_costs)), check_optional_timeout(timeout), ticket
+            self._check_costs(merge_costs(costs, more_costs)),
+            check_optional_timeout(timeout),
+            ticket,
         )
 
     async def _acquire(

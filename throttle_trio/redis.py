@@ -89,6 +89,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
+from functools import partial
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, Literal, final
 
@@ -108,9 +109,8 @@ from ._redis._script import (
     limit_key,
     microseconds_up,
 )
+from ._reserve import ReserveContext, check_costs, check_max_concurrent, merge_costs, metric_of
 from ._throttle import Reservation, ReservationError, Throttle, ThrottleStatistics
-from ._throttle import _merge as merge_costs
-from ._throttle import _metric_of as metric_of
 from ._validate import check_cost, check_non_negative, check_optional_timeout, check_positive
 from ._waitqueue import WaitQueue
 from .policy.gcra import GCRA
@@ -526,37 +526,6 @@ class RedisReservation:
 
 
 @final
-class _ReserveContext:
-    __slots__ = ("_costs", "_reservation", "_throttle", "_ticket", "_timeout")
-
-    def __init__(
-        self,
-        throttle: RedisThrottle,
-        costs: dict[str, float],
-        timeout: float | None,
-        ticket: int | None,
-    ) -> None:
-        self._throttle = throttle
-        self._costs = costs
-        self._timeout = timeout
-        self._ticket = ticket
-        self._reservation: RedisReservation | None = None
-
-    async def __aenter__(self) -> RedisReservation:
-        self._reservation = await self._throttle._acquire(self._costs, self._timeout, self._ticket)
-        return self._reservation
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        assert self._reservation is not None
-        self._reservation.release()
-
-
-@final
 class RedisThrottle:
     """Several rate limits shared through Redis, plus a per-process concurrency cap.
 
@@ -643,13 +612,7 @@ class RedisThrottle:
         ]
         self._by_name = {limit.name: limit for limit in self._limits}
         self._metrics = frozenset(limit.metric for limit in self._limits)
-        if max_concurrent is not None and (
-            isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int)
-        ):
-            raise TypeError(f"max_concurrent must be an int or None, got {max_concurrent!r}")
-        if max_concurrent is not None and max_concurrent < 1:
-            raise ValueError(f"max_concurrent must be >= 1, got {max_concurrent!r}")
-        self._max_concurrent: float = math.inf if max_concurrent is None else max_concurrent
+        self._max_concurrent = check_max_concurrent(max_concurrent)
         if on_unavailable != "raise" and not isinstance(on_unavailable, LocalFallback):
             raise TypeError(
                 f"on_unavailable must be 'raise' or a LocalFallback, got {on_unavailable!r}"
@@ -715,20 +678,12 @@ class RedisThrottle:
     # -- admission ---------------------------------------------------------------------------
 
     def _check_costs(self, costs: Mapping[str, float]) -> dict[str, float]:
-        checked: dict[str, float] = {}
-        for metric, cost in costs.items():
-            if metric not in self._metrics:
-                known = ", ".join(sorted(self._metrics))
-                raise ValueError(f"unknown cost {metric!r}: this throttle counts {known}")
-            checked[metric] = check_non_negative(metric, cost)
-        for limit in self._limits:
-            cost = checked.get(limit.metric, 0.0)
-            if cost > limit.burst:
-                raise CostExceedsCapacity(
-                    f"{limit.metric} must be <= the capacity {limit.burst!r} "
-                    f"of limit {limit.name!r}, got {cost!r}"
-                )
-        return checked
+        return check_costs(
+            costs,
+            accepts=self._metrics.__contains__,
+            metrics=self._metrics,
+            capacities=[(limit.name, limit.metric, limit.burst) for limit in self._limits],
+        )
 
     def reserve(
         self,
@@ -738,7 +693,7 @@ class RedisThrottle:
         timeout: float | None = None,
         ticket: int | None = None,
         **more_costs: float,
-    ) -> _ReserveContext:
+    ) -> ReserveContext[RedisReservation]:
         """Wait for admission, as an async context manager that yields a :class:`RedisReservation`.
 
         ``async with throttle.reserve(requests=1, tokens=estimate) as slot:`` queues in this
@@ -760,11 +715,13 @@ class RedisThrottle:
             BackendUnavailable: Redis cannot be reached and there is no fallback.
             RedisBackendError: a key holds data this module did not write.
         """
-        return _ReserveContext(
-            self,
-            self._check_costs(merge_costs(costs, more_costs)),
-            check_optional_timeout(timeout),
-            ticket,
+        return ReserveContext(
+            partial(
+                self._acquire,
+                self._check_costs(merge_costs(costs, more_costs)),
+                check_optional_timeout(timeout),
+                ticket,
+            )
         )
 
     # `timeout=` rather than a cancel scope: it fails at once when the wait is known to be longer.

@@ -1,0 +1,103 @@
+"""What the local and the Redis throttles share: costs per metric, their checks, and the
+``async with throttle.reserve(...)`` block."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar, final
+
+from ._exceptions import CostExceedsCapacity
+from ._validate import check_non_negative
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Iterable, Mapping
+    from types import TracebackType
+
+__all__ = ["ReserveContext", "check_costs", "check_max_concurrent", "merge_costs", "metric_of"]
+
+
+class _Releasable(Protocol):
+    def release(self) -> None: ...
+
+
+R = TypeVar("R", bound=_Releasable)
+
+
+def metric_of(limit_name: str) -> str:
+    """The metric a limit counts: its name, or the part before ``_per_`` (``tokens_per_day``)."""
+    metric, sep, _ = limit_name.partition("_per_")
+    return metric if sep else limit_name
+
+
+def merge_costs(costs: Mapping[str, float] | None, more: dict[str, float]) -> dict[str, float]:
+    """Costs given as a mapping and as keywords, together (keywords win)."""
+    return {**costs, **more} if costs else more
+
+
+def check_max_concurrent(value: object) -> float:
+    """Accept ``None`` (no cap: ``math.inf``) or an int >= 1."""
+    if value is None:
+        return math.inf
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"max_concurrent must be an int or None, got {value!r}")
+    if value < 1:
+        raise ValueError(f"max_concurrent must be >= 1, got {value!r}")
+    return value
+
+
+def check_costs(
+    costs: Mapping[str, float],
+    *,
+    accepts: Callable[[str], bool],
+    metrics: Iterable[str],
+    capacities: Iterable[tuple[str, str, float]],
+) -> dict[str, float]:
+    """Check a request's costs per metric.
+
+    Args:
+        costs: metric -> cost.
+        accepts: whether a metric may be given a cost.
+        metrics: the metrics counted (for the message).
+        capacities: (limit name, metric, capacity) of every limit.
+
+    Raises:
+        ValueError: an unknown metric, or a cost that is not a finite number >= 0.
+        CostExceedsCapacity: a cost above its limit's capacity.
+    """
+    checked: dict[str, float] = {}
+    for metric, cost in costs.items():
+        if not accepts(metric):
+            known = ", ".join(sorted(metrics)) or "nothing (only concurrency)"
+            raise ValueError(f"unknown cost {metric!r}: this throttle counts {known}")
+        checked[metric] = check_non_negative(metric, cost)
+    for name, metric, capacity in capacities:
+        cost = checked.get(metric, 0.0)
+        if cost > capacity:
+            raise CostExceedsCapacity(
+                f"{metric} must be <= the capacity {capacity!r} of limit {name!r}, got {cost!r}"
+            )
+    return checked
+
+
+@final
+class ReserveContext(Generic[R]):
+    """``async with throttle.reserve(...) as slot:``: admission on entry, release on exit."""
+
+    __slots__ = ("_acquire", "_reservation")
+
+    def __init__(self, acquire: Callable[[], Awaitable[R]]) -> None:
+        self._acquire = acquire
+        self._reservation: R | None = None
+
+    async def __aenter__(self) -> R:
+        self._reservation = await self._acquire()
+        return self._reservation
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._reservation is not None
+        self._reservation.release()
