@@ -20,6 +20,7 @@ import throttle_trio as tt
 from throttle_trio import Throttle, TokenBucket
 from throttle_trio import httpx as tt_httpx
 from throttle_trio import httpx2 as tt_httpx2
+from throttle_trio.testing import FakeLLMServer, serve
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -297,3 +298,30 @@ async def test_the_sdk_raises_its_own_rate_limit_error_on_the_last_attempt(
 def test_a_transport_needs_exactly_one_source_of_throttles() -> None:
     with pytest.raises(TypeError, match=r"^pass exactly one of throttle= or registry=$"):
         tt_httpx.ThrottledTransport(httpx.MockTransport(lambda r: httpx.Response(200)))
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])  # the real clock: loopback
+async def test_over_loopback_a_stream_keeps_its_slot_until_its_body_is_closed(
+    lib: tuple[ModuleType, Any],
+) -> None:
+    """httpx's ASGITransport buffers whole bodies, so this runs against the fake provider on
+    a real socket: the slot is held while chunks arrive, and released when the body closes."""
+    module, transport_class = lib
+    server = FakeLLMServer(latency=0.0, stream_interval=0.02, stream_chunk_tokens=2)
+    throttle = Throttle(tokens=TokenBucket(1, burst=100_000), max_concurrent=1)
+    body = {**BODY, "stream": True, "stream_options": {"include_usage": True}, "max_tokens": 12}
+    async with anyio.create_task_group() as tg:
+        address = await tg.start(serve, server)
+        transport = transport_class(module.AsyncHTTPTransport(), throttle=throttle)
+        async with module.AsyncClient(transport=transport, base_url=address.base_url) as client:
+            chunks = 0
+            async with client.stream("POST", "/chat/completions", json=body) as response:
+                async for _ in response.aiter_lines():
+                    chunks += 1
+                    assert throttle.statistics().in_flight == 1
+            assert throttle.statistics().in_flight == 0
+        tg.cancel_scope.cancel()
+    assert chunks >= 3
+    stats = throttle.statistics().limits["tokens"]
+    assert stats.refunded > 0  # settled to the usage of the final chunk
+    assert server.stats.completed == 1
