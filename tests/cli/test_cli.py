@@ -175,3 +175,40 @@ async def test_a_killed_batch_resumes_with_each_id_exactly_once(
     ids = [line["custom_id"] for line in outputs(output)]
     assert sorted(ids) == sorted(f"req-{i}" for i in range(count))  # each exactly once
     assert b"already done" in result.stderr
+
+
+async def test_sigint_drains_the_requests_in_flight(tmp_path: Path) -> None:
+    """The first SIGINT stops intake and lets the requests in flight finish and be written;
+    the rerun completes the batch."""
+    server = FakeLLMServer(latency=0.3, seed=5)
+    async with anyio.create_task_group() as tg:
+        address = await tg.start(serve, server)
+        input_path = batch_file(tmp_path / "in.jsonl", 200)
+        output = tmp_path / "out.jsonl"
+        command = [
+            sys.executable, "-m", "throttle_trio.cli", "batch", str(input_path), "-o", str(output),
+            "--base-url", address.base_url, "--rpm", "60000", "--max-concurrent", "8",
+        ]  # fmt: skip
+        process = await anyio.open_process(command)
+        with anyio.fail_after(60):
+            while not output.exists() or output.read_bytes().count(b"\n") < 8:
+                await anyio.sleep(0.01)
+            process.send_signal(signal.SIGINT)
+            assert await process.wait() == 1  # incomplete
+        assert process.stderr is not None
+        message = (await process.stderr.receive()).decode()
+        for _ in range(10):
+            try:
+                message += (await process.stderr.receive()).decode()
+            except anyio.EndOfStream:
+                break
+        assert "SIGINT: finishing the requests in flight" in message
+        written = len(outputs(output))
+        # Every request the server admitted was answered and written: none was abandoned.
+        assert written == server.stats.admitted < 200
+        result = await anyio.run_process(command, check=False)
+        assert result.returncode == 0
+        tg.cancel_scope.cancel()
+    assert sorted(line["custom_id"] for line in outputs(output)) == sorted(
+        f"req-{i}" for i in range(200)
+    )
