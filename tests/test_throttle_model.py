@@ -8,7 +8,10 @@ fresh virtual clock.  Then:
 
 * replaying every admission (charged the estimate at send time) and every settlement through a
   provider's token buckets, written here independently of the library, never finds a bucket
-  short when a request is admitted (I1, with reserve and settle);
+  short when a request is admitted (I1, with reserve and settle).  The buckets the throttle
+  uses record what is done to them, in the order it happens (several things happen at one
+  virtual instant, and a task resumes after the step that admitted it), and that sequence is
+  what the provider replays;
 * nothing is admitted while the gate is closed;
 * requests are admitted in ticket (arrival) order (I3) and never more than ``max_concurrent``
   are in flight;
@@ -27,7 +30,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.helpers import BACKENDS, run_virtual
-from throttle_trio import Throttle, TokenBucket
+from throttle_trio import RatePolicy, Throttle, TokenBucket
 
 TICK = 1 / 64
 EPSILON = 1e-9
@@ -48,6 +51,44 @@ class ProviderBucket:
 
     def credit(self, amount: float, now: float) -> None:
         self.level, self.updated = min(self.capacity, self.at(now) + amount), now
+
+
+Op = tuple[float, str, str, float]  # (time, limit, "admit" | "charge" | "credit", amount)
+
+
+class Recorded(RatePolicy):
+    """A token bucket that logs each charge and refund the throttle makes, as it makes it."""
+
+    def __init__(self, inner: TokenBucket, name: str, ops: list[Op], settling: list[bool]) -> None:
+        self._inner, self._name, self._ops, self._settling = inner, name, ops, settling
+
+    @property
+    def capacity(self) -> float:
+        return self._inner.capacity
+
+    @property
+    def dropped(self) -> float:
+        return self._inner.dropped
+
+    def available(self, now: float) -> float:
+        return self._inner.available(now)
+
+    def ready_at(self, cost: float, now: float) -> float:
+        return self._inner.ready_at(cost, now)
+
+    def consume(self, cost: float, now: float) -> None:
+        self._ops.append((now, self._name, "charge" if self._settling[0] else "admit", cost))
+        self._inner.consume(cost, now)
+
+    def refund(self, amount: float, now: float, *, admitted_at: float | None = None) -> float:
+        self._ops.append((now, self._name, "credit", amount))
+        return self._inner.refund(amount, now, admitted_at=admitted_at)
+
+    def reconfigure(self, now: float, **changes: float) -> None:
+        self._inner.reconfigure(now, **changes)
+
+    def limit_available(self, tokens: float, now: float) -> None:
+        self._inner.limit_available(tokens, now)
 
 
 @dataclass(frozen=True)
@@ -111,17 +152,18 @@ class Record:
     endings: int = 0
 
 
-def run(
-    w: Workload, backend: str
-) -> tuple[list[Record], list[tuple[float, int, int]], Throttle, int]:
+def run(w: Workload, backend: str) -> tuple[list[Record], list[Op], Throttle, int]:
+    ops: list[Op] = []
+    settling = [False]  # set around settle/cancel/reject: their charges are not admissions
     throttle = Throttle(
-        requests=TokenBucket(w.request_rate, burst=w.request_burst),
-        tokens=TokenBucket(w.token_rate, burst=w.token_burst),
+        requests=Recorded(
+            TokenBucket(w.request_rate, burst=w.request_burst), "requests", ops, settling
+        ),
+        tokens=Recorded(TokenBucket(w.token_rate, burst=w.token_burst), "tokens", ops, settling),
         max_concurrent=w.max_concurrent,
         refund_unused=w.refund_unused,
     )
     records = [Record() for _ in w.clients]
-    log: list[tuple[float, int, int]] = []  # (time, 1=admission or 0=end, client), as they happen
     peak = 0
 
     async def client(c: Client, record: Record) -> None:
@@ -133,21 +175,21 @@ def run(
             waiting.deadline = math.inf  # admitted: from here on the call runs to its end
         if waiting.cancelled_caught:
             return
-        record.admitted_at = anyio.current_time()
-        log.append((record.admitted_at, 1, w.clients.index(c)))
+        record.admitted_at = slot.admitted_at
         peak = max(peak, throttle.statistics().in_flight)
         await anyio.sleep(c.hold * TICK)
+        settling[0] = True
         if c.ending == "settle":
             slot.settle(tokens=c.actual)
         elif c.ending == "cancel":
             slot.cancel()
         elif c.ending == "reject":
             slot.reject(requests=1)
+        settling[0] = False
         slot.release()
         record.ended_at = anyio.current_time()
         record.usage = dict(slot.costs)
         record.endings += 1
-        log.append((record.ended_at, 0, w.clients.index(c)))
 
     async def pause(tick: int, length: int) -> None:
         await anyio.sleep_until(tick * TICK)
@@ -165,56 +207,50 @@ def run(
         assert (stats.in_flight, stats.tasks_waiting) == (0, 0)
 
     run_virtual(main, backend)
-    return records, log, throttle, peak
+    return records, ops, throttle, peak
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @given(w=workloads())
 def test_throttle_against_a_provider(backend: str, w: Workload) -> None:
-    records, log, throttle, peak = run(w, backend)
+    records, ops, throttle, peak = run(w, backend)
     admitted = [(r.admitted_at, i) for i, r in enumerate(records) if r.admitted_at is not None]
 
     # FIFO by ticket: arrival order, and the concurrency cap.
     assert [i for _, i in sorted(admitted)] == sorted(i for _, i in admitted)
     assert peak <= w.max_concurrent
+    for c, r in zip(w.clients, records, strict=True):
+        assert r.admitted_at is None or (r.ended_at is not None and r.endings == 1)
+        if r.usage is not None and c.ending == "settle" and not w.refund_unused:
+            assert r.usage["tokens"] == max(c.tokens, c.actual)  # the estimate is kept
 
-    # Nothing admitted while the gate was closed.
-    closed: list[tuple[float, float]] = []
-    for tick, length in w.pauses:
-        closed.append((tick * TICK, tick * TICK + length * TICK))
+    # Nothing admitted while the gate was closed (a pause closes it from when it is called;
+    # later pauses may only extend it).
+    closed = [(tick * TICK, tick * TICK + length * TICK) for tick, length in w.pauses]
     for at, _ in admitted:
         assert at is not None
-        # A pause closes the gate from when it is called; later pauses may only extend it.
         assert not any(start < at < end for start, end in closed if start <= at)
 
-    # Replay through the provider: charge estimates at admission, adjust at the end.
-    requests = ProviderBucket(w.request_rate, w.request_burst)
-    tokens = ProviderBucket(w.token_rate, w.token_burst)
-    for r in records:
-        assert r.admitted_at is None or (r.ended_at is not None and r.endings == 1)
-    events = log  # in the order they happened (several may share an instant)
-    for at, kind, i in events:
-        c, r = w.clients[i], records[i]
-        if kind == 1:
-            assert requests.at(at) >= 1 - EPSILON
-            assert tokens.at(at) >= c.tokens - EPSILON
-            requests.charge(1, at)
-            tokens.charge(c.tokens, at)
-            continue
-        assert r.usage is not None
-        for bucket, estimate, final in (
-            (requests, 1, r.usage["requests"]),
-            (tokens, c.tokens, r.usage["tokens"]),
-        ):
-            if final > estimate:
-                bucket.charge(final - estimate, at)
-            elif final < estimate:
-                bucket.credit(estimate - final, at)
-        if c.ending == "settle" and not w.refund_unused:
-            assert r.usage["tokens"] == max(c.tokens, c.actual)
+    # Replay through the provider: what the throttle charged and credited, in its order.
+    provider = {
+        "requests": ProviderBucket(w.request_rate, w.request_burst),
+        "tokens": ProviderBucket(w.token_rate, w.token_burst),
+    }
+    for at, limit, op, amount in ops:
+        bucket = provider[limit]
+        if op == "admit":
+            assert bucket.at(at) >= amount - EPSILON  # never short when a request leaves
+            bucket.charge(amount, at)
+        elif op == "charge":
+            bucket.charge(amount, at)
+        else:
+            bucket.credit(amount, at)
+    assert sum(op == "admit" for _, limit, op, _ in ops if limit == "requests") == len(admitted)
+    requests, tokens = provider["requests"], provider["tokens"]
+    events = ops
 
     # Capacity is whole: the throttle holds what the provider holds, at one frozen instant.
-    last = max((t for t, _, _ in events), default=0.0)
+    last = max((t for t, _, _, _ in events), default=0.0)
     for later in (last, last + 0.5, last + 1000):
         limits = throttle.limits
         assert limits["requests"].available(later) == pytest.approx(requests.at(later), abs=1e-6)
