@@ -580,3 +580,49 @@ async def test_a_learned_limit_takes_its_period_from_the_reset_header() -> None:
     stats = throttle.statistics().limits["requests"]
     assert stats.rate == 10  # 10 spent come back in 1 s: 100 per 10 s
     assert stats.capacity == 100
+
+
+async def test_waiting_for_a_slot_uses_the_whole_timeout() -> None:
+    """A full concurrency cap is an unknown wait: it is waited for until the deadline, not
+    failed at once (only a wait known to be longer fails at once)."""
+    throttle = Throttle(requests=TokenBucket(64, burst=64), max_concurrent=1)
+    holder = await throttle.acquire(requests=1)
+    outcome: dict[str, object] = {}
+
+    async def patient() -> None:
+        async with throttle.reserve(requests=1, timeout=5):
+            outcome["patient"] = now()
+
+    async def hasty() -> None:
+        try:
+            async with throttle.reserve(requests=1, timeout=0.5):
+                outcome["hasty"] = now()
+        except tt.RateLimitTimeout:
+            outcome["hasty"] = f"timed out at {now()}"
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(patient)
+        await settle()
+        tg.start_soon(hasty)
+        await anyio.sleep(1)
+        holder.release()
+    assert outcome == {"patient": 1, "hasty": "timed out at 0.5"}
+
+
+async def test_reconfiguring_the_burst_keeps_the_adaptive_ceiling() -> None:
+    throttle = Throttle(requests=TokenBucket(8, burst=1), adaptive=True)
+    throttle.record_overload()
+    throttle.reconfigure("requests", burst=4)
+    for _ in range(1000):
+        throttle.record_success()
+    assert throttle.statistics().limits["requests"].rate == 8  # back to the configured rate
+    throttle.reconfigure("requests", rate=2)
+    assert throttle.statistics().limits["requests"].rate == 2
+
+
+async def test_settling_a_metric_that_was_not_reserved_charges_it() -> None:
+    throttle = llm_throttle()
+    async with throttle.reserve(requests=1) as slot:
+        slot.settle(tokens=40)
+    stats = throttle.statistics().limits["tokens"]
+    assert (stats.available, stats.overdraft) == (128 - 40, 40)

@@ -518,12 +518,13 @@ class Throttle:
                 return retry_at
             self._close_binding(now, None)
             for limit in self._limits.values():
-                if limit.metric in costs:  # marked even at cost 0, so that settle may charge it
-                    cost = costs[limit.metric]
-                    if cost:
-                        limit.policy.consume(cost, now)
-                        limit.admitted_cost += cost
-                    reservation._marks[limit.name] = limit.net_charged
+                cost = costs.get(limit.metric)
+                if cost:
+                    limit.policy.consume(cost, now)
+                    limit.admitted_cost += cost
+                # Every limit is marked, even at cost 0: a settle may charge it, and header
+                # feedback counts from here.
+                reservation._marks[limit.name] = limit.net_charged
             self._in_flight += 1
             self._admitted += 1
             self._wait_time += now - arrived
@@ -670,8 +671,9 @@ class Throttle:
             raise ValueError(
                 f"limit must be one of {sorted(self._limits)}, got {limit!r}"
             ) from None
+        rate_changed = bool(changes.keys() & {"rate", "per", "limit", "window"})
         target.policy.reconfigure(anyio.current_time(), **changes)
-        if target.aimd is not None:  # the configured rate is the new ceiling
+        if target.aimd is not None and rate_changed:  # a newly configured rate: the ceiling
             target.aimd = AIMD(target.rate())
         self._fail_misfits()
 

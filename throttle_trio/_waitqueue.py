@@ -161,12 +161,18 @@ class WaitQueue(Generic[T]):
         queue = self._queue
         while True:
             if queue[0] is waiter:
-                retry_at = step(anyio.current_time())
+                now = anyio.current_time()
+                retry_at = step(now)
                 if retry_at is None:
                     return True
                 if retry_at > deadline:
-                    return False
-                wake_at = retry_at
+                    # A known wait longer than the deadline fails at once; an unknown one
+                    # (a release, math.inf) is waited for until the deadline.
+                    if retry_at != math.inf or now >= deadline:
+                        return False
+                    wake_at = deadline
+                else:
+                    wake_at = retry_at
             else:
                 wake_at = deadline  # parked until this waiter is the head
             if wake_at == math.inf:  # no timer: the cheapest wait there is

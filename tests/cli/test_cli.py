@@ -212,3 +212,29 @@ async def test_sigint_drains_the_requests_in_flight(tmp_path: Path) -> None:
     assert sorted(line["custom_id"] for line in outputs(output)) == sorted(
         f"req-{i}" for i in range(200)
     )
+
+
+async def test_a_request_above_the_limit_gets_an_error_line(
+    tmp_path: Path, provider: tuple[FakeLLMServer, ServerAddress]
+) -> None:
+    _, address = provider
+    path = batch_file(tmp_path / "in.jsonl", 3)
+    huge = {
+        "custom_id": "huge",
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {
+            "model": "fake-llm",
+            "messages": [{"role": "user", "content": "x"}],
+            "max_tokens": 5000,
+        },
+    }
+    path.write_text(path.read_text() + json.dumps(huge) + "\n")
+    options = BatchOptions(
+        input=path, output=tmp_path / "out.jsonl", base_url=address.base_url, rpm=None, tpm=1000
+    )
+    summary = await run_batch_file(options, stream=io.StringIO())
+    lines = {line["custom_id"]: line for line in outputs(options.output)}
+    assert sorted(lines) == ["huge", "req-0", "req-1", "req-2"]
+    assert lines["huge"]["error"]["code"] == "CostExceedsCapacity"
+    assert (summary.succeeded, summary.failed, summary.not_done) == (3, 1, 0)

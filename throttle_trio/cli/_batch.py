@@ -13,8 +13,9 @@ import anyio
 import httpx2
 
 from .._batch import amap
+from .._exceptions import ThrottleTrioError
 from .._limiter import logger
-from .._retry import RetryAfterTooLong, RetryPolicy
+from .._retry import RetryPolicy
 from .._throttle import Throttle
 from ..httpx2 import ThrottledTransport
 from ..policy.token_bucket import TokenBucket
@@ -141,7 +142,9 @@ async def run_batch_file(options: BatchOptions, *, stream: TextIO = sys.stderr) 
             summary.unreachable = summary.unreachable or str(exc) or type(exc).__name__
             stop.set()
             raise
-        except (httpx2.HTTPError, RetryAfterTooLong) as exc:
+        except (httpx2.HTTPError, ThrottleTrioError) as exc:
+            # Also a cost above a limit's capacity (it could never go) and a Retry-After above
+            # the cap: the request failed, and its line says why.
             return None, {"code": type(exc).__name__, "message": str(exc)}
         try:
             body: Any = response.json()
@@ -171,9 +174,9 @@ async def run_batch_file(options: BatchOptions, *, stream: TextIO = sys.stderr) 
                 )
                 scope.deadline = min(scope.deadline, anyio.current_time() + options.grace)
 
-    async with httpx2.AsyncClient(
-        transport=transport, headers=headers, timeout=options.timeout
-    ) as client:
+    # No pool timeout: the queue in front of the limits is the batch's own, not a stall.
+    timeout = httpx2.Timeout(options.timeout, pool=None)
+    async with httpx2.AsyncClient(transport=transport, headers=headers, timeout=timeout) as client:
         with OutputFile(options.output) as output, anyio.CancelScope() as scope:
             async with anyio.create_task_group() as watchers:
                 watchers.start_soon(watch_signals, scope)
