@@ -69,6 +69,16 @@ the server.  A refund never lifts a bucket above full, nor frees room that a req
 the future relies on (see the script's notes); what is not credited is counted as ``dropped``.
 A refund does not make a head that already booked go earlier (its instant is fixed).
 
+**Shared pause, feedback and adaptive rate.**  :meth:`RedisThrottle.pause_for` closes the gate
+for every process, :meth:`RedisThrottle.observe` lowers the shared buckets, and with
+``adaptive=True`` :meth:`RedisThrottle.record_overload` halves the shared rate of every limit (at
+most once per second, decided by the script on Redis's clock, so that a wave of 429s seen by
+many processes cuts once) while :meth:`RedisThrottle.record_success` adds 1/100 of the
+configured rate back, never above it and never below 1/100 of it.  The rate is stored beside
+the limit's state and every booking uses it (the emission interval is ``per / rate`` at the
+shared rate): one process's 429 slows the whole fleet at its next booking.  A change keeps each
+bucket's level and changes how fast it refills; a booking already made keeps its instant.
+
 **Failures.**  A connection error, or no answer within ``redis_timeout``, raises
 :class:`BackendUnavailable` (or, with ``on_unavailable=LocalFallback(fraction)``, admits through
 a local :class:`~throttle_trio.Throttle` at that fraction of the rates, with a warning logged once
@@ -79,7 +89,9 @@ use it again.  A key that holds something other than this module's state raises
 whose connection broke; if the script had already run, the request is charged twice (safe).
 
 **What Redis forgets.**  A restarted or flushed Redis without persistence starts every bucket
-full.  Keys expire on their own once they mean nothing (a bucket full again, a pause over).
+full, at the configured rate.  Keys expire on their own once they mean nothing (a bucket full
+again, a pause over; a lowered rate once its bucket is full and no process has reported an
+overload or a success for an hour).
 
 Every process of a fleet must configure the same limits for the same ``name``.
 """
@@ -103,6 +115,7 @@ from ._redis._script import (
     EXCEEDS,
     FOREIGN,
     LATE,
+    RATE_ONE,
     SCRIPT,
     Interval,
     gate_key,
@@ -141,6 +154,16 @@ logger = logging.getLogger("throttle_trio")
 
 # Errors that mean "Redis cannot answer now" rather than "Redis answered no".
 _UNAVAILABLE = (RedisConnectionError, TimeoutError, ClusterDownError, TryAgainError)
+
+# The adaptive rate (AIMD), in millionths of the configured rate (RATE_ONE), as the local
+# Throttle's AIMD defaults: an overload halves it (at most once per cooldown), a success adds
+# 1/100 of the configured rate, never above it, never below 1/100 of it.
+_CUT_FACTOR = RATE_ONE // 2
+_RATE_FLOOR = RATE_ONE // 100
+_RATE_STEP = RATE_ONE // 100
+_COOLDOWN_US = 1_000_000
+# A lowered rate is forgotten once its bucket is full and nothing was reported for this long.
+_RATE_MEMORY_US = 3_600_000_000
 
 
 class RedisBackendError(ThrottleTrioError):
@@ -221,7 +244,9 @@ class RedisLimitStatistics:
         metric: the cost this limit counts.
         key: the Redis key holding its state.
         capacity: the largest cost it admits at once (its burst).
-        rate: units per second.
+        rate: units per second it admits now, as the last round trip that concerned it saw
+            (below ``configured_rate`` while the shared adaptive rate backs off).
+        configured_rate: units per second, as configured.
         admitted_cost: units this process was charged at admission, summed.
         refunded: units this process got back from settles and cancellations.
         overdraft: units this process was charged by settles above the estimate.
@@ -233,6 +258,7 @@ class RedisLimitStatistics:
     key: str
     capacity: float
     rate: float
+    configured_rate: float
     admitted_cost: float
     refunded: float
     overdraft: float
@@ -253,6 +279,8 @@ class RedisThrottleStatistics:
         round_trips: script calls made (admissions, settles, pauses, headers, state).
         unbooked: booked requests cancelled before their instant and given back.
         pauses: pauses this process asked for.
+        rate_cuts: overloads this process reported that cut the shared rates (the others fell
+            within the cooldown of a cut, by any process).
         rejections: attempts rejected by the server (:meth:`RedisReservation.reject`).
         timeouts: requests that gave up because of their ``timeout``.
         unavailable: :class:`BackendUnavailable` errors raised to callers.
@@ -272,6 +300,7 @@ class RedisThrottleStatistics:
     round_trips: int
     unbooked: int
     pauses: int
+    rate_cuts: int
     rejections: int
     timeouts: int
     unavailable: int
@@ -291,12 +320,15 @@ class RedisThrottleState:
         paused_for: seconds until the shared pause ends, or ``None`` if there is none.
         booked_for: seconds until the latest booked admission, or ``None`` if none is ahead.
         available: units available now, by limit name (negative while a debt is repaid).
+        rates: units per second each limit admits now, by limit name (the shared adaptive
+            rate; the configured rate unless an overload cut it).
     """
 
     server_time: float
     paused_for: float | None
     booked_for: float | None
     available: Mapping[str, float]
+    rates: Mapping[str, float]
 
 
 @final
@@ -312,6 +344,7 @@ class _Limit:
         "overdraft",
         "rate",
         "refunded",
+        "scale",
         "tau",
     )
 
@@ -327,6 +360,12 @@ class _Limit:
         self.refunded = 0.0
         self.overdraft = 0.0
         self.dropped = 0.0
+        self.scale = RATE_ONE  # the shared adaptive rate, as the last reply reported it
+
+    @property
+    def effective_rate(self) -> float:
+        """Units per second admitted now, as far as this process knows."""
+        return self.rate * self.scale / RATE_ONE
 
 
 def _as_limit(name: str, value: object) -> GCRALimit:
@@ -532,7 +571,7 @@ class RedisThrottle:
     The distributed counterpart of :class:`~throttle_trio.Throttle` (see the module docstring for
     how it works): the same ``reserve``/``acquire``, ticket and timeout semantics, the same
     metric naming (``tokens_per_day`` counts ``tokens``).  Methods that change the shared state
-    (settle, cancel, reject, pauses, header feedback) are async.
+    (settle, cancel, reject, pauses, header feedback, the adaptive rate) are async.
 
     Args:
         client: a coredis ``Redis`` or ``RedisCluster`` client, which the application enters
@@ -545,6 +584,10 @@ class RedisThrottle:
         prefix: the first part of every key (``prefix:{name}`` and ``prefix:{name}:<limit>``;
             the braces are a hash tag that keeps a throttle on one Redis Cluster slot).
         refund_unused: whether a settle refunds an estimate above the real usage.
+        adaptive: back off on overload, for the whole fleet: :meth:`record_overload` (a 429,
+            529 or 5xx seen by any process) halves the shared rate of every limit (at most once
+            a second) and :meth:`record_success` adds 1/100 of the configured rate back, never
+            above it, never below 1/100 of it (AIMD, as :class:`~throttle_trio.Throttle`).
         on_unavailable: ``"raise"`` (:class:`BackendUnavailable`) or a :class:`LocalFallback`.
         redis_timeout: seconds one round trip may take before Redis counts as unavailable
             (``None``: wait as long as coredis does).
@@ -557,10 +600,12 @@ class RedisThrottle:
     """
 
     __slots__ = (
+        "_adaptive",
         "_admitted",
         "_booked_wait",
         "_booking",
         "_by_name",
+        "_cooldown_us",
         "_fallback",
         "_fallback_admissions",
         "_fallback_until",
@@ -575,6 +620,7 @@ class RedisThrottle:
         "_outages",
         "_pauses",
         "_queue",
+        "_rate_cuts",
         "_redis_timeout",
         "_rejections",
         "_round_trips",
@@ -596,6 +642,7 @@ class RedisThrottle:
         max_concurrent: int | None = None,
         prefix: str = "throttle_trio",
         refund_unused: bool = True,
+        adaptive: bool = False,
         on_unavailable: Literal["raise"] | LocalFallback = "raise",
         redis_timeout: float | None = 5.0,
         **more_limits: GCRALimit | GCRA | TokenBucket,
@@ -629,9 +676,13 @@ class RedisThrottle:
                     for limit in self._limits
                 },
                 refund_unused=refund_unused,
+                adaptive=adaptive,
             )
         self._redis_timeout = check_optional_timeout(redis_timeout)
         self.refund_unused = refund_unused
+        self._adaptive = bool(adaptive)
+        self._cooldown_us = _COOLDOWN_US  # every process sends the same; tests may lower it
+        self._rate_cuts = 0
         self._gate = gate_key(prefix, name)
         self._script: Script[Any] = client.register_script(SCRIPT)
         self._queue: WaitQueue[None] = WaitQueue()
@@ -895,6 +946,10 @@ class RedisThrottle:
                 f"key {keys[index]!r} holds data throttle_trio did not write (a Redis {kind}); "
                 f"delete it, or choose another name or prefix for throttle {self._name!r}"
             )
+        if limits:  # every other reply ends with the adaptive rate of each limit passed
+            for limit, scale in zip(limits, result[-len(limits) :], strict=True):
+                limit.scale = scale
+            del result[-len(limits) :]
         if self._in_outage:
             self._in_outage = False
             logger.warning("Redis is back for %r: admitting through it again", self)
@@ -913,7 +968,7 @@ class RedisThrottle:
             self._outages += 1
             logger.warning(
                 "%s; %r admits through a local fallback at %g of its rates until Redis is back",
-                exc,
+                str(exc),  # the text: a handler that keeps records would pin the dead connection
                 self,
                 self._fallback.fraction,
             )
@@ -1073,6 +1128,83 @@ class RedisThrottle:
                 raise
             self._enter_fallback(exc)
 
+    async def record_overload(self) -> None:
+        """The server is overloaded (a 429, 529 or 5xx): with ``adaptive``, cut the fleet's rate.
+
+        Every limit's shared rate is halved, down to 1/100 of its configured rate, at most once
+        per second: Redis decides, on its clock, so that the 429s that many processes see for
+        one wave of requests cut once (:attr:`RedisThrottleStatistics.rate_cuts` counts the
+        reports of this process that did).  Each bucket keeps its level; it refills more slowly.
+        One shielded round trip; the local fallback, if any, backs off too (alone while it
+        admits: Redis is not asked then).  Without ``adaptive``, nothing.
+
+        Raises:
+            BackendUnavailable: Redis cannot be reached and there is no fallback.
+        """
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        if not self._adaptive:
+            return
+        if self._local is not None:
+            self._local.record_overload()
+            if anyio.current_time() < self._fallback_until:
+                return
+        args: list[int | str] = [
+            "cut",
+            len(self._limits),
+            _CUT_FACTOR,
+            _RATE_FLOOR,
+            self._cooldown_us,
+            max(_RATE_MEMORY_US, self._cooldown_us),
+        ]
+        try:
+            reply = await self._call("cut", self._limits, args)
+        except BackendUnavailable as exc:
+            if self._fallback is None:
+                self._unavailable += 1
+                raise
+            self._enter_fallback(exc)
+            return
+        if reply[2]:
+            self._rate_cuts += 1
+            if logger.isEnabledFor(logging.DEBUG):
+                rates = ", ".join(f"{lim.name}={lim.effective_rate:g}/s" for lim in self._limits)
+                logger.debug("%r: overload, shared rates cut to %s", self, rates)
+
+    async def record_success(self) -> None:
+        """A request succeeded: with ``adaptive``, raise the fleet's rate a little.
+
+        Every limit's shared rate gains 1/100 of its configured rate, never above it.  One
+        shielded round trip, made only while the last reply this process saw had a rate below
+        the configured one (a process that has not seen a cut yet sees it in its next
+        admission; until then its successes are not counted, which errs on the slow side).
+        The local fallback, if any, recovers too (alone while it admits).
+
+        Raises:
+            BackendUnavailable: Redis cannot be reached and there is no fallback.
+        """
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        if not self._adaptive:
+            return
+        if self._local is not None:
+            self._local.record_success()
+            if anyio.current_time() < self._fallback_until:
+                return
+        if all(limit.scale >= RATE_ONE for limit in self._limits):
+            return
+        args: list[int | str] = [
+            "grow",
+            len(self._limits),
+            _RATE_STEP,
+            max(_RATE_MEMORY_US, self._cooldown_us),
+        ]
+        try:
+            await self._call("grow", self._limits, args)
+        except BackendUnavailable as exc:
+            if self._fallback is None:
+                self._unavailable += 1
+                raise
+            self._enter_fallback(exc)
+
     async def state(self) -> RedisThrottleState:
         """Read what Redis holds for this throttle now (one round trip; changes nothing).
 
@@ -1085,12 +1217,13 @@ class RedisThrottle:
         for i, limit in enumerate(self._limits):
             tat = reply[4 + i]
             used = limit.interval.units(max(0, tat - now)) if tat >= 0 else 0.0
-            available[limit.name] = limit.burst - used
+            available[limit.name] = limit.burst - used * limit.scale / RATE_ONE
         return RedisThrottleState(
             server_time=now / 1e6,
             paused_for=(pause - now) / 1e6 if pause > now else None,
             booked_for=(last - now) / 1e6 if last > now else None,
             available=MappingProxyType(available),
+            rates=MappingProxyType({limit.name: limit.effective_rate for limit in self._limits}),
         )
 
     def statistics(self) -> RedisThrottleStatistics:
@@ -1106,6 +1239,7 @@ class RedisThrottle:
             round_trips=self._round_trips,
             unbooked=self._unbooked,
             pauses=self._pauses,
+            rate_cuts=self._rate_cuts,
             rejections=self._rejections,
             timeouts=self._timeouts,
             unavailable=self._unavailable,
@@ -1118,7 +1252,8 @@ class RedisThrottle:
                     metric=limit.metric,
                     key=limit.key,
                     capacity=limit.burst,
-                    rate=limit.rate,
+                    rate=limit.effective_rate,
+                    configured_rate=limit.rate,
                     admitted_cost=limit.admitted_cost,
                     refunded=limit.refunded,
                     overdraft=limit.overdraft,

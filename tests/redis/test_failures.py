@@ -208,3 +208,53 @@ async def test_slow_redis_delays_but_never_deadlocks(own_server: RedisServer) ->
         ]
         with anyio.fail_after(10):
             (await impatient.acquire(requests=1)).release()
+
+
+async def test_adaptive_reports_while_redis_is_down(own_server: RedisServer) -> None:
+    """Without a fallback, an overload report to a dead Redis raises BackendUnavailable.  With
+    LocalFallback, reports go to the local throttle, which is adaptive too: it backs off (and
+    admits within the bound at its lowered rate) and recovers, without asking Redis; the
+    shared rate, which Redis never heard of, is the configured one when Redis is back."""
+    async with own_server.client() as client:
+        plain = RedisThrottle(
+            client, "ad", requests=GCRALimit(100, burst=10), adaptive=True, redis_timeout=2
+        )
+        throttle = RedisThrottle(
+            client,
+            "ad",
+            requests=GCRALimit(100, burst=10),
+            adaptive=True,
+            on_unavailable=LocalFallback(fraction=0.5, retry_interval=1.0),
+            redis_timeout=2,
+        )
+        (await throttle.acquire(requests=1)).release()
+        own_server.kill()
+        with anyio.fail_after(30):
+            with pytest.raises(BackendUnavailable, match=r"^Redis is unavailable .* \(cut\)"):
+                await plain.record_overload()
+            assert plain.statistics().unavailable == 1
+            await throttle.record_overload()  # no error: the fallback takes over
+            stats = throttle.statistics()
+            assert stats.fallback is not None
+            assert (stats.outages, stats.fallback_active, stats.rate_cuts) == (1, True, 0)
+            assert stats.fallback.limits["requests"].rate == 25  # 100 x 0.5 (fraction) x 0.5
+            trips = stats.round_trips
+            local: list[tuple[float, float]] = []
+            for _ in range(12):  # 5 at once (the fallback starts half full), 7 at 25/s
+                slot = await throttle.acquire(requests=1)
+                local.append((anyio.current_time(), 1.0))
+                assert slot.via_fallback
+                slot.release()
+            assert rate_violations(local, 25, 10, slack=0.05) == []
+            await throttle.record_success()
+            await throttle.record_overload()  # within the local cooldown: no second cut
+            stats = throttle.statistics()
+            assert stats.fallback is not None
+            assert stats.fallback.limits["requests"].rate == pytest.approx(25.5)
+            assert stats.round_trips == trips  # Redis was not asked while the fallback admits
+            own_server.start()
+            while throttle.statistics().fallback_active:  # the retry interval
+                await anyio.sleep(0.05)
+            async with throttle.reserve(requests=1) as slot:
+                assert not slot.via_fallback
+            assert throttle.statistics().limits["requests"].rate == 100

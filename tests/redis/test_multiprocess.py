@@ -11,7 +11,9 @@ trip; its error is at most half that round trip).  The merged logs must meet:
   largest clock-mapping error.
 
 Run as ``python -m tests.redis.test_multiprocess PORT BACKEND NAME COUNT TASKS START_US`` it is
-one worker: it prints one JSON object.
+one worker: it prints one JSON object.  Run as ``... overload PORT BACKEND NAME`` it reports one
+overload to an adaptive throttle (and prints its statistics' ``rate_cuts``): the adaptive-rate
+test checks that this process's 429 slows another.
 """
 
 from __future__ import annotations
@@ -24,9 +26,14 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tests.redis import rate_violations
+import anyio
+import pytest
+
+from tests.redis import booking_gaps, rate_violations
 
 if TYPE_CHECKING:
+    import coredis
+
     from tests.redis.conftest import RedisServer
 
 RATE, BURST = 400.0, 20.0
@@ -79,8 +86,45 @@ def test_four_processes_share_one_limit(redis_server: RedisServer) -> None:
         assert report["admitted"] == report["round_trips"] == 500
 
 
+@pytest.mark.anyio
+async def test_an_overload_in_another_process_slows_this_one(
+    redis_server: RedisServer, client: coredis.Redis[bytes], anyio_backend: str
+) -> None:
+    """A worker process on the other event loop records an overload; the throttles of this
+    process (which saw no 429) then book at half the rate, exactly one new interval apart."""
+    from throttle_trio.redis import GCRALimit, RedisThrottle
+
+    name = f"adaptive-{uuid.uuid4().hex[:8]}"
+    here = [
+        RedisThrottle(client, name, requests=GCRALimit(50, burst=1), adaptive=True)
+        for _ in range(3)
+    ]
+
+    assert await booking_gaps(here) == [20_000] * 2
+    other = "trio" if anyio_backend == "asyncio" else "asyncio"
+    command = [sys.executable, "-m", "tests.redis.test_multiprocess", "overload"]
+    result = await anyio.run_process(
+        [*command, str(redis_server.port), other, name],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert json.loads(result.stdout) == {"backend": other, "rate_cuts": 1}
+    assert await booking_gaps(here) == [40_000] * 2
+    assert [t.statistics().limits["requests"].rate for t in here] == [25] * 3
+
+
+async def _overload(port: int, backend: str, name: str) -> str:
+    import coredis
+
+    from throttle_trio.redis import GCRALimit, RedisThrottle
+
+    async with coredis.Redis(host="127.0.0.1", port=port) as client:
+        throttle = RedisThrottle(client, name, requests=GCRALimit(50, burst=1), adaptive=True)
+        await throttle.record_overload()
+        return json.dumps({"backend": backend, "rate_cuts": throttle.statistics().rate_cuts})
+
+
 async def _work(port: int, backend: str, name: str, count: int, tasks: int, start_us: int) -> str:
-    import anyio
     import coredis
 
     from throttle_trio.redis import GCRALimit, RedisThrottle
@@ -128,8 +172,10 @@ async def _work(port: int, backend: str, name: str, count: int, tasks: int, star
 
 
 if __name__ == "__main__":
-    import anyio
-
+    if sys.argv[1] == "overload":
+        port, backend, name = sys.argv[2:]
+        print(anyio.run(_overload, int(port), backend, name, backend=backend))
+        sys.exit()
     port, backend, name, count, tasks, start_us = sys.argv[1:]
     print(
         anyio.run(

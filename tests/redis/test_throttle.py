@@ -299,8 +299,13 @@ async def test_idle_keys_expire(client: coredis.Redis[bytes], name: str) -> None
         (lambda c, k: c.set(k, "12"), "string"),
         (lambda c, k: c.hset(k, {"t": "soon", "f": "1", "u": "1"}), "hash"),
         (lambda c, k: c.hset(k, {"other": "1"}), "hash"),
+        (
+            lambda c, k: c.hset(k, {"t": "1", "f": "1", "u": "0", "r": "0", "d": "0", "x": "0"}),
+            "hash",
+        ),
+        (lambda c, k: c.hset(k, {"t": "1", "f": "1", "u": "0", "r": "1"}), "hash"),
     ],
-    ids=["list", "string", "non-integer", "other-hash"],
+    ids=["list", "string", "non-integer", "other-hash", "zero-rate", "partial-rate"],
 )
 async def test_foreign_value_is_a_clear_error(
     client: coredis.Redis[bytes], name: str, setup: Any, kind: str

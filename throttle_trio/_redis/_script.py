@@ -14,6 +14,23 @@ One more hash per throttle, the *gate*, holds ``p`` (paused until) and ``l`` (th
 admission time of the whole throttle, so that admissions follow booking order: FIFO across
 processes, and a small request never overtakes a large one booked before it).
 
+The adaptive rate (AIMD) of a limit lives in its hash too, once it has been cut:
+
+* ``r``: the rate the limit admits now, in millionths of the configured rate (``RATE_ONE``:
+  as configured; absent fields mean that);
+* ``d``: when it was last cut (the cooldown is decided here, on Redis's clock, so that a wave
+  of 429s seen by many processes cuts once);
+* ``x``: until when the adaptive state is kept even if the bucket is full (refreshed by every
+  cut and every recovery step); the key expires at ``max(t, x)``.
+
+Python always sends amounts in microseconds *at the configured rate*; the script converts them
+to the limit's current rate (``amount * RATE_ONE / r``: charges rounded up, credits down) and
+returns credits converted back, so callers never see the scale except in the replies' tails:
+every reply but ``FOREIGN`` ends with ``r`` for each limit passed (the caller strips them).  A
+change of ``r`` keeps each bucket's level in units and changes how fast it refills (as the local
+:meth:`GCRA.reconfigure <throttle_trio.GCRA.reconfigure>` does): ``t`` and ``f`` are rescaled
+about ``now``, rounded up.  A booking already made keeps its instant.
+
 Why a hash and not the TAT alone: a refund while a booked request still sleeps must not free the
 room that the booking relies on.  With a plain ``TAT -= refund`` capped at ``now`` (what the
 local Throttle does, where nothing is booked), a refund could let new requests in beside a
@@ -25,7 +42,8 @@ The script never sees a float: Python sends each cost already converted to micro
 up for charges, down for credits), and the script returns integers only (a Lua number is
 truncated when returned, and ``tostring`` prints ``1.795926589719e+15`` for a µs timestamp).
 Keys expire when they mean nothing any more: a limit at its TAT (the bucket is full again, the
-same as an absent key), the gate once both its times are past.
+same as an absent key) unless its adaptive state is still kept (``x``), the gate once both its
+times are past.
 """
 
 from __future__ import annotations
@@ -39,6 +57,7 @@ __all__ = [
     "FOREIGN",
     "LATE",
     "OK",
+    "RATE_ONE",
     "SCRIPT",
     "Interval",
     "gate_key",
@@ -51,10 +70,14 @@ LATE: Final = 1  # the wait exceeds max_wait: nothing booked; reply {LATE, now, 
 EXCEEDS: Final = 2  # a cost above a limit's capacity; reply {EXCEEDS, now, index}
 FOREIGN: Final = 3  # a key holds something else; reply {FOREIGN, now, index (0: gate), type}
 
+RATE_ONE: Final = 1_000_000  # a limit's adaptive rate ``r`` when it is the configured rate
+
 SCRIPT: Final = r"""
--- throttle_trio GCRA, format 1.  KEYS[1]: the gate; KEYS[2..n+1]: the limits.
--- ARGV[1]: the operation; ARGV[2]: n.  All times and amounts are integer microseconds.
+-- throttle_trio GCRA, format 2.  KEYS[1]: the gate; KEYS[2..n+1]: the limits.
+-- ARGV[1]: the operation; ARGV[2]: n.  All times and amounts are integer microseconds; amounts
+-- are at the configured rate, converted here to each limit's adaptive rate r.
 local OK, LATE, EXCEEDS, FOREIGN = 0, 1, 2, 3
+local ONE = 1000000  -- r of a limit at its configured rate
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local op = ARGV[1]
@@ -63,6 +86,18 @@ local n = tonumber(ARGV[2])
 local function fmt(x) return string.format('%d', x) end
 local function is_int(v) return type(v) == 'string' and string.match(v, '^%-?%d+$') ~= nil end
 local function foreign(index, key) return {FOREIGN, now, index, redis.call('TYPE', key).ok} end
+
+-- x * num / den rounded down (or up), exact for 0 <= x < 2^53 / 100 and 1 <= num, den <= ONE
+-- (a double holds integers up to 2^53 exactly; x * num alone may not fit).
+local function muldiv(x, num, den, up)
+  local q = math.floor(x / den)
+  local rem = x - q * den
+  if rem < 0 then q, rem = q - 1, rem + den elseif rem >= den then q, rem = q + 1, rem - den end
+  local part = rem * num / den  -- < num <= ONE: its fraction is exact enough to round
+  local whole = math.floor(part)
+  if up and whole < part then whole = whole + 1 end
+  return q * num + whole
+end
 
 local gate = KEYS[1]
 local g = redis.pcall('HMGET', gate, 'p', 'l')
@@ -75,25 +110,52 @@ elseif redis.call('EXISTS', gate) == 1 then
   return foreign(0, gate)
 end
 
-local tat, floor, booked, present = {}, {}, {}, {}
+local tat, floor, booked, present, rate, cut, keep = {}, {}, {}, {}, {}, {}, {}
 for i = 1, n do
   local key = KEYS[i + 1]
-  local r = redis.pcall('HMGET', key, 't', 'f', 'u')
+  local r = redis.pcall('HMGET', key, 't', 'f', 'u', 'r', 'd', 'x')
   if r.err then return foreign(i, key) end
-  if r[1] or r[2] or r[3] then
+  rate[i], cut[i], keep[i] = ONE, 0, 0
+  if r[1] or r[2] or r[3] or r[4] or r[5] or r[6] then
     if not (is_int(r[1]) and is_int(r[2]) and is_int(r[3])) then return foreign(i, key) end
     tat[i], floor[i], booked[i], present[i] = tonumber(r[1]), tonumber(r[2]), tonumber(r[3]), true
+    if r[4] or r[5] or r[6] then
+      if not (is_int(r[4]) and is_int(r[5]) and is_int(r[6])) then return foreign(i, key) end
+      rate[i], cut[i], keep[i] = tonumber(r[4]), tonumber(r[5]), tonumber(r[6])
+      if rate[i] < 1 or rate[i] > ONE then return foreign(i, key) end
+    end
   elseif redis.call('EXISTS', key) == 1 then
     return foreign(i, key)
-  else  -- absent: a full bucket
+  else  -- absent: a full bucket at the configured rate
     tat[i], floor[i], booked[i], present[i] = now, now, 0, false
   end
 end
 
+-- Every reply but FOREIGN ends with each limit's rate r, so that callers see it for free.
+local function finish(reply)
+  for i = 1, n do reply[#reply + 1] = rate[i] end
+  return reply
+end
+-- An amount at the configured rate, in microseconds of this limit's rate now (and back).
+local function scaled(i, amount, up)
+  if rate[i] == ONE then return amount end
+  return muldiv(amount, ONE, rate[i], up)
+end
+local function unscaled(i, amount)
+  if rate[i] == ONE then return amount end
+  return muldiv(amount, rate[i], ONE, false)
+end
+
 local function store(i, t, f, u)
   local key = KEYS[i + 1]
-  redis.call('HSET', key, 't', fmt(t), 'f', fmt(f), 'u', fmt(u))
-  redis.call('PEXPIREAT', key, math.floor(t / 1000) + 1)  -- full again: as good as absent
+  if keep[i] > 0 then
+    redis.call('HSET', key, 't', fmt(t), 'f', fmt(f), 'u', fmt(u),
+      'r', fmt(rate[i]), 'd', fmt(cut[i]), 'x', fmt(keep[i]))
+  else
+    redis.call('HSET', key, 't', fmt(t), 'f', fmt(f), 'u', fmt(u))
+  end
+  -- Full again (and no adaptive state to keep): as good as absent.
+  redis.call('PEXPIREAT', key, math.floor(math.max(t, keep[i]) / 1000) + 1)
   tat[i], floor[i], booked[i], present[i] = t, f, u, true
 end
 local function store_gate(p, l)
@@ -102,18 +164,29 @@ local function store_gate(p, l)
   pause, last = p, l
 end
 -- Refunds never raise a bucket above full, nor free room a future booking relies on.
+-- Returns what was credited, at the configured rate.
 local function credit(i, amount)
+  local want = scaled(i, amount, false)
   local low = now
   if booked[i] > now then low = math.max(floor[i], now) end
   if not present[i] or tat[i] <= low then return 0 end
-  local t = math.max(tat[i] - amount, low)
+  local t = math.max(tat[i] - want, low)
   local credited = tat[i] - t
   store(i, t, floor[i], booked[i])
-  return credited
+  if credited == want then return amount end
+  return unscaled(i, credited)
 end
 local function charge(i, amount)
-  store(i, math.max(tat[i], now) + amount, floor[i], booked[i])
+  store(i, math.max(tat[i], now) + scaled(i, amount, true), floor[i], booked[i])
   return amount
+end
+-- Admit at rate s from now on: keep the level in units, change how fast it refills.
+local function rescale(i, s)
+  local old = rate[i]
+  if s == old then return end
+  if tat[i] > now then tat[i] = now + muldiv(tat[i] - now, old, s, true) end
+  if floor[i] > now then floor[i] = now + muldiv(floor[i] - now, old, s, true) end
+  rate[i] = s
 end
 
 if op == 'acquire' then
@@ -121,16 +194,18 @@ if op == 'acquire' then
   -- every limit admits its cost, not before the pause ends nor before the latest booking.
   local max_wait = tonumber(ARGV[3])
   local start = math.max(now, pause, last)
+  local incs = {}
   for i = 1, n do
     local inc, tau = tonumber(ARGV[2 + 2 * i]), tonumber(ARGV[3 + 2 * i])
-    if inc > tau then return {EXCEEDS, now, i} end
-    start = math.max(start, tat[i] + inc - tau)
+    if inc > tau then return finish({EXCEEDS, now, i}) end
+    incs[i] = scaled(i, inc, true)
+    start = math.max(start, tat[i] + incs[i] - scaled(i, tau, true))
   end
   local wait = start - now
-  if max_wait >= 0 and wait > max_wait then return {LATE, now, wait} end
+  if max_wait >= 0 and wait > max_wait then return finish({LATE, now, wait}) end
   local reply = {OK, now, wait, start, last}
   for i = 1, n do
-    local inc = tonumber(ARGV[2 + 2 * i])
+    local inc = incs[i]
     local k = #reply
     if present[i] then
       reply[k + 1], reply[k + 2], reply[k + 3] = tat[i], floor[i], booked[i]
@@ -143,7 +218,7 @@ if op == 'acquire' then
     reply[#reply + 1] = tat[i]
   end
   if start > now then store_gate(pause, start) end
-  return reply
+  return finish(reply)
 elseif op == 'unbook' then
   -- A booked request was cancelled before its admission.  ARGV[3]: its start; ARGV[4]: the
   -- gate's prior 'l'; per limit: inc, the TAT it left, its prior t, f, u (-1: absent).
@@ -160,18 +235,20 @@ elseif op == 'unbook' then
     for i = 1, n do
       local b = 5 + 5 * (i - 1)
       local t = tonumber(ARGV[b + 2])
-      if t < 0 then
-        redis.call('DEL', KEYS[i + 1])
-      else
+      if t >= 0 then
         store(i, t, tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4]))
+      elseif keep[i] > 0 then  -- it was absent, but its adaptive rate has been recorded since
+        store(i, now, now, 0)
+      else
+        redis.call('DEL', KEYS[i + 1])
       end
     end
     store_gate(pause, tonumber(ARGV[4]))
-    return {OK, now, 1}
+    return finish({OK, now, 1})
   end
   local reply = {OK, now, 0}
   for i = 1, n do reply[#reply + 1] = credit(i, tonumber(ARGV[5 + 5 * (i - 1)])) end
-  return reply
+  return finish(reply)
 elseif op == 'adjust' then
   -- Per limit: > 0 charges an overdraft, < 0 credits a refund.  Returns what was applied.
   local reply = {OK, now}
@@ -185,25 +262,54 @@ elseif op == 'adjust' then
       reply[#reply + 1] = 0
     end
   end
-  return reply
+  return finish(reply)
 elseif op == 'limit' then
   -- Per limit: at most (burst - level) available now: TAT >= now + level.
   for i = 1, n do
-    local t = now + tonumber(ARGV[2 + i])
+    local t = now + scaled(i, tonumber(ARGV[2 + i]), true)
     if t > tat[i] then store(i, t, floor[i], booked[i]) end
   end
-  return {OK, now}
+  return finish({OK, now})
 elseif op == 'pause' then
   -- ARGV[3]: close the gate for this long; a shorter pause never shortens a longer one.
   local p = now + tonumber(ARGV[3])
   if p > pause then store_gate(p, last) end
-  return {OK, now, pause}
+  return finish({OK, now, pause})
 elseif op == 'state' then
   local reply = {OK, now, pause, last}
   for i = 1, n do
     if present[i] then reply[#reply + 1] = tat[i] else reply[#reply + 1] = -1 end
   end
-  return reply
+  return finish(reply)
+elseif op == 'cut' then
+  -- Overload.  ARGV[3]: the factor, ARGV[4]: the floor (both in millionths); ARGV[5]: the
+  -- cooldown; ARGV[6]: how long the adaptive state is kept (>= the cooldown).  A limit cut less
+  -- than a cooldown ago is left as it is.  Reply {OK, now, 1 if any limit was cut}.
+  local factor, low = tonumber(ARGV[3]), tonumber(ARGV[4])
+  local cooldown, memory = tonumber(ARGV[5]), tonumber(ARGV[6])
+  local changed = 0
+  for i = 1, n do
+    if now - cut[i] >= cooldown then
+      rescale(i, math.min(rate[i], math.max(low, math.floor(rate[i] * factor / ONE))))
+      cut[i] = now
+      changed = 1
+    end
+    keep[i] = math.max(keep[i], now + memory)
+    store(i, tat[i], floor[i], booked[i])
+  end
+  return finish({OK, now, changed})
+elseif op == 'grow' then
+  -- Success.  ARGV[3]: the step (millionths); ARGV[4]: how long the adaptive state is kept.
+  -- Never above the configured rate.
+  local step, memory = tonumber(ARGV[3]), tonumber(ARGV[4])
+  for i = 1, n do
+    if rate[i] < ONE then
+      rescale(i, math.min(ONE, rate[i] + step))
+      keep[i] = math.max(keep[i], now + memory)
+      store(i, tat[i], floor[i], booked[i])
+    end
+  end
+  return finish({OK, now})
 end
 return redis.error_reply('throttle_trio: unknown operation ' .. tostring(op))
 """
