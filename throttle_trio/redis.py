@@ -854,9 +854,6 @@ class RedisThrottle:
         try:
             reply = await self._call("acquire", charged, args)
         except BackendUnavailable as exc:
-            if self._fallback is None:
-                self._unavailable += 1
-                raise
             self._enter_fallback(exc)
             await self._admit_locally(reservation, deadline, timeout)
             return
@@ -961,7 +958,10 @@ class RedisThrottle:
         )
 
     def _enter_fallback(self, exc: BackendUnavailable) -> None:
-        assert self._fallback is not None
+        """Redis failed: re-raise ``exc`` (counted) without a fallback, else start using it."""
+        if self._fallback is None:
+            self._unavailable += 1
+            raise exc
         self._fallback_until = anyio.current_time() + self._fallback.retry_interval
         if not self._in_outage:
             self._in_outage = True
@@ -1033,9 +1033,6 @@ class RedisThrottle:
             try:
                 reply = await self._call("adjust", [limit for limit, _, _ in deltas], args)
             except BackendUnavailable as exc:
-                if self._fallback is None:
-                    self._unavailable += 1
-                    raise
                 self._enter_fallback(exc)
                 logger.warning("%r lost a settle while Redis was unavailable: %s", self, exc)
                 return
@@ -1079,9 +1076,6 @@ class RedisThrottle:
         try:
             await self._call("pause", [], ["pause", 0, microseconds_up(seconds)])
         except BackendUnavailable as exc:
-            if self._fallback is None:
-                self._unavailable += 1
-                raise
             self._enter_fallback(exc)
 
     async def pause_until(self, deadline: float) -> None:
@@ -1123,9 +1117,6 @@ class RedisThrottle:
         try:
             await self._call("limit", [limit for limit, _ in targets], args)
         except BackendUnavailable as exc:
-            if self._fallback is None:
-                self._unavailable += 1
-                raise
             self._enter_fallback(exc)
 
     async def record_overload(self) -> None:
@@ -1159,9 +1150,6 @@ class RedisThrottle:
         try:
             reply = await self._call("cut", self._limits, args)
         except BackendUnavailable as exc:
-            if self._fallback is None:
-                self._unavailable += 1
-                raise
             self._enter_fallback(exc)
             return
         if reply[2]:
@@ -1200,9 +1188,6 @@ class RedisThrottle:
         try:
             await self._call("grow", self._limits, args)
         except BackendUnavailable as exc:
-            if self._fallback is None:
-                self._unavailable += 1
-                raise
             self._enter_fallback(exc)
 
     async def state(self) -> RedisThrottleState:
@@ -1353,9 +1338,6 @@ class RedisRateLimiter:
         try:
             reply = await self._throttle._call("adjust", [limit], ["adjust", 1, -us])
         except BackendUnavailable as exc:
-            if self._throttle._fallback is None:
-                self._throttle._unavailable += 1
-                raise
             self._throttle._enter_fallback(exc)
             return amount
         credited = limit.interval.units(-reply[2]) if -reply[2] < us else amount
