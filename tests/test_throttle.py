@@ -7,6 +7,8 @@ import math
 
 import anyio
 import pytest
+import trio
+import trio.testing
 
 import throttle_trio as tt
 from tests.helpers import settle
@@ -571,6 +573,48 @@ async def test_headers_credit_the_refill_since_the_request_arrived() -> None:
     assert throttle.statistics().limits["tokens"].available == 20 + 16 - 2
     first.release()
     second.release()
+
+
+class _StallBeforeResuming(trio.abc.Instrument):
+    """Moves the clock on just before ``task`` runs again after its first admission: the event
+    loop was busy elsewhere (thousands of tasks building their requests) for ``seconds``."""
+
+    def __init__(self, clock: trio.testing.MockClock, throttle: Throttle, seconds: float) -> None:
+        self.clock, self.throttle, self.seconds = clock, throttle, seconds
+        self.task: trio.lowlevel.Task | None = None
+        self.stalled = False
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task is self.task and not self.stalled and self.throttle.statistics().in_flight:
+            self.stalled = True
+            self.clock.jump(self.seconds)
+
+
+def test_headers_credit_the_refill_from_when_the_admitted_task_resumed() -> None:
+    """Admitted at 0, the task runs again only at 1.5 s: its request cannot have reached the
+    server before then, so the server's bucket refilled from 1.5 s, not from 0.  Crediting
+    from the admission would let the client lead the server by 1.5 s of refill (the 429s a
+    full client bucket met at the end of its first burst in ``bench.http``).
+
+    trio only: an Instrument moves the MockClock between the admission and the resumption.
+    """
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    throttle = Throttle(tokens=TokenBucket(8, burst=64))
+    stall = _StallBeforeResuming(clock, throttle, 1.5)
+
+    async def main() -> None:
+        stall.task = trio.lowlevel.current_task()
+        slot = await throttle.acquire(tokens=32)
+        assert (slot.admitted_at, now()) == (0, 1.5)
+        await trio.sleep(0.5)  # the response, 2 s after the admission
+        # The server counted 20 left when the request arrived (at 1.5 s at the earliest) and
+        # refilled 8 x 0.5 since.  Our own bucket thinks 64 - 32 + 16 = 48.
+        throttle.observe(report(tokens=(64, 20)), slot)
+        assert throttle.statistics().limits["tokens"].available == 20 + 4
+        slot.release()
+
+    trio.run(main, clock=clock, instruments=[stall])
+    assert stall.stalled
 
 
 async def test_a_learned_limit_takes_its_period_from_the_reset_header() -> None:

@@ -212,7 +212,16 @@ class Reservation:
     A reservation is owned by no task: any task may settle or release it.
     """
 
-    __slots__ = ("_admitted_at", "_costs", "_marks", "_settled", "_state", "_throttle", "ticket")
+    __slots__ = (
+        "_admitted_at",
+        "_costs",
+        "_marks",
+        "_resumed_at",
+        "_settled",
+        "_state",
+        "_throttle",
+        "ticket",
+    )
 
     def __init__(self, throttle: Throttle, costs: dict[str, float], ticket: int) -> None:
         self._throttle = throttle
@@ -222,6 +231,10 @@ class Reservation:
         self._state = _PENDING
         self._settled = False
         self._admitted_at = math.nan
+        # When the admitted task ran again: its request cannot reach the server before this.
+        # A loop busy with other tasks (thousands building their requests) can hold it back
+        # for a second or more after the admission; header feedback credits refill from here.
+        self._resumed_at = math.nan
         self._marks: dict[str, float] = {}  # limit name -> net_charged after this admission
 
     @property
@@ -545,6 +558,7 @@ class Throttle:
         finally:
             if not queue.waiting:
                 self._close_binding(anyio.current_time(), None)
+        reservation._resumed_at = anyio.current_time()
         return reservation
 
     def _blocked_until(self, charged: list[tuple[_Limit, float]], now: float) -> float | None:
@@ -705,8 +719,9 @@ class Throttle:
 
         For each metric the server reports, the limit named after it is lowered to what the
         server says is left: ``remaining`` (counted when ``reservation``, the request the
-        response answers, arrived), plus what the bucket refilled since, minus what this
-        throttle charged since (admissions and overdrafts, net of refunds).  ``reservation``
+        response answers, arrived), plus what the bucket refilled since the admitted task ran
+        again (the request cannot have arrived earlier), minus what this throttle charged since
+        its admission (admissions and overdrafts, net of refunds).  ``reservation``
         ``None``: ``remaining`` as it is.  It is never raised: a server reporting more than we
         think is left is ignored.  With ``learn_limits``, a metric that has no limit yet gets
         one: a token bucket of ``limit`` per period, the period inferred from the headers (the
@@ -735,12 +750,13 @@ class Throttle:
                 continue
             target = info.remaining
             if reservation is not None and limit.name in reservation._marks:
-                # The server counted `remaining` when this request arrived.  Since then its
+                # The server counted `remaining` when this request arrived, which was no
+                # earlier than when its task resumed after admission.  Since then the server's
                 # bucket refilled, and it was charged what we admitted (net of refunds).
                 target -= limit.net_charged - reservation._marks[limit.name]
                 rate = limit.rate()
                 if not math.isnan(rate) and not isinstance(limit.policy, SlidingWindow):
-                    target += rate * max(0.0, now - reservation._admitted_at)
+                    target += rate * max(0.0, now - reservation._resumed_at)
             if target < limit.policy.available(now):
                 limit.policy.limit_available(target, now)
         if learned:  # the probe is over; a learned capacity may be below a queued cost (I6)
