@@ -153,6 +153,7 @@ class _Limit:
         "overdraft",
         "policy",
         "refunded",
+        "unsent",
         "wait_time",
     )
 
@@ -166,6 +167,8 @@ class _Limit:
         self.refunded = 0.0
         self.overdraft = 0.0
         self.wait_time = 0.0
+        # Admitted, but the admitted task has not run again yet: the request is not on the wire.
+        self.unsent = 0.0
 
     @property
     def net_charged(self) -> float:
@@ -235,7 +238,11 @@ class Reservation:
         # A loop busy with other tasks (thousands building their requests) can hold it back
         # for a second or more after the admission; header feedback credits refill from here.
         self._resumed_at = math.nan
-        self._marks: dict[str, float] = {}  # limit name -> net_charged after this admission
+        # limit name -> what the server had probably counted when this request reached it:
+        # the net charge when its task ran again, less what was admitted and had not yet run
+        # again (admission order is not send order: after a burst, the admitted tasks run
+        # again in the scheduler's order, which trio randomizes).
+        self._marks: dict[str, float] = {}
 
     @property
     def costs(self) -> Mapping[str, float]:
@@ -535,8 +542,9 @@ class Throttle:
                 if cost:
                     limit.policy.consume(cost, now)
                     limit.admitted_cost += cost
+                    limit.unsent += cost
                 # Every limit is marked, even at cost 0: a settle may charge it, and header
-                # feedback counts from here.
+                # feedback counts from its mark (set again when the task runs again).
                 reservation._marks[limit.name] = limit.net_charged
             self._in_flight += 1
             self._admitted += 1
@@ -558,7 +566,13 @@ class Throttle:
         finally:
             if not queue.waiting:
                 self._close_binding(anyio.current_time(), None)
+        # The task runs again: from now on its request may be on the wire.
         reservation._resumed_at = anyio.current_time()
+        marks = reservation._marks
+        for limit in self._limits.values():
+            if limit.name in marks:
+                limit.unsent -= costs.get(limit.metric, 0.0)
+                marks[limit.name] = limit.net_charged - limit.unsent
         return reservation
 
     def _blocked_until(self, charged: list[tuple[_Limit, float]], now: float) -> float | None:
@@ -720,8 +734,9 @@ class Throttle:
         For each metric the server reports, the limit named after it is lowered to what the
         server says is left: ``remaining`` (counted when ``reservation``, the request the
         response answers, arrived), plus what the bucket refilled since the admitted task ran
-        again (the request cannot have arrived earlier), minus what this throttle charged since
-        its admission (admissions and overdrafts, net of refunds).  ``reservation``
+        again (the request cannot have arrived earlier), minus what this throttle sent since
+        (requests whose tasks ran again later, overdrafts, net of refunds) and what it admitted
+        and has not sent yet.  ``reservation``
         ``None``: ``remaining`` as it is.  It is never raised: a server reporting more than we
         think is left is ignored.  With ``learn_limits``, a metric that has no limit yet gets
         one: a token bucket of ``limit`` per period, the period inferred from the headers (the
@@ -751,8 +766,9 @@ class Throttle:
             target = info.remaining
             if reservation is not None and limit.name in reservation._marks:
                 # The server counted `remaining` when this request arrived, which was no
-                # earlier than when its task resumed after admission.  Since then the server's
-                # bucket refilled, and it was charged what we admitted (net of refunds).
+                # earlier than when its task ran again after admission.  Since then the
+                # server's bucket refilled, and it was charged what we sent after it, and will
+                # be charged what we admitted and have not sent (net of refunds).
                 target -= limit.net_charged - reservation._marks[limit.name]
                 rate = limit.rate()
                 if not math.isnan(rate) and not isinstance(limit.policy, SlidingWindow):
