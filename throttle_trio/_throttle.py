@@ -736,13 +736,14 @@ class Throttle:
         response answers, arrived), plus what the bucket refilled since the admitted task ran
         again (the request cannot have arrived earlier), minus what this throttle sent since
         (requests whose tasks ran again later, overdrafts, net of refunds) and what it admitted
-        and has not sent yet.  ``reservation``
-        ``None``: ``remaining`` as it is.  It is never raised: a server reporting more than we
-        think is left is ignored.  With ``learn_limits``, a metric that has no limit yet gets
-        one: a token bucket of ``limit`` per period, the period inferred from the headers (the
-        reset time of what is spent: ``limit * reset / (limit - remaining)``, between 1 s and a
-        day), else a minute; it is then synced the same way.  Configured limits are never
-        changed, only their available units.
+        and has not sent yet.  ``reservation`` ``None``: ``remaining`` as it is.  It is never
+        raised: a server reporting more than we think is left is ignored.
+
+        With ``learn_limits``, a metric that has no limit yet gets one: a token bucket of
+        ``limit`` per period, the period inferred from the headers (the reset time of what is
+        spent: ``limit * reset / (limit - remaining)``, between 1 s and a day), else a minute;
+        it is then synced the same way.  Configured limits are never changed, only their
+        available units.
 
         Parse headers with ``parse_rate_limit_headers(response.headers, time.time())``.
         """
