@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import importlib
 import json
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -30,6 +31,7 @@ INTERNAL_MODULES = {
     "throttle_trio._usage": "reads usage from response bodies for the transports",
     "throttle_trio._backend": "the running loop's anyio backend, looked up once per acquire",
     "throttle_trio._reserve": "cost checks and the reserve block shared by both throttles",
+    "throttle_trio._reexport": "the public namespaces' fix-up of __module__",
 }
 # The public namespaces: each has a sorted ``__all__`` that lists what it offers.
 NAMESPACES = [
@@ -147,6 +149,94 @@ def test_internal_modules_exist() -> None:
     """The exemptions above name real modules (a renamed module must not escape the check)."""
     for name in INTERNAL_MODULES:
         assert module_path(name) is not None, name
+
+
+# --------------------------------------------------------------------------- __module__
+
+
+def public_objects() -> list[tuple[str, str, object]]:
+    """(namespace, name, object) for every class and function a public namespace exports."""
+    found: list[tuple[str, str, object]] = []
+    for name in NAMESPACES:
+        package = namespace(name)
+        for attr in package.__all__:
+            value = getattr(package, attr)
+            if isinstance(value, type | types.FunctionType):
+                found.append((name, attr, value))
+    return found
+
+
+def is_public_module(name: str) -> bool:
+    return not any(part.startswith("_") for part in name.split("."))
+
+
+def test_public_names_claim_a_public_module() -> None:
+    """Every exported class and function says it lives in a public module (the namespace that
+    re-exports it, or the public module that defines it), and is found there by its
+    ``__qualname__``, as pickle, reprs and documentation tools look it up."""
+    wrong = []
+    for space, attr, value in public_objects():
+        module: str = getattr(value, "__module__")  # noqa: B009 - functions and classes
+        qualname: str = getattr(value, "__qualname__")  # noqa: B009
+        if not is_public_module(module) or not module.startswith("throttle_trio"):
+            wrong.append((space, attr, module))
+        elif getattr(importlib.import_module(module), qualname, None) is not value:
+            wrong.append((space, attr, f"{module}.{qualname} is not it"))
+    assert wrong == []
+
+
+def test_private_module_names_are_rewritten_to_their_namespace() -> None:
+    """A name defined in a private module claims the namespace that exports it."""
+    import throttle_trio.testing
+
+    assert throttle_trio.Throttle.__module__ == "throttle_trio"
+    assert repr(throttle_trio.Throttle) == "<class 'throttle_trio.Throttle'>"
+    assert throttle_trio.run_batch.__module__ == "throttle_trio"
+    assert throttle_trio.testing.FakeLLMServer.__module__ == "throttle_trio.testing"
+    # Public modules are left alone: the policy classes keep their own module.
+    assert throttle_trio.TokenBucket.__module__ == "throttle_trio.policy.token_bucket"
+
+
+def test_methods_follow_their_class() -> None:
+    """The methods, properties and dataclass-made methods of a re-exported class claim the
+    public namespace too (documentation tools read them)."""
+    wrong = []
+    for _space, _attr, value in public_objects():
+        if not isinstance(value, type):
+            continue
+        for member_name, member in vars(value).items():
+            if isinstance(member, staticmethod | classmethod):
+                copied = getattr(member, "__module__", "")  # the wrapper keeps a copy
+                if copied.startswith("throttle_trio.") and not is_public_module(copied):
+                    wrong.append((value.__qualname__, member_name, copied))
+                member = member.__func__
+            if isinstance(member, property):
+                member = member.fget
+            if not isinstance(member, types.FunctionType):
+                continue
+            if member.__module__.startswith("throttle_trio.") and not is_public_module(
+                member.__module__
+            ):
+                wrong.append((value.__qualname__, member_name, member.__module__))
+    assert wrong == []
+
+
+def test_type_aliases_and_constants_are_left_alone() -> None:
+    """The fix-up touches only classes and functions: a type alias such as ``RequestCost``
+    (``dict[str, float]``) must not rename ``dict``."""
+    assert dict.__module__ == "builtins"
+    assert throttle_trio.RequestCost == dict[str, float]
+    assert frozenset.__module__ == "builtins"
+
+
+def test_exported_objects_pickle_by_their_public_name() -> None:
+    """Pickle finds a class by ``__module__`` and ``__qualname__``: after the fix-up the
+    public name must resolve (statistics and decisions are values users store and send)."""
+    decision = throttle_trio.TokenBucket(2).try_admit(1, 0.0)
+    assert pickle.loads(pickle.dumps(decision)) == decision
+    error = throttle_trio.RateLimitTimeout("timed out")
+    assert b"throttle_trio\n" in pickle.dumps(error, protocol=0)
+    assert type(pickle.loads(pickle.dumps(error))) is throttle_trio.RateLimitTimeout
 
 
 def test_version_is_a_string() -> None:

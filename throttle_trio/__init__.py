@@ -27,6 +27,7 @@ from ._headers import parse_retry_after as parse_retry_after
 from ._headers import parse_should_retry as parse_should_retry
 from ._limiter import RateLimiter as RateLimiter
 from ._limiter import RateLimiterStatistics as RateLimiterStatistics
+from ._reexport import fixup_module_metadata as _fixup_module_metadata
 from ._registry import RequestKey as RequestKey
 from ._registry import ThrottleRegistry as ThrottleRegistry
 from ._registry import api_key_hash as api_key_hash
@@ -91,3 +92,6 @@ __all__ = [
     "parse_should_retry",
     "run_batch",
 ]
+
+_fixup_module_metadata(__name__, globals())
+del _fixup_module_metadata

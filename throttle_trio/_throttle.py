@@ -229,7 +229,7 @@ class Reservation:
     def __init__(self, throttle: Throttle, costs: dict[str, float], ticket: int) -> None:
         self._throttle = throttle
         self._costs = costs  # metric -> cost charged now (estimate, then settled value)
-        self.ticket = ticket
+        self.ticket: int = ticket
         """The place in line; pass it to a retry so that it keeps its turn (I3)."""
         self._state = _PENDING
         self._settled = False
@@ -412,7 +412,7 @@ class Throttle:
                     limit.aimd = AIMD(rate)
         self._learn_limits = learn_limits
         self._metrics = frozenset(limit.metric for limit in self._limits.values())
-        self.refund_unused = refund_unused
+        self.refund_unused: bool = refund_unused
         self._queue: WaitQueue[dict[str, float]] = WaitQueue()
         self._in_flight = 0
         self._paused_until = -math.inf

@@ -1,4 +1,4 @@
-"""Testing helpers: a fake OpenAI-compatible LLM server that rate-limits like a provider.
+"""Testing helpers: a fake OpenAI- and Anthropic-compatible LLM server that rate-limits.
 
 ``FakeLLMServer`` is a raw ASGI app: call it in-process through ``httpx.ASGITransport`` (on
 virtual time, if the event loop runs on one), or serve it on loopback with :func:`serve`
@@ -6,6 +6,7 @@ virtual time, if the event loop runs on one), or serve it on loopback with :func
 limits, independent of the rest of throttle_trio, so it can referee the library.
 """
 
+from .._reexport import fixup_module_metadata as _fixup_module_metadata
 from ._fake_server import Admission as Admission
 from ._fake_server import ASGIApp as ASGIApp
 from ._fake_server import FakeLLMServer as FakeLLMServer
@@ -21,3 +22,6 @@ __all__ = [
     "ServerAddress",
     "serve",
 ]
+
+_fixup_module_metadata(__name__, globals())
+del _fixup_module_metadata
