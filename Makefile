@@ -15,11 +15,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## the main job on its embedded default: naive vs throttled, fake provider
 	$(BIN)/throttle-trio demo --plot demo-timeline.svg
 
-test: $(STAMP)  ## the whole suite on asyncio and trio, then ruff and mypy --strict
+test: $(STAMP)  ## the suite on asyncio and trio, then ruff, mypy --strict, the site, the package
 	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest
 	$(MAKE) --no-print-directory check
 
-check: lint typecheck
+check: lint typecheck docs package
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -29,7 +29,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 docs: $(STAMP)  ## the documentation site, failing on any broken link or reference
-	$(BIN)/mkdocs build --strict --site-dir build/site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site
 
 package: $(STAMP)  ## wheel and sdist, twine check, each extra installed into a clean venv
 	bash scripts/check_package.sh
