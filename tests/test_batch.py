@@ -4,7 +4,7 @@ ordering, error policies, clean cancellation and draining (I10)."""
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, assert_type
 
 import anyio
 import pytest
@@ -265,9 +265,28 @@ async def test_bad_options() -> None:
     with pytest.raises(ValueError, match=r"^max_concurrent must be an int >= 1, got 0$"):
         await run_batch(double_later, [1], max_concurrent=0)
     with pytest.raises(ValueError, match=r"^errors must be 'collect' or 'raise', got 'ignore'$"):
-        await run_batch(double_later, [1], errors="ignore")
+        await run_batch(double_later, [1], errors="ignore")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"^window must be an int >= 1, got 0$"):
         await run_batch(double_later, [1], ordered=True, window=0)
+
+
+async def test_options_are_typed_keywords() -> None:
+    """mypy checks every option (a stale ``type: ignore`` fails ``warn_unused_ignores``), and
+    the results carry the item and value types; at run time a misspelled option is refused."""
+
+    async def describe(x: int) -> str:
+        return f"#{x}"
+
+    results = await run_batch(describe, range(3), max_concurrent=2, errors="raise")
+    assert_type(results, list[ItemResult[int, str]])
+    assert [result.unwrap() for result in results] == ["#0", "#1", "#2"]
+    async with amap(describe, range(3), ordered=True) as stream:
+        assert_type(stream, "AsyncIterator[ItemResult[int, str]]")
+        assert [result.value async for result in stream] == ["#0", "#1", "#2"]
+    with pytest.raises(TypeError, match="max_concurent"):
+        await run_batch(describe, range(3), max_concurent=2)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"^max_concurrent must be an int >= 1, got str '2'$"):
+        await run_batch(describe, range(3), max_concurrent="2")  # type: ignore[arg-type]
 
 
 def test_item_result_repr_is_useful() -> None:

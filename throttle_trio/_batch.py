@@ -32,7 +32,7 @@ from collections.abc import (
 )
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, final
+from typing import TYPE_CHECKING, Generic, Literal, TypeAlias, TypeVar, final
 
 import anyio
 
@@ -94,11 +94,14 @@ class BatchProgress:
     in_flight: int
 
 
-Errors = Literal["collect", "raise"]
+Errors: TypeAlias = Literal["collect", "raise"]
+"""What a failed call does: yield a failed :class:`ItemResult`, or cancel the batch and raise."""
 
 
 def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int >= 1, got {type(value).__name__} {value!r}")
+    if value < 1:
         raise ValueError(f"{name} must be an int >= 1, got {value!r}")
     return value
 
@@ -253,17 +256,59 @@ async def amap(
 async def run_batch(
     fn: Callable[[T], Awaitable[R]],
     items: Iterable[T] | AsyncIterable[T],
-    **options: Any,
+    *,
+    max_concurrent: int = 16,
+    throttle: Throttle | None = None,
+    costs: Callable[[T], Mapping[str, float]] | None = None,
+    usage: Callable[[R], Mapping[str, float] | None] | None = None,
+    ordered: bool = False,
+    window: int | None = None,
+    errors: Errors = "collect",
+    on_progress: Callable[[BatchProgress], None] | None = None,
+    stop: anyio.Event | None = None,
 ) -> list[ItemResult[T, R]]:
     """Run ``fn`` on every item and return one :class:`ItemResult` per item, in input order.
 
-    Takes the keyword options of :func:`amap` (``max_concurrent``, ``throttle``, ``costs``,
-    ``usage``, ``errors``, ``on_progress``, ``stop``).  With ``errors="collect"`` (the
+    The options are :func:`amap`'s, with the same meaning.  With ``errors="collect"`` (the
     default) it returns exactly one result per item taken from the input; with ``"raise"`` the
-    first error cancels the batch and propagates in an ``ExceptionGroup``.
+    first error cancels the batch and propagates in an ``ExceptionGroup`` (so every result
+    returned is a success: ``result.unwrap()`` gives its value, typed ``R``).  The list is in
+    input order either way; ``ordered=True`` also bounds how far intake runs ahead of the
+    slowest call still running (``window`` results), at the cost of pausing it.
+
+    Args:
+        fn: the async function to call on each item.
+        items: an iterable or async iterable, read lazily.
+        max_concurrent: calls running at once (int >= 1).
+        throttle: if given, each call runs inside ``throttle.reserve(**costs(item))``.
+        costs: the reservation's costs for an item (default: none; only a concurrency slot).
+        usage: the real usage from a call's value, to settle the reservation.
+        ordered: run with :func:`amap`'s reorder window (see above).
+        window: with ``ordered``, the most results held back (int >= 1, default
+            ``2 * max_concurrent``).
+        errors: ``"collect"`` or ``"raise"``.
+        on_progress: called (synchronously) after each item with a :class:`BatchProgress`.
+        stop: when set, no more items are taken; calls already running finish and are
+            returned.
+
+    Raises:
+        ValueError: ``max_concurrent`` or ``window`` below 1, or an unknown ``errors``.
+        ExceptionGroup: with ``errors="raise"``, the errors of the calls that failed.
     """
     collected: list[ItemResult[T, R]] = []
-    async with amap(fn, items, **options) as results:
+    async with amap(
+        fn,
+        items,
+        max_concurrent=max_concurrent,
+        throttle=throttle,
+        costs=costs,
+        usage=usage,
+        ordered=ordered,
+        window=window,
+        errors=errors,
+        on_progress=on_progress,
+        stop=stop,
+    ) as results:
         async for result in results:
             collected.append(result)
     collected.sort(key=lambda r: r.index)

@@ -17,7 +17,7 @@ import anyio
 import pytest
 
 from throttle_trio.cli import main
-from throttle_trio.cli._batch import BatchOptions, run_batch_file
+from throttle_trio.cli._batch import BatchOptions, _usage_tokens, run_batch_file
 from throttle_trio.cli._demo import run_demo
 from throttle_trio.testing import FakeLLMServer, ServerAddress, serve
 
@@ -238,3 +238,18 @@ async def test_a_request_above_the_limit_gets_an_error_line(
     assert sorted(lines) == ["huge", "req-0", "req-1", "req-2"]
     assert lines["huge"]["error"]["code"] == "CostExceedsCapacity"
     assert (summary.succeeded, summary.failed, summary.not_done) == (3, 1, 0)
+
+
+@pytest.mark.parametrize(
+    ("usage", "tokens"),
+    [
+        ({"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}, 7.0),  # OpenAI
+        ({"input_tokens": 3, "output_tokens": 4}, 7.0),  # Anthropic
+        ({}, 0.0),
+        (None, 0.0),
+    ],
+)
+def test_tokens_used_are_read_from_either_providers_usage(
+    usage: dict[str, int] | None, tokens: float
+) -> None:
+    assert _usage_tokens({"status_code": 200, "body": {"usage": usage}}) == tokens

@@ -174,12 +174,20 @@ async def run_batch_file(options: BatchOptions, *, stream: TextIO = sys.stderr) 
                 )
                 scope.deadline = min(scope.deadline, anyio.current_time() + options.grace)
 
+    async def keep_progress_live() -> None:
+        # On a terminal, redraw while nothing completes (a pause after a 429, slow calls).
+        while True:
+            await anyio.sleep(1 / progress.refresh)
+            progress.tick(rate_limited=throttle.statistics().rejections)
+
     # No pool timeout: the queue in front of the limits is the batch's own, not a stall.
     timeout = httpx2.Timeout(options.timeout, pool=None)
     async with httpx2.AsyncClient(transport=transport, headers=headers, timeout=timeout) as client:
         with OutputFile(options.output) as output, anyio.CancelScope() as scope:
             async with anyio.create_task_group() as watchers:
                 watchers.start_soon(watch_signals, scope)
+                if progress.interactive:
+                    watchers.start_soon(keep_progress_live)
                 async with amap(
                     send, todo, max_concurrent=options.max_concurrent, stop=stop
                 ) as results:
@@ -216,4 +224,7 @@ def _usage_tokens(response: Mapping[str, Any] | None) -> float:
     if not isinstance(usage, dict):
         return 0.0
     total = usage.get("total_tokens")
+    if total is None:  # Anthropic's Messages API reports input and output only
+        parts = [usage.get("input_tokens"), usage.get("output_tokens")]
+        total = sum(part for part in parts if isinstance(part, int | float))
     return float(total) if isinstance(total, int | float) and math.isfinite(total) else 0.0

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
+import math
 import os
 import sys
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 
@@ -21,18 +21,51 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE = 0, 1, 2
 
+N = TypeVar("N", int, float)
 
-def _positive(kind: type[float | int]) -> Callable[[str], float]:
-    def parse(text: str) -> float:
+
+def _number(
+    kind: type[N],
+    *,
+    above: float | None = None,
+    at_least: float | None = None,
+    below: float | None = None,
+    at_most: float | None = None,
+) -> Callable[[str], N]:
+    """An argparse ``type`` that parses a finite ``kind`` within bounds.
+
+    A bad value fails with the constraint and the value; argparse names the flag:
+    ``argument --error-rate: must be a number >= 0 and < 1, got '1.5'``.
+    """
+    bounds = [
+        f"{sign} {bound:g}"
+        for sign, bound in ((">", above), (">=", at_least), ("<", below), ("<=", at_most))
+        if bound is not None
+    ]
+    constraint = f"{'an integer' if kind is int else 'a number'} {' and '.join(bounds)}".strip()
+
+    def parse(text: str) -> N:
         try:
-            value = kind(text)
+            value = kind(text.strip())
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+            value = None
+        if (
+            value is None
+            or not math.isfinite(value)
+            or (above is not None and not value > above)
+            or (at_least is not None and not value >= at_least)
+            or (below is not None and not value < below)
+            or (at_most is not None and not value <= at_most)
+        ):
+            raise argparse.ArgumentTypeError(f"must be {constraint}, got {text!r}")
         return value
 
+    parse.__name__ = kind.__name__  # argparse names the type in some messages
     return parse
+
+
+_positive_int = _number(int, above=0)
+_positive_float = _number(float, above=0)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,17 +92,17 @@ def _parser() -> argparse.ArgumentParser:
     batch.add_argument("input", type=Path, help="the requests, one JSON object per line")
     batch.add_argument("-o", "--output", type=Path, required=True, help="results (appended)")
     batch.add_argument("--base-url", required=True, help="e.g. https://api.openai.com/v1")
-    batch.add_argument("--rpm", type=_positive(float), help="requests per minute")
-    batch.add_argument("--tpm", type=_positive(float), help="tokens per minute")
+    batch.add_argument("--rpm", type=_positive_float, help="requests per minute")
+    batch.add_argument("--tpm", type=_positive_float, help="tokens per minute")
     batch.add_argument(
         "--burst",
-        type=_positive(float),
+        type=_positive_float,
         metavar="SECONDS",
         help="bucket size in seconds of the rate (default: a whole minute; set e.g. 1 for "
         "providers that enforce per-second slices)",
     )
     batch.add_argument(
-        "--max-concurrent", type=_positive(int), default=64, help="requests in flight (64)"
+        "--max-concurrent", type=_positive_int, default=64, help="requests in flight (64)"
     )
     batch.add_argument(
         "--api-key-env",
@@ -78,7 +111,7 @@ def _parser() -> argparse.ArgumentParser:
         help="environment variable that holds the API key (OPENAI_API_KEY)",
     )
     batch.add_argument(
-        "--max-attempts", type=_positive(int), default=5, help="attempts per request (5)"
+        "--max-attempts", type=_positive_int, default=5, help="attempts per request (5)"
     )
     batch.add_argument(
         "--no-refund",
@@ -87,19 +120,34 @@ def _parser() -> argparse.ArgumentParser:
     )
     batch.add_argument(
         "--grace",
-        type=_positive(float),
+        type=_positive_float,
         default=30.0,
         help="seconds to let requests in flight finish after Ctrl-C (30)",
     )
     serve = commands.add_parser(
         "serve",
-        help="run the fake OpenAI-compatible server on loopback",
-        description="Serve the fake OpenAI-compatible LLM API until Ctrl-C.",
+        help="run the fake OpenAI- and Anthropic-compatible server on loopback",
+        description=(
+            "Serve the fake LLM API (OpenAI's chat completions, completions and embeddings; "
+            "Anthropic's messages) until Ctrl-C or SIGTERM, which stop it gracefully: it "
+            "stops accepting connections and lets the requests in flight finish."
+        ),
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8000, help="port (8000; 0: any free one)")
-    serve.add_argument("--rpm", type=_positive(int), help="requests per minute (unlimited)")
-    serve.add_argument("--tpm", type=_positive(int), help="tokens per minute (unlimited)")
+    serve.add_argument(
+        "--port",
+        type=_number(int, at_least=0, at_most=65535),
+        default=8000,
+        help="port (8000; 0: any free one)",
+    )
+    serve.add_argument("--rpm", type=_positive_int, help="requests per minute (unlimited)")
+    serve.add_argument("--tpm", type=_positive_int, help="tokens per minute (unlimited)")
+    serve.add_argument(
+        "--itpm", type=_positive_int, help="input tokens per minute (unlimited; Anthropic's ITPM)"
+    )
+    serve.add_argument(
+        "--otpm", type=_positive_int, help="output tokens per minute (unlimited; Anthropic's OTPM)"
+    )
     serve.add_argument(
         "--mode",
         choices=["settle", "openai"],
@@ -115,7 +163,24 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds per response, fixed or a uniform range (0.05,0.3)",
     )
     serve.add_argument(
-        "--error-rate", type=float, default=0.0, help="fraction answered 500/503 (0)"
+        "--error-rate",
+        type=_number(float, at_least=0, below=1),
+        default=0.0,
+        help="fraction answered 500/503 (529 for messages), from 0 to less than 1 (0)",
+    )
+    serve.add_argument(
+        "--stream-interval",
+        type=_number(float, at_least=0, below=3600),
+        default=0.0,
+        metavar="SECONDS",
+        help="seconds between the chunks of a streamed response (0)",
+    )
+    serve.add_argument(
+        "--grace",
+        type=_number(float, at_least=0),
+        default=10.0,
+        metavar="SECONDS",
+        help="seconds to let requests in flight finish after Ctrl-C or SIGTERM (10)",
     )
 
     demo = commands.add_parser(
@@ -126,25 +191,24 @@ def _parser() -> argparse.ArgumentParser:
             "(gather + SDK-style retries) and through throttle_trio; print both side by side."
         ),
     )
-    demo.add_argument("--requests", type=_positive(int), default=150, help="requests (150)")
-    demo.add_argument("--rpm", type=_positive(int), default=1200, help="requests/min (1200)")
-    demo.add_argument("--tpm", type=_positive(int), default=180_000, help="tokens/min (180000)")
+    demo.add_argument("--requests", type=_positive_int, default=150, help="requests (150)")
+    demo.add_argument("--rpm", type=_positive_int, default=1200, help="requests/min (1200)")
+    demo.add_argument("--tpm", type=_positive_int, default=180_000, help="tokens/min (180000)")
     demo.add_argument("--plot", type=Path, metavar="FILE.svg", help="write a timeline (SVG)")
     return parser
 
 
 def _latency(text: str) -> tuple[float, float]:
+    message = f"must be LOW or LOW,HIGH seconds, each >= 0 and < 3600, got {text!r}"
     try:
         values = [float(part) for part in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected LOW or LOW,HIGH seconds, got {text!r}"
-        ) from None
-    if len(values) not in (1, 2) or not all(0 <= v < 3600 for v in values):
-        raise argparse.ArgumentTypeError(f"expected LOW or LOW,HIGH seconds, got {text!r}")
+        raise argparse.ArgumentTypeError(message) from None
+    if len(values) not in (1, 2) or not all(0 <= v < 3600 for v in values):  # NaN fails too
+        raise argparse.ArgumentTypeError(message)
     low, high = values[0], values[-1]
     if high < low:
-        raise argparse.ArgumentTypeError(f"HIGH must be >= LOW, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must have HIGH >= LOW, got {text!r}")
     return low, high
 
 
@@ -193,7 +257,7 @@ def _batch(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from ._serve import run_server
 
-    with contextlib.suppress(KeyboardInterrupt):
+    try:
         anyio.run(
             partial(
                 run_server,
@@ -201,13 +265,40 @@ def _serve(args: argparse.Namespace) -> int:
                 port=args.port,
                 rpm=args.rpm,
                 tpm=args.tpm,
+                itpm=args.itpm,
+                otpm=args.otpm,
                 mode=args.mode,
                 latency=args.latency,
                 error_rate=args.error_rate,
+                stream_interval=args.stream_interval,
+                grace=args.grace,
             ),
             backend=args.backend,
         )
+    except KeyboardInterrupt:  # a second Ctrl-C while the requests in flight finish
+        return EXIT_OK
+    except (OSError, BaseExceptionGroup) as exc:
+        error = _os_error(exc)
+        if error is None:
+            raise
+        # The address cannot be bound: in use, not local, no permission.
+        print(
+            f"throttle-trio serve: cannot listen on {args.host}:{args.port}: {error}",
+            file=sys.stderr,
+        )
+        return EXIT_INCOMPLETE
     return EXIT_OK
+
+
+def _os_error(exc: BaseException) -> OSError | None:
+    """``exc`` if it is an ``OSError``, or the first one in an exception group."""
+    if isinstance(exc, OSError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            if (found := _os_error(inner)) is not None:
+                return found
+    return None
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -25,7 +25,8 @@ class Progress:
     """Counts a batch's progress and shows it.
 
     On a terminal one line is redrawn at most ``refresh`` times a second (requests done, tokens
-    per minute, 429s, ETA); elsewhere a log line is printed every ``log_every`` seconds.
+    per minute, 429s, ETA), and by :meth:`tick` between completions; elsewhere a log line is
+    printed after the first completion, every ``log_every`` seconds and at the end.
     """
 
     total: int
@@ -52,6 +53,15 @@ class Progress:
         now = time.monotonic()
         interval = 1 / self.refresh if self.interactive else self.log_every
         if now - self._last_draw >= interval or self.done == self.total:
+            self._last_draw = now
+            self._draw(now)
+
+    def tick(self, *, rate_limited: int) -> None:
+        """Redraw the live line between completions (a terminal only), so that the elapsed
+        time, the ETA and the 429s move on while requests wait out a pause."""
+        self.rate_limited = rate_limited
+        if self.interactive and self.done != self.total:
+            now = time.monotonic()
             self._last_draw = now
             self._draw(now)
 

@@ -1,8 +1,10 @@
-"""``throttle-trio serve``: the fake OpenAI-compatible server on loopback."""
+"""``throttle-trio serve``: the fake LLM server (OpenAI and Anthropic APIs) on loopback."""
 
 from __future__ import annotations
 
+import signal
 import sys
+from functools import partial
 from typing import Literal, TextIO
 
 import anyio
@@ -10,6 +12,8 @@ import anyio
 from ..testing import FakeLLMServer, serve
 
 __all__ = ["run_server"]
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 async def run_server(
@@ -21,14 +25,57 @@ async def run_server(
     mode: Literal["settle", "openai"],
     latency: tuple[float, float],
     error_rate: float,
+    itpm: int | None = None,
+    otpm: int | None = None,
+    stream_interval: float = 0.0,
+    grace: float = 10.0,
     stream: TextIO = sys.stderr,
 ) -> None:
-    """Serve until cancelled (Ctrl-C)."""
-    server = FakeLLMServer(rpm=rpm, tpm=tpm, mode=mode, latency=latency, error_rate=error_rate)
-    async with anyio.create_task_group() as tg:
-        address = await tg.start(serve, server, host, port)
-        stream.write(
-            f"fake OpenAI-compatible server on {address.base_url} "
-            f"(rpm={rpm or 'unlimited'}, tpm={tpm or 'unlimited'}, mode={mode}); Ctrl-C stops it\n"
-        )
+    """Serve until SIGINT or SIGTERM (or until cancelled), then stop gracefully.
+
+    On the first signal the server stops accepting connections and lets the requests in
+    flight finish, for at most ``grace`` seconds; then this returns.  During that time the
+    signals have their default effect again: a second Ctrl-C or SIGTERM ends it at once.
+    """
+    server = FakeLLMServer(
+        rpm=rpm,
+        tpm=tpm,
+        itpm=itpm,
+        otpm=otpm,
+        mode=mode,
+        latency=latency,
+        error_rate=error_rate,
+        stream_interval=stream_interval,
+    )
+
+    def say(line: str) -> None:
+        stream.write(line + "\n")
         stream.flush()
+
+    async with anyio.create_task_group() as tg:
+        with anyio.open_signal_receiver(*_STOP_SIGNALS) as signals:
+            address = await tg.start(partial(serve, server, host, port, graceful_timeout=grace))
+            limits = ", ".join(
+                f"{name}={value or 'unlimited'}"
+                for name, value in (("rpm", rpm), ("tpm", tpm), ("itpm", itpm), ("otpm", otpm))
+                if value or name in ("rpm", "tpm")
+            )
+            say(
+                f"fake LLM server on {address.base_url} ({limits}, mode={mode}): OpenAI's "
+                f"/chat/completions, /completions, /embeddings and Anthropic's /messages; "
+                f"Ctrl-C stops it"
+            )
+            async for signum in signals:
+                say(
+                    f"{signal.Signals(signum).name}: stopping: no new connections; "
+                    f"{server.stats.in_flight} requests in flight may finish "
+                    f"(at most {grace:g} s)"
+                )
+                break
+        # Cancelling serve() shuts hypercorn down gracefully (see throttle_trio.testing.serve).
+        tg.cancel_scope.cancel()
+    stats = server.stats
+    say(
+        f"stopped: {stats.received} requests received, {stats.completed} completed, "
+        f"{stats.rate_limited} answered 429"
+    )

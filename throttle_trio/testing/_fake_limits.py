@@ -21,7 +21,9 @@ Two models, chosen per server (``mode=``):
     limit"), but only while the minute's bucket holds one (see
     :meth:`KeyLimits.charge_rejected`).
 
-Costs are whole tokens and requests (ints), so the windows never drift.  Bucket levels are
+Each key has a bucket per limited metric: ``requests``, ``tokens``, and Anthropic's
+``input_tokens`` and ``output_tokens``.  Costs are whole tokens and requests (ints), so the
+windows never drift.  Bucket levels are
 floats; a cost fits when it is within ``1e-9`` (relative to the capacity) of the level, so a
 client whose own bucket admits at the exact instant is not refused over a rounding error.
 """
@@ -31,7 +33,11 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import Final, Literal, final
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Final, Literal, final
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = [
     "KeyLimits",
@@ -39,10 +45,14 @@ __all__ = [
     "MinuteBucket",
     "SliceWindow",
     "format_go_duration",
+    "format_rfc3339",
     "retry_after_headers",
 ]
 
-Metric = Literal["requests", "tokens"]
+Metric = Literal["requests", "tokens", "input_tokens", "output_tokens"]
+"""What a limit counts: requests, tokens, or only the input or output tokens of requests."""
+
+_OPENAI_METRICS: Final[tuple[Metric, ...]] = ("requests", "tokens")
 
 _RELATIVE_SLACK: Final = 1e-9
 
@@ -173,8 +183,7 @@ class KeyLimits:
     """The limits of one API key (or of the whole server when it has no keys).
 
     Args:
-        rpm: requests per minute, or ``None`` (unlimited).
-        tpm: tokens per minute, or ``None`` (unlimited).
+        limits: the per-minute limit of each metric that has one (metrics absent: unlimited).
         slice_seconds: the OpenAI-mode slice, in seconds; ``None`` for settle mode.
         now: when the key was first seen (its buckets start full).
     """
@@ -182,13 +191,8 @@ class KeyLimits:
     __slots__ = ("_buckets", "_slices")
 
     def __init__(
-        self, rpm: int | None, tpm: int | None, slice_seconds: float | None, now: float
+        self, limits: Mapping[Metric, int], slice_seconds: float | None, now: float
     ) -> None:
-        limits: dict[Metric, int] = {}
-        if rpm is not None:
-            limits["requests"] = rpm
-        if tpm is not None:
-            limits["tokens"] = tpm
         self._buckets = {metric: MinuteBucket(limit, now) for metric, limit in limits.items()}
         self._slices: dict[Metric, SliceWindow] = {}
         if slice_seconds is not None:
@@ -197,23 +201,23 @@ class KeyLimits:
                 for metric, limit in limits.items()
             }
 
-    def check(self, tokens: int, now: float) -> LimitCheck:
-        """Whether one request costing ``tokens`` may go at ``now``, and if not, when."""
-        costs: dict[Metric, int] = {"requests": 1, "tokens": tokens}
+    def check(self, costs: Mapping[Metric, int], now: float) -> LimitCheck:
+        """Whether one request costing ``costs`` may go at ``now``, and if not, when."""
         worst = LimitCheck(0.0)
         for metric, bucket in self._buckets.items():
-            waits = [bucket.wait(costs[metric], now)]
+            cost = costs.get(metric, 0)
+            waits = [bucket.wait(cost, now)]
             if metric in self._slices:
-                waits.append(self._slices[metric].wait(costs[metric], now))
+                waits.append(self._slices[metric].wait(cost, now))
             wait = max(waits)
             if wait > worst.wait:
                 used = bucket.limit - math.floor(bucket.level(now))
-                worst = LimitCheck(wait, metric, bucket.limit, max(0, used), costs[metric])
+                worst = LimitCheck(wait, metric, bucket.limit, max(0, used), cost)
         return worst
 
-    def charge(self, requests: int, tokens: int, now: float) -> None:
+    def charge(self, costs: Mapping[Metric, int], now: float) -> None:
         """Charge an admission."""
-        for metric, amount in (("requests", requests), ("tokens", tokens)):
+        for metric, amount in costs.items():
             if amount and metric in self._buckets:
                 self._buckets[metric].charge(amount, now)
                 if metric in self._slices:
@@ -230,19 +234,43 @@ class KeyLimits:
         if bucket is not None and bucket.level(now) >= 1:
             bucket.charge(1, now)
 
-    def settle(self, difference: int, now: float) -> None:
-        """Charge ``difference`` more tokens (negative: refund) at the end of a request."""
-        if difference and "tokens" in self._buckets:
-            self._buckets["tokens"].charge(difference, now)
+    def settle(self, differences: Mapping[Metric, int], now: float) -> None:
+        """Charge each metric's difference (negative: refund) at the end of a request."""
+        for metric, difference in differences.items():
+            if difference and metric in self._buckets:
+                self._buckets[metric].charge(difference, now)
 
     def headers(self, now: float) -> list[tuple[str, str]]:
-        """OpenAI's ``x-ratelimit-*`` headers for this key at ``now``."""
+        """OpenAI's ``x-ratelimit-*`` headers for this key at ``now`` (requests and tokens)."""
+        headers: list[tuple[str, str]] = []
+        for metric in _OPENAI_METRICS:
+            bucket = self._buckets.get(metric)
+            if bucket is not None:
+                headers += [
+                    (f"x-ratelimit-limit-{metric}", str(bucket.limit)),
+                    (f"x-ratelimit-remaining-{metric}", str(bucket.remaining(now))),
+                    (f"x-ratelimit-reset-{metric}", format_go_duration(bucket.reset_after(now))),
+                ]
+        return headers
+
+    def anthropic_headers(self, now: float, wall_now: float) -> list[tuple[str, str]]:
+        """Anthropic's ``anthropic-ratelimit-*`` headers for this key at ``now``.
+
+        One family per limited metric (``requests``, ``tokens``, ``input-tokens``,
+        ``output-tokens``); the reset is the RFC 3339 time at which the bucket is full again.
+
+        Args:
+            now: the server's clock (seconds), as for every other method.
+            wall_now: the same instant as a UNIX time (seconds), to date the resets.
+        """
         headers: list[tuple[str, str]] = []
         for metric, bucket in self._buckets.items():
+            family = f"anthropic-ratelimit-{metric.replace('_', '-')}"
+            reset = format_rfc3339(wall_now + bucket.reset_after(now))
             headers += [
-                (f"x-ratelimit-limit-{metric}", str(bucket.limit)),
-                (f"x-ratelimit-remaining-{metric}", str(bucket.remaining(now))),
-                (f"x-ratelimit-reset-{metric}", format_go_duration(bucket.reset_after(now))),
+                (f"{family}-limit", str(bucket.limit)),
+                (f"{family}-remaining", str(bucket.remaining(now))),
+                (f"{family}-reset", reset),
             ]
         return headers
 
@@ -277,13 +305,28 @@ def format_go_duration(seconds: float) -> str:
     return f"{text}s"
 
 
-def retry_after_headers(wait: float) -> list[tuple[str, str]]:
+def format_rfc3339(timestamp: float) -> str:
+    """A UNIX time as an RFC 3339 UTC date-time in whole seconds, rounded up.
+
+    ``2025-08-21T12:40:59Z``: the form of Anthropic's ``anthropic-ratelimit-*-reset`` headers
+    (rounding up never announces a reset before it happens).
+
+    Args:
+        timestamp: seconds since the epoch (finite).
+    """
+    moment = datetime.fromtimestamp(_ceil_scaled(timestamp, 1), UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def retry_after_headers(wait: float, *, milliseconds: bool = True) -> list[tuple[str, str]]:
     """``retry-after`` (whole seconds) and ``retry-after-ms``, both rounded up.
 
     Args:
         wait: seconds until the request would be admitted (> 0, finite).
+        milliseconds: also send OpenAI's ``retry-after-ms`` (Anthropic sends only
+            ``retry-after``).
     """
-    return [
-        ("retry-after", str(max(1, _ceil_scaled(wait, 1)))),
-        ("retry-after-ms", str(max(1, _ceil_scaled(wait, 1000)))),
-    ]
+    headers = [("retry-after", str(max(1, _ceil_scaled(wait, 1))))]
+    if milliseconds:
+        headers.append(("retry-after-ms", str(max(1, _ceil_scaled(wait, 1000)))))
+    return headers

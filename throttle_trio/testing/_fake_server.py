@@ -1,10 +1,12 @@
-"""FakeLLMServer: an OpenAI-compatible ASGI app that rate-limits the way providers do.
+"""FakeLLMServer: an OpenAI- and Anthropic-compatible ASGI app that rate-limits like providers.
 
 A raw ASGI app (standard library and anyio only) for demos, benchmarks and tests: yours and
 ours.  It serves ``POST /v1/chat/completions`` (streamed or not), ``/v1/completions`` and
-``/v1/embeddings`` with OpenAI-shaped JSON, enforces requests- and tokens-per-minute limits
-with its own accounting (:mod:`._fake_limits`: it shares no code with the library it tests),
-and tells the client about them in OpenAI's headers.
+``/v1/embeddings`` with OpenAI-shaped JSON, and ``POST /v1/messages`` (streamed or not) with
+Anthropic-shaped JSON and events (:mod:`._anthropic_shapes`); it enforces requests-, tokens-,
+input-tokens- and output-tokens-per-minute limits with its own accounting
+(:mod:`._fake_limits`: it shares no code with the library it tests), and tells the client
+about them in OpenAI's ``x-ratelimit-*`` or Anthropic's ``anthropic-ratelimit-*`` headers.
 
 Use it in-process, on virtual time, through ``httpx.ASGITransport(app=server)`` (which buffers
 whole bodies: a stream arrives in one piece), or over loopback with
@@ -13,16 +15,19 @@ whole bodies: a stream arrives in one piece), or over loopback with
 How a request is answered, in order:
 
 1. an unknown path: 404; a method other than POST: 405 (``allow: POST``);
-2. with ``api_keys``: no ``Authorization: Bearer <key>`` or an unknown key: 401;
+2. with ``api_keys``: no ``Authorization: Bearer <key>`` (or, for ``/v1/messages``,
+   ``x-api-key: <key>``) or an unknown key: 401;
 3. a body above 16 MiB: 413; not a JSON object, or invalid fields: 400;
 4. its cost does not fit the key's limits now: 429 with ``retry-after`` and ``retry-after-ms``
-   (rounded up), at once; a cost above a whole minute's limit: 429 with
-   ``x-should-retry: false`` and no retry time (it could never go);
-5. admitted and charged; after ``latency`` seconds, a 500 or 503 with probability
-   ``error_rate``, else the response.
+   (rounded up; Anthropic's API: ``retry-after`` only), at once; a cost above a whole
+   minute's limit: 429 with ``x-should-retry: false`` and no retry time (it could never go);
+5. admitted and charged; after ``latency`` seconds, a 500 or 503 (Anthropic's API: 500 or
+   529) with probability ``error_rate``, else the response.
 
 Every answer to a known key carries ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}``
-as of the request's arrival, after its own charge.
+(Anthropic's API: ``anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-*``, with
+RFC 3339 resets) as of the request's arrival, after its own charge.  Errors have each API's
+error shape.
 """
 
 from __future__ import annotations
@@ -31,13 +36,19 @@ import dataclasses
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias, final
 
 import anyio
 
-from ._fake_limits import KeyLimits, LimitCheck, format_go_duration, retry_after_headers
+from ._anthropic_shapes import (
+    anthropic_error_body,
+    message_body,
+    message_stream_frames,
+    parse_messages_request,
+)
+from ._fake_limits import KeyLimits, LimitCheck, Metric, format_go_duration, retry_after_headers
 from ._openai_shapes import (
     BadRequest,
     Endpoint,
@@ -62,17 +73,27 @@ _ROUTES: Final[dict[str, Endpoint]] = {
     "/v1/chat/completions": "chat",
     "/v1/completions": "completions",
     "/v1/embeddings": "embeddings",
+    "/v1/messages": "messages",
 }
 _ID_PREFIX: Final[dict[Endpoint, str]] = {
     "chat": "chatcmpl-fake",
     "completions": "cmpl-fake",
     "embeddings": "emb-fake",
+    "messages": "msg_fake",
 }
 _MAX_BODY: Final = 16 * 1024 * 1024
 _SERVER_ERRORS: Final = (
     (500, "The server had an error while processing your request. Sorry about that!"),
     (503, "The engine is currently overloaded, please try again later."),
 )
+_ANTHROPIC_SERVER_ERRORS: Final = ((500, "Internal server error"), (529, "Overloaded"))
+_LIMIT_NAMES: Final[dict[Metric, tuple[str, str]]] = {
+    # metric -> (OpenAI's name, Anthropic's name)
+    "requests": ("requests per min (RPM)", "requests per minute"),
+    "tokens": ("tokens per min (TPM)", "tokens per minute"),
+    "input_tokens": ("input tokens per min (ITPM)", "input tokens per minute"),
+    "output_tokens": ("output tokens per min (OTPM)", "output tokens per minute"),
+}
 
 
 @final
@@ -84,8 +105,8 @@ class Admission:
         time: when it was admitted and charged (the server's clock, seconds).
         tokens: the estimate charged at admission (tokens).
         key: the API key it was charged to (``None`` when the server has no ``api_keys``).
-        endpoint: ``"chat"``, ``"completions"`` or ``"embeddings"``.
-        usage: ``usage.total_tokens`` of its response once it completed; 0 for an injected
+        endpoint: ``"chat"``, ``"completions"``, ``"embeddings"`` or ``"messages"``.
+        usage: the tokens its response used (input + output) once it completed; 0 for an injected
             server error; ``None`` while in flight.
     """
 
@@ -105,7 +126,7 @@ class FakeServerStats:
         received: HTTP requests received (every path, method and outcome).
         admitted: requests within the limits, charged and served (or failed on purpose).
         rate_limited: requests answered 429.
-        errors: admitted requests answered 500 or 503 (``error_rate``).
+        errors: admitted requests answered 500, 503 or 529 (``error_rate``).
         rejected: requests answered 400, 401, 404, 405 or 413.
         completed: admitted requests whose successful response was sent in full.
         in_flight: admitted requests not finished yet.
@@ -216,7 +237,7 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 @final
 class FakeLLMServer:
-    """An OpenAI-compatible LLM API that enforces RPM and TPM the way providers do.
+    """An OpenAI- and Anthropic-compatible LLM API that enforces its limits as providers do.
 
     A raw ASGI app: call it through ``httpx.ASGITransport(app=server)`` in-process or serve it
     on loopback with :func:`throttle_trio.testing.serve`.  It reads ``clock`` (by default
@@ -227,7 +248,8 @@ class FakeLLMServer:
 
     Each request is charged on arrival: one request, and an estimate of its tokens,
     ``prompt + max_tokens * n`` (prompt tokens are the characters of the texts / 4; the
-    bound is ``max_completion_tokens`` or ``max_tokens``, else ``default_max_tokens``).
+    bound is ``max_completion_tokens`` or ``max_tokens``, else ``default_max_tokens``); the
+    prompt alone counts against ``itpm``, the output bound alone against ``otpm``.
 
     * ``mode="settle"`` (Anthropic-like): per-minute token buckets holding one minute of
       capacity; the estimate is adjusted to the real usage when the response completes
@@ -242,19 +264,25 @@ class FakeLLMServer:
     Args:
         rpm: requests per minute, per key (``None``: unlimited).
         tpm: tokens per minute, per key (``None``: unlimited).
+        itpm: input tokens per minute, per key, as Anthropic's ITPM (``None``: unlimited).
+        otpm: output tokens per minute, per key, as Anthropic's OTPM (``None``: unlimited).
         mode: ``"settle"`` or ``"openai"``, as above.
         latency: seconds before the response starts: a number, or a ``(low, high)`` range
             drawn uniformly.
-        error_rate: the fraction of admitted requests answered 500 or 503 (0 to 1).
+        error_rate: the fraction of admitted requests answered 500 or 503 (500 or 529 for
+            ``/v1/messages``), from 0 to 1.
         completion_tokens: tokens generated per choice: an ``int`` (capped at the request's
             ``max_tokens``), a ``float`` fraction of ``max_tokens`` (0 to 1, rounded up), or a
             ``(low, high)`` range of fractions drawn uniformly.
         default_max_tokens: the output bound of a request that sets none (tokens per choice).
         model: the model named in responses to requests that name none.
         api_keys: accepted keys; when given, requests need ``Authorization: Bearer <key>``
-            (else 401) and each key has its own limits.  ``None``: no auth, one set of limits.
+            or, for ``/v1/messages``, ``x-api-key: <key>`` (else 401), and each key has its
+            own limits.  ``None``: no auth, one set of limits.
         seed: seeds the random choices.
         clock: returns the time in seconds (``anyio.current_time`` by default).
+        wall_clock: returns the UNIX time in seconds (``time.time`` by default), for the
+            dates in responses (``created``, Anthropic's RFC 3339 resets).
         count_rejected: whether a 429 takes one request from the minute's budget, when it
             holds one (``None``: only in ``"openai"`` mode, as OpenAI documents).
         slice_seconds: the window of ``"openai"`` mode's short-term limit, in seconds.
@@ -281,6 +309,7 @@ class FakeLLMServer:
         "_latency",
         "_mode",
         "_model",
+        "_per_minute",
         "_random",
         "_rpm",
         "_sequence",
@@ -289,6 +318,7 @@ class FakeLLMServer:
         "_stream_interval",
         "_tokens_charged",
         "_tpm",
+        "_wall_clock",
     )
 
     def __init__(
@@ -296,6 +326,8 @@ class FakeLLMServer:
         *,
         rpm: int | None = None,
         tpm: int | None = None,
+        itpm: int | None = None,
+        otpm: int | None = None,
         mode: Literal["settle", "openai"] = "settle",
         latency: float | tuple[float, float] = 0.0,
         error_rate: float = 0.0,
@@ -305,6 +337,7 @@ class FakeLLMServer:
         api_keys: Iterable[str] | None = None,
         seed: int = 0,
         clock: Callable[[], float] = anyio.current_time,
+        wall_clock: Callable[[], float] = time.time,
         count_rejected: bool | None = None,
         slice_seconds: float = 1.0,
         stream_chunk_tokens: int = 8,
@@ -313,6 +346,13 @@ class FakeLLMServer:
     ) -> None:
         self._rpm = _check_limit("rpm", rpm)
         self._tpm = _check_limit("tpm", tpm)
+        limits: dict[Metric, int | None] = {
+            "requests": self._rpm,
+            "tokens": self._tpm,
+            "input_tokens": _check_limit("itpm", itpm),
+            "output_tokens": _check_limit("otpm", otpm),
+        }
+        self._per_minute = {metric: limit for metric, limit in limits.items() if limit is not None}
         if mode not in ("settle", "openai"):
             raise ValueError(f"mode must be 'settle' or 'openai', got {mode!r}")
         self._mode = mode
@@ -340,6 +380,9 @@ class FakeLLMServer:
         if not callable(clock):
             raise TypeError(f"clock must be callable, got {clock!r}")
         self._clock = clock
+        if not callable(wall_clock):
+            raise TypeError(f"wall_clock must be callable, got {wall_clock!r}")
+        self._wall_clock = wall_clock
         if count_rejected is not None and not isinstance(count_rejected, bool):
             raise TypeError(f"count_rejected must be a bool or None, got {count_rejected!r}")
         self._count_rejected = mode == "openai" if count_rejected is None else count_rejected
@@ -368,8 +411,13 @@ class FakeLLMServer:
         self._sequence = 0
 
     def __repr__(self) -> str:
+        limits = "".join(
+            f"{name}={self._per_minute[metric]!r}, "
+            for name, metric in (("itpm", "input_tokens"), ("otpm", "output_tokens"))
+            if metric in self._per_minute
+        )
         return (
-            f"FakeLLMServer(rpm={self._rpm!r}, tpm={self._tpm!r}, mode={self._mode!r}, "
+            f"FakeLLMServer(rpm={self._rpm!r}, tpm={self._tpm!r}, {limits}mode={self._mode!r}, "
             f"model={self._model!r})"
         )
 
@@ -419,113 +467,175 @@ class FakeLLMServer:
         self._sequence += 1
         number = self._sequence
         request_id = f"req_fake{number:012d}"
-        authorized, key = self._authenticate(scope)
-        limits = self._limits(key) if authorized else None
-
-        async def reply(status: int, body: object, extra: Sequence[tuple[str, str]] = ()) -> None:
-            headers = [("x-request-id", request_id), *extra]
-            if limits is not None:
-                headers += limits.headers(self._clock())
-            await _send_json(send, status, body, headers)
-
         path = scope.get("path", "")
         endpoint = _ROUTES.get(path)
-        if endpoint is None:
+        anthropic = endpoint == "messages"
+        authorized, key = self._authenticate(scope, anthropic=anthropic)
+        limits = self._limits(key) if authorized else None
+        ids = [("x-request-id", request_id)]
+        if anthropic:
+            ids.append(("request-id", request_id))
+
+        def limit_headers(limits: KeyLimits, now: float) -> list[tuple[str, str]]:
+            if anthropic:
+                return limits.anthropic_headers(now, self._wall_clock())
+            return limits.headers(now)
+
+        async def reject(
+            status: int,
+            message: str,
+            error_type: str = "invalid_request_error",
+            extra: Sequence[tuple[str, str]] = (),
+            *,
+            code: str | None = None,
+            param: str | None = None,
+        ) -> None:
             counters["rejected"] += 1
+            headers = [*ids, *extra]
+            if limits is not None:
+                headers += limit_headers(limits, self._clock())
+            if anthropic:
+                body = anthropic_error_body(status, message, request_id)
+            else:
+                body = error_body(message, error_type, code=code, param=param)
+            await _send_json(send, status, body, headers)
+
+        if endpoint is None:
             method = scope.get("method", "")
-            message = f"Invalid URL ({method} {path})"
-            await reply(404, error_body(message, "invalid_request_error"))
+            await reject(404, f"Invalid URL ({method} {path})")
             return
         if scope.get("method") != "POST":
-            counters["rejected"] += 1
             message = f"Method {scope.get('method')} not allowed for {path}; use POST"
-            await reply(405, error_body(message, "invalid_request_error"), [("allow", "POST")])
+            await reject(405, message, extra=[("allow", "POST")])
             return
         if limits is None:
-            counters["rejected"] += 1
-            await reply(401, _auth_error(scope))
+            message, code = _auth_error(scope, anthropic=anthropic)
+            await reject(401, message, code=code)
             return
         raw = await _read_body(receive)
         if raw is None:  # the client went away
             return
         if len(raw) > _MAX_BODY:
-            counters["rejected"] += 1
-            message = f"The request body is larger than {_MAX_BODY} bytes"
-            await reply(413, error_body(message, "invalid_request_error"))
+            await reject(413, f"The request body is larger than {_MAX_BODY} bytes")
             return
         try:
-            request = parse_request(
-                endpoint,
-                raw,
-                default_model=self._model,
-                default_max_tokens=self._default_max_tokens,
-                default_dimensions=self._embedding_dimensions,
-            )
+            if anthropic:
+                request = parse_messages_request(raw)
+            else:
+                request = parse_request(
+                    endpoint,
+                    raw,
+                    default_model=self._model,
+                    default_max_tokens=self._default_max_tokens,
+                    default_dimensions=self._embedding_dimensions,
+                )
         except BadRequest as error:
-            counters["rejected"] += 1
-            body = error_body(error.message, "invalid_request_error", param=error.param)
-            await reply(400, body)
+            await reject(400, error.message, param=error.param)
             return
 
         now = self._clock()
-        cost = request.estimate
-        check = limits.check(cost, now)
+        costs = _costs(request)
+        check = limits.check(costs, now)
         if check.wait > 0:
             counters["rate_limited"] += 1
             if self._count_rejected:
                 limits.charge_rejected(now)
-            body, extra = self._rate_limited(check, request, limits, now)
-            await _send_json(send, 429, body, [("x-request-id", request_id), *extra])
+            body, extra = self._rate_limited(check, request, now, request_id)
+            headers = [*ids, *limit_headers(limits, now), *extra]
+            await _send_json(send, 429, body, headers)
             return
 
-        limits.charge(1, cost, now)
-        headers = [("x-request-id", request_id), *limits.headers(now)]
+        limits.charge(costs, now)
+        headers = [*ids, *limit_headers(limits, now)]
         counters["admitted"] += 1
         counters["in_flight"] += 1
+        cost = request.estimate
         self._tokens_charged += cost
         index = len(self._admissions)
         self._admissions.append(Admission(now, cost, key, endpoint))
         latency, fails, status_draw, per_choice = self._draw(request)
-        usage = request.prompt_tokens + per_choice * request.choices
+        output = per_choice * request.choices
         try:
             await anyio.sleep(latency)
             if fails:
                 counters["errors"] += 1
-                status, message = _SERVER_ERRORS[status_draw]
-                await _send_json(send, status, error_body(message, "server_error"), headers)
+                if anthropic:
+                    status, message = _ANTHROPIC_SERVER_ERRORS[status_draw]
+                    body = anthropic_error_body(status, message, request_id)
+                else:
+                    status, message = _SERVER_ERRORS[status_draw]
+                    body = error_body(message, "server_error")
+                await _send_json(send, status, body, headers)
                 return
-            created = int(time.time())
             response_id = f"{_ID_PREFIX[endpoint]}{number:012d}"
-            if request.stream and endpoint != "embeddings":
-                frames = stream_frames(
-                    request,
-                    response_id=response_id,
-                    created=created,
-                    completion_tokens=per_choice,
-                    chunk_tokens=self._stream_chunk_tokens,
-                )
-                await self._send_stream(send, frames, headers)
-            else:
-                body = response_body(
-                    request, response_id=response_id, created=created, completion_tokens=per_choice
-                )
-                await _send_json(send, 200, body, headers)
+            await self._respond(send, request, response_id, per_choice, headers)
             counters["completed"] += 1
         finally:
             # A server error uses nothing; a response cut short (client gone, cancelled) is
             # charged as if it had completed.
-            self._settle(limits, index, cost, 0 if fails else usage)
+            used: dict[Metric, int] = {"tokens": 0, "input_tokens": 0, "output_tokens": 0}
+            if not fails:
+                used = {
+                    "tokens": request.prompt_tokens + output,
+                    "input_tokens": request.prompt_tokens,
+                    "output_tokens": output,
+                }
+            self._settle(limits, index, costs, used)
             counters["in_flight"] -= 1
+
+    async def _respond(
+        self,
+        send: Send,
+        request: ParsedRequest,
+        response_id: str,
+        per_choice: int,
+        headers: list[tuple[str, str]],
+    ) -> None:
+        """Send the successful response: JSON, or a stream of server-sent events."""
+        if request.endpoint == "messages":
+            if request.stream:
+                frames = message_stream_frames(
+                    request,
+                    message_id=response_id,
+                    output_tokens=per_choice,
+                    chunk_tokens=self._stream_chunk_tokens,
+                )
+                await self._send_stream(send, frames, headers)
+            else:
+                body = message_body(request, message_id=response_id, output_tokens=per_choice)
+                await _send_json(send, 200, body, headers)
+            return
+        created = int(self._wall_clock())
+        if request.stream and request.endpoint != "embeddings":
+            frames = stream_frames(
+                request,
+                response_id=response_id,
+                created=created,
+                completion_tokens=per_choice,
+                chunk_tokens=self._stream_chunk_tokens,
+            )
+            await self._send_stream(send, frames, headers)
+        else:
+            body = response_body(
+                request, response_id=response_id, created=created, completion_tokens=per_choice
+            )
+            await _send_json(send, 200, body, headers)
 
     # -- the parts ---------------------------------------------------------------------------
 
-    def _authenticate(self, scope: Scope) -> tuple[bool, str | None]:
+    def _authenticate(self, scope: Scope, *, anthropic: bool) -> tuple[bool, str | None]:
         """Whether the request may be served, and the key it is charged to.
 
-        Without ``api_keys`` every request may, charged to ``None``.
+        Without ``api_keys`` every request may, charged to ``None``.  The key comes in
+        ``Authorization: Bearer <key>``, or for Anthropic's API in ``x-api-key: <key>``.
         """
         if self._api_keys is None:
             return True, None
+        if anthropic:
+            api_key = _header(scope, b"x-api-key")
+            if api_key is not None:
+                api_key = api_key.strip()
+                return (True, api_key) if api_key in self._api_keys else (False, None)
         value = _header(scope, b"authorization")
         if value is None:
             return False, None
@@ -539,16 +649,34 @@ class FakeLLMServer:
         limits = self._keys.get(key)
         if limits is None:
             slice_seconds = self._slice if self._mode == "openai" else None
-            limits = KeyLimits(self._rpm, self._tpm, slice_seconds, self._clock())
+            limits = KeyLimits(self._per_minute, slice_seconds, self._clock())
             self._keys[key] = limits
         return limits
 
     def _rate_limited(
-        self, check: LimitCheck, request: ParsedRequest, limits: KeyLimits, now: float
+        self, check: LimitCheck, request: ParsedRequest, now: float, request_id: str
     ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
-        """The body and headers of a 429."""
-        name = "requests per min (RPM)" if check.metric == "requests" else "tokens per min (TPM)"
-        headers = limits.headers(now)
+        """The body of a 429, and its headers beside the rate-limit ones."""
+        assert check.metric is not None
+        openai_name, anthropic_name = _LIMIT_NAMES[check.metric]
+        headers: list[tuple[str, str]] = []
+        if request.endpoint == "messages":
+            if math.isinf(check.wait):
+                message = (
+                    f"This request would exceed your rate limit of {check.limit:,} "
+                    f"{anthropic_name} on its own (it needs {check.cost:,}): reduce the prompt "
+                    f"length or max_tokens."
+                )
+                headers.append(("x-should-retry", "false"))
+            else:
+                message = (
+                    f"This request would exceed your organization's rate limit of "
+                    f"{check.limit:,} {anthropic_name} (used {check.used:,}, requested "
+                    f"{check.cost:,}). Please try again later."
+                )
+                headers += retry_after_headers(check.wait, milliseconds=False)
+            return anthropic_error_body(429, message, request_id), headers
+        name = openai_name
         if math.isinf(check.wait):
             message = (
                 f"Request too large for {request.model} on {name}: Limit {check.limit}, "
@@ -586,12 +714,19 @@ class FakeLLMServer:
         fails = fails_draw < self._error_rate
         return latency, fails, int(status_draw * len(_SERVER_ERRORS)), per_choice
 
-    def _settle(self, limits: KeyLimits, index: int, estimate: int, usage: int) -> None:
-        """Record a finished request; in settle mode, charge or refund the difference."""
+    def _settle(
+        self,
+        limits: KeyLimits,
+        index: int,
+        costs: Mapping[Metric, int],
+        used: Mapping[Metric, int],
+    ) -> None:
+        """Record a finished request; in settle mode, charge or refund the differences."""
+        usage = used["tokens"]
         self._admissions[index] = dataclasses.replace(self._admissions[index], usage=usage)
         if self._mode == "settle":
-            limits.settle(usage - estimate, self._clock())
-            self._tokens_charged += usage - estimate
+            limits.settle({metric: used[metric] - costs[metric] for metric in used}, self._clock())
+            self._tokens_charged += usage - costs["tokens"]
 
     async def _send_stream(
         self, send: Send, frames: list[bytes], headers: list[tuple[str, str]]
@@ -611,16 +746,30 @@ class FakeLLMServer:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-def _auth_error(scope: Scope) -> dict[str, Any]:
+def _auth_error(scope: Scope, *, anthropic: bool) -> tuple[str, str | None]:
+    """The message and code of a 401 (never echoing the key back)."""
+    if anthropic:
+        if _header(scope, b"x-api-key") is None and _header(scope, b"authorization") is None:
+            return "x-api-key header is required", None
+        return "invalid x-api-key", None
     if _header(scope, b"authorization") is None:
         message = (
             "You didn't provide an API key. You need to provide your API key in an "
             "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
         )
-        return error_body(message, "invalid_request_error")
-    # Never echo the key back.
-    message = "Incorrect API key provided."
-    return error_body(message, "invalid_request_error", code="invalid_api_key")
+        return message, None
+    return "Incorrect API key provided.", "invalid_api_key"
+
+
+def _costs(request: ParsedRequest) -> dict[Metric, int]:
+    """What a request is charged on arrival, per metric (the estimate, in tokens)."""
+    output = request.max_tokens * request.choices
+    return {
+        "requests": 1,
+        "tokens": request.prompt_tokens + output,
+        "input_tokens": request.prompt_tokens,
+        "output_tokens": output,
+    }
 
 
 def _encode(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:

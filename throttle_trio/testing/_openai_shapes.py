@@ -28,12 +28,14 @@ __all__ = [
     "count_text_tokens",
     "encode_json",
     "error_body",
+    "filler_text",
     "parse_request",
     "response_body",
     "stream_frames",
 ]
 
-Endpoint = Literal["chat", "completions", "embeddings"]
+Endpoint = Literal["chat", "completions", "embeddings", "messages"]
+"""The APIs the server answers (``messages``: Anthropic's, in :mod:`._anthropic_shapes`)."""
 
 _MAX_N: Final = 128
 _MAX_DIMENSIONS: Final = 4096
@@ -249,7 +251,7 @@ def error_body(
     return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
 
 
-def _text(tokens: int, start: int = 0) -> str:
+def filler_text(tokens: int, start: int = 0) -> str:
     """``tokens`` words of filler (about one token each), from word number ``start``."""
     return " ".join(_WORDS[i % len(_WORDS)] for i in range(start, start + tokens))
 
@@ -304,7 +306,7 @@ def response_body(
             "usage": usage,
         }
     finish = _finish_reason(request, completion_tokens)
-    text = _text(completion_tokens)
+    text = filler_text(completion_tokens)
     if request.endpoint == "chat":
         choices: list[dict[str, Any]] = [
             {
@@ -385,7 +387,7 @@ def stream_frames(
     if chat:
         frames += [chunk(index, "", None) for index in range(request.choices)]
     for start in range(0, completion_tokens, chunk_tokens):
-        piece = _text(min(chunk_tokens, completion_tokens - start), start)
+        piece = filler_text(min(chunk_tokens, completion_tokens - start), start)
         if start:
             piece = " " + piece
         frames += [chunk(index, piece, None) for index in range(request.choices)]
