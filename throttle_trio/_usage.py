@@ -11,8 +11,9 @@ OpenAI JSON            ``usage.prompt_tokens``,                ``input_tokens``,
                        ``usage.completion_tokens``             ``output_tokens``, ``tokens``
 OpenAI SSE             the last chunk's ``usage`` (sent only    same
                        with ``stream_options.include_usage``)
-Anthropic JSON         ``usage.input_tokens``,                  same (cache reads excluded:
-                       ``usage.output_tokens``                  they do not count toward ITPM)
+Anthropic JSON         ``usage.input_tokens`` +                 same (cache writes count
+                       ``usage.cache_creation_input_tokens``,   toward ITPM, cache reads do
+                       ``usage.output_tokens``                  not, so they are left out)
 Anthropic SSE          ``message_start``'s ``message.usage``,   same
                        then ``message_delta``'s ``usage``
 =====================  ======================================  ===============================
@@ -51,6 +52,11 @@ def usage_from_json(document: Any) -> dict[str, float] | None:
     completion = _int(usage.get("completion_tokens"))
     if prompt is None:
         prompt = _int(usage.get("input_tokens"))
+        # Anthropic's input_tokens leave out the prompt cache; writing to it counts toward the
+        # input-tokens limit, reading from it does not.
+        written = _int(usage.get("cache_creation_input_tokens"))
+        if prompt is not None and written:
+            prompt += written
     if completion is None:
         completion = _int(usage.get("output_tokens"))
     if prompt is not None:
