@@ -664,6 +664,15 @@ async def test_a_learned_limit_takes_its_period_from_the_reset_header() -> None:
     assert stats.capacity == 100
 
 
+async def test_a_learned_limit_with_little_spent_is_taken_per_minute() -> None:
+    """100 spent of 90,000 come back in 0.07 s, but Anthropic reports the reset in whole
+    seconds (1 s): taken at face value that is 90,000 per 900 s, 15 times too slow."""
+    throttle = Throttle(learn_limits=True)
+    limits = {"tokens": LimitReport(limit=90_000, remaining=89_900, reset_after=1.0)}
+    throttle.observe(RateLimitHeaders(limits=limits, retry_after=None, should_retry=None))
+    assert throttle.statistics().limits["tokens"].rate == 1_500  # 90,000 per minute
+
+
 async def test_waiting_for_a_slot_uses_the_whole_timeout() -> None:
     """A full concurrency cap is an unknown wait: it is waited for until the deadline, not
     failed at once (only a wait known to be longer fails at once)."""

@@ -66,10 +66,12 @@ def _learned_period(limit: float, remaining: float | None, reset_after: float | 
     """The period of a limit reported in headers: the time to refill it entirely.
 
     ``reset_after`` is when the spent part (``limit - remaining``) is back, so a full refill
-    takes ``limit * reset_after / (limit - remaining)``.  Without the figures, a minute (the
-    period of the usual RPM and TPM limits).
+    takes ``limit * reset_after / (limit - remaining)``.  Without the figures, or with less
+    than a tenth of the limit spent, a minute (the period of the usual RPM and TPM limits):
+    the reset of a little spent is short, and its rounding (Anthropic's resets are whole
+    seconds) or a clock difference would dominate it, making the period several times off.
     """
-    if remaining is not None and reset_after and 0 <= remaining < limit:
+    if remaining is not None and reset_after and 0 <= remaining <= limit * 0.9:
         return min(86_400.0, max(1.0, limit * reset_after / (limit - remaining)))
     return 60.0
 
