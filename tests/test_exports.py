@@ -32,6 +32,7 @@ INTERNAL_MODULES = {
     "throttle_trio._backend": "the running loop's anyio backend, looked up once per acquire",
     "throttle_trio._reserve": "cost checks and the reserve block shared by both throttles",
     "throttle_trio._reexport": "the public namespaces' fix-up of __module__",
+    "throttle_trio._extras": "the error for a module used without its extra",
 }
 # The public namespaces: each has a sorted ``__all__`` that lists what it offers.
 NAMESPACES = [

@@ -28,7 +28,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, final
 
-import httpx
+from ._extras import missing_extra
+
+try:
+    import httpx
+except ImportError as error:  # pragma: no cover - exercised in a subprocess by the tests
+    raise missing_extra("throttle_trio.httpx", "httpx", error) from error
 
 from ._transport import RequestLike, SettlingStream, engine_options
 

@@ -1,0 +1,13 @@
+"""The message for a module used without the extra that installs what it needs."""
+
+from __future__ import annotations
+
+__all__ = ["missing_extra"]
+
+
+def missing_extra(module: str, extra: str, error: ImportError) -> ImportError:
+    """An ImportError that says which extra to install, for ``raise ... from error``."""
+    return ImportError(
+        f"{module} needs the {extra!r} extra ({error.name or error} is not installed): "
+        f'pip install "throttle_trio[{extra}]"'
+    )
