@@ -7,9 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar, final
 
-import anyio
-
-from ._backend import current_backend
+from ._backend import Backend, LoopWatch, current_backend, shift_policy_clock
 from ._exceptions import CostExceedsCapacity, RateLimitTimeout
 from ._validate import check_cost, check_non_negative, check_optional_timeout
 from ._waitqueue import WaitQueue
@@ -80,6 +78,7 @@ class RateLimiter(Generic[P]):
         "_refunded",
         "_timeouts",
         "_wait_time",
+        "_watch",
     )
 
     def __init__(self, policy: P) -> None:
@@ -89,12 +88,13 @@ class RateLimiter(Generic[P]):
                 f"got {type(policy).__name__} {policy!r}"
             )
         self._policy: P = policy
-        self._queue: WaitQueue[float] = WaitQueue()
+        self._queue: WaitQueue[float] = WaitQueue(self._now)
         self._admitted = 0
         self._admitted_cost = 0.0
         self._wait_time = 0.0
         self._timeouts = 0
         self._refunded = 0.0
+        self._watch = LoopWatch()
 
     @property
     def policy(self) -> P:
@@ -131,7 +131,7 @@ class RateLimiter(Generic[P]):
         cost = check_cost(cost, policy.capacity)
         timeout = check_optional_timeout(timeout)
         backend = current_backend()
-        arrived = backend.current_time()
+        arrived = self._now(backend)
         deadline = math.inf
         if timeout is not None:
             deadline = arrived + timeout
@@ -158,6 +158,16 @@ class RateLimiter(Generic[P]):
             cost, step, cost, deadline=deadline, on_timeout=on_timeout, now=arrived, loop=backend
         )
 
+    def _now(self, backend: Backend | None = None) -> float:
+        """The running loop's time, after carrying the policy over from another loop."""
+        if backend is None:
+            backend = current_backend()
+        now = backend.current_time()
+        shift = self._watch.moved(backend, now)
+        if shift:
+            shift_policy_clock(self._policy, shift, self)
+        return now
+
     def try_acquire(self, cost: float = 1) -> bool:
         """Take ``cost`` units now if they are available and nobody is waiting.
 
@@ -170,7 +180,7 @@ class RateLimiter(Generic[P]):
         cost = check_cost(cost, self._policy.capacity)
         if self._queue.waiting:
             return False
-        now = anyio.current_time()
+        now = self._now()
         if self._policy.ready_at(cost, now) > now:
             return False
         self._policy.consume(cost, now)
@@ -188,7 +198,7 @@ class RateLimiter(Generic[P]):
             The units dropped (0 if all were credited).
         """
         amount = check_non_negative("amount", amount)
-        dropped = self._policy.refund(amount, anyio.current_time())
+        dropped = self._policy.refund(amount, self._now())
         self._refunded += amount - dropped
         self._queue.poke()
         return dropped
@@ -200,7 +210,7 @@ class RateLimiter(Generic[P]):
         fail with :class:`CostExceedsCapacity` instead of blocking the queue (I6).
         """
         policy = self._policy
-        policy.reconfigure(anyio.current_time(), **changes)
+        policy.reconfigure(self._now(), **changes)
         capacity = policy.capacity
         failed = self._queue.fail_waiters(
             lambda cost: cost > capacity,
@@ -222,7 +232,7 @@ class RateLimiter(Generic[P]):
             admitted_cost=self._admitted_cost,
             total_wait_time=self._wait_time,
             timeouts=self._timeouts,
-            available=self._policy.available(anyio.current_time()),
+            available=self._policy.available(self._now()),
             capacity=self._policy.capacity,
             refunded=self._refunded,
         )

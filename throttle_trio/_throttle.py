@@ -28,8 +28,7 @@ from functools import partial
 from types import MappingProxyType
 from typing import TYPE_CHECKING, final
 
-import anyio
-
+from ._backend import LoopWatch, current_backend, shift_policy_clock
 from ._exceptions import CostExceedsCapacity, RateLimitTimeout, ThrottleTrioError
 from ._validate import check_non_negative, check_optional_timeout
 from ._waitqueue import WaitQueue
@@ -379,6 +378,7 @@ class Throttle:
         "_rejections",
         "_timeouts",
         "_wait_time",
+        "_watch",
         "refund_unused",
     )
 
@@ -415,7 +415,8 @@ class Throttle:
         self._learn_limits = learn_limits
         self._metrics = frozenset(limit.metric for limit in self._limits.values())
         self.refund_unused: bool = refund_unused
-        self._queue: WaitQueue[dict[str, float]] = WaitQueue()
+        self._watch = LoopWatch()
+        self._queue: WaitQueue[dict[str, float]] = WaitQueue(self._now)
         self._in_flight = 0
         self._paused_until = -math.inf
         self._pauses = 0
@@ -522,7 +523,7 @@ class Throttle:
     ) -> Reservation:
         queue = self._queue
         reservation = Reservation(self, costs, -1 if ticket is None else ticket)
-        arrived = anyio.current_time()
+        arrived = self._now()
         deadline = math.inf if timeout is None else arrived + timeout
         if timeout is not None and self._known_wait(costs, arrived) > deadline:
             self._timeouts += 1
@@ -567,15 +568,29 @@ class Throttle:
             )
         finally:
             if not queue.waiting:
-                self._close_binding(anyio.current_time(), None)
+                self._close_binding(self._now(), None)
         # The task runs again: from now on its request may be on the wire.
-        reservation._resumed_at = anyio.current_time()
+        reservation._resumed_at = self._now()
         marks = reservation._marks
         for limit in self._limits.values():
             if limit.name in marks:
                 limit.unsent -= costs.get(limit.metric, 0.0)
                 marks[limit.name] = limit.net_charged - limit.unsent
         return reservation
+
+    def _now(self) -> float:
+        """The running loop's time, after carrying every limit over from another loop."""
+        backend = current_backend()
+        now = backend.current_time()
+        shift = self._watch.moved(backend, now)
+        if shift:
+            for limit in self._limits.values():
+                shift_policy_clock(limit.policy, shift, self)
+                if limit.aimd is not None:
+                    limit.aimd.shift_clock(shift)
+            self._paused_until += shift
+            self._binding_since += shift
+        return now
 
     def _blocked_until(self, charged: list[tuple[_Limit, float]], now: float) -> float | None:
         """When the head might go (``None``: now).  Records what is binding, for statistics."""
@@ -634,7 +649,7 @@ class Throttle:
     def _adjust(
         self, reservation: Reservation, usage: Mapping[str, float], *, refund: bool
     ) -> None:
-        now = anyio.current_time()
+        now = self._now()
         checked: dict[str, float] = {}
         for metric, value in usage.items():
             if metric not in self._metrics and metric not in reservation._costs:
@@ -681,13 +696,13 @@ class Throttle:
 
     def pause_for(self, seconds: float) -> None:
         """Close the gate for ``seconds`` from now (see :meth:`pause_until`)."""
-        self.pause_until(anyio.current_time() + check_non_negative("seconds", seconds))
+        self.pause_until(self._now() + check_non_negative("seconds", seconds))
 
     @property
     def paused_until(self) -> float | None:
         """When the gate opens (anyio clock), or ``None`` if it is open."""
         until = self._paused_until
-        return until if until > anyio.current_time() else None
+        return until if until > self._now() else None
 
     def reconfigure(self, limit: str, **changes: float) -> None:
         """Change one limit's parameters now (``throttle.reconfigure("tokens", rate=90_000)``).
@@ -702,7 +717,7 @@ class Throttle:
                 f"limit must be one of {sorted(self._limits)}, got {limit!r}"
             ) from None
         rate_changed = bool(changes.keys() & {"rate", "per", "limit", "window"})
-        target.policy.reconfigure(anyio.current_time(), **changes)
+        target.policy.reconfigure(self._now(), **changes)
         if target.aimd is not None and rate_changed:  # a newly configured rate: the ceiling
             target.aimd = AIMD(target.rate())
         self._fail_misfits()
@@ -749,7 +764,7 @@ class Throttle:
 
         Parse headers with ``parse_rate_limit_headers(response.headers, time.time())``.
         """
-        now = anyio.current_time()
+        now = self._now()
         learned = False
         for metric, info in report.limits.items():
             limit = self._limits.get(metric)
@@ -784,7 +799,7 @@ class Throttle:
     def record_success(self) -> None:
         """A request succeeded: with ``adaptive``, raise the rates a little (up to configured)."""
         if self._adaptive:
-            now = anyio.current_time()
+            now = self._now()
             for limit in self._limits.values():
                 if limit.aimd is not None and limit.aimd.rate < limit.aimd.ceiling:
                     limit.set_rate(limit.aimd.on_success(), now)
@@ -797,7 +812,7 @@ class Throttle:
         the old rate say nothing about the new one.
         """
         if self._adaptive:
-            now = anyio.current_time()
+            now = self._now()
             for limit in self._limits.values():
                 if limit.aimd is not None:
                     before = limit.aimd.rate
@@ -814,7 +829,7 @@ class Throttle:
         """
         if self._queue.waiting or self._in_flight:
             return False
-        now = anyio.current_time()
+        now = self._now()
         if self._paused_until > now:
             return False
         return all(
@@ -826,7 +841,7 @@ class Throttle:
 
     def statistics(self) -> ThrottleStatistics:
         """Return a snapshot of this throttle (see :class:`ThrottleStatistics`)."""
-        now = anyio.current_time()
+        now = self._now()
         return ThrottleStatistics(
             tasks_waiting=self._queue.waiting,
             in_flight=self._in_flight,

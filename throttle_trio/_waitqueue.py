@@ -66,9 +66,11 @@ class WaitQueue(Generic[T]):
     ``T`` is the type of the payload each waiter carries for :meth:`fail_waiters`.
     """
 
-    __slots__ = ("_next_ticket", "_queue", "_queued_cost", "_waiting", "total_wakeups")
+    __slots__ = ("_clock", "_next_ticket", "_queue", "_queued_cost", "_waiting", "total_wakeups")
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = anyio.current_time) -> None:
+        # The owner's clock: it may carry the owner's state over to another event loop.
+        self._clock = clock
         self._next_ticket = 0
         # Live waiters in ticket order; waiters that left are discarded once at the front,
         # so the front is always the live head.
@@ -161,7 +163,7 @@ class WaitQueue(Generic[T]):
         queue = self._queue
         while True:
             if queue[0] is waiter:
-                now = anyio.current_time()
+                now = self._clock()
                 retry_at = step(now)
                 if retry_at is None:
                     return True
@@ -184,7 +186,7 @@ class WaitQueue(Generic[T]):
                 if waiter.error is not None:
                     raise waiter.error
                 waiter.event = anyio.Event()
-            elif queue[0] is not waiter and anyio.current_time() >= deadline:
+            elif queue[0] is not waiter and self._clock() >= deadline:
                 return False  # the deadline passed while parked
             # Otherwise the timer fired: ask again if still the head, park if a retry with an
             # earlier ticket took the head's place meanwhile.

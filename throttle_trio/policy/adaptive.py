@@ -94,6 +94,10 @@ class AIMD:
             self._last_decrease = now
         return self._rate
 
+    def shift_clock(self, delta: float) -> None:
+        """Move the time of the last decrease by ``delta`` seconds (another event loop)."""
+        self._last_decrease += delta
+
     def set_ceiling(self, ceiling: float) -> float:
         """Change the ceiling (a reconfiguration); the rate is lowered to it if above."""
         self._ceiling = check_positive("ceiling", ceiling)

@@ -113,6 +113,17 @@ class RatePolicy(ABC):
         process shares the key).  ``tokens`` may be negative: the difference is a debt.
         """
 
+    def shift_clock(self, delta: float) -> None:
+        """Move every time this policy remembers by ``delta`` seconds.
+
+        A limiter calls it when it is used from another event loop than before: each loop's
+        clock has its own origin (trio's starts at a random offset, a ``MockClock`` at 0), and
+        the limiter carries on where it was, as if no time passed between the two loops.
+        The default raises ``NotImplementedError``; the limiter then logs a warning and keeps
+        the times as they are.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement shift_clock()")
+
     def queue_ready_at(self, ahead: float, cost: float, now: float) -> float:
         """A lower bound on when ``cost`` fits if ``ahead`` units are admitted before it (FIFO).
 

@@ -143,6 +143,11 @@ class GCRA(RatePolicy):
         self._interval = per / rate
         self._tat = now + (burst - level) * self._interval
 
+    def shift_clock(self, delta: float) -> None:
+        delta = check_finite("delta", delta)
+        if self._tat is not None:
+            self._tat += delta
+
     def limit_available(self, tokens: float, now: float) -> None:
         check_finite("tokens", tokens)
         if self.available(now) > tokens:

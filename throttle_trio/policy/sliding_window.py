@@ -139,6 +139,11 @@ class SlidingWindow(RatePolicy):
         self._limit, self._window = limit, window
         self._expire(now)
 
+    def shift_clock(self, delta: float) -> None:
+        delta = check_finite("delta", delta)
+        for entry in self._entries:
+            entry[0] += delta
+
     def limit_available(self, tokens: float, now: float) -> None:
         """Lower the available units to at most ``tokens`` by recording the difference at ``now``.
 

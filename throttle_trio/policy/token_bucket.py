@@ -156,6 +156,9 @@ class TokenBucket(RatePolicy):
         self._fill = rate / per
         self._tokens = min(self._tokens, burst)
 
+    def shift_clock(self, delta: float) -> None:
+        self._updated += check_finite("delta", delta)
+
     def limit_available(self, tokens: float, now: float) -> None:
         check_finite("tokens", tokens)
         self._advance(now)
