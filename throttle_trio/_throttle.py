@@ -152,6 +152,7 @@ class _Limit:
         "metric",
         "name",
         "overdraft",
+        "pending_cut",
         "policy",
         "refunded",
         "unsent",
@@ -170,6 +171,8 @@ class _Limit:
         self.wait_time = 0.0
         # Admitted, but the admitted task has not run again yet: the request is not on the wire.
         self.unsent = 0.0
+        # What the last header report said to take off and was not taken (yet): see observe().
+        self.pending_cut = 0.0
 
     @property
     def net_charged(self) -> float:
@@ -529,6 +532,9 @@ class Throttle:
             self._timeouts += 1
             raise self._timeout_error(costs, timeout)
 
+        # limit name -> its level right after this admission, for the limits that were full.
+        from_full: dict[str, float] = {}
+
         def step(now: float) -> float | None:
             # Recomputed at each step: a limit may have been learned while this request waited.
             charged = [
@@ -543,7 +549,13 @@ class Throttle:
             for limit in self._limits.values():
                 cost = costs.get(limit.metric)
                 if cost:
-                    limit.policy.consume(cost, now)
+                    policy = limit.policy
+                    full = isinstance(policy, TokenBucket | GCRA) and (
+                        policy.available(now) >= policy.capacity
+                    )
+                    policy.consume(cost, now)
+                    if full:
+                        from_full[limit.name] = policy.available(now)
                     limit.admitted_cost += cost
                     limit.unsent += cost
                 # Every limit is marked, even at cost 0: a settle may charge it, and header
@@ -570,8 +582,15 @@ class Throttle:
             if not queue.waiting:
                 self._close_binding(self._now(), None)
         # The task runs again: from now on its request may be on the wire.
-        reservation._resumed_at = self._now()
+        reservation._resumed_at = now = self._now()
         marks = reservation._marks
+        for name, level in from_full.items():
+            # A full bucket starts refilling at its first admission, the server's when that
+            # request arrives, which is no earlier than now: refill nothing before now (or
+            # the client leads the server by the refill of the lag, and meets 429s when the
+            # burst runs out).
+            limit = self._limits[name]
+            limit.policy.limit_available(level - (limit.net_charged - marks[name]), now)
         for limit in self._limits.values():
             if limit.name in marks:
                 limit.unsent -= costs.get(limit.metric, 0.0)
@@ -791,8 +810,22 @@ class Throttle:
                 rate = limit.rate()
                 if not math.isnan(rate) and not isinstance(limit.policy, SlidingWindow):
                     target += rate * max(0.0, now - reservation._resumed_at)
-            if target < limit.policy.available(now):
-                limit.policy.limit_available(target, now)
+            available = limit.policy.available(now)
+            if target >= available:
+                limit.pending_cut = 0.0
+                continue
+            cut = available - target
+            if limit.admitted_cost or limit.pending_cut:  # else: a new limit, nothing to doubt
+                # A cut is kept for good, and one report can be wrong by the requests in
+                # flight: which of them the server had counted is a guess when several
+                # connections deliver them in any order (after a burst, tens of requests).
+                # A real shortfall (another process on the key, a bucket that started
+                # refilling before the server's) shows in every report; a miscount does not.
+                # So two reports in a row must agree, and the smaller cut is taken.
+                cut, limit.pending_cut = min(cut, limit.pending_cut), cut
+                limit.pending_cut -= cut
+            if cut > 0:
+                limit.policy.limit_available(available - cut, now)
         if learned:  # the probe is over; a learned capacity may be below a queued cost (I6)
             self._fail_misfits()
 
