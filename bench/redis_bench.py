@@ -3,21 +3,28 @@
 Starts its own ``redis-server`` on loopback (``--port``: use a running one instead) and
 measures, in one process:
 
-* **bare**: the physical limit, the same coredis client calling the same Lua script by SHA with
-  no Python shell around it: one task in a loop (the shape of our admissions, which a process
-  makes one at a time by design), and 50 tasks at once (for reference);
-* **ours**: ``RedisThrottle`` with two limits (requests and tokens) and ``RedisRateLimiter``,
-  50 concurrent tasks, uncontended (limits far above what is reached), on asyncio and trio;
-  then contended (1,000/s, burst 20) to count round trips per admission under contention;
+* **one at a time** (the uncontended path, where an admission is exactly one round trip): a
+  bare EVALSHA of our script with the same arguments one admission of ``RedisThrottle`` sends,
+  from the same coredis client with no Python shell around it (the physical limit), against
+  ``RedisThrottle`` with two limits (requests and tokens).  The two run in turns, in alternating
+  chunks, so that a machine whose load drifts slows both alike; the ratio judged is the median
+  of the chunks' time ratios;
+* **50 tasks** at once, uncontended (limits far above what is reached): the bare EVALSHA,
+  ``RedisThrottle`` (its head books for up to ``max_batch`` waiting tasks per round trip), the
+  same with ``max_batch=1`` (one round trip per admission) and ``RedisRateLimiter``, on asyncio
+  and trio; then contended (1,000/s, burst 20) to count round trips per admission under
+  contention;
 * **peers** (asyncio only): the ``limits`` library's async ``RedisStorage`` (moving window; its
   ``async-redis`` extra pins ``coredis<6``, which cannot live beside coredis 6, so it runs on its
   ``redispy`` implementation, redis-py's asyncio client) and pyrate-limiter's ``RedisBucket``
   over ``redis.asyncio``, both with 50 concurrent tasks.
 
-Round trips are counted on the server: the sum of ``INFO commandstats`` calls (INFO itself
-excepted) before and after, divided by the admissions.  The targets printed as PASS/FAIL are the
-issue's: exactly one round trip per uncontended admission, several limits included; throughput
-within 1.3x of the bare sequential round trip; ahead of both peers.
+Round trips are counted twice: commands sent by the client (a wrapper around its
+``execute_command``), and scripts served by Redis (``INFO commandstats``: EVAL and EVALSHA),
+each divided by the admissions.  The targets printed as PASS/FAIL are the issue's: exactly one
+round trip per uncontended admission, several limits included (and at most one under
+contention); throughput within 1.3x of the bare round trip, one at a time; ahead of both peers
+with 50 tasks.
 """
 
 from __future__ import annotations
@@ -44,10 +51,13 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 TASKS = 50
+CHUNKS = 20  # alternating chunks of the paired one-at-a-time measurement
 HUGE = 10**9
 BARE = "bare EVALSHA of our script, 1 task"
 BARE_50 = "bare EVALSHA of our script, 50 tasks"
+OURS_SEQ = "RedisThrottle (2 limits), 1 task"
 OURS = "RedisThrottle (2 limits), 50 tasks"
+OURS_B1 = "RedisThrottle (2 limits, max_batch=1), 50 tasks"
 OURS_1 = "RedisRateLimiter, 50 tasks"
 LIMITS = "limits RedisStorage (redispy), 50 tasks"
 PYRATE = "pyrate-limiter RedisBucket, 50 tasks"
@@ -193,34 +203,87 @@ async def _measure(
     return Result(name, backend, n, seconds, counter.count - sent, script_calls(port) - served)
 
 
-async def _ours(port: int, backend: str, n: int) -> list[Result]:
+async def _paired(
+    port: int,
+    counter: Counter,
+    backend: str,
+    pair: tuple[tuple[str, Callable[[], Awaitable[object]]], ...],
+    n: int,
+) -> tuple[list[Result], list[float]]:
+    """One admission at a time, each contender in turn, in ``CHUNKS`` alternating chunks, so
+    that a machine whose load drifts slows both alike.  Returns the results (the chunks summed)
+    and each chunk's time ratio (the second contender over the first)."""
+    for _, admit in pair:
+        for _ in range(100):  # connections, script cache
+            await admit()
+    seconds = [0.0] * len(pair)
+    sent = [0] * len(pair)
+    served = [0] * len(pair)
+    ratios: list[float] = []
+    size = max(1, n // CHUNKS)
+    for _ in range(CHUNKS):
+        chunk = []
+        for i, (_, admit) in enumerate(pair):
+            before_sent, before_served = counter.count, script_calls(port)
+            took = await _sequential(admit, size)
+            seconds[i] += took
+            sent[i] += counter.count - before_sent
+            served[i] += script_calls(port) - before_served
+            chunk.append(took)
+        ratios.append(chunk[1] / chunk[0])
+    results = [
+        Result(name, backend, size * CHUNKS, seconds[i], sent[i], served[i])
+        for i, (name, _) in enumerate(pair)
+    ]
+    return results, ratios
+
+
+async def _ours(port: int, backend: str, n: int) -> tuple[list[Result], list[float]]:
     import coredis
 
     from throttle_trio.redis import GCRALimit, RedisRateLimiter, RedisThrottle
 
     results = []
-    async with coredis.Redis(host="127.0.0.1", port=port) as client:
-        counter = Counter(client)
-        bare = RedisThrottle(client, "bare", requests=GCRALimit(HUGE), tokens=GCRALimit(HUGE))
-        script, keys = bare._script, [bare.keys["gate"], bare.keys["requests"], bare.keys["tokens"]]
 
-        async def bare_call() -> None:  # what one admission sends, with no Python shell
-            await script(keys=keys, args=["acquire", 2, -1, 1, HUGE, 1, HUGE])
-
-        results.append(await _measure(port, counter, BARE, backend, bare_call, n, tasks=False))
-        results.append(await _measure(port, counter, BARE_50, backend, bare_call, n))
-        throttle = RedisThrottle(
+    def new_throttle(**options: Any) -> RedisThrottle:
+        return RedisThrottle(
             client,
             f"bench-{uuid.uuid4().hex[:6]}",
             requests=GCRALimit(HUGE),
             tokens=GCRALimit(HUGE * 100),
+            **options,
         )
+
+    async with coredis.Redis(host="127.0.0.1", port=port) as client:
+        counter = Counter(client)
+        throttle = new_throttle()
+        # What one admission of `throttle` sends, with no Python shell around it.
+        bare = new_throttle()
+        script, keys = bare._script, [bare.keys["gate"], bare.keys["requests"], bare.keys["tokens"]]
+        limits = bare._limits
+        args: list[int | str] = ["acquire", 2, 1, *(limit.tau for limit in limits), -1]
+        args += [limits[0].interval.charge(1), limits[1].interval.charge(500)]
+
+        async def bare_call() -> None:
+            await script(keys=keys, args=args)
 
         async def reserve() -> None:
             async with throttle.reserve(requests=1, tokens=500):
                 pass
 
+        paired, ratios = await _paired(
+            port, counter, backend, ((BARE, bare_call), (OURS_SEQ, reserve)), n
+        )
+        results += paired
+        results.append(await _measure(port, counter, BARE_50, backend, bare_call, n))
         results.append(await _measure(port, counter, OURS, backend, reserve, n))
+        single = new_throttle(max_batch=1)
+
+        async def reserve_single() -> None:
+            async with single.reserve(requests=1, tokens=500):
+                pass
+
+        results.append(await _measure(port, counter, OURS_B1, backend, reserve_single, n))
         limiter = RedisRateLimiter(client, f"bench-{uuid.uuid4().hex[:6]}", GCRALimit(HUGE))
         results.append(await _measure(port, counter, OURS_1, backend, limiter.acquire, n))
         contended = RedisThrottle(
@@ -245,7 +308,7 @@ async def _ours(port: int, backend: str, n: int) -> list[Result]:
                 warm_up=False,
             )
         )
-    return results
+    return results, ratios
 
 
 async def _limits_peer(port: int, n: int, contended: bool) -> Result:
@@ -292,12 +355,12 @@ async def _pyrate_peer(port: int, n: int, contended: bool) -> Result:
 
 
 def _print(results: list[Result]) -> None:
-    head = f"{'':46} {'backend':8} {'admissions/s':>12} {'sent/adm.':>10} {'EVALSHA/adm.':>13}"
+    head = f"{'':50} {'backend':8} {'admissions/s':>12} {'sent/adm.':>10} {'EVALSHA/adm.':>13}"
     print(head)
     for r in results:
         print(
-            f"{r.name:46} {r.backend:8} {r.per_second:12,.0f} {r.round_trips:10.2f} "
-            f"{r.scripts / r.admissions:13.2f}"
+            f"{r.name:50} {r.backend:8} {r.per_second:12,.0f} {r.round_trips:10.3f} "
+            f"{r.scripts / r.admissions:13.3f}"
         )
 
 
@@ -310,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     n = args.n
     with redis_server(args.port) as port:
         best: dict[tuple[str, str], Result] = {}
+        ratios: dict[str, list[float]] = {"asyncio": [], "trio": []}
 
         def keep(result: Result) -> None:
             key = (result.name, result.backend)
@@ -318,7 +382,9 @@ def main(argv: list[str] | None = None) -> int:
 
         for _ in range(args.repeat):
             for backend in ("asyncio", "trio"):
-                for result in anyio.run(_ours, port, backend, n, backend=backend):
+                results, chunk_ratios = anyio.run(_ours, port, backend, n, backend=backend)
+                ratios[backend] += chunk_ratios
+                for result in results:
                     keep(result)
             for contended in (False, True):
                 for peer in (_limits_peer, _pyrate_peer):
@@ -327,10 +393,10 @@ def main(argv: list[str] | None = None) -> int:
                     except ImportError as exc:  # pragma: no cover - a peer not installed
                         print(f"skipped a peer: {exc}")
         _print(list(best.values()))
-        return _verdict(best)
+        return _verdict(best, ratios)
 
 
-def _verdict(best: dict[tuple[str, str], Result]) -> int:
+def _verdict(best: dict[tuple[str, str], Result], ratios: dict[str, list[float]]) -> int:
     print()
     failed = 0
 
@@ -340,37 +406,54 @@ def _verdict(best: dict[tuple[str, str], Result]) -> int:
         print(f"{'PASS' if passed else 'FAIL'}  {label}: {detail}")
 
     for backend in ("asyncio", "trio"):
+        seq, bare = best[(OURS_SEQ, backend)], best[(BARE, backend)]
         ours, single = best[(OURS, backend)], best[(OURS_1, backend)]
-        bare, contended = best[(BARE, backend)], best[(OURS + CONTENDED, backend)]
-        exact = all(r.commands == r.scripts == r.admissions for r in (ours, single, contended))
+        bare_50, one_by_one = best[(BARE_50, backend)], best[(OURS_B1, backend)]
+        contended = best[(OURS + CONTENDED, backend)]
         check(
-            f"[{backend}] exactly one round trip per admission",
-            exact,
-            f"uncontended {ours.round_trips:.3f} (2 limits), {single.round_trips:.3f} (1 limit); "
-            f"contended {contended.round_trips:.3f} at {contended.per_second:,.0f}/s "
-            "(limit 1,000/s)",
+            f"[{backend}] exactly one round trip per uncontended admission (2 limits)",
+            seq.commands == seq.scripts == seq.admissions,
+            f"{seq.round_trips:.3f} sent, {seq.scripts / seq.admissions:.3f} EVALSHA served "
+            f"per admission, one at a time",
         )
+        chunks = sorted(ratios[backend])
+        median = chunks[len(chunks) // 2]
         check(
             f"[{backend}] within 1.3x of the bare sequential round trip",
-            bare.per_second <= 1.3 * ours.per_second,
-            f"{ours.per_second:,.0f}/s vs bare {bare.per_second:,.0f}/s "
-            f"({bare.per_second / ours.per_second:.2f}x)",
+            median <= 1.3,
+            f"{seq.per_second:,.0f}/s vs bare {bare.per_second:,.0f}/s, one at a time "
+            f"(best runs {bare.per_second / seq.per_second:.2f}x; median of "
+            f"{len(chunks)} alternating chunks {median:.2f}x)",
         )
-    ours = best[(OURS, "asyncio")]
-    for peer in (LIMITS, PYRATE):
-        result = best.get((peer, "asyncio"))
-        if result is None:
-            check(f"[asyncio] ahead of {peer}", False, "not measured (not installed)")
-            continue
-        busy = best.get((peer + CONTENDED, "asyncio"))
         check(
-            f"[asyncio] ahead of {peer}",
-            ours.per_second > result.per_second,
-            f"{ours.per_second:,.0f}/s vs {result.per_second:,.0f}/s "
-            f"({ours.per_second / result.per_second:.2f}x); its round trips per admission: "
-            f"{result.round_trips:.2f} uncontended, "
-            f"{busy.round_trips if busy else math.nan:.2f} contended",
+            f"[{backend}] at most one round trip per admission with 50 tasks",
+            all(r.commands <= r.admissions for r in (ours, single, contended, one_by_one)),
+            f"uncontended {ours.round_trips:.3f} (2 limits), {single.round_trips:.3f} (1 limit), "
+            f"{one_by_one.round_trips:.3f} (max_batch=1); contended {contended.round_trips:.3f}"
+            f" at {contended.per_second:,.0f}/s (limit 1,000/s)",
         )
+        print(
+            f"      [{backend}] 50 tasks: {ours.per_second:,.0f}/s, "
+            f"{ours.per_second / bare_50.per_second:.2f}x bare EVALSHA from 50 tasks "
+            f"({bare_50.per_second:,.0f}/s), {ours.per_second / bare.per_second:.2f}x bare from "
+            f"1 task; max_batch=1: {one_by_one.per_second:,.0f}/s"
+        )
+    for backend in ("asyncio", "trio"):
+        ours = best[(OURS, backend)]
+        for peer in (LIMITS, PYRATE):
+            result = best.get((peer, "asyncio"))
+            if result is None:
+                check(f"[{backend}] ahead of {peer}", False, "not measured (not installed)")
+                continue
+            busy = best.get((peer + CONTENDED, "asyncio"))
+            check(
+                f"[{backend}] ahead of {peer} (asyncio)",
+                ours.per_second > result.per_second,
+                f"{ours.per_second:,.0f}/s vs {result.per_second:,.0f}/s "
+                f"({ours.per_second / result.per_second:.2f}x); its round trips per admission: "
+                f"{result.round_trips:.2f} uncontended, "
+                f"{busy.round_trips if busy else math.nan:.2f} contended",
+            )
     return 1 if failed else 0
 
 

@@ -35,6 +35,12 @@ EXPECTED: dict[tuple[str, ...], list[str]] = {
         "failed: items [17, 42] (HTTPStatusError)",
     ],
     ("batch_runner.py", "trio"): ["60 results for 60 items, in input order: True"],
+    ("redis_fleet.py",): [
+        "(asyncio): 12 admitted",
+        "(trio): 12 admitted",
+        "fleet: 36 admitted, 0 429s",
+        "server: 36 admitted, 0 refused (429)",
+    ],
     ("batch_cli.py",): [
         "first run: exit status 0, 40 lines in the output",
         "requests: 40 in the file, 0 already done, 40 succeeded, 0 failed, 0 not done",

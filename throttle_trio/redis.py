@@ -28,41 +28,56 @@ never enters, exits or closes it, and can be created before the client is entere
 
 Theory of operation
 -------------------
-**One script, one round trip per admission.**  Every limit is a GCRA whose state is a Redis
+**One script, one round trip per booking.**  Every limit is a GCRA whose state is a Redis
 hash; one Lua script (:mod:`throttle_trio._redis._script`), registered once and sent by SHA
 (NOSCRIPT-safe), decides all the limits of a request atomically on Redis's own clock (``TIME``,
 integer microseconds).  It does not answer "no, try later": it *books* the earliest instant at
 which every limit admits the cost, advances every limit as if the request went then, and
 returns the wait (rounded up to the microsecond).  The caller sleeps that long and goes, without
-asking again.  So an admission costs one round trip whether it waits or not, the order of
+asking again.  So an admission costs at most one round trip whether it waits or not, the order of
 bookings is the order of admissions across the whole fleet (FIFO across processes), and a large
 request is never starved by a stream of small ones from other processes: it holds its place.
 
-**Only the local head talks to Redis.**  Within a process, requests queue first come, first
-served in the library's own FIFO engine (:mod:`throttle_trio._waitqueue`, with tickets, so a
-retry keeps its turn, and deadlines).  Its head takes the *booking role* and a concurrency slot
-in one step, books, sleeps until its booked instant, and only then hands the role on; the next
-head books the next slot.  A process therefore has at most one booking outstanding.
+**Only the local head talks to Redis, and books for the waiters behind it.**  Within a
+process, requests queue first come, first served in a local line
+(:mod:`throttle_trio._redis._line`, with tickets, so a retry keeps its turn, and deadlines).
+Its front takes the *booking role* and a concurrency slot in one step, pulls up to
+``max_batch - 1`` more waiters off the line (in ticket order, each taking a slot), and books
+all of them in one round trip: the script books each request in that order, atomically,
+exactly as that many calls in a row would (each after the previous one, every request its own
+instant and its own costs; one that would pass its timeout books nothing and fails alone).
+Each request then sleeps until its own instant in its own task.  The role passes on only when
+every request of the batch has been admitted or has given its booking back, so a process never
+has more than ``max_batch`` bookings outstanding.  Uncontended and alone, a request books
+itself alone: one round trip per admission.  Under contention, one round trip admits up to
+``max_batch`` requests.
 
 **Why booking is bounded here.**  Invariant I8 forbids booking in a local limiter: if the event
 loop stalls, every task that booked a future slot wakes at once and they leave together.  Here a
-process holds at most one booking, so a stall lets at most one request per process leave later
-than it was charged: in any window of length T the fleet sends at most ``burst + rate * T + P``
-units of cost, with P the number of stalled processes (each contributing its one booked cost).
-Deny-and-poll would avoid that overshoot, but costs a round trip per retry, and lets small
-requests from one process starve a large one from another; the design note prefers booking.
+process holds at most ``max_batch`` bookings, so a stall lets at most that many requests per
+process leave later than they were charged: in any window of length T the fleet sends at most
+``burst + rate * T + sum over the stalled processes of their booked costs`` units, that is at
+most ``max_batch`` requests (the costs of one batch) per stalled process; ``max_batch=1`` gives
+the bound of one request per process.  Deny-and-poll would avoid that overshoot, but costs a
+round trip per retry, and lets small requests from one process starve a large one from another;
+the design note prefers booking.  Batches keep the fleet's FIFO order: each batch takes its
+place in the order of bookings, so a large request from another process waits for at most the
+batches booked before it, never for a stream of them.
 
 **max_concurrent is per process, and the slot is taken before booking.**  The head waits for a
 free slot (holding nothing in Redis), then books while holding it.  Taking the slot after the
 booked wait would charge the rate at one instant and send later, in a burst, when slots free up
-(invariant I9); taking it first costs, at most, one idle slot per process for the length of one
-booked wait, which is the bounded cost this module documents.
+(invariant I9); taking it first costs, at most, ``max_batch`` idle slots per process for the
+length of one batch's booked waits, which is the bounded cost this module documents (a head
+books for no more waiters than there are free slots).
 
 **Cancellation.**  The script call is shielded: a cancelled round trip may already have run on
-the server.  When it returns, a cancelled caller gives back what it booked: if nobody booked
-after it, the keys are restored exactly; otherwise it is refunded like a settle, as far as the
-bookings made after it allow.  A cancelled acquire therefore took nothing (I4), except when Redis
-cannot be reached to give it back (then the booking stands: the error is on the safe side).
+the server.  When it returns, a cancelled caller gives back what it booked (a waiter cancelled
+while the head books for it waits, shielded, for that reply, then gives its booking back): if
+nobody booked after it, the keys are restored exactly; otherwise it is refunded like a settle,
+as far as the bookings made after it allow.  A cancelled acquire therefore took nothing (I4),
+except when Redis cannot be reached to give it back (then the booking stands: the error is on
+the safe side).
 
 **Refunds and bookings.**  :meth:`RedisReservation.settle` refunds or charges the difference on
 the server.  A refund never lifts a bucket above full, nor frees room that a request booked in
@@ -110,11 +125,13 @@ import anyio.lowlevel
 from coredis.exceptions import ClusterDownError, RedisError, TryAgainError
 from coredis.exceptions import ConnectionError as RedisConnectionError
 
+from ._backend import current_backend
 from ._exceptions import CostExceedsCapacity, RateLimitTimeout, ThrottleTrioError
+from ._redis._line import BOOKED, LEADING, PICKED, QUEUED, Line, Waiter
 from ._redis._script import (
-    EXCEEDS,
     FOREIGN,
     LATE,
+    OK,
     RATE_ONE,
     SCRIPT,
     Interval,
@@ -125,7 +142,6 @@ from ._redis._script import (
 from ._reserve import ReserveContext, check_costs, check_max_concurrent, merge_costs, metric_of
 from ._throttle import Reservation, ReservationError, Throttle, ThrottleStatistics
 from ._validate import check_cost, check_non_negative, check_optional_timeout, check_positive
-from ._waitqueue import WaitQueue
 from .policy.gcra import GCRA
 from .policy.token_bucket import TokenBucket
 
@@ -135,10 +151,12 @@ if TYPE_CHECKING:
     from coredis.client import Client
     from coredis.commands.script import Script
 
+    from ._backend import Backend
     from ._headers import RateLimitHeaders
 
 __all__ = [
     "BackendUnavailable",
+    "DEFAULT_MAX_BATCH",
     "GCRALimit",
     "LocalFallback",
     "RedisBackendError",
@@ -164,6 +182,9 @@ _RATE_STEP = RATE_ONE // 100
 _COOLDOWN_US = 1_000_000
 # A lowered rate is forgotten once its bucket is full and nothing was reported for this long.
 _RATE_MEMORY_US = 3_600_000_000
+
+DEFAULT_MAX_BATCH = 16
+"""How many requests of one process a head books in one round trip, by default (``max_batch``)."""
 
 
 class RedisBackendError(ThrottleTrioError):
@@ -270,7 +291,9 @@ class RedisThrottleStatistics:
     """A snapshot of a :class:`RedisThrottle` in this process, from ``statistics()``.
 
     Attributes:
-        tasks_waiting: requests queued in this process, the booked head included.
+        tasks_waiting: requests queued in this process, those booked in Redis included.
+        booked: of which, requests whose instant Redis has booked, sleeping until it: at most
+            ``max_batch`` (the most that may leave late after an event loop stall).
         in_flight: admitted reservations holding a concurrency slot.
         max_concurrent: the cap on slots in this process (``math.inf``: none).
         admitted: reservations admitted so far (through Redis or the fallback).
@@ -292,6 +315,7 @@ class RedisThrottleStatistics:
     """
 
     tasks_waiting: int
+    booked: int
     in_flight: int
     max_concurrent: float
     admitted: int
@@ -379,6 +403,15 @@ def _as_limit(name: str, value: object) -> GCRALimit:
     )
 
 
+def _check_max_batch(value: object) -> int:
+    """Accept an int >= 1 (``max_batch``)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"max_batch must be an int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"max_batch must be >= 1, got {value!r}")
+    return value
+
+
 def _check_name(what: str, value: object) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{what} must be a str, got {type(value).__name__} {value!r}")
@@ -388,25 +421,6 @@ def _check_name(what: str, value: object) -> str:
 
 
 _PENDING, _ACTIVE, _RELEASED = 0, 1, 2
-
-
-@final
-class _Booking:
-    """What one acquire booked, kept until the booked instant so that it can be given back."""
-
-    __slots__ = ("charged", "incs", "new_tats", "prior_last", "priors", "start")
-
-    def __init__(self, charged: list[_Limit], incs: list[int], reply: list[Any]) -> None:
-        self.charged = charged
-        self.incs = incs
-        self.start: int = reply[3]
-        self.prior_last: int = reply[4]
-        self.priors: list[tuple[int, int, int]] = []
-        self.new_tats: list[int] = []
-        for i in range(len(charged)):
-            base = 5 + 4 * i
-            self.priors.append((reply[base], reply[base + 1], reply[base + 2]))
-            self.new_tats.append(reply[base + 3])
 
 
 @final
@@ -581,6 +595,11 @@ class RedisThrottle:
         limits: limit name -> :class:`GCRALimit`, as a mapping.
         max_concurrent: at most this many reservations of *this process* hold a slot at once
             (an int >= 1, or ``None`` for no cap).
+        max_batch: at most this many requests of this process booked in one round trip (an
+            int >= 1; default :data:`DEFAULT_MAX_BATCH`): the head books for itself and the
+            next waiters in line.  It is also the most a process may send late after an event
+            loop stall (see the module docstring); ``1`` gives the tightest bound, at one round
+            trip per admission.
         prefix: the first part of every key (``prefix:{name}`` and ``prefix:{name}:<limit>``;
             the braces are a hash tag that keeps a throttle on one Redis Cluster slot).
         refund_unused: whether a settle refunds an estimate above the real usage.
@@ -602,9 +621,13 @@ class RedisThrottle:
     __slots__ = (
         "_adaptive",
         "_admitted",
+        "_batch",
+        "_batch_left",
+        "_booked",
         "_booked_wait",
         "_booking",
         "_by_name",
+        "_capacities",
         "_cooldown_us",
         "_fallback",
         "_fallback_admissions",
@@ -613,19 +636,21 @@ class RedisThrottle:
         "_held",
         "_in_outage",
         "_limits",
+        "_line",
         "_local",
+        "_max_batch",
         "_max_concurrent",
         "_metrics",
         "_name",
         "_outages",
         "_pauses",
-        "_queue",
         "_rate_cuts",
         "_redis_timeout",
         "_rejections",
         "_round_trips",
         "_script",
         "_timeouts",
+        "_turn",
         "_unavailable",
         "_unbooked",
         "_wait_time",
@@ -640,6 +665,7 @@ class RedisThrottle:
         /,
         *,
         max_concurrent: int | None = None,
+        max_batch: int = DEFAULT_MAX_BATCH,
         prefix: str = "throttle_trio",
         refund_unused: bool = True,
         adaptive: bool = False,
@@ -659,6 +685,10 @@ class RedisThrottle:
         ]
         self._by_name = {limit.name: limit for limit in self._limits}
         self._metrics = frozenset(limit.metric for limit in self._limits)
+        self._capacities: dict[str, float] = {}  # metric -> the smallest burst that counts it
+        for limit in self._limits:
+            known = self._capacities.get(limit.metric, math.inf)
+            self._capacities[limit.metric] = min(known, limit.burst)
         self._max_concurrent = check_max_concurrent(max_concurrent)
         if on_unavailable != "raise" and not isinstance(on_unavailable, LocalFallback):
             raise TypeError(
@@ -685,8 +715,15 @@ class RedisThrottle:
         self._rate_cuts = 0
         self._gate = gate_key(prefix, name)
         self._script: Script[Any] = client.register_script(SCRIPT)
-        self._queue: WaitQueue[None] = WaitQueue()
-        self._booking = False  # a head holds the booking role (from its round trip to its instant)
+        self._line = Line()
+        self._max_batch = _check_max_batch(max_batch)
+        # A head holds the booking role from its round trip until every request it booked is
+        # admitted or gone; _batch_left counts those.
+        self._booking = False
+        self._batch_left = 0
+        self._batch: list[Waiter] = []  # the requests of the latest batch, in booking order
+        self._turn = 0  # the first of them not yet admitted nor gone
+        self._booked = 0  # of which, booked in Redis and sleeping until their instant
         self._held = 0  # concurrency slots held: admitted reservations, and the booking head
         self._fallback_until = -math.inf
         self._in_outage = False
@@ -728,7 +765,18 @@ class RedisThrottle:
 
     # -- admission ---------------------------------------------------------------------------
 
-    def _check_costs(self, costs: Mapping[str, float]) -> dict[str, float]:
+    def _check_costs(self, costs: dict[str, float]) -> dict[str, float]:
+        capacities = self._capacities
+        for metric, cost in costs.items():  # the usual case, checked fast
+            capacity = capacities.get(metric)
+            if (
+                capacity is None
+                or not (cost.__class__ is int or cost.__class__ is float)
+                or not 0 <= cost <= capacity
+            ):
+                break
+        else:
+            return costs
         return check_costs(
             costs,
             accepts=self._metrics.__contains__,
@@ -748,9 +796,10 @@ class RedisThrottle:
         """Wait for admission, as an async context manager that yields a :class:`RedisReservation`.
 
         ``async with throttle.reserve(requests=1, tokens=estimate) as slot:`` queues in this
-        process, books the earliest shared instant in Redis (one round trip), sleeps until it
-        and takes a slot; leaving the block releases the slot.  A checkpoint, even when admitted
-        at once.  If cancelled, it took nothing: a booking is given back.
+        process, takes a slot, books the earliest shared instant in Redis (one round trip,
+        which also books for up to ``max_batch - 1`` waiters behind it) and sleeps until it;
+        leaving the block releases the slot.  A checkpoint, even when admitted at once.  If
+        cancelled, it took nothing: a booking is given back.
 
         Args:
             timeout: seconds to wait at most, queueing included; fails at once (and books
@@ -798,88 +847,271 @@ class RedisThrottle:
         timeout: float | None,  # noqa: ASYNC109
         ticket: int | None,
     ) -> RedisReservation:
-        queue = self._queue
+        backend = current_backend()
+        await backend.checkpoint_if_cancelled()
+        arrived = backend.current_time()
+        line = self._line
         if ticket is None:
-            ticket = queue.take_ticket()
-        arrived = anyio.current_time()
+            ticket = line.take_ticket()
+            first = not line.waiting
+        else:
+            first = line.is_first(ticket)
         deadline = math.inf if timeout is None else arrived + timeout
+        waiter = Waiter(costs, ticket, deadline, timeout)
+        if first and not self._booking and self._held < self._max_concurrent:
+            waiter.state = LEADING  # the fast path: nobody here waits, nothing is booked
+        else:
+            await self._wait_in_line(waiter, backend)
+        if waiter.state == LEADING:
+            await self._book(waiter, self._max_batch, backend.current_time())
+        return await self._admit(waiter, arrived, backend)
 
-        def step(now: float) -> float | None:
-            # The booking role and a slot, in one step: the head holds nothing while it waits.
-            if self._booking or self._held >= self._max_concurrent:
-                return math.inf
-            self._booking = True
-            self._held += 1
-            return None
-
-        def on_timeout() -> BaseException:
-            self._timeouts += 1
-            return self._timeout_error(costs, timeout)
-
-        await queue.acquire(1, step, None, deadline=deadline, on_timeout=on_timeout, ticket=ticket)
-        reservation = RedisReservation(self, costs, ticket)
+    async def _wait_in_line(self, waiter: Waiter, backend: Backend) -> None:
+        """Wait until ``waiter`` takes the booking role, or a head has booked for it."""
+        line = self._line
+        event = waiter.event = anyio.Event()
+        line.add(waiter)
+        deadline = waiter.deadline
         try:
-            await self._admit(reservation, deadline, timeout)
+            while True:
+                state = waiter.state
+                if state == QUEUED:
+                    if (
+                        line.front() is waiter
+                        and not self._booking
+                        and self._held < self._max_concurrent
+                    ):
+                        line.pop_front()
+                        waiter.state = LEADING
+                        return
+                    if deadline == math.inf:
+                        await event.wait()
+                    elif backend.current_time() >= deadline:
+                        line.discard(waiter)
+                        self._timeouts += 1
+                        raise self._timeout_error(waiter.costs, waiter.timeout)
+                    else:
+                        with anyio.CancelScope(deadline=deadline):
+                            await event.wait()
+                elif state == PICKED:
+                    await event.wait()  # the head's round trip: bounded by redis_timeout
+                else:
+                    return
+                if event.is_set() and waiter.state != BOOKED:  # woken to look again
+                    event = waiter.event = anyio.Event()
+        except BaseException:
+            if waiter.state == QUEUED:
+                line.discard(waiter)
+                raise
+            if waiter.state == PICKED:
+                # Cancelled while a head books for it: the booking may already be in Redis.
+                # Wait for the reply (shielded, bounded by redis_timeout) to give it back.
+                with anyio.CancelScope(shield=True):
+                    while waiter.state == PICKED:
+                        if waiter.event.is_set():
+                            waiter.event = anyio.Event()
+                        await waiter.event.wait()
+            if waiter.state == BOOKED:
+                await self._give_back(waiter)
+            raise
+
+    async def _book(self, head: Waiter, most: int, now: float) -> None:
+        """Take the booking role and book ``head`` and up to ``most - 1`` waiters behind it.
+
+        Every waiter it books gets its outcome (and is woken), whatever happens here; ``head``
+        handles its own in :meth:`_admit`.  The role is held until every one of them has been
+        admitted or has given its booking back: a process has at most ``max_batch`` bookings
+        outstanding.
+        """
+        self._booking = True
+        self._held += 1
+        members = self._batch = [head]
+        self._turn = 0
+        if now < self._fallback_until:  # in an outage: the fallback admits, one at a time
+            head.fallback = True
+            head.state = BOOKED
+            self._batch_left = 1
+            return
+        line = self._line
+        while len(members) < most and self._held < self._max_concurrent:
+            waiter = line.pop_front()
+            if waiter is None:
+                break
+            waiter.state = PICKED
+            waiter.index = len(members)
+            self._held += 1
+            members.append(waiter)
+        self._batch_left = len(members)
+        try:
+            await self._book_in_redis(members, now)
+        except BaseException as exc:  # not an error of ours: the others must not wait forever
+            for waiter in members:
+                if waiter.state != BOOKED:
+                    waiter.error = (
+                        exc
+                        if waiter is head
+                        else RedisBackendError(f"the round trip that booked it failed: {exc!r}")
+                    )
+                    waiter.state = BOOKED
+                    if waiter.event is not None:
+                        waiter.event.set()
+            return
+        for waiter in members[1:]:
+            assert waiter.event is not None
+            waiter.event.set()
+
+    async def _book_in_redis(self, members: list[Waiter], now: float) -> None:
+        """One round trip that books every member, in order, and sets each one's outcome."""
+        if len(members) == 1:
+            costs = members[0].costs
+            used = [limit for limit in self._limits if costs.get(limit.metric)]
+        else:
+            used = [
+                limit
+                for limit in self._limits
+                if any(waiter.costs.get(limit.metric) for waiter in members)
+            ]
+        args: list[int | str] = ["acquire", len(used), len(members)]
+        args += [limit.tau for limit in used]
+        for waiter in members:
+            costs, deadline = waiter.costs, waiter.deadline
+            incs = [
+                limit.interval.charge(cost) if (cost := costs.get(limit.metric)) else 0
+                for limit in used
+            ]
+            waiter.used, waiter.incs = used, incs
+            args.append(-1 if deadline == math.inf else max(0, math.floor((deadline - now) * 1e6)))
+            args += incs
+        try:
+            reply = await self._call("acquire", used, args)
+        except BackendUnavailable as exc:
+            if self._fallback is None:
+                self._unavailable += len(members)
+                for waiter in members:  # each its own error, with the same cause
+                    waiter.error = BackendUnavailable(str(exc))
+                    waiter.error.__cause__ = exc.__cause__
+                    waiter.state = BOOKED
+                return
+            self._enter_fallback(exc)
+            for waiter in members:
+                waiter.fallback = True
+                waiter.state = BOOKED
+            return
+        except RedisBackendError as exc:
+            for waiter in members:
+                waiter.error = RedisBackendError(str(exc))
+                waiter.error.__cause__ = exc.__cause__
+                waiter.state = BOOKED
+            return
+        replied = anyio.current_time()
+        stride = 4 + 4 * len(used)
+        base = 2
+        for waiter in members:
+            code = reply[base]
+            if code == OK:
+                waiter.admit_at = replied + reply[base + 1] / 1e6
+                waiter.reply, waiter.base = reply, base
+                self._booked += 1
+            elif code == LATE:
+                self._timeouts += 1
+                waiter.error = self._timeout_error(waiter.costs, waiter.timeout)
+            else:  # EXCEEDS: the limits Redis holds differ from ours
+                index = reply[base + 1] - 1
+                limit = used[index]
+                waiter.error = CostExceedsCapacity(
+                    f"{limit.metric} must be <= the capacity Redis holds for limit "
+                    f"{limit.name!r} ({limit.tau} µs of burst), got "
+                    f"{waiter.costs[limit.metric]!r} ({waiter.incs[index]} µs): do all "
+                    f"processes configure {self._name!r} alike?"
+                )
+            waiter.state = BOOKED
+            base += stride
+
+    async def _admit(self, waiter: Waiter, arrived: float, backend: Backend) -> RedisReservation:
+        """Sleep until the booked instant (or admit through the fallback); hand the role on."""
+        reservation = RedisReservation(self, waiter.costs, waiter.ticket)
+        try:
+            if waiter.error is not None:
+                raise waiter.error
+            if waiter.fallback:
+                await self._admit_locally(reservation, waiter.deadline, waiter.timeout)
+            else:
+                wait = waiter.admit_at - backend.current_time()
+                try:
+                    if wait > 0:
+                        await anyio.sleep(wait)
+                    else:
+                        # The round trip (or the wake-up) was the schedule point: this is the
+                        # cancellation point, and a cancelled caller gives its booking back.
+                        await backend.checkpoint_if_cancelled()
+                    if self._batch[self._turn] is not waiter:
+                        await self._wait_for_turn(waiter)
+                except BaseException:
+                    self._booked -= 1
+                    await self._unbook(waiter)
+                    raise
+                self._booked -= 1
+                reply, base = waiter.reply, waiter.base
+                self._booked_wait += reply[base + 1] / 1e6
+                reservation._server_admitted_at = reply[base + 2] / 1e6
+                costs, marks = waiter.costs, reservation._marks
+                for limit in self._limits:
+                    if limit.metric in costs:  # marked even at cost 0, so settle may charge it
+                        limit.admitted_cost += costs[limit.metric]
+                        marks[limit.name] = limit.admitted_cost
         except BaseException:
             self._held -= 1
             raise
         finally:
-            self._booking = False
-            queue.poke()
-        now = anyio.current_time()
+            self._booked_one(waiter)
+        now = backend.current_time()
         reservation._state = _ACTIVE
         reservation._admitted_at = now
         self._admitted += 1
         self._wait_time += now - arrived
         return reservation
 
-    async def _admit(
-        self,
-        reservation: RedisReservation,
-        deadline: float,
-        timeout: float | None,  # noqa: ASYNC109
-    ) -> None:
-        """Book in Redis and sleep until the booked instant (or admit through the fallback)."""
-        costs = reservation._costs
-        now = anyio.current_time()
-        if now < self._fallback_until:
-            await self._admit_locally(reservation, deadline, timeout)
-            return
-        charged = [limit for limit in self._limits if costs.get(limit.metric)]
-        incs = [limit.interval.charge(costs[limit.metric]) for limit in charged]
-        max_wait = -1 if deadline == math.inf else max(0, math.floor((deadline - now) * 1e6))
-        args: list[int | str] = ["acquire", len(charged), max_wait]
-        for limit, inc in zip(charged, incs, strict=True):
-            args += [inc, limit.tau]
+    async def _wait_for_turn(self, waiter: Waiter) -> None:
+        """Wait until every request booked before ``waiter`` in its batch has gone.
+
+        The requests of a batch are woken together; the scheduler may run them in any order
+        (trio reverses a batch of runnable tasks half of the time), and those booked for the
+        same instant would then return out of line.  Each one that goes wakes the next.
+        """
+        event = waiter.event = anyio.Event()
+        waiter.turn_wait = True
         try:
-            reply = await self._call("acquire", charged, args)
-        except BackendUnavailable as exc:
-            self._enter_fallback(exc)
-            await self._admit_locally(reservation, deadline, timeout)
-            return
-        code = reply[0]
-        if code == LATE:
-            self._timeouts += 1
-            raise self._timeout_error(costs, timeout)
-        if code == EXCEEDS:
-            limit = charged[reply[2] - 1]
-            raise CostExceedsCapacity(
-                f"{limit.metric} must be <= the capacity Redis holds for limit {limit.name!r} "
-                f"({limit.tau} µs of burst), got {costs[limit.metric]!r} "
-                f"({incs[reply[2] - 1]} µs): do all processes configure {self._name!r} alike?"
-            )
-        wait = reply[2] / 1e6
+            while self._batch[self._turn] is not waiter:
+                await event.wait()
+                event = waiter.event = anyio.Event()
+        finally:
+            waiter.turn_wait = False
+
+    def _booked_one(self, waiter: Waiter) -> None:
+        """A request of the batch was admitted or is gone: the next one's turn; the last one
+        hands the booking role on."""
+        waiter.done = True
+        batch = self._batch
+        while self._turn < len(batch) and batch[self._turn].done:
+            self._turn += 1
+        self._batch_left -= 1
+        if not self._batch_left:
+            self._booking = False
+            self._line.wake_front()
+        elif batch[self._turn].turn_wait:
+            nxt = batch[self._turn].event
+            assert nxt is not None
+            nxt.set()
+
+    async def _give_back(self, waiter: Waiter) -> None:
+        """A picked waiter was cancelled before it saw its booking: give the booking back."""
         try:
-            await anyio.sleep(wait)  # a checkpoint even at 0: a cancelled caller gives it back
-        except BaseException:
-            await self._unbook(_Booking(charged, incs, reply))
-            raise
-        self._booked_wait += wait
-        reservation._server_admitted_at = reply[3] / 1e6
-        for limit in self._limits:
-            if limit.metric in costs:  # marked even at cost 0, so that settle may charge it
-                limit.admitted_cost += costs[limit.metric]
-                reservation._marks[limit.name] = limit.admitted_cost
+            if waiter.error is None and not waiter.fallback:
+                self._booked -= 1
+                await self._unbook(waiter)
+        finally:
+            self._held -= 1
+            self._booked_one(waiter)
 
     async def _admit_locally(
         self,
@@ -898,20 +1130,27 @@ class RedisThrottle:
             raise self._timeout_error(reservation._costs, timeout) from None
         self._fallback_admissions += 1
 
-    async def _unbook(self, booking: _Booking) -> None:
+    async def _unbook(self, waiter: Waiter) -> None:
         """Give back a booking whose caller was cancelled before its instant."""
-        args: list[int | str] = ["unbook", len(booking.charged), booking.start, booking.prior_last]
-        for inc, new_tat, prior in zip(booking.incs, booking.new_tats, booking.priors, strict=True):
-            args += [inc, new_tat, *prior]
+        reply, base = waiter.reply, waiter.base
+        charged: list[_Limit] = []
+        args: list[int | str] = ["unbook", 0, reply[base + 2], reply[base + 3]]
+        for i, (limit, inc) in enumerate(zip(waiter.used, waiter.incs, strict=True)):
+            if inc:
+                at = base + 4 + 4 * i
+                charged.append(limit)
+                args += [inc, reply[at + 3], reply[at], reply[at + 1], reply[at + 2]]
+        args[1] = len(charged)
         try:
-            reply = await self._call("unbook", booking.charged, args)
+            answer = await self._call("unbook", charged, args)
         except RedisBackendError as exc:
             logger.warning("%r could not give back a cancelled booking (it stands): %s", self, exc)
             return
         self._unbooked += 1
-        if reply[2] != 1:  # credited like a refund, as far as later bookings allow
-            for i, (limit, inc) in enumerate(zip(booking.charged, booking.incs, strict=True)):
-                limit.dropped += limit.interval.units(inc - reply[3 + i])
+        if answer[2] != 1:  # credited like a refund, as far as later bookings allow
+            incs = [inc for inc in waiter.incs if inc]
+            for i, (limit, inc) in enumerate(zip(charged, incs, strict=True)):
+                limit.dropped += limit.interval.units(inc - answer[3 + i])
 
     async def _call(self, op: str, limits: list[_Limit], args: list[int | str]) -> list[Any]:
         """One shielded round trip of the script; raises our errors, never coredis's."""
@@ -981,28 +1220,18 @@ class RedisThrottle:
 
     async def _try_acquire(self, costs: dict[str, float]) -> RedisReservation | None:
         """Admit ``costs`` only if they fit now and nobody here waits (RedisRateLimiter)."""
-        await anyio.lowlevel.checkpoint_if_cancelled()
-        if self._queue.waiting or self._booking or self._held >= self._max_concurrent:
+        backend = current_backend()
+        await backend.checkpoint_if_cancelled()
+        if self._line.waiting or self._booking or self._held >= self._max_concurrent:
             return None
-        self._booking = True
-        self._held += 1
-        reservation = RedisReservation(self, costs, self._queue.take_ticket())
+        now = backend.current_time()
+        waiter = Waiter(costs, self._line.take_ticket(), now, 0.0)
+        await self._book(waiter, 1, now)
         try:
-            await self._admit(reservation, anyio.current_time(), 0.0)
+            return await self._admit(waiter, now, backend)
         except RateLimitTimeout:
             self._timeouts -= 1  # a refusal, not a timeout
-            self._held -= 1
             return None
-        except BaseException:
-            self._held -= 1
-            raise
-        finally:
-            self._booking = False
-            self._queue.poke()
-        reservation._state = _ACTIVE
-        reservation._admitted_at = anyio.current_time()
-        self._admitted += 1
-        return reservation
 
     # -- after admission ---------------------------------------------------------------------
 
@@ -1054,8 +1283,8 @@ class RedisThrottle:
     def _release_slot(self) -> None:
         full = self._held >= self._max_concurrent
         self._held -= 1
-        if full and not self._booking:  # only a freed slot can let the head go
-            self._queue.poke()
+        if full and not self._booking:  # only a freed slot can let the front go
+            self._line.wake_front()
 
     # -- the shared gate, feedback, state ----------------------------------------------------
 
@@ -1213,10 +1442,11 @@ class RedisThrottle:
 
     def statistics(self) -> RedisThrottleStatistics:
         """Return a snapshot of this process's view (no round trip; see the dataclass)."""
-        booking = 1 if self._booking else 0
+        batch = self._batch_left
         return RedisThrottleStatistics(
-            tasks_waiting=self._queue.waiting + booking,
-            in_flight=self._held - booking,
+            tasks_waiting=self._line.waiting + batch,
+            booked=self._booked,
+            in_flight=self._held - batch,
             max_concurrent=self._max_concurrent,
             admitted=self._admitted,
             total_wait_time=self._wait_time,
@@ -1262,7 +1492,9 @@ class RedisRateLimiter:
         client: an entered coredis client (see :class:`RedisThrottle`).
         name: the limiter's name, shared by every process.
         limit: the rate: a :class:`GCRALimit` (a GCRA or TokenBucket is read as one).
-        prefix, on_unavailable, redis_timeout: as for :class:`RedisThrottle`.
+        prefix: the first part of every key, as for :class:`RedisThrottle`.
+        on_unavailable: what to do when Redis cannot be reached, as for :class:`RedisThrottle`.
+        redis_timeout: seconds a round trip may take, as for :class:`RedisThrottle`.
     """
 
     __slots__ = ("_capacity", "_throttle")
@@ -1276,6 +1508,7 @@ class RedisRateLimiter:
         prefix: str = "throttle_trio",
         on_unavailable: Literal["raise"] | LocalFallback = "raise",
         redis_timeout: float | None = 5.0,
+        max_batch: int = DEFAULT_MAX_BATCH,
     ) -> None:
         checked = _as_limit("limit", limit)
         self._capacity = checked.burst
@@ -1283,6 +1516,7 @@ class RedisRateLimiter:
             client,
             name,
             {"rate": checked},
+            max_batch=max_batch,
             prefix=prefix,
             on_unavailable=on_unavailable,
             redis_timeout=redis_timeout,

@@ -22,18 +22,67 @@ async def test_replies_and_stored_format(client: coredis.Redis[bytes], name: str
     throttle = RedisThrottle(client, name, requests=GCRALimit(1000, burst=10))
     script: Any = throttle._script
     keys = [throttle.keys["gate"], throttle.keys["requests"]]
-    ok = await script(keys=keys, args=["acquire", 1, -1, 10_000_000, 10_000_000])
+    ok = await script(keys=keys, args=["acquire", 1, 1, 10_000_000, -1, 10_000_000])
     assert ok[0] == OK
-    assert ok[2] == 0  # no wait
-    assert ok[3] == ok[1]  # booked now
+    assert ok[2:4] == [OK, 0]  # booked, no wait
+    assert ok[4] == ok[1]  # booked now
     stored = await client.hgetall(keys[1])
     assert stored[b"t"] == str(ok[1] + 10_000_000).encode()  # digits, never 1.79e+15
-    late = await script(keys=keys, args=["acquire", 1, 0, 5_000_000, 10_000_000])
-    assert late[0] == LATE
-    assert 0 < late[2] <= 5_000_000  # the wait it would have needed, nothing booked
+    late = await script(keys=keys, args=["acquire", 1, 1, 10_000_000, 0, 5_000_000])
+    assert late[2] == LATE
+    assert 0 < late[3] <= 5_000_000  # the wait it would have needed, nothing booked
     assert await client.hgetall(keys[1]) == stored
-    exceeds = await script(keys=keys, args=["acquire", 1, -1, 10_000_001, 10_000_000])
-    assert exceeds[:1] + exceeds[2:] == [EXCEEDS, 1, RATE_ONE]  # every reply ends with r
+    exceeds = await script(keys=keys, args=["acquire", 1, 1, 10_000_000, -1, 10_000_001])
+    assert exceeds[2:4] == [EXCEEDS, 1]  # the limit's index
+    assert exceeds[-1] == RATE_ONE  # every reply ends with r
+
+
+async def test_a_batch_books_as_calls_in_a_row_would(
+    client: coredis.Redis[bytes], name: str
+) -> None:
+    """One acquire books several requests in order: each after its predecessors, a LATE or
+    EXCEEDS one books nothing and the next is decided without it; a limit a request does not
+    use (inc 0) neither holds it back nor is charged."""
+    throttle = RedisThrottle(
+        client, name, requests=GCRALimit(1, burst=2), tokens=GCRALimit(1, burst=5)
+    )
+    script: Any = throttle._script
+    keys = [throttle.keys["gate"], throttle.keys["requests"], throttle.keys["tokens"]]
+    s = 1_000_000  # one unit: a second, so that the keys outlive the test
+    requests = [
+        (-1, s, 0),  # 1 request: at once
+        (-1, s, 5 * s),  # 1 request and 5 tokens: at once, the tokens bucket is now empty
+        (s // 2, s, 0),  # needs 1 s of requests: LATE
+        (-1, s, 0),  # takes the place of the LATE one: 1 s
+        (-1, 3 * s, 0),  # above the burst of requests: EXCEEDS
+        (-1, 0, s),  # 1 token: after the latest booking, and after the tokens refill
+    ]
+    args: list[Any] = ["acquire", 2, len(requests), 2 * s, 5 * s]
+    for request in requests:
+        args += request
+    reply = await script(keys=keys, args=args)
+    now, parts = reply[1], reply[2:-2]
+    assert reply[0] == OK
+    assert reply[-2:] == [RATE_ONE, RATE_ONE]
+    stride = 4 + 4 * 2
+    assert len(parts) == stride * len(requests)
+    got = [parts[j * stride : j * stride + 4] for j in range(len(requests))]
+    assert got[0] == [OK, 0, now, 0]  # code, wait, start, the gate's prior l
+    assert got[1] == [OK, 0, now, 0]
+    assert got[2][:2] == [LATE, s]
+    assert got[3] == [OK, s, now + s, 0]
+    assert got[4][:2] == [EXCEEDS, 1]
+    assert got[5] == [OK, s, now + s, now + s]  # tokens full again at now + 5 s - 4 s
+    # Priors and new TATs: the second request saw the first's state; the absent key, -1.
+    assert parts[stride + 4 : stride + 8] == [now + s, now + s, now, now + 2 * s]
+    assert parts[stride + 8 : stride + 12] == [-1, -1, -1, now + 5 * s]
+    assert parts[4 + 4 : 4 + 8] == [0, 0, 0, 0]  # the first did not use tokens
+    stored = {key: {k: int(v) for k, v in (await client.hgetall(key)).items()} for key in keys}
+    assert stored[keys[0]] == {b"p": 0, b"l": now + s}
+    # The booking floor restarts at each booking made while no other is in the future, as in
+    # calls in a row: f = start + inc.
+    assert stored[keys[1]] == {b"t": now + 3 * s, b"f": now + 2 * s, b"u": now + s}
+    assert stored[keys[2]] == {b"t": now + 6 * s, b"f": now + 2 * s, b"u": now + s}
 
 
 async def test_adaptive_rate_fields_and_exact_scaling(
@@ -61,11 +110,11 @@ async def test_adaptive_rate_fields_and_exact_scaling(
     again = await script(keys=keys, args=["cut", 1, 500_000, 10_000, 1_000_000, memory])
     assert again[2:] == [0, 500_000]  # within the cooldown: no cut
     inc = 3_333_333_333_333  # 3.3e12 µs at the configured rate: x RATE_ONE is 3.3e18
-    ok = await script(keys=keys, args=["acquire", 1, -1, inc, 86_400_000_000_000])
-    assert ok[0] == OK
+    ok = await script(keys=keys, args=["acquire", 1, 1, 86_400_000_000_000, -1, inc])
+    assert ok[0] == ok[2] == OK
     assert ok[-1] == 500_000
     tat = int((await client.hgetall(keys[1]))[b"t"])
-    assert tat == ok[3] + 2 * inc  # twice as long at half the rate, to the microsecond
+    assert tat == ok[4] + 2 * inc  # twice as long at half the rate, to the microsecond
     grown = await script(keys=keys, args=["grow", 1, 10_000, memory])
     assert grown[-1] == 510_000
     stored = await client.hgetall(keys[1])

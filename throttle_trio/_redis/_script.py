@@ -14,6 +14,11 @@ One more hash per throttle, the *gate*, holds ``p`` (paused until) and ``l`` (th
 admission time of the whole throttle, so that admissions follow booking order: FIFO across
 processes, and a small request never overtakes a large one booked before it).
 
+An ``acquire`` books a *batch*: the requests a process's head books in one round trip (itself
+and the waiters behind it), in order.  The script books them one after the other exactly as
+that many calls in a row would, keeping the state in Lua variables and writing each touched key
+once at the end; each request's part of the reply carries what an ``unbook`` of it needs.
+
 The adaptive rate (AIMD) of a limit lives in its hash too, once it has been cut:
 
 * ``r``: the rate the limit admits now, in millionths of the configured rate (``RATE_ONE``:
@@ -64,16 +69,16 @@ __all__ = [
     "limit_key",
 ]
 
-# Reply codes (the first element of every reply).
+# Reply codes (the first element of every reply, and of each request's part of an acquire's).
 OK: Final = 0
-LATE: Final = 1  # the wait exceeds max_wait: nothing booked; reply {LATE, now, wait}
-EXCEEDS: Final = 2  # a cost above a limit's capacity; reply {EXCEEDS, now, index}
+LATE: Final = 1  # the wait exceeds max_wait: nothing booked; {LATE, wait, ...}
+EXCEEDS: Final = 2  # a cost above a limit's capacity: nothing booked; {EXCEEDS, index, ...}
 FOREIGN: Final = 3  # a key holds something else; reply {FOREIGN, now, index (0: gate), type}
 
 RATE_ONE: Final = 1_000_000  # a limit's adaptive rate ``r`` when it is the configured rate
 
 SCRIPT: Final = r"""
--- throttle_trio GCRA, format 2.  KEYS[1]: the gate; KEYS[2..n+1]: the limits.
+-- throttle_trio GCRA, format 3.  KEYS[1]: the gate; KEYS[2..n+1]: the limits.
 -- ARGV[1]: the operation; ARGV[2]: n.  All times and amounts are integer microseconds; amounts
 -- are at the configured rate, converted here to each limit's adaptive rate r.
 local OK, LATE, EXCEEDS, FOREIGN = 0, 1, 2, 3
@@ -190,34 +195,73 @@ local function rescale(i, s)
 end
 
 if op == 'acquire' then
-  -- ARGV[3]: max wait (-1: none); then inc, tau per limit.  Books the earliest instant at which
-  -- every limit admits its cost, not before the pause ends nor before the latest booking.
-  local max_wait = tonumber(ARGV[3])
-  local start = math.max(now, pause, last)
-  local incs = {}
+  -- ARGV[3]: m, the number of requests, booked one after the other in this order (a process's
+  -- head books for the local waiters behind it); ARGV[4..n+3]: tau per limit; then per request:
+  -- its max wait (-1: none) and its inc per limit (0: it does not use that limit).  Each request
+  -- is booked at the earliest instant at which every limit it uses admits its cost, not before
+  -- the pause ends nor before the latest booking (its predecessors' included): exactly what m
+  -- calls in a row would book.  A request that is LATE or EXCEEDS books nothing; the next one
+  -- is decided without it.  Reply: {OK, now, then per request: code, wait (EXCEEDS: the index
+  -- of the limit), start, the gate's prior l, then per limit: prior t, f, u (-1: absent) and the
+  -- TAT it left (all four 0 for a limit it does not use)}.
+  local m = tonumber(ARGV[3])
+  local taus, raw = {}, {}
   for i = 1, n do
-    local inc, tau = tonumber(ARGV[2 + 2 * i]), tonumber(ARGV[3 + 2 * i])
-    if inc > tau then return finish({EXCEEDS, now, i}) end
-    incs[i] = scaled(i, inc, true)
-    start = math.max(start, tat[i] + incs[i] - scaled(i, tau, true))
+    raw[i] = tonumber(ARGV[3 + i])
+    taus[i] = scaled(i, raw[i], true)
   end
-  local wait = start - now
-  if max_wait >= 0 and wait > max_wait then return finish({LATE, now, wait}) end
-  local reply = {OK, now, wait, start, last}
-  for i = 1, n do
-    local inc = incs[i]
-    local k = #reply
-    if present[i] then
-      reply[k + 1], reply[k + 2], reply[k + 3] = tat[i], floor[i], booked[i]
-    else
-      reply[k + 1], reply[k + 2], reply[k + 3] = -1, -1, -1
+  local reply = {OK, now}
+  local touched, moved = {}, false
+  local a = 4 + n  -- the first argument of the request being booked
+  for _ = 1, m do
+    local max_wait = tonumber(ARGV[a])
+    local start = math.max(now, pause, last)
+    local incs, bad = {}, 0
+    for i = 1, n do
+      local inc = tonumber(ARGV[a + i])
+      if inc > 0 then
+        if inc > raw[i] then bad = i break end
+        incs[i] = scaled(i, inc, true)
+        start = math.max(start, tat[i] + incs[i] - taus[i])
+      end
     end
-    local f = start + inc
-    if booked[i] > now then f = math.max(floor[i], start) + inc end
-    store(i, math.max(tat[i], start) + inc, f, start)
-    reply[#reply + 1] = tat[i]
+    a = a + n + 1
+    local k = #reply
+    if bad > 0 or (max_wait >= 0 and start - now > max_wait) then
+      if bad > 0 then
+        reply[k + 1], reply[k + 2] = EXCEEDS, bad
+      else
+        reply[k + 1], reply[k + 2] = LATE, start - now
+      end
+      for x = k + 3, k + 4 + 4 * n do reply[x] = 0 end
+    else
+      reply[k + 1], reply[k + 2], reply[k + 3], reply[k + 4] = OK, start - now, start, last
+      k = k + 4
+      for i = 1, n do
+        local inc = incs[i]
+        if inc then
+          if present[i] then
+            reply[k + 1], reply[k + 2], reply[k + 3] = tat[i], floor[i], booked[i]
+          else
+            reply[k + 1], reply[k + 2], reply[k + 3] = -1, -1, -1
+          end
+          local f = start + inc
+          if booked[i] > now then f = math.max(floor[i], start) + inc end
+          tat[i], floor[i], booked[i], present[i] = math.max(tat[i], start) + inc, f, start, true
+          reply[k + 4] = tat[i]
+          touched[i] = true
+        else
+          reply[k + 1], reply[k + 2], reply[k + 3], reply[k + 4] = 0, 0, 0, 0
+        end
+        k = k + 4
+      end
+      if start > now then last, moved = start, true end
+    end
   end
-  if start > now then store_gate(pause, start) end
+  for i = 1, n do
+    if touched[i] then store(i, tat[i], floor[i], booked[i]) end
+  end
+  if moved then store_gate(pause, last) end
   return finish(reply)
 elseif op == 'unbook' then
   -- A booked request was cancelled before its admission.  ARGV[3]: its start; ARGV[4]: the
@@ -343,6 +387,8 @@ class Interval:
     def _scaled(self, units: float) -> Fraction | int:
         if isinstance(units, int):
             return units * self._num
+        if units.is_integer():  # the usual cost: exact, and far cheaper than a Fraction
+            return int(units) * self._num
         return Fraction(units) * self._num
 
     def charge(self, units: float) -> int:

@@ -1,0 +1,182 @@
+"""A fleet: three worker processes, on asyncio and on trio, share one API key's limits in Redis.
+
+Each worker is its own OS process with its own event loop, its own coredis client and its
+own ``RedisThrottle``; they share the limits because they give the same name and the same
+limits.  Together they send 36 requests to an LLM API whose key allows 600 requests and 60,000
+tokens a minute, and the provider refuses none of them: the fleet keeps to one limit, not to
+three.  ``max_concurrent`` (4 here) is per worker.
+
+The "provider" is throttle_trio's fake OpenAI-compatible server, served on 127.0.0.1 by this
+(parent) process; Redis is a private ``redis-server`` on a free loopback port, started here and
+stopped at the end.  No key, no network.
+
+Run it with ``python examples/redis_fleet.py`` (a few seconds on the real clock).  It needs the
+``redis-server`` binary (``apt-get install redis-server``) and the redis extra
+(``pip install "throttle_trio[redis]"``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import httpx
+
+import throttle_trio as tt
+from throttle_trio.testing import FakeLLMServer, serve
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+RPM = 600  # the provider's requests per minute (10 a second)
+TPM = 60_000  # and tokens per minute
+WORKERS = ("asyncio", "trio", "asyncio")  # one process each
+REQUESTS = 12  # per worker
+
+
+# -- a worker process -------------------------------------------------------------------------
+
+
+async def work(redis_port: int, base_url: str, name: str, backend: str) -> str:
+    """One worker: 12 tasks, one request each, through the fleet's shared throttle."""
+    import coredis
+
+    from throttle_trio.redis import GCRALimit, RedisThrottle
+
+    rejected = 0
+    # The application enters the coredis client once, in a long-lived task, and exits it there.
+    async with (
+        coredis.Redis(host="127.0.0.1", port=redis_port) as redis,
+        httpx.AsyncClient(base_url=base_url) as http,
+    ):
+        throttle = RedisThrottle(
+            redis,
+            name,  # every worker gives the same name and limits: one shared set of buckets
+            requests=GCRALimit(RPM, per=60.0, burst=10),
+            tokens=GCRALimit(TPM, per=60.0, burst=5_000),
+            max_concurrent=4,  # per process
+        )
+
+        async def ask(number: int) -> None:
+            nonlocal rejected
+            body: dict[str, Any] = {
+                "model": "fake-llm",
+                "messages": [{"role": "user", "content": f"Question {number}: why?"}],
+                "max_tokens": 100,
+            }
+            estimate = tt.estimate_request_cost(body)["tokens"]
+            async with throttle.reserve(requests=1, tokens=estimate) as slot:
+                response = await http.post("/chat/completions", json=body)
+                if response.status_code == 429:  # would mean the fleet broke the limit
+                    rejected += 1
+                    await slot.reject(requests=1)
+                    return
+                response.raise_for_status()
+                await slot.settle(tokens=response.json()["usage"]["total_tokens"])
+
+        async with anyio.create_task_group() as tg:
+            for number in range(REQUESTS):
+                tg.start_soon(ask, number)
+        stats = throttle.statistics()
+    return json.dumps(
+        {
+            "backend": backend,
+            "pid": os.getpid(),
+            "admitted": stats.admitted,
+            "round_trips": stats.round_trips,
+            "rejected": rejected,
+        }
+    )
+
+
+# -- the parent: Redis, the fake provider, three workers -----------------------------------------
+
+
+@contextmanager
+def redis_server() -> Iterator[int]:
+    """A private redis-server on a free loopback port, without persistence; yields the port."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        sys.exit(
+            "redis_fleet.py needs the redis-server binary, which is not installed "
+            "(on Debian or Ubuntu: apt-get install -y redis-server)"
+        )
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    with tempfile.TemporaryDirectory() as directory:
+        args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        process = subprocess.Popen(
+            [binary, *args, "--dir", directory],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 10
+            while not _answers_ping(port):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    sys.exit(f"redis-server did not start on port {port}")
+                time.sleep(0.02)
+            yield port
+        finally:
+            process.terminate()
+            process.wait()
+
+
+def _answers_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+async def main(redis_port: int) -> None:
+    server = FakeLLMServer(rpm=RPM, tpm=TPM, latency=(0.02, 0.1))
+    name = "fleet-" + tt.api_key_hash("sk-the-shared-key")  # never the key itself
+    reports: list[dict[str, Any]] = []
+    async with anyio.create_task_group() as tg:
+        address = await tg.start(serve, server)  # the fake provider, on a free port
+
+        async def worker(backend: str) -> None:
+            command = [sys.executable, __file__, "worker", str(redis_port), address.base_url]
+            done = await anyio.run_process([*command, name, backend], stderr=None)
+            reports.append(json.loads(done.stdout))
+
+        async with anyio.create_task_group() as workers:
+            for backend in WORKERS:
+                workers.start_soon(worker, backend)
+        tg.cancel_scope.cancel()  # stop the server
+
+    for report in sorted(reports, key=lambda r: (r["backend"], r["pid"])):
+        print(
+            f"worker {report['pid']} ({report['backend']}): {report['admitted']} admitted, "
+            f"{report['round_trips']} Redis round trips (bookings and settles), "
+            f"{report['rejected']} 429s"
+        )
+    admitted = sum(r["admitted"] for r in reports)
+    print(f"fleet: {admitted} admitted, {sum(r['rejected'] for r in reports)} 429s")
+    served = server.stats
+    print(
+        f"server: {served.admitted} admitted, {served.rate_limited} refused (429), "
+        f"at most {served.max_requests_in(1.0)} requests in any 1 s (bound: burst 10 + 10/s)"
+    )
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["worker"]:
+        redis_port, url, fleet_name, loop = sys.argv[2:]
+        print(anyio.run(work, int(redis_port), url, fleet_name, loop, backend=loop))
+    else:
+        with redis_server() as free_port:
+            anyio.run(main, free_port, backend="trio")
