@@ -11,6 +11,7 @@ CASES = [
     ("throttle_trio.httpx", "httpx", 'pip install "throttle_trio[httpx]"'),
     ("throttle_trio.httpx2", "httpx2", 'pip install "throttle_trio[httpx2]"'),
     ("throttle_trio.cli", "httpx2", 'pip install "throttle_trio[cli]"'),
+    ("throttle_trio.redis", "coredis", 'pip install "throttle_trio[redis]"'),
 ]
 
 

@@ -7,7 +7,8 @@ __all__ = ["missing_extra"]
 
 def missing_extra(module: str, extra: str, error: ImportError) -> ImportError:
     """An ImportError that says which extra to install, for ``raise ... from error``."""
+    missing = error.name.partition(".")[0] if error.name else str(error)
     return ImportError(
-        f"{module} needs the {extra!r} extra ({error.name or error} is not installed): "
+        f"{module} needs the {extra!r} extra ({missing} is not installed): "
         f'pip install "throttle_trio[{extra}]"'
     )

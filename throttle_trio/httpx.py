@@ -32,8 +32,8 @@ from ._extras import missing_extra
 
 try:
     import httpx
-except ImportError as error:  # pragma: no cover - exercised in a subprocess by the tests
-    raise missing_extra("throttle_trio.httpx", "httpx", error) from error
+except ImportError as _error:  # pragma: no cover - exercised in a subprocess by the tests
+    raise missing_extra("throttle_trio.httpx", "httpx", _error) from _error
 
 from ._transport import RequestLike, SettlingStream, engine_options
 

@@ -32,8 +32,8 @@ from ._extras import missing_extra
 
 try:
     import httpx2
-except ImportError as error:  # pragma: no cover - exercised in a subprocess by the tests
-    raise missing_extra("throttle_trio.httpx2", "httpx2", error) from error
+except ImportError as _error:  # pragma: no cover - exercised in a subprocess by the tests
+    raise missing_extra("throttle_trio.httpx2", "httpx2", _error) from _error
 
 from ._transport import RequestLike, SettlingStream, engine_options
 

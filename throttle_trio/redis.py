@@ -122,8 +122,14 @@ from typing import TYPE_CHECKING, Any, Literal, final
 
 import anyio
 import anyio.lowlevel
-from coredis.exceptions import ClusterDownError, RedisError, TryAgainError
-from coredis.exceptions import ConnectionError as RedisConnectionError
+
+from ._extras import missing_extra
+
+try:
+    from coredis.exceptions import ClusterDownError, RedisError, TryAgainError
+    from coredis.exceptions import ConnectionError as RedisConnectionError
+except ImportError as _error:  # pragma: no cover - exercised in a subprocess by the tests
+    raise missing_extra("throttle_trio.redis", "redis", _error) from _error
 
 from ._backend import current_backend
 from ._exceptions import CostExceedsCapacity, RateLimitTimeout, ThrottleTrioError
@@ -168,7 +174,7 @@ __all__ = [
     "RedisThrottleStatistics",
 ]
 
-logger = logging.getLogger("throttle_trio")
+logger: logging.Logger = logging.getLogger("throttle_trio")
 
 # Errors that mean "Redis cannot answer now" rather than "Redis answered no".
 _UNAVAILABLE = (RedisConnectionError, TimeoutError, ClusterDownError, TryAgainError)
@@ -453,7 +459,7 @@ class RedisReservation:
     def __init__(self, throttle: RedisThrottle, costs: dict[str, float], ticket: int) -> None:
         self._throttle = throttle
         self._costs = costs
-        self.ticket = ticket
+        self.ticket: int = ticket
         """The place in line in this process; pass it to a retry so that it keeps its turn."""
         self._state = _PENDING
         self._settled = False
@@ -709,7 +715,7 @@ class RedisThrottle:
                 adaptive=adaptive,
             )
         self._redis_timeout = check_optional_timeout(redis_timeout)
-        self.refund_unused = refund_unused
+        self.refund_unused: bool = refund_unused
         self._adaptive = bool(adaptive)
         self._cooldown_us = _COOLDOWN_US  # every process sends the same; tests may lower it
         self._rate_cuts = 0
@@ -755,6 +761,10 @@ class RedisThrottle:
     def metrics(self) -> frozenset[str]:
         """The metrics this throttle counts (costs it accepts in :meth:`reserve`)."""
         return self._metrics
+
+    def accepts(self, metric: str) -> bool:
+        """Whether :meth:`reserve` accepts a cost for ``metric`` (as :meth:`Throttle.accepts`)."""
+        return metric in self._metrics
 
     @property
     def keys(self) -> Mapping[str, str]:

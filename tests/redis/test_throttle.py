@@ -474,3 +474,10 @@ async def test_script_flush_is_survived(client: coredis.Redis[bytes], name: str)
     await client.script_flush()
     (await throttle.acquire(requests=1)).release()
     assert throttle.statistics().admitted == 2
+
+
+async def test_accepts_the_metrics_it_counts(client: coredis.Redis[bytes], name: str) -> None:
+    """Like Throttle.accepts, so that library code can take either throttle."""
+    throttle = RedisThrottle(client, name, tokens=GCRALimit(100, per=1.0))
+    assert throttle.accepts("tokens")
+    assert not throttle.accepts("requests")

@@ -10,10 +10,10 @@ from .._reexport import fixup_module_metadata as _fixup_module_metadata
 
 try:
     from ._main import main as main
-except ModuleNotFoundError as error:  # pragma: no cover - exercised in a subprocess
-    if error.name != "httpx2":
+except ModuleNotFoundError as _error:  # pragma: no cover - exercised in a subprocess
+    if _error.name != "httpx2":
         raise
-    raise _missing_extra("the throttle-trio command", "cli", error) from error
+    raise _missing_extra("the throttle-trio command", "cli", _error) from _error
 
 __all__ = ["main"]
 
