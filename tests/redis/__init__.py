@@ -19,6 +19,11 @@ if TYPE_CHECKING:
     from throttle_trio.redis import RedisThrottle
 
 
+def us(seconds: float) -> int:
+    """A booked instant (Unix seconds, microsecond resolution) as integer microseconds."""
+    return round(seconds * 1e6)
+
+
 def rate_violations(
     admissions: Iterable[tuple[float, float]], rate: float, burst: float, slack: float
 ) -> list[tuple[float, float]]:

@@ -16,7 +16,7 @@ import anyio
 import pytest
 
 from tests.redis import booking_gaps as gaps
-from tests.redis import rate_violations
+from tests.redis import rate_violations, us
 from throttle_trio._redis._script import RATE_ONE
 from throttle_trio.redis import GCRALimit, RedisThrottle
 
@@ -24,11 +24,6 @@ if TYPE_CHECKING:
     import coredis
 
 pytestmark = pytest.mark.anyio
-
-
-def us(seconds: float) -> int:
-    """A booked instant (Unix seconds, microsecond resolution) as integer microseconds."""
-    return round(seconds * 1e6)
 
 
 def fleet(client: coredis.Redis[bytes], name: str, rate: float, size: int) -> list[RedisThrottle]:

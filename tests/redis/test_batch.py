@@ -16,7 +16,7 @@ import anyio
 import pytest
 
 import throttle_trio as tt
-from tests.redis import rate_violations
+from tests.redis import rate_violations, us
 from throttle_trio.redis import (
     DEFAULT_MAX_BATCH,
     GCRALimit,
@@ -29,11 +29,6 @@ if TYPE_CHECKING:
     import coredis
 
 pytestmark = pytest.mark.anyio
-
-
-def us(seconds: float) -> int:
-    """A booked instant (Unix seconds, microsecond resolution) as integer microseconds."""
-    return round(seconds * 1e6)
 
 
 async def evalsha_calls(client: coredis.Redis[bytes]) -> int:

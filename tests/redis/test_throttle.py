@@ -15,7 +15,7 @@ import anyio
 import pytest
 
 import throttle_trio as tt
-from tests.redis import rate_violations
+from tests.redis import rate_violations, us
 from throttle_trio.redis import (
     DEFAULT_MAX_BATCH,
     GCRALimit,
@@ -30,11 +30,6 @@ if TYPE_CHECKING:
     from tests.redis.conftest import RedisServer
 
 pytestmark = pytest.mark.anyio
-
-
-def us(seconds: float) -> int:
-    """A booked instant (Unix seconds, microsecond resolution) as integer microseconds."""
-    return round(seconds * 1e6)
 
 
 async def wait_until_booked(throttle: RedisThrottle, round_trips: int) -> None:
