@@ -32,11 +32,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import shutil
 import socket
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from contextlib import contextmanager
@@ -44,6 +41,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import anyio
+
+from throttle_trio.testing import redis_server as private_redis_server
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
@@ -94,29 +93,12 @@ def redis_server(port: int | None) -> Iterator[int]:
     if port is not None:
         yield port
         return
-    binary = shutil.which("redis-server")
-    if binary is None:
-        sys.exit("redis-server is not installed (apt-get install -y redis-server), or pass --port")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        free = int(sock.getsockname()[1])
-    with tempfile.TemporaryDirectory() as directory:
-        args = ["--port", str(free), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        process = subprocess.Popen(
-            [binary, *args, "--dir", directory],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            deadline = time.monotonic() + 10
-            while _command(free, b"PING") != b"+PONG\r\n":
-                if time.monotonic() > deadline:
-                    sys.exit("redis-server did not start")
-                time.sleep(0.02)
-            yield free
-        finally:
-            process.terminate()
-            process.wait()
+    try:
+        started = private_redis_server()
+    except FileNotFoundError as missing:
+        sys.exit(f"{missing}; or pass --port to use a running Redis")
+    with started as server:
+        yield server.port
 
 
 def _command(port: int, command: bytes) -> bytes:

@@ -19,23 +19,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
-import time
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import httpx
 
 import throttle_trio as tt
-from throttle_trio.testing import FakeLLMServer, serve
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
+from throttle_trio.testing import FakeLLMServer, redis_server, serve
 
 RPM = 600  # the provider's requests per minute (10 a second)
 TPM = 60_000  # and tokens per minute
@@ -101,46 +92,6 @@ async def work(redis_port: int, base_url: str, name: str, backend: str) -> str:
 # -- the parent: Redis, the fake provider, three workers -----------------------------------------
 
 
-@contextmanager
-def redis_server() -> Iterator[int]:
-    """A private redis-server on a free loopback port, without persistence; yields the port."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        sys.exit(
-            "redis_fleet.py needs the redis-server binary, which is not installed "
-            "(on Debian or Ubuntu: apt-get install -y redis-server)"
-        )
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    with tempfile.TemporaryDirectory() as directory:
-        args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        process = subprocess.Popen(
-            [binary, *args, "--dir", directory],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            deadline = time.monotonic() + 10
-            while not _answers_ping(port):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    sys.exit(f"redis-server did not start on port {port}")
-                time.sleep(0.02)
-            yield port
-        finally:
-            process.terminate()
-            process.wait()
-
-
-def _answers_ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
 async def main(redis_port: int) -> None:
     server = FakeLLMServer(rpm=RPM, tpm=TPM, latency=(0.02, 0.1))
     name = "fleet-" + tt.api_key_hash("sk-the-shared-key")  # never the key itself
@@ -178,5 +129,5 @@ if __name__ == "__main__":
         redis_port, url, fleet_name, loop = sys.argv[2:]
         print(anyio.run(work, int(redis_port), url, fleet_name, loop, backend=loop))
     else:
-        with redis_server() as free_port:
-            anyio.run(main, free_port, backend="trio")
+        with redis_server() as redis:  # a private one on a free loopback port, stopped after
+            anyio.run(main, redis.port, backend="trio")

@@ -1,0 +1,158 @@
+"""``throttle_trio.testing.redis_server``: a private redis-server that starts, answers, restarts
+after a crash, stops and frees its port; and clear errors when it cannot.
+
+Real processes on the real clock, with the helper's own timeouts.  Skipped without the
+``redis-server`` binary (except under ``CI=true``), like the Redis tests, except the tests of
+the errors, which need no binary.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+import throttle_trio.testing
+from throttle_trio.testing import RedisServer, redis_server
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+needs_redis = pytest.mark.skipif(
+    shutil.which("redis-server") is None and os.environ.get("CI") != "true",
+    reason="redis-server is not installed (apt-get install -y redis-server)",
+)
+
+
+def command(port: int, line: bytes, lines: int = 1) -> bytes:
+    """One Redis command over a raw socket; the reply's first ``lines`` lines."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(line + b"\r\n")
+        reply = b""
+        while reply.count(b"\r\n") < lines:
+            reply += sock.recv(64)
+        return reply
+
+
+def refuses_connections(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+@needs_redis
+def test_starts_answers_ping_and_stops_freeing_its_port() -> None:
+    with redis_server() as server:
+        assert isinstance(server, RedisServer)
+        assert server.host == "127.0.0.1"
+        assert server.url == f"redis://127.0.0.1:{server.port}"
+        assert repr(server) == f"RedisServer(url='{server.url}', running=True)"
+        assert command(server.port, b"PING") == b"+PONG\r\n"
+        # No persistence: no snapshots, no append-only file.
+        assert command(server.port, b"CONFIG GET save", 5) == b"*2\r\n$4\r\nsave\r\n$0\r\n\r\n"
+        assert command(server.port, b"CONFIG GET appendonly", 5).endswith(b"$2\r\nno\r\n")
+        assert command(server.port, b"SET key value") == b"+OK\r\n"
+    assert refuses_connections(server.port)
+    with socket.socket() as sock:  # the port is free for anyone to bind again
+        sock.bind(("127.0.0.1", server.port))
+    assert repr(server) == f"RedisServer(url='{server.url}', running=False)"
+    with pytest.raises(RuntimeError, match=r"the redis_server\(\) block has ended"):
+        server.start()
+
+
+@needs_redis
+def test_kill_forgets_everything_and_start_restarts_on_the_same_port() -> None:
+    with redis_server() as server:
+        port = server.port
+        assert command(port, b"SET key value") == b"+OK\r\n"
+        with pytest.raises(RuntimeError, match="already running"):
+            server.start()
+        server.kill()
+        assert refuses_connections(port)
+        server.kill()  # not running: nothing to do
+        server.start()
+        assert server.port == port
+        assert command(port, b"PING") == b"+PONG\r\n"
+        assert command(port, b"GET key") == b"$-1\r\n"  # a crash loses what was not saved
+    assert refuses_connections(port)
+
+
+@needs_redis
+def test_options_reach_the_server() -> None:
+    with redis_server(options=["--enable-debug-command", "local"]) as server:
+        assert command(server.port, b"DEBUG SLEEP 0") == b"+OK\r\n"
+    with redis_server() as server:  # refused by default
+        assert command(server.port, b"DEBUG SLEEP 0").startswith(b"-ERR")
+
+
+@needs_redis
+def test_a_binary_given_by_path_is_used() -> None:
+    binary = shutil.which("redis-server")
+    assert binary is not None
+    with redis_server(binary) as server:
+        assert command(server.port, b"PING") == b"+PONG\r\n"
+
+
+@needs_redis
+def test_a_server_that_exits_at_once_is_reported_with_its_log() -> None:
+    with pytest.raises(RuntimeError) as caught, redis_server(options=["--no-such-option", "1"]):
+        pytest.fail("the with block must not run")
+    message = str(caught.value)
+    assert message.startswith("redis-server exited with status 1 before answering PING")
+    assert "no-such-option" in message  # from redis-server's own log
+
+
+@needs_redis
+def test_a_port_taken_meanwhile_is_retried_on_another(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between finding a free port and redis-server binding it, another process may take it."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        ports = [taken.getsockname()[1]]
+        module = throttle_trio.testing._redis_server
+        free_port = module._free_port
+        monkeypatch.setattr(module, "_free_port", lambda: ports.pop() if ports else free_port())
+        with redis_server() as server:
+            assert server.port != taken.getsockname()[1]
+            assert command(server.port, b"PING") == b"+PONG\r\n"
+
+
+def test_a_missing_binary_is_named_with_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    with pytest.raises(FileNotFoundError) as caught:
+        redis_server("/nonexistent")
+    assert str(caught.value) == (
+        "the redis-server binary '/nonexistent' is not found or not executable "
+        "(install it with apt-get install -y redis-server on Debian and Ubuntu, "
+        "or brew install redis on macOS)"
+    )
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing there
+    with pytest.raises(FileNotFoundError) as caught:
+        redis_server()
+    assert str(caught.value).startswith(
+        "redis-server is not on PATH (install it with apt-get install -y redis-server"
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"timeout": 0}, ValueError, "timeout must be a finite number > 0, got 0"),
+        ({"timeout": float("nan")}, ValueError, "timeout must be a finite number > 0, got nan"),
+        ({"timeout": "5"}, TypeError, "timeout must be a number, got str '5'"),
+        ({"timeout": True}, TypeError, "timeout must be a number, got bool True"),
+        ({"options": "--port 1"}, TypeError, "options must be a sequence of strings, not"),
+    ],
+)
+def test_bad_arguments_are_refused_with_their_name(
+    kwargs: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error) as caught:
+        redis_server("/nonexistent", **kwargs)  # checked before the binary is looked up
+    assert str(caught.value).startswith(message)
