@@ -775,11 +775,16 @@ class Throttle:
         and has not sent yet.  ``reservation`` ``None``: ``remaining`` as it is.  It is never
         raised: a server reporting more than we think is left is ignored.
 
+        A cut is kept for good, and one report can be off by the requests in flight (which of
+        them the server had counted is a guess when connections deliver them in any order): a
+        limit is cut only when the report before it also asked for a cut, and by the smaller
+        of the two.  A limit that has charged nothing yet takes its first report as it is.
+
         With ``learn_limits``, a metric that has no limit yet gets one: a token bucket of
         ``limit`` per period, the period inferred from the headers (the reset time of what is
-        spent: ``limit * reset / (limit - remaining)``, between 1 s and a day), else a minute;
-        it is then synced the same way.  Configured limits are never changed, only their
-        available units.
+        spent: ``limit * reset / (limit - remaining)``, between 1 s and a day), else (or with
+        less than a tenth spent) a minute; it is then synced the same way.  Configured limits
+        are never changed, only their available units.
 
         Parse headers with ``parse_rate_limit_headers(response.headers, time.time())``.
         """
