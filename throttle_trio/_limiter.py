@@ -61,7 +61,9 @@ class RateLimiter(Generic[P]):
 
     A limiter has no background task and touches no event loop until it is used, so it can be
     created at module level.  It reads ``anyio.current_time()``, so trio's ``MockClock`` and
-    other virtual clocks drive it.  Use one limiter within one event loop at a time.
+    other virtual clocks drive it.  Use it from one event loop at a time; used by one loop after
+    another (one ``anyio.run`` per test), it carries on where it was, as if no time passed
+    between the loops.
 
     Unlike a capacity limiter, nothing is released: a rate limiter's permits are spent.  Use
     :class:`~throttle_trio.CapacityLimiter` (or the Throttle) to also bound requests in flight.
