@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, final
+from typing import TYPE_CHECKING, cast, final
 
 import anyio
 
@@ -38,9 +38,12 @@ class CapacityLimiterStatistics:
 def _check_total_tokens(value: object) -> float:
     if isinstance(value, bool) or not (isinstance(value, int) or value == math.inf):
         raise TypeError(f"total_tokens must be an int or math.inf, got {value!r}")
-    if value < 1:
+    # The check above leaves an int or a value equal to math.inf, both used as a float;
+    # pyright does not narrow on `value == math.inf` (mypy does).
+    total = cast("float", value)
+    if total < 1:
         raise ValueError(f"total_tokens must be >= 1, got {value!r}")
-    return value
+    return total
 
 
 @final

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from numbers import Real
+from typing import cast
 
 from ._exceptions import CostExceedsCapacity
 
@@ -77,8 +78,13 @@ def check_cost(value: object, capacity: float, name: str = "cost") -> float:
     Raises:
         CostExceedsCapacity: the cost is larger than ``capacity``, so it could never be admitted.
     """
-    if (value.__class__ is int or value.__class__ is float) and 0 < value <= capacity:
-        return value  # the hot path: already checked
+    if value.__class__ is int or value.__class__ is float:
+        # The class check above admits only ints and floats: mypy narrows on `__class__`, pyright
+        # does not.  (`type(value) is`, which both narrow, would send objects that report an int
+        # `__class__`, such as Mock(spec=int), down another path.)
+        number = cast("float", value)
+        if 0 < number <= capacity:
+            return number  # the hot path: already checked
     cost = check_positive(name, value)
     if cost > capacity:
         raise CostExceedsCapacity(f"{name} must be <= the capacity {capacity!r}, got {value!r}")

@@ -193,7 +193,9 @@ class KeyLimits:
     def __init__(
         self, limits: Mapping[Metric, int], slice_seconds: float | None, now: float
     ) -> None:
-        self._buckets = {metric: MinuteBucket(limit, now) for metric, limit in limits.items()}
+        self._buckets: dict[Metric, MinuteBucket] = {
+            metric: MinuteBucket(limit, now) for metric, limit in limits.items()
+        }
         self._slices: dict[Metric, SliceWindow] = {}
         if slice_seconds is not None:
             self._slices = {

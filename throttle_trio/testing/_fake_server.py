@@ -352,10 +352,12 @@ class FakeLLMServer:
             "input_tokens": _check_limit("itpm", itpm),
             "output_tokens": _check_limit("otpm", otpm),
         }
-        self._per_minute = {metric: limit for metric, limit in limits.items() if limit is not None}
+        self._per_minute: dict[Metric, int] = {
+            metric: limit for metric, limit in limits.items() if limit is not None
+        }
         if mode not in ("settle", "openai"):
             raise ValueError(f"mode must be 'settle' or 'openai', got {mode!r}")
-        self._mode = mode
+        self._mode: Literal["settle", "openai"] = mode
         self._latency = _check_range("latency", latency)
         self._error_rate = _check_number("error_rate", error_rate, low=0, high=1)
         self._completion_fixed: int | None = None

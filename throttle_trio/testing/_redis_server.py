@@ -222,6 +222,8 @@ def _running(binary: str, timeout: float, options: list[str]) -> Iterator[RedisS
                 # Another process took the port between _free_port() and redis-server's bind.
                 if attempt == _ATTEMPTS or "Address already in use" not in str(error):
                     raise
+        else:  # pragma: no cover - the last attempt re-raises; this tells pyright `server` is set
+            raise AssertionError("unreachable")
         try:
             yield server
         finally:
