@@ -80,6 +80,19 @@ async def test_a_429_pauses_the_key_and_the_retry_keeps_its_ticket() -> None:
     assert stats.limits["tokens"].refunded == 100 + 90
 
 
+async def test_a_429_cuts_the_limit_by_the_shortfall_it_proves() -> None:
+    """The server had 50 tokens when a request of 60 arrived; we had at least 60 when we
+    admitted it: we were ahead by at least 10, and a 429 is proof enough to cut at once."""
+    t = Throttle(tokens=TokenBucket(1, per=1000.0, burst=100))
+    headers = {"retry-after-ms": "0", "x-ratelimit-remaining-tokens": "50"}
+    send = server([(429, headers, None)], [], "A")
+    reply = await call_with_retries(
+        t, send, inspect, costs={"tokens": 60}, retry=RetryPolicy(max_attempts=1)
+    )
+    assert reply[0] == 429
+    assert t.statistics().limits["tokens"].available == 100 - 10  # the 60 refunded, 10 cut
+
+
 async def test_other_5xx_back_off_this_request_only() -> None:
     t = throttle()
     log: list[tuple[str, float]] = []

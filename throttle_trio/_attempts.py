@@ -160,6 +160,8 @@ def handle_failure(
     Raises:
         RetryAfterTooLong: the server asked for a wait above ``policy.max_retry_after``.
     """
+    if status == 429:
+        throttle._rejected(report, slot)  # the shortfall it proves, before the refund
     requests = slot.costs.get("requests")
     slot.reject(**({"requests": requests} if requests is not None else {}))
     if status == 429 or status >= 500:

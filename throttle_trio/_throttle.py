@@ -834,6 +834,24 @@ class Throttle:
         if learned:  # the probe is over; a learned capacity may be below a queued cost (I6)
             self._fail_misfits()
 
+    def _rejected(self, report: RateLimitHeaders, reservation: Reservation) -> None:
+        """A 429 answered ``reservation``: cut each limit by the shortfall it proves.
+
+        When the request arrived the server had ``remaining`` of a metric, less than its
+        cost; this throttle had at least the cost when it admitted it, and the server only
+        refilled since.  So the throttle was ahead by at least the difference: cut it at once
+        (two reports need not agree: a 429 is proof, and the cut is at most one request's
+        cost).  Call it before :meth:`Reservation.reject`, while the costs are the estimate.
+        """
+        now = self._now()
+        for metric, info in report.limits.items():
+            limit = self._limits.get(metric)
+            if limit is None or info.remaining is None or limit.name not in reservation._marks:
+                continue
+            shortfall = reservation._costs.get(limit.metric, 0.0) - info.remaining
+            if shortfall > 0:
+                limit.policy.limit_available(limit.policy.available(now) - shortfall, now)
+
     def record_success(self) -> None:
         """A request succeeded: with ``adaptive``, raise the rates a little (up to configured)."""
         if self._adaptive:
