@@ -8,6 +8,8 @@ import anyio
 import looptime
 import trio.testing
 
+from throttle_trio import RatePolicy
+
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
@@ -35,3 +37,40 @@ async def settle() -> None:
     """
     for _ in range(10):
         await anyio.lowlevel.checkpoint()
+
+
+class DelegatingPolicy(RatePolicy):
+    """A RatePolicy that hands every call to ``inner``: subclass it to watch or alter one.
+
+    It does not implement :meth:`RatePolicy.shift_clock` (the default raises), like a user's
+    own policy that predates it.
+    """
+
+    def __init__(self, inner: RatePolicy) -> None:
+        self._inner = inner
+
+    @property
+    def capacity(self) -> float:
+        return self._inner.capacity
+
+    @property
+    def dropped(self) -> float:
+        return self._inner.dropped
+
+    def available(self, now: float) -> float:
+        return self._inner.available(now)
+
+    def ready_at(self, cost: float, now: float) -> float:
+        return self._inner.ready_at(cost, now)
+
+    def consume(self, cost: float, now: float) -> None:
+        self._inner.consume(cost, now)
+
+    def refund(self, amount: float, now: float, *, admitted_at: float | None = None) -> float:
+        return self._inner.refund(amount, now, admitted_at=admitted_at)
+
+    def reconfigure(self, now: float, **changes: float) -> None:
+        self._inner.reconfigure(now, **changes)
+
+    def limit_available(self, tokens: float, now: float) -> None:
+        self._inner.limit_available(tokens, now)

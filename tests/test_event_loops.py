@@ -19,7 +19,7 @@ import pytest
 import trio.testing
 
 import throttle_trio as tt
-from tests.helpers import BACKENDS
+from tests.helpers import BACKENDS, DelegatingPolicy
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -105,41 +105,9 @@ def test_a_throttle_in_the_next_loop_is_not_cut_again_within_the_cooldown(backen
     assert run_at(overload, backend, 0.0) == 4  # the same instant for the limiter: same wave
 
 
-class _Frozen(tt.RatePolicy):
-    """A RatePolicy that does not implement shift_clock()."""
-
-    def __init__(self) -> None:
-        self._inner = tt.TokenBucket(1, burst=1)
-
-    @property
-    def capacity(self) -> float:
-        return self._inner.capacity
-
-    @property
-    def dropped(self) -> float:
-        return self._inner.dropped
-
-    def available(self, now: float) -> float:
-        return self._inner.available(now)
-
-    def ready_at(self, cost: float, now: float) -> float:
-        return self._inner.ready_at(cost, now)
-
-    def consume(self, cost: float, now: float) -> None:
-        self._inner.consume(cost, now)
-
-    def refund(self, amount: float, now: float, *, admitted_at: float | None = None) -> float:
-        return self._inner.refund(amount, now)
-
-    def reconfigure(self, now: float, **changes: float) -> None:
-        self._inner.reconfigure(now, **changes)
-
-    def limit_available(self, tokens: float, now: float) -> None:
-        self._inner.limit_available(tokens, now)
-
-
 def test_a_policy_that_cannot_shift_is_logged(caplog: pytest.LogCaptureFixture) -> None:
-    limiter = tt.RateLimiter(_Frozen())
+    # A policy of its own that does not implement shift_clock().
+    limiter = tt.RateLimiter(DelegatingPolicy(tt.TokenBucket(1, burst=1)))
 
     async def use() -> None:
         limiter.try_acquire()

@@ -29,8 +29,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.helpers import BACKENDS, run_virtual
-from throttle_trio import RatePolicy, Throttle, TokenBucket
+from tests.helpers import BACKENDS, DelegatingPolicy, run_virtual
+from throttle_trio import Throttle, TokenBucket
 
 TICK = 1 / 64
 EPSILON = 1e-9
@@ -56,39 +56,20 @@ class ProviderBucket:
 Op = tuple[float, str, str, float]  # (time, limit, "admit" | "charge" | "credit", amount)
 
 
-class Recorded(RatePolicy):
+class Recorded(DelegatingPolicy):
     """A token bucket that logs each charge and refund the throttle makes, as it makes it."""
 
     def __init__(self, inner: TokenBucket, name: str, ops: list[Op], settling: list[bool]) -> None:
-        self._inner, self._name, self._ops, self._settling = inner, name, ops, settling
-
-    @property
-    def capacity(self) -> float:
-        return self._inner.capacity
-
-    @property
-    def dropped(self) -> float:
-        return self._inner.dropped
-
-    def available(self, now: float) -> float:
-        return self._inner.available(now)
-
-    def ready_at(self, cost: float, now: float) -> float:
-        return self._inner.ready_at(cost, now)
+        super().__init__(inner)
+        self._name, self._ops, self._settling = name, ops, settling
 
     def consume(self, cost: float, now: float) -> None:
         self._ops.append((now, self._name, "charge" if self._settling[0] else "admit", cost))
-        self._inner.consume(cost, now)
+        super().consume(cost, now)
 
     def refund(self, amount: float, now: float, *, admitted_at: float | None = None) -> float:
         self._ops.append((now, self._name, "credit", amount))
-        return self._inner.refund(amount, now, admitted_at=admitted_at)
-
-    def reconfigure(self, now: float, **changes: float) -> None:
-        self._inner.reconfigure(now, **changes)
-
-    def limit_available(self, tokens: float, now: float) -> None:
-        self._inner.limit_available(tokens, now)
+        return super().refund(amount, now, admitted_at=admitted_at)
 
 
 @dataclass(frozen=True)
