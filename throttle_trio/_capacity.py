@@ -139,7 +139,11 @@ class CapacityLimiter:
         def step(now: float) -> float | None:
             return None if self._take(borrower) else math.inf
 
-        await self._queue.acquire(1, step, None)
+        def undo() -> None:
+            self._borrowers.discard(borrower)
+            self._admitted -= 1
+
+        await self._queue.acquire(1, step, None, undo)
 
     async def acquire(self) -> None:
         """Wait for a token for the current task."""

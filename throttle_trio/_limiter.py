@@ -142,22 +142,40 @@ class RateLimiter(Generic[P]):
                 self._timeouts += 1
                 raise self._timeout_error(cost, timeout)
 
+        admitted_at = math.nan
+
         def step(now: float) -> float | None:
+            nonlocal admitted_at
             ready = policy.ready_at(cost, now)
             if ready > now:
                 return ready
             policy.consume(cost, now)
+            admitted_at = now
             self._admitted += 1
             self._admitted_cost += cost
             self._wait_time += now - arrived
             return None
+
+        def undo() -> None:  # the admission could not be delivered: give everything back
+            # What does not fit is refill a full bucket lost meanwhile, not a loss.
+            policy.refund(cost, self._now(), admitted_at=admitted_at)
+            self._admitted -= 1
+            self._admitted_cost -= cost
+            self._wait_time -= admitted_at - arrived
 
         def on_timeout() -> BaseException:  # only called with a finite deadline
             self._timeouts += 1
             return self._timeout_error(cost, timeout)
 
         await self._queue.acquire(
-            cost, step, cost, deadline=deadline, on_timeout=on_timeout, now=arrived, loop=backend
+            cost,
+            step,
+            cost,
+            undo,
+            deadline=deadline,
+            on_timeout=on_timeout,
+            now=arrived,
+            loop=backend,
         )
 
     def _now(self, backend: Backend | None = None) -> float:

@@ -570,13 +570,28 @@ class Throttle:
                 logger.debug("%r admitted %s after %.6f s", self, costs, now - arrived)
             return None
 
+        def undo() -> None:
+            # The admission could not be delivered (see _waitqueue): as if it never happened.
+            now = self._now()
+            for limit in self._limits.values():
+                cost = costs.get(limit.metric)
+                if cost and limit.name in reservation._marks:
+                    # What does not fit is refill a full bucket lost meanwhile, not a loss.
+                    limit.policy.refund(cost, now, admitted_at=reservation._admitted_at)
+                    limit.admitted_cost -= cost
+                    limit.unsent -= cost
+            self._in_flight -= 1
+            self._admitted -= 1
+            self._wait_time -= reservation._admitted_at - arrived
+            reservation._state = _RELEASED  # nobody holds it: settle and cancel refuse it
+
         def on_timeout() -> BaseException:
             self._timeouts += 1
             return self._timeout_error(costs, timeout)
 
         try:
             reservation.ticket = await queue.acquire(
-                1, step, costs, deadline=deadline, on_timeout=on_timeout, ticket=ticket
+                1, step, costs, undo, deadline=deadline, on_timeout=on_timeout, ticket=ticket
             )
         finally:
             if not queue.waiting:

@@ -23,6 +23,11 @@ Rules that follow, each of which a test guards:
   head only.  There is no background task and no polling loop.
 * Cancelled waiters that are not the head are only marked; they are discarded when they reach
   the front, so cancellation is O(1) and the front of the deque is always a live waiter.
+* A cancelled acquire took nothing.  An admission is *delivered* when ``acquire`` returns; one
+  that cannot be (the fast path's final, shielded checkpoint raised: asyncio's native
+  ``task.cancel()``, which anyio's shield does not stop, or ``KeyboardInterrupt``) is *undone*
+  by the owner's ``undo`` before the exception propagates.  The slow path admits in the head's
+  own step and returns without awaiting again, so there is nothing to undo there.
 """
 
 from __future__ import annotations
@@ -37,10 +42,12 @@ import anyio
 
 from ._backend import Backend, current_backend
 
-__all__ = ["Step", "WaitQueue"]
+__all__ = ["Step", "Undo", "WaitQueue"]
 
 #: ``step(now)``: admit and return ``None``, or return when to ask again (``math.inf``: when poked).
 Step = Callable[[float], "float | None"]
+#: ``undo()``: take back the admission ``step`` just made, which could not be delivered.
+Undo = Callable[[], None]
 
 T = TypeVar("T")
 
@@ -100,6 +107,7 @@ class WaitQueue(Generic[T]):
         cost: float,
         step: Step,
         payload: T,
+        undo: Undo,
         *,
         deadline: float = math.inf,
         on_timeout: Callable[[], BaseException] | None = None,
@@ -118,6 +126,9 @@ class WaitQueue(Generic[T]):
             step: the owner's admission function (see the module docstring).  It may raise:
                 the request then leaves the queue and the error propagates.
             payload: handed to :meth:`fail_waiters`' functions to judge this waiter.
+            undo: takes back what ``step`` charged, when the admission made on the fast path
+                cannot be delivered because the final checkpoint raised (see the module
+                docstring).  Called at most once, synchronously, before the error propagates.
             deadline: the absolute time (anyio clock) after which the request gives up.
                 The head gives up at once when ``step`` says it cannot go before then.
             on_timeout: makes the error raised when the request gives up.
@@ -142,7 +153,15 @@ class WaitQueue(Generic[T]):
         else:
             first = not queue or queue[0].ticket > ticket
         if first and step(backend.current_time() if now is None else now) is None:
-            await backend.cancel_shielded_checkpoint()
+            try:
+                await backend.cancel_shielded_checkpoint()
+            except BaseException:
+                # Not stopped by the shield: asyncio's task.cancel() (TaskGroup, timeout(),
+                # wait_for()) or KeyboardInterrupt.  The caller sees the acquire fail, so it
+                # must have taken nothing (anyio #398 is the same bug in anyio's own locks).
+                undo()
+                self.poke()  # a waiter that queued meanwhile may fit now
+                raise
             return ticket
         waiter = _Waiter(cost, payload, ticket)
         if not queue or queue[-1].ticket < ticket:
