@@ -119,7 +119,7 @@ async def call_with_retries(
                 settle_success(throttle, slot, info.usage)
                 return response
             wait = handle_failure(
-                throttle, slot, info.status, info.headers, report, policy, attempt, rng, now
+                throttle, slot, info.status, info.headers, report, policy, attempt, rng
             )
         finally:
             slot.release()
@@ -149,7 +149,6 @@ def handle_failure(
     policy: RetryPolicy,
     attempt: int,
     rng: Callable[[], float],
-    now: float,
 ) -> float | None:
     """An error response: account for it, and say how long this request waits before its
     retry (``0.0`` when the key is paused: the gate holds it back), or ``None`` to give up.
@@ -167,30 +166,30 @@ def handle_failure(
     if status == 429 or status >= 500:
         throttle.record_overload()
     pauses = policy.pauses_key(status, headers)
-    delay = policy.server_delay(headers, now)
-    if delay is not None and delay.too_long:
+    # The headers were parsed (and anything malformed logged) once, into `report`.
+    delay = policy.judge_delay(report.retry_after)
+    if delay is None and pauses:  # until an exhausted limit resets, as the headers say
+        resets = [
+            info.reset_after
+            for info in report.limits.values()
+            if info.remaining == 0 and info.reset_after is not None
+        ]
+        delay = policy.judge_delay(min(resets)) if resets else None
+    if delay is not None and delay.too_long:  # whatever said it, no pause is longer
         if pauses:
             throttle.pause_for(delay.pause)
         raise RetryAfterTooLong(delay.delay, policy.max_retry_after)
-    if not policy.should_retry(status, headers, attempt):
+    if not policy.should_retry(status, report, attempt):
         return None
     if logger.isEnabledFor(logging.INFO):
         logger.info(
             "attempt %d got %d: %s", attempt, status, "pausing the key" if pauses else "backing off"
         )
+    wait = delay.pause if delay is not None else policy.backoff(attempt, rng())
     if pauses:
-        if delay is not None:
-            wait = delay.pause
-        else:  # until an exhausted limit resets, as the headers say; else a backoff
-            resets = [
-                info.reset_after
-                for info in report.limits.values()
-                if info.remaining == 0 and info.reset_after is not None
-            ]
-            wait = min(resets) if resets else policy.backoff(attempt, rng())
         throttle.pause_for(wait)
         return 0.0  # the gate holds this request back too, with its ticket
-    return delay.delay if delay is not None else policy.backoff(attempt, rng())
+    return wait
 
 
 def time_for_retry(throttle: Throttle, wait: float, deadline: float) -> bool:

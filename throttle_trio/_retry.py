@@ -25,7 +25,7 @@ from numbers import Real
 from typing import Final, final
 
 from ._exceptions import ThrottleTrioError
-from ._headers import HeadersLike, _lowered, _retry_after, _should_retry
+from ._headers import HeadersLike, RateLimitHeaders, _lowered, _retry_after, _should_retry
 from ._validate import check_non_negative
 
 __all__ = ["DEFAULT_RETRY_STATUSES", "RetryAfterTooLong", "RetryPolicy", "ServerDelay"]
@@ -124,7 +124,9 @@ class RetryPolicy:
             f"retry_statuses={_format_statuses(self.retry_statuses)})"
         )
 
-    def should_retry(self, status: int, headers: HeadersLike, attempt: int) -> bool:
+    def should_retry(
+        self, status: int, headers: HeadersLike | RateLimitHeaders, attempt: int
+    ) -> bool:
         """Whether to retry a request whose ``attempt``-th attempt got ``status``.
 
         No once ``attempt`` reaches ``max_attempts``, and never for a status below 400.
@@ -133,13 +135,17 @@ class RetryPolicy:
 
         Args:
             status: the response's HTTP status.
-            headers: the response's headers.
+            headers: the response's headers, or what :func:`parse_rate_limit_headers` made of
+                them (then nothing is parsed, or logged, a second time).
             attempt: which attempt this was, counting from 1.
         """
         _check_int_at_least("attempt", attempt, 1)
         if attempt >= self.max_attempts or status < 400:
             return False
-        verdict = _should_retry(_lowered(headers))
+        if isinstance(headers, RateLimitHeaders):
+            verdict = headers.should_retry
+        else:
+            verdict = _should_retry(_lowered(headers))
         if verdict is not None:
             return verdict
         return status in self.retry_statuses
@@ -183,9 +189,24 @@ class RetryPolicy:
             otherwise a :class:`ServerDelay`; when its ``too_long`` is true, fail the request
             with ``RetryAfterTooLong(delay.delay, policy.max_retry_after)``.
         """
-        delay = _retry_after(_lowered(headers), now, log=True)
+        return self.judge_delay(_retry_after(_lowered(headers), now, log=True))
+
+    def judge_delay(self, delay: float | None) -> ServerDelay | None:
+        """Judge a wait the server asked for against :attr:`max_retry_after`.
+
+        Every wait a response imposes goes through here, whatever said it: ``retry-after``
+        (already parsed, e.g. :attr:`RateLimitHeaders.retry_after`) or the reset time of an
+        exhausted limit.  So no pause is ever longer than ``max_retry_after``.
+
+        Args:
+            delay: seconds (>= 0), or ``None`` (the response asked for nothing).
+
+        Returns:
+            ``None`` for ``None``, otherwise a :class:`ServerDelay`.
+        """
         if delay is None:
             return None
+        delay = check_non_negative("delay", delay)
         return ServerDelay(
             delay=delay,
             pause=min(delay, self.max_retry_after),

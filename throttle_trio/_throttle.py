@@ -123,6 +123,8 @@ class ThrottleStatistics:
         pauses: how many times the gate was closed or its closing extended.
         rejections: attempts the server rejected (:meth:`Reservation.reject`, e.g. 429s).
         timeouts: requests that gave up because of their ``timeout``.
+        clamped: numbers in responses that were out of range and clamped (a usage above
+            ``MAX_REPORTED_TOKENS`` in a body), each also logged.
         limits: per-limit statistics, by limit name.
     """
 
@@ -138,6 +140,7 @@ class ThrottleStatistics:
     pauses: int
     rejections: int
     timeouts: int
+    clamped: int = 0
     limits: Mapping[str, LimitStatistics] = field(default_factory=dict)
 
 
@@ -368,6 +371,7 @@ class Throttle:
         "_admitted",
         "_binding",
         "_binding_since",
+        "_clamped",
         "_concurrency_wait",
         "_in_flight",
         "_learn_limits",
@@ -427,6 +431,7 @@ class Throttle:
         self._wait_time = 0.0
         self._timeouts = 0
         self._rejections = 0
+        self._clamped = 0
         self._binding: str | None = None
         self._binding_since = 0.0
         self._concurrency_wait = 0.0
@@ -876,6 +881,10 @@ class Throttle:
                     limit.set_rate(limit.aimd.on_success(), now)
             self._queue.poke()
 
+    def record_clamped(self, count: int) -> None:
+        """Count ``count`` numbers a response reported out of range, clamped by the reader."""
+        self._clamped += count
+
     def record_overload(self) -> None:
         """The server is overloaded (a 429, 529 or 5xx): with ``adaptive``, cut the rates.
 
@@ -926,6 +935,7 @@ class Throttle:
             pauses=self._pauses,
             rejections=self._rejections,
             timeouts=self._timeouts,
+            clamped=self._clamped,
             limits={
                 name: LimitStatistics(
                     metric=limit.metric,

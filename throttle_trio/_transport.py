@@ -220,10 +220,11 @@ class TransportEngine:
                 report = parse_rate_limit_headers(response.headers, now)
                 throttle.observe(report, slot)
                 if response.status_code < 400:
-                    return rebuild(response, self._reader(response), self._finisher(throttle, slot))
+                    reader = self._reader(response)
+                    return rebuild(response, reader, self._finisher(throttle, slot, reader))
                 wait = handle_failure(
                     throttle, slot, response.status_code, response.headers, report,
-                    policy, attempt, self._rng, now,
+                    policy, attempt, self._rng,
                 )  # fmt: skip
             except BaseException:
                 slot.release()
@@ -243,9 +244,11 @@ class TransportEngine:
 
     @staticmethod
     def _finisher(
-        throttle: Throttle, slot: Reservation
+        throttle: Throttle, slot: Reservation, reader: UsageReader
     ) -> Callable[[dict[str, float] | None], None]:
         def finish(usage: dict[str, float] | None) -> None:
+            if reader.clamped:
+                throttle.record_clamped(reader.clamped)
             try:
                 settle_success(throttle, slot, usage)
             finally:
