@@ -12,9 +12,11 @@ import re
 import signal
 import socket
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
+import anyio.abc
 import httpx2
 import pytest
 
@@ -171,3 +173,67 @@ async def test_a_signal_stops_serve_gracefully(anyio_backend: str, signum: signa
     )
     assert all(text.endswith("data: [DONE]\n\n") for text in texts)
     assert stopped == "stopped: 3 requests received, 3 completed, 0 answered 429"
+
+
+PROC_NET_TCP = Path("/proc/net/tcp").exists()  # Linux: the test can see TIME_WAIT sockets
+
+
+def time_wait_sockets(port: int) -> int:
+    """Loopback TCP sockets in TIME_WAIT on local ``port`` (from /proc/net/tcp; Linux)."""
+    count = 0
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(name).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            count += local_port == port and fields[3] == "06"  # 06: TIME_WAIT
+    return count
+
+
+async def start_serve(command: list[str]) -> tuple[anyio.abc.Process, str]:
+    """Start ``serve``; return the process and its first line (listening, or why not)."""
+    process = await anyio.open_process(command)
+    assert process.stderr is not None
+    seen = bytearray()
+    while b"\n" not in seen:
+        try:
+            seen += await process.stderr.receive()
+        except anyio.EndOfStream:
+            break
+    return process, seen.decode().partition("\n")[0]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+async def test_serve_restarts_at_once_on_its_port_after_a_keep_alive_client(
+    anyio_backend: str, signum: signal.Signals
+) -> None:
+    """Stopped while a client holds a keep-alive connection, the server's side of it stays in
+    TIME_WAIT; a new ``serve`` on the same port binds at once (SO_REUSEADDR) instead of failing
+    with "Address already in use" for 60 s."""
+    command = [
+        sys.executable, "-m", "throttle_trio.cli", "--backend", anyio_backend, "serve",
+        "--latency", "0", "--grace", "0", "--port",
+    ]  # fmt: skip
+    body = {"model": "fake-llm", "messages": [{"role": "user", "content": "hi"}]}
+    with anyio.fail_after(60):
+        first, ready = await start_serve([*command, "0"])
+        match = re.search(r"http://127\.0\.0\.1:(\d+)/v1", ready)
+        assert match is not None, ready
+        port = int(match.group(1))
+        async with httpx2.AsyncClient(base_url=f"http://127.0.0.1:{port}/v1") as http:
+            response = await http.post("/chat/completions", json=body)
+            assert response.status_code == 200  # the connection stays open (keep-alive)
+            first.send_signal(signum)
+            await first.wait()
+            await first.aclose()
+        # The server closed its side first, so that side now waits in TIME_WAIT.
+        while PROC_NET_TCP and not time_wait_sockets(port):
+            await anyio.sleep(0.01)
+        second, ready = await start_serve([*command, str(port)])
+        async with second:
+            assert ready.startswith(f"fake LLM server on http://127.0.0.1:{port}/v1 "), ready
+            second.send_signal(signal.SIGTERM)
+            assert await second.wait() == 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import logging
 import socket
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, final
 
@@ -126,6 +127,12 @@ async def serve(
     family, _, _, _, address = infos[0]
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
+        if sys.platform != "win32":
+            # A restart may bind the port while the last run's connections sit in TIME_WAIT
+            # (60 s on Linux after a stop with a keep-alive client), as anyio's and hypercorn's
+            # own listeners do.  Not on Windows, where it would let another socket take a port
+            # that is in use.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind(address)
         sock.listen(128)
