@@ -17,12 +17,12 @@ import anyio
 import pytest
 
 from throttle_trio.cli import main
-from throttle_trio.cli._batch import BatchOptions, _usage_tokens, run_batch_file
+from throttle_trio.cli._batch import BatchOptions, BatchSummary, _usage_tokens, run_batch_file
 from throttle_trio.cli._demo import run_demo
 from throttle_trio.testing import FakeLLMServer, ServerAddress, serve
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Awaitable, Callable
     from pathlib import Path
 
 pytestmark = pytest.mark.anyio
@@ -82,7 +82,7 @@ async def test_a_batch_writes_one_line_per_request(
     lines = outputs(options.output)
     assert sorted(line["custom_id"] for line in lines) == sorted(f"req-{i}" for i in range(40))
     assert all(line["response"]["status_code"] == 200 for line in lines)
-    assert (summary.succeeded, summary.failed, summary.not_done, summary.problems) == (40, 0, 0, 1)
+    assert (summary.succeeded, summary.failed, summary.not_done, summary.malformed) == (40, 0, 0, 1)
     assert server.stats.admitted == 40
     # Rerunning skips everything already done: nothing is sent again.
     again = await run_batch_file(options, stream=io.StringIO())
@@ -253,3 +253,112 @@ def test_tokens_used_are_read_from_either_providers_usage(
     usage: dict[str, int] | None, tokens: float
 ) -> None:
     assert _usage_tokens({"status_code": 200, "body": {"usage": usage}}) == tokens
+
+
+MALFORMED = ["{broken", "[1]", json.dumps({"custom_id": "x", "url": "/v1/x", "body": []})]
+
+
+async def test_malformed_lines_are_reported_one_by_one_and_counted(
+    tmp_path: Path, provider: tuple[FakeLLMServer, ServerAddress]
+) -> None:
+    """Each malformed line gets one message with its line number, the report counts them, and
+    the run goes on without them (exit status 0)."""
+    server, address = provider
+    input_path = batch_file(tmp_path / "in.jsonl", 4, extra=MALFORMED)
+    command = [
+        sys.executable, "-m", "throttle_trio.cli", "batch", str(input_path),
+        "-o", str(tmp_path / "out.jsonl"), "--base-url", address.base_url, "--rpm", "6000",
+    ]  # fmt: skip
+    with anyio.fail_after(60):
+        result = await anyio.run_process(command, check=False)
+    err = result.stderr.decode().splitlines()
+    assert result.returncode == 0, err
+    assert [line for line in err if line.startswith(str(input_path))] == [
+        f"{input_path}: line 5: not valid JSON (Expecting property name enclosed in double "
+        "quotes at column 2); skipped",
+        f"{input_path}: line 6: expected a JSON object, got list; skipped",
+        f"{input_path}: line 7: body must be a JSON object; skipped",
+    ]
+    assert err[-4:-2] == [
+        "requests: 4 in the file, 0 already done, 4 succeeded, 0 failed, 0 not done",
+        "3 lines skipped (malformed)",
+    ]
+    assert server.stats.received == 4
+
+
+def test_strict_refuses_a_file_with_malformed_lines_before_sending_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    input_path = batch_file(tmp_path / "in.jsonl", 2, extra=MALFORMED[:1])
+    argv = [
+        "batch", str(input_path), "-o", str(tmp_path / "out.jsonl"),
+        "--base-url", "http://127.0.0.1:9/v1", "--rpm", "60", "--strict",
+    ]  # fmt: skip
+    assert main(argv) == 2  # sending would find nothing listening there: status 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"{input_path}: line 3: not valid JSON (Expecting property name enclosed in double "
+        "quotes at column 2); skipped",
+        "throttle-trio batch: 1 line skipped (malformed); nothing was sent (--strict)",
+    ]
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_strict_accepts_a_clean_file(tmp_path: Path) -> None:
+    input_path = batch_file(tmp_path / "in.jsonl", 2)
+    output = tmp_path / "out.jsonl"
+    output.write_text("".join(json.dumps({"custom_id": f"req-{i}"}) + "\n" for i in range(2)))
+    argv = ["batch", str(input_path), "-o", str(output), "--base-url", "http://x/v1", "--rpm", "1"]
+    assert main([*argv, "--strict"]) == 0  # everything is already done: nothing to send
+
+
+async def always_429_with_a_long_retry_after(
+    scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]], send: Any
+) -> None:
+    """An ASGI app: every request gets a 429 that asks to wait an hour."""
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    while (await receive()).get("more_body"):
+        pass
+    body = b'{"error": {"message": "slow down", "type": "requests"}}'
+    headers = [(b"content-type", b"application/json"), (b"retry-after", b"3600")]
+    await send({"type": "http.response.start", "status": 429, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def test_the_report_says_why_requests_failed_with_retry_after_too_long(
+    tmp_path: Path,
+) -> None:
+    """A server that asks to wait longer than the cap fails those requests at once: the report
+    counts them and names the wait, the cap and the flag that raises it."""
+    async with anyio.create_task_group() as tg:
+        address = await tg.start(serve, always_429_with_a_long_retry_after)
+        options = BatchOptions(
+            input=batch_file(tmp_path / "in.jsonl", 3),
+            output=tmp_path / "out.jsonl",
+            base_url=address.base_url,
+            rpm=6000,
+            tpm=None,
+            max_concurrent=1,
+            max_retry_after=0.05,  # the key pauses this long after each 429
+        )
+        with anyio.fail_after(30):
+            summary = await run_batch_file(options, stream=io.StringIO())
+        tg.cancel_scope.cancel()
+    lines = outputs(options.output)
+    assert [line["error"]["code"] for line in lines] == ["RetryAfterTooLong"] * 3
+    assert (summary.failed, summary.retry_after_too_long) == (3, 3)
+    report = summary.report(6000, None).splitlines()
+    assert report[2] == (
+        "3 failed with RetryAfterTooLong: the server asked to wait up to 3600 s, more than the "
+        "0.05 s cap (--max-retry-after)"
+    )
+
+
+def test_the_report_leaves_out_the_lines_with_nothing_to_say() -> None:
+    report = BatchSummary(total=2, succeeded=2, elapsed=1.0).report(60, None)
+    assert "malformed" not in report
+    assert "RetryAfterTooLong" not in report
+    assert "stopped" not in report

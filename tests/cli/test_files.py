@@ -23,7 +23,7 @@ def line(custom_id: str, **extra: object) -> str:
     return json.dumps({**entry, **extra})
 
 
-def test_malformed_lines_are_reported_and_the_rest_is_kept(tmp_path: Path) -> None:
+def test_malformed_lines_are_reported_once_each_with_their_line_number(tmp_path: Path) -> None:
     path = write_lines(
         tmp_path / "in.jsonl",
         [
@@ -36,14 +36,30 @@ def test_malformed_lines_are_reported_and_the_rest_is_kept(tmp_path: Path) -> No
             json.dumps({"custom_id": "d", "url": "/v1/x", "body": "text"}),
             line("e", priority=1),
             "",
+            line("f") + line("g"),
+            "4",
+            line("i"),
         ],
     )
+    with path.open("ab") as handle:  # line 13, not UTF-8
+        handle.write(b'{"custom_id": "\xff"}\n')
     requests, problems = read_requests(path)
-    assert [r.custom_id for r in requests] == ["a", "e"]
-    assert [r.line for r in requests] == [1, 8]
-    assert [p.split(":")[0] for p in problems] == [f"line {n}" for n in (2, 3, 4, 5, 6, 7, 8)]
-    assert problems[1] == "line 3: expected a JSON object, got list; skipped"
-    assert problems[-1] == "line 8: unknown fields ['priority'] ignored"
+    assert [r.custom_id for r in requests] == ["a", "e", "i"]
+    assert [r.line for r in requests] == [1, 8, 12]
+    assert [str(problem) for problem in problems] == [
+        "line 2: not valid JSON (Expecting property name enclosed in double quotes at column 2)"
+        "; skipped",
+        "line 3: expected a JSON object, got list; skipped",
+        "line 4: custom_id must be a non-empty string; skipped",
+        "line 5: method must be POST, got 'GET'; skipped",
+        "line 6: url must be a path such as /v1/chat/completions; skipped",
+        "line 7: body must be a JSON object; skipped",
+        "line 8: unknown fields ['priority'] ignored",
+        f"line 10: not valid JSON (Extra data at column {len(line('f')) + 1}); skipped",
+        "line 11: expected a JSON object, got int; skipped",
+        "line 13: not valid UTF-8 (invalid start byte at byte 16); skipped",
+    ]
+    assert [problem.skipped for problem in problems] == [True] * 6 + [False] + [True] * 3
 
 
 def test_a_duplicate_custom_id_fails_before_anything_is_sent(tmp_path: Path) -> None:

@@ -15,11 +15,18 @@ import httpx2
 from .._batch import amap
 from .._exceptions import ThrottleTrioError
 from .._limiter import logger
-from .._retry import RetryPolicy
+from .._retry import RetryAfterTooLong, RetryPolicy
 from .._throttle import Throttle
 from ..httpx2 import ThrottledTransport
 from ..policy.token_bucket import TokenBucket
-from ._files import BatchRequest, OutputFile, completed_ids, read_requests
+from ._files import (
+    BatchFileError,
+    BatchRequest,
+    OutputFile,
+    cannot_write,
+    completed_ids,
+    read_requests,
+)
 from ._progress import Progress
 
 if TYPE_CHECKING:
@@ -45,11 +52,23 @@ class BatchOptions:
     refund_unused: bool = True
     grace: float = 30.0
     timeout: float = 600.0
+    strict: bool = False
+    max_retry_after: float | None = None  # None: RetryPolicy's default
 
 
 @dataclass
 class BatchSummary:
-    """What a run did."""
+    """What a run did.
+
+    Attributes:
+        malformed: input lines skipped because they cannot run (each reported on its own).
+        retry_after_too_long: requests that failed because the server asked to wait longer
+            than ``max_retry_after`` (their lines carry ``RetryAfterTooLong``).
+        longest_retry_after: the longest wait (seconds) such a server asked for.
+        max_retry_after: the cap (seconds) those waits exceeded.
+        output_error: why the results could not be written (``"cannot write PATH: ..."``);
+            the run stopped there.
+    """
 
     total: int = 0
     skipped: int = 0
@@ -59,18 +78,32 @@ class BatchSummary:
     rate_limited: int = 0
     tokens: float = 0.0
     elapsed: float = 0.0
-    problems: int = 0
+    malformed: int = 0
+    retry_after_too_long: int = 0
+    longest_retry_after: float = 0.0
+    max_retry_after: float = 0.0
     unreachable: str | None = None
+    output_error: str | None = None
     interrupted: bool = False
 
     def report(self, rpm: float | None, tpm: float | None) -> str:
         minutes = max(self.elapsed, 1e-9) / 60
         lines = [
             f"requests: {self.total} in the file, {self.skipped} already done, "
-            f"{self.succeeded} succeeded, {self.failed} failed, {self.not_done} not done",
-            f"429s seen: {self.rate_limited}; tokens used: {self.tokens:,.0f}; "
-            f"elapsed: {self.elapsed:.1f} s",
+            f"{self.succeeded} succeeded, {self.failed} failed, {self.not_done} not done"
         ]
+        if self.malformed:
+            lines.append(f"{_lines(self.malformed)} skipped (malformed)")
+        lines.append(
+            f"429s seen: {self.rate_limited}; tokens used: {self.tokens:,.0f}; "
+            f"elapsed: {self.elapsed:.1f} s"
+        )
+        if self.retry_after_too_long:
+            lines.append(
+                f"{self.retry_after_too_long} failed with RetryAfterTooLong: the server asked to "
+                f"wait up to {self.longest_retry_after:g} s, more than the "
+                f"{self.max_retry_after:g} s cap (--max-retry-after)"
+            )
         sent = self.succeeded + self.failed
         if sent:
             rate = f"{sent / minutes:,.0f} requests/min"
@@ -78,11 +111,17 @@ class BatchSummary:
             rate += f", {self.tokens / minutes:,.0f} tokens/min"
             rate += f" (limit {tpm:,.0f})" if tpm else ""
             lines.append("throughput: " + rate)
-        if self.unreachable:
+        if self.output_error:
+            lines.append("stopped: the results cannot be written; rerun the same command to resume")
+        elif self.unreachable:
             lines.append(f"stopped: cannot reach the server ({self.unreachable}); rerun to resume")
         elif self.interrupted:
             lines.append("interrupted: rerun the same command to resume")
         return "\n".join(lines)
+
+
+def _lines(count: int) -> str:
+    return f"{count} line" if count == 1 else f"{count} lines"
 
 
 def _endpoint(base_url: str, url: str) -> str:
@@ -110,24 +149,60 @@ def make_throttle(options: BatchOptions, *, resuming: bool) -> Throttle:
     )
 
 
-async def run_batch_file(options: BatchOptions, *, stream: TextIO = sys.stderr) -> BatchSummary:
-    """Run the batch; see ``throttle-trio batch --help``."""
-    summary = BatchSummary()
+async def run_batch_file(options: BatchOptions, *, stream: TextIO | None = None) -> BatchSummary:
+    """Run the batch; see ``throttle-trio batch --help``.
+
+    Messages and progress go to ``stream`` (``sys.stderr`` at the time of the call by default).
+
+    Raises:
+        BatchFileError: before anything is sent: the input cannot be read or run (a duplicate
+            ``custom_id``; with ``strict``, a malformed line), or the output cannot be opened.
+            A result that cannot be written later stops the run instead, with
+            :attr:`BatchSummary.output_error`.
+    """
+    retry = (
+        RetryPolicy(max_attempts=options.max_attempts)
+        if options.max_retry_after is None
+        else RetryPolicy(max_attempts=options.max_attempts, max_retry_after=options.max_retry_after)
+    )
+    summary = BatchSummary(max_retry_after=retry.max_retry_after)
+    stream = sys.stderr if stream is None else stream
     requests, problems = read_requests(options.input)
     for problem in problems:
         stream.write(f"{options.input}: {problem}\n")
-    summary.problems = len(problems)
+    summary.malformed = sum(problem.skipped for problem in problems)
+    if options.strict and summary.malformed:
+        raise BatchFileError(
+            f"{_lines(summary.malformed)} skipped (malformed); nothing was sent (--strict)"
+        )
     done = completed_ids(options.output)
     todo = [request for request in requests if request.custom_id not in done]
     summary.total, summary.skipped = len(requests), len(requests) - len(todo)
     if not todo:
         return summary
-    throttle = make_throttle(options, resuming=bool(done))
-    transport = ThrottledTransport(
-        httpx2.AsyncHTTPTransport(),
-        throttle=throttle,
-        retry=RetryPolicy(max_attempts=options.max_attempts),
-    )
+    output = OutputFile(options.output)  # before anything is sent
+    try:
+        await _run(options, todo, output, summary, resuming=bool(done), retry=retry, stream=stream)
+    finally:
+        try:
+            output.close()
+        except OSError as exc:  # a file system that reports write errors at close (NFS)
+            summary.output_error = summary.output_error or cannot_write(output.path, exc)
+    return summary
+
+
+async def _run(
+    options: BatchOptions,
+    todo: list[BatchRequest],
+    output: OutputFile,
+    summary: BatchSummary,
+    *,
+    resuming: bool,
+    retry: RetryPolicy,
+    stream: TextIO,
+) -> None:
+    throttle = make_throttle(options, resuming=resuming)
+    transport = ThrottledTransport(httpx2.AsyncHTTPTransport(), throttle=throttle, retry=retry)
     headers = {"authorization": f"Bearer {options.api_key}"} if options.api_key else {}
     progress = Progress(total=len(todo), stream=stream)
     stop = anyio.Event()
@@ -142,9 +217,13 @@ async def run_batch_file(options: BatchOptions, *, stream: TextIO = sys.stderr) 
             summary.unreachable = summary.unreachable or str(exc) or type(exc).__name__
             stop.set()
             raise
+        except RetryAfterTooLong as exc:  # counted: the report says why these failed
+            summary.retry_after_too_long += 1
+            summary.longest_retry_after = max(summary.longest_retry_after, exc.delay)
+            return None, {"code": type(exc).__name__, "message": str(exc)}
         except (httpx2.HTTPError, ThrottleTrioError) as exc:
-            # Also a cost above a limit's capacity (it could never go) and a Retry-After above
-            # the cap: the request failed, and its line says why.
+            # Also a cost above a limit's capacity (it could never go): the request failed,
+            # and its line says why.
             return None, {"code": type(exc).__name__, "message": str(exc)}
         try:
             body: Any = response.json()
@@ -183,7 +262,7 @@ async def run_batch_file(options: BatchOptions, *, stream: TextIO = sys.stderr) 
     # No pool timeout: the queue in front of the limits is the batch's own, not a stall.
     timeout = httpx2.Timeout(options.timeout, pool=None)
     async with httpx2.AsyncClient(transport=transport, headers=headers, timeout=timeout) as client:
-        with OutputFile(options.output) as output, anyio.CancelScope() as scope:
+        with anyio.CancelScope() as scope:
             async with anyio.create_task_group() as watchers:
                 watchers.start_soon(watch_signals, scope)
                 if progress.interactive:
@@ -195,7 +274,15 @@ async def run_batch_file(options: BatchOptions, *, stream: TextIO = sys.stderr) 
                         if result.error is not None:  # unreachable: not written
                             continue
                         response, error = result.value if result.value else (None, None)
-                        output.write(result.item.custom_id, response, error)
+                        try:
+                            output.write(result.item.custom_id, response, error)
+                        except OSError as exc:
+                            # The disk is full, a size limit: no later result can be written
+                            # either.  Stop; leaving this loop cancels the requests in flight.
+                            # The file holds whole lines, so a rerun resumes.
+                            summary.output_error = cannot_write(output.path, exc)
+                            stop.set()
+                            break
                         ok = response is not None and 200 <= response["status_code"] < 300
                         usage = _usage_tokens(response)
                         summary.succeeded += ok
@@ -214,7 +301,6 @@ async def run_batch_file(options: BatchOptions, *, stream: TextIO = sys.stderr) 
     if summary.not_done and not summary.unreachable:
         summary.interrupted = True
     logger.debug("batch finished: %s", summary)
-    return summary
 
 
 def _usage_tokens(response: Mapping[str, Any] | None) -> float:

@@ -13,27 +13,68 @@ Output, one line per request, written as soon as it completes::
 
 Each output line is one ``write`` to a file opened in append mode, so a process killed at
 any moment leaves whole lines plus at most one torn last line; :func:`completed_ids` cuts
-that line off when the batch resumes, and the requests already in the file are skipped.
+that line off when the batch resumes, and the requests already in the file are skipped.  A
+write that fails part-way (a full disk, a file-size limit) cuts its own partial line at once.
+
+Output that cannot be used at all (a directory, a missing parent, a read-only file system)
+is found before anything is sent: :func:`completed_ids` and :class:`OutputFile` raise
+:class:`BatchFileError` with a one-line message, ``cannot write PATH: <the system's reason>``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import secrets
+import stat
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, final
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["BatchFileError", "BatchRequest", "OutputFile", "completed_ids", "read_requests"]
+__all__ = [
+    "BatchFileError",
+    "BatchRequest",
+    "LineProblem",
+    "OutputFile",
+    "cannot_write",
+    "completed_ids",
+    "read_requests",
+]
 
 _KNOWN_FIELDS = frozenset({"custom_id", "method", "url", "body"})
 
 
 class BatchFileError(Exception):
-    """The input file cannot be run as it is (the message says where and why)."""
+    """The input or output file cannot be used as it is (the message says where and why)."""
+
+
+def cannot_write(path: Path | str, error: OSError) -> str:
+    """``"cannot write PATH: <reason>"``: the one-line message for an output ``error``."""
+    return f"cannot write {path}: {error.strerror or error}"
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class LineProblem:
+    """Something wrong with one line of the input file.
+
+    Attributes:
+        line: the line's number in the file (the first is 1; blank lines count).
+        message: what is wrong, on one line.
+        skipped: the line is malformed and does not run; ``False`` for a warning (unknown
+            fields, ignored) about a line that runs.
+    """
+
+    line: int
+    message: str
+    skipped: bool
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}" + ("; skipped" if self.skipped else "")
 
 
 @final
@@ -48,81 +89,112 @@ class BatchRequest:
     body: dict[str, Any]
 
 
-def read_requests(path: Path) -> tuple[list[BatchRequest], list[str]]:
+def read_requests(path: Path) -> tuple[list[BatchRequest], list[LineProblem]]:
     """Read and check the input file.
 
     Returns:
-        The valid requests, and one problem message per line that was skipped or had unknown
-        fields (``"line 7: ..."``).
+        The valid requests, and one problem per line that was skipped (malformed) or had
+        unknown fields, in line order (``str(problem)``: ``"line 7: ...; skipped"``).
 
     Raises:
         BatchFileError: two requests share a ``custom_id`` (before anything is sent), or the
             file cannot be read.
     """
     requests: list[BatchRequest] = []
-    problems: list[str] = []
+    problems: list[LineProblem] = []
     first_seen: dict[str, int] = {}
     try:
-        handle = path.open("rb")
+        with path.open("rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                if not raw.strip():
+                    continue
+                request, problem = _parse_line(raw, number)
+                if problem is not None:
+                    problems.append(problem)
+                if request is None:
+                    continue
+                if request.custom_id in first_seen:
+                    raise BatchFileError(
+                        f"line {number}: duplicate custom_id {request.custom_id!r} "
+                        f"(first on line {first_seen[request.custom_id]}); nothing was sent"
+                    )
+                first_seen[request.custom_id] = number
+                requests.append(request)
     except OSError as exc:
-        raise BatchFileError(f"cannot read {path}: {exc.strerror}") from None
-    with handle:
-        for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                entry = json.loads(raw)
-            except ValueError as exc:
-                problems.append(f"line {number}: not valid JSON ({exc}); skipped")
-                continue
-            request, problem = _check_entry(entry, number)
-            if problem:
-                problems.append(problem)
-            if request is None:
-                continue
-            if request.custom_id in first_seen:
-                raise BatchFileError(
-                    f"line {number}: duplicate custom_id {request.custom_id!r} "
-                    f"(first on line {first_seen[request.custom_id]}); nothing was sent"
-                )
-            first_seen[request.custom_id] = number
-            requests.append(request)
+        raise BatchFileError(f"cannot read {path}: {exc.strerror or exc}") from None
     return requests, problems
 
 
-def _check_entry(entry: Any, number: int) -> tuple[BatchRequest | None, str | None]:
+def _parse_line(raw: bytes, number: int) -> tuple[BatchRequest | None, LineProblem | None]:
+    try:
+        entry = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        # Not str(exc): it says "line 1", the line's own first line, beside ours.
+        return None, LineProblem(number, f"not valid JSON ({exc.msg} at column {exc.colno})", True)
+    except UnicodeDecodeError as exc:
+        return None, LineProblem(
+            number, f"not valid UTF-8 ({exc.reason} at byte {exc.start + 1})", True
+        )
+    return _check_entry(entry, number)
+
+
+def _check_entry(entry: Any, number: int) -> tuple[BatchRequest | None, LineProblem | None]:
+    def skip(message: str) -> tuple[None, LineProblem]:
+        return None, LineProblem(number, message, skipped=True)
+
     if not isinstance(entry, dict):
-        return None, f"line {number}: expected a JSON object, got {type(entry).__name__}; skipped"
+        return skip(f"expected a JSON object, got {type(entry).__name__}")
     custom_id = entry.get("custom_id")
     if not isinstance(custom_id, str) or not custom_id:
-        return None, f"line {number}: custom_id must be a non-empty string; skipped"
+        return skip("custom_id must be a non-empty string")
     method = entry.get("method", "POST")
     if method != "POST":
-        return None, f"line {number}: method must be POST, got {method!r}; skipped"
+        return skip(f"method must be POST, got {method!r}")
     url = entry.get("url")
     if not isinstance(url, str) or not url.startswith("/"):
-        return None, f"line {number}: url must be a path such as /v1/chat/completions; skipped"
+        return skip("url must be a path such as /v1/chat/completions")
     body = entry.get("body")
     if not isinstance(body, dict):
-        return None, f"line {number}: body must be a JSON object; skipped"
+        return skip("body must be a JSON object")
     unknown = sorted(set(entry) - _KNOWN_FIELDS)
-    problem = f"line {number}: unknown fields {unknown} ignored" if unknown else None
+    problem = (
+        LineProblem(number, f"unknown fields {unknown} ignored", skipped=False) if unknown else None
+    )
     return BatchRequest(number, custom_id, method, url, body), problem
 
 
 def completed_ids(path: Path) -> set[str]:
     """The ``custom_id`` of every complete line of an output file; cuts off a torn last line.
 
-    A missing file is an empty result.
+    A missing file (or a missing parent: :class:`OutputFile` reports that) is an empty result,
+    and so is a file that is not a regular one (``/dev/stdout``, a pipe): there is nothing to
+    resume from, and reading it could block or never end.
+
+    Raises:
+        BatchFileError: the output is a directory, cannot be read, or its torn last line cannot
+            be cut off (a read-only file system).
     """
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
         return set()
+    except OSError as exc:
+        raise BatchFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(mode):
+        raise BatchFileError(cannot_write(path, IsADirectoryError(errno.EISDIR, "Is a directory")))
+    if not stat.S_ISREG(mode):
+        return set()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise BatchFileError(f"cannot read {path}: {exc.strerror or exc}") from None
     end = data.rfind(b"\n") + 1
     if end < len(data):  # a line torn by a kill: drop it, the request will run again
-        with path.open("r+b") as handle:
-            handle.truncate(end)
+        try:
+            with path.open("r+b") as handle:
+                handle.truncate(end)
+        except OSError as exc:
+            raise BatchFileError(cannot_write(path, exc)) from None
     done: set[str] = set()
     for raw in data[:end].splitlines():
         try:
@@ -136,15 +208,31 @@ def completed_ids(path: Path) -> set[str]:
 
 @final
 class OutputFile:
-    """Appends result lines, each with a single ``write`` (see the module docstring)."""
+    """Appends result lines, each with a single ``write`` (see the module docstring).
+
+    Raises:
+        BatchFileError: the file cannot be opened for appending (a directory, a missing parent,
+            a read-only file system, no permission), with the one-line message.
+    """
 
     def __init__(self, path: Path) -> None:
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.path = path
+        try:
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise BatchFileError(cannot_write(path, exc)) from None
+        self._regular = stat.S_ISREG(os.fstat(self._fd).st_mode)
 
     def write(
         self, custom_id: str, response: dict[str, Any] | None, error: dict[str, str] | None
     ) -> None:
-        """Append one result line."""
+        """Append one result line.
+
+        Raises:
+            OSError: the line could not be written in full (``ENOSPC``: the disk is full,
+                ``EFBIG``: a file-size limit).  What it wrote of the line is cut off again, so
+                the file still holds whole lines only.
+        """
         line = {
             "id": f"batch_req_{secrets.token_hex(12)}",
             "custom_id": custom_id,
@@ -152,9 +240,19 @@ class OutputFile:
             "error": error,
         }
         data = (json.dumps(line, separators=(",", ":")) + "\n").encode()
-        written = os.write(self._fd, data)
-        while written < len(data):  # a short write (rare for regular files): finish the line
-            written += os.write(self._fd, data[written:])
+        written = 0
+        try:
+            while written < len(data):  # a short write (a limit reached part-way): go on
+                written += os.write(self._fd, data[written:])
+        except OSError:
+            if written and self._regular:
+                self._cut(written)
+            raise
+
+    def _cut(self, torn: int) -> None:
+        """Cut the last ``torn`` bytes (a partial line); if that fails, a resume cuts them."""
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._fd, os.fstat(self._fd).st_size - torn)
 
     def close(self) -> None:
         os.close(self._fd)

@@ -114,6 +114,19 @@ def _parser() -> argparse.ArgumentParser:
         "--max-attempts", type=_positive_int, default=5, help="attempts per request (5)"
     )
     batch.add_argument(
+        "--max-retry-after",
+        type=_number(float, at_least=0),
+        metavar="SECONDS",
+        help="the longest wait a server may ask for (Retry-After) before its request fails "
+        "with RetryAfterTooLong (120)",
+    )
+    batch.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse the file, before sending anything, if any line is malformed (exit status "
+        "2, for CI); without it such lines are skipped and counted",
+    )
+    batch.add_argument(
         "--no-refund",
         action="store_true",
         help="keep unused estimates charged (providers that count max_tokens up front)",
@@ -244,14 +257,18 @@ def _batch(args: argparse.Namespace) -> int:
         max_attempts=args.max_attempts,
         refund_unused=not args.no_refund,
         grace=args.grace,
+        strict=args.strict,
+        max_retry_after=args.max_retry_after,
     )
     try:
         summary = anyio.run(run_batch_file, options, backend=args.backend)
-    except BatchFileError as exc:
+    except BatchFileError as exc:  # found before anything was sent
         print(f"throttle-trio batch: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print(summary.report(options.rpm, options.tpm), file=sys.stderr)
-    return EXIT_INCOMPLETE if summary.not_done else EXIT_OK
+    if summary.output_error:  # the last line, where a script or a person looks
+        print(f"throttle-trio batch: {summary.output_error}", file=sys.stderr)
+    return EXIT_INCOMPLETE if summary.not_done or summary.output_error else EXIT_OK
 
 
 def _serve(args: argparse.Namespace) -> int:
