@@ -166,10 +166,10 @@ async def run_batch_file(options: BatchOptions, *, stream: TextIO | None = None)
         else RetryPolicy(max_attempts=options.max_attempts, max_retry_after=options.max_retry_after)
     )
     summary = BatchSummary(max_retry_after=retry.max_retry_after)
-    stream = sys.stderr if stream is None else stream
+    messages = sys.stderr if stream is None else stream
     requests, problems = read_requests(options.input)
     for problem in problems:
-        stream.write(f"{options.input}: {problem}\n")
+        messages.write(f"{options.input}: {problem}\n")
     summary.malformed = sum(problem.skipped for problem in problems)
     if options.strict and summary.malformed:
         raise BatchFileError(
@@ -182,7 +182,9 @@ async def run_batch_file(options: BatchOptions, *, stream: TextIO | None = None)
         return summary
     output = OutputFile(options.output)  # before anything is sent
     try:
-        await _run(options, todo, output, summary, resuming=bool(done), retry=retry, stream=stream)
+        await _run(
+            options, todo, output, summary, resuming=bool(done), retry=retry, stream=messages
+        )
     finally:
         try:
             output.close()
