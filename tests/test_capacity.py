@@ -461,8 +461,7 @@ async def test_math_inf_never_waits() -> None:
         ("3", TypeError, "total_tokens must be an int or math.inf, got '3'"),
         (None, TypeError, "total_tokens must be an int or math.inf, got None"),
         (True, TypeError, "total_tokens must be an int or math.inf, got True"),
-        (0, ValueError, "total_tokens must be >= 1, got 0"),
-        (-1, ValueError, "total_tokens must be >= 1, got -1"),
+        (-1, ValueError, "total_tokens must be >= 0, got -1"),
     ],
 )
 def test_total_tokens_validation(value: Any, error: type[Exception], message: str) -> None:

@@ -21,7 +21,14 @@ if TYPE_CHECKING:
 
     from .policy.base import RatePolicy
 
-__all__ = ["Backend", "LoopWatch", "current_backend", "shift_policy_clock"]
+__all__ = [
+    "Backend",
+    "LoopWatch",
+    "current_backend",
+    "running_backend",
+    "shift_policy_clock",
+    "time_for_read",
+]
 
 logger = logging.getLogger("throttle_trio")
 
@@ -61,6 +68,15 @@ def current_backend() -> Backend:
     return backend
 
 
+def running_backend() -> Backend | None:
+    """The running loop's backend, or ``None`` outside any event loop (for reads)."""
+    try:
+        backend: Backend = _lookup()
+    except anyio.NoEventLoopError:
+        return None
+    return backend
+
+
 @final
 class LoopWatch:
     """Notices that its owner is used from another event loop than before.
@@ -79,6 +95,11 @@ class LoopWatch:
         self._token: object = None
         self._last = math.nan
 
+    @property
+    def last(self) -> float:
+        """The last time seen (NaN before the first use): outside any loop, reads use it."""
+        return self._last
+
     def moved(self, backend: Backend, now: float) -> float:
         """The shift (seconds) to add to remembered times: 0.0 while in the same loop."""
         token = backend.current_token()
@@ -88,6 +109,20 @@ class LoopWatch:
         first = self._token is None
         self._token = token  # holding it keeps the old loop's token from being reused
         return 0.0 if first else now - last
+
+
+def time_for_read(watch: LoopWatch, now: Callable[[Backend], float]) -> float:
+    """The time a read uses: the running loop's (``now(backend)``), or outside any event loop
+    the last time ``watch`` saw (0.0 if none).
+
+    No time passes for a limiter while no loop runs (see :class:`LoopWatch`), so a read from
+    plain code or another thread shows it as it was when last used, and changes nothing.
+    """
+    backend = running_backend()
+    if backend is not None:
+        return now(backend)
+    last = watch.last
+    return 0.0 if math.isnan(last) else last
 
 
 def shift_policy_clock(policy: RatePolicy, delta: float, owner: object) -> None:

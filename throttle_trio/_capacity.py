@@ -41,8 +41,8 @@ def _check_total_tokens(value: object) -> float:
     # The check above leaves an int or a value equal to math.inf, both used as a float;
     # pyright does not narrow on `value == math.inf` (mypy does).
     total = cast("float", value)
-    if total < 1:
-        raise ValueError(f"total_tokens must be >= 1, got {value!r}")
+    if total < 0:
+        raise ValueError(f"total_tokens must be >= 0, got {value!r}")
     return total
 
 
@@ -57,8 +57,11 @@ class CapacityLimiter:
     :class:`~throttle_trio.RateLimiter`, so a token bucket caps the *rate* and this caps how
     many requests are *in flight*; the Throttle combines both atomically.
 
+    Like anyio's (4.12 and later) and trio's, it accepts 0 tokens: every acquire then waits
+    until :attr:`total_tokens` is raised.
+
     Args:
-        total_tokens: the most tokens held at once (an int >= 1, or ``math.inf``).
+        total_tokens: the most tokens held at once (an int >= 0, or ``math.inf``).
     """
 
     __slots__ = ("_admitted", "_borrowers", "_queue", "_total_tokens")
@@ -82,7 +85,9 @@ class CapacityLimiter:
 
     @total_tokens.setter
     def total_tokens(self, value: float) -> None:
-        self._total_tokens = _check_total_tokens(value)
+        total = _check_total_tokens(value)
+        self._queue.check_thread()
+        self._total_tokens = total
         self._queue.poke()
 
     @property
@@ -155,6 +160,7 @@ class CapacityLimiter:
         Raises:
             RuntimeError: ``borrower`` holds no token.
         """
+        self._queue.check_thread()
         try:
             self._borrowers.remove(borrower)
         except KeyError:

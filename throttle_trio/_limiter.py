@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar, final
 
-from ._backend import Backend, LoopWatch, current_backend, shift_policy_clock
+from ._backend import Backend, LoopWatch, current_backend, shift_policy_clock, time_for_read
 from ._exceptions import CostExceedsCapacity, RateLimitTimeout
 from ._validate import check_cost, check_non_negative, check_optional_timeout
 from ._waitqueue import WaitQueue
@@ -218,6 +218,7 @@ class RateLimiter(Generic[P]):
             The units dropped (0 if all were credited).
         """
         amount = check_non_negative("amount", amount)
+        self._queue.check_thread()
         dropped = self._policy.refund(amount, self._now())
         self._refunded += amount - dropped
         self._queue.poke()
@@ -230,6 +231,7 @@ class RateLimiter(Generic[P]):
         fail with :class:`CostExceedsCapacity` instead of blocking the queue (I6).
         """
         policy = self._policy
+        self._queue.check_thread()
         policy.reconfigure(self._now(), **changes)
         capacity = policy.capacity
         failed = self._queue.fail_waiters(
@@ -244,7 +246,10 @@ class RateLimiter(Generic[P]):
         self._queue.poke()
 
     def statistics(self) -> RateLimiterStatistics:
-        """Return a snapshot of this limiter's counters (see :class:`RateLimiterStatistics`)."""
+        """Return a snapshot of this limiter's counters (see :class:`RateLimiterStatistics`).
+
+        Works anywhere, also outside an event loop, and changes nothing.
+        """
         return RateLimiterStatistics(
             tasks_waiting=self._queue.waiting,
             queued_cost=self._queue.queued_cost,
@@ -252,7 +257,7 @@ class RateLimiter(Generic[P]):
             admitted_cost=self._admitted_cost,
             total_wait_time=self._wait_time,
             timeouts=self._timeouts,
-            available=self._policy.available(self._now()),
+            available=self._policy.available(time_for_read(self._watch, self._now)),
             capacity=self._policy.capacity,
             refunded=self._refunded,
         )

@@ -28,7 +28,7 @@ from functools import partial
 from types import MappingProxyType
 from typing import TYPE_CHECKING, final
 
-from ._backend import LoopWatch, current_backend, shift_policy_clock
+from ._backend import Backend, LoopWatch, current_backend, shift_policy_clock, time_for_read
 from ._exceptions import CostExceedsCapacity, RateLimitTimeout, ThrottleTrioError
 from ._validate import check_non_negative, check_optional_timeout
 from ._waitqueue import WaitQueue
@@ -617,9 +617,10 @@ class Throttle:
                 marks[limit.name] = limit.net_charged - limit.unsent
         return reservation
 
-    def _now(self) -> float:
+    def _now(self, backend: Backend | None = None) -> float:
         """The running loop's time, after carrying every limit over from another loop."""
-        backend = current_backend()
+        if backend is None:
+            backend = current_backend()
         now = backend.current_time()
         shift = self._watch.moved(backend, now)
         if shift:
@@ -688,6 +689,7 @@ class Throttle:
     def _adjust(
         self, reservation: Reservation, usage: Mapping[str, float], *, refund: bool
     ) -> None:
+        self._queue.check_thread()
         now = self._now()
         checked: dict[str, float] = {}
         for metric, value in usage.items():
@@ -713,6 +715,7 @@ class Throttle:
         self._queue.poke()
 
     def _release_slot(self) -> None:
+        self._queue.check_thread()
         self._in_flight -= 1
         self._queue.poke()
 
@@ -726,6 +729,7 @@ class Throttle:
         """
         if math.isnan(deadline):
             raise ValueError(f"deadline must be a time, got {deadline!r}")
+        self._queue.check_thread()
         if deadline > self._paused_until:
             self._paused_until = deadline
             self._pauses += 1
@@ -741,7 +745,7 @@ class Throttle:
     def paused_until(self) -> float | None:
         """When the gate opens (anyio clock), or ``None`` if it is open."""
         until = self._paused_until
-        return until if until > self._now() else None
+        return until if until > time_for_read(self._watch, self._now) else None
 
     def reconfigure(self, limit: str, **changes: float) -> None:
         """Change one limit's parameters now (``throttle.reconfigure("tokens", rate=90_000)``).
@@ -756,6 +760,7 @@ class Throttle:
                 f"limit must be one of {sorted(self._limits)}, got {limit!r}"
             ) from None
         rate_changed = bool(changes.keys() & {"rate", "per", "limit", "window"})
+        self._queue.check_thread()
         target.policy.reconfigure(self._now(), **changes)
         if target.aimd is not None and rate_changed:  # a newly configured rate: the ceiling
             target.aimd = AIMD(target.rate())
@@ -806,9 +811,11 @@ class Throttle:
         less than a tenth spent) a minute; it is then synced the same way.  Configured limits
         are never changed, only their available units.
 
-        Parse headers with ``parse_rate_limit_headers(response.headers, time.time())``.
+        Parse headers with ``parse_rate_limit_headers(response.headers, time.time())``.  Works
+        outside an event loop too (at the time the throttle last saw).
         """
-        now = self._now()
+        self._queue.check_thread()
+        now = time_for_read(self._watch, self._now)
         learned = False
         for metric, info in report.limits.items():
             limit = self._limits.get(metric)
@@ -875,6 +882,7 @@ class Throttle:
     def record_success(self) -> None:
         """A request succeeded: with ``adaptive``, raise the rates a little (up to configured)."""
         if self._adaptive:
+            self._queue.check_thread()
             now = self._now()
             for limit in self._limits.values():
                 if limit.aimd is not None and limit.aimd.rate < limit.aimd.ceiling:
@@ -892,6 +900,7 @@ class Throttle:
         the old rate say nothing about the new one.
         """
         if self._adaptive:
+            self._queue.check_thread()
             now = self._now()
             for limit in self._limits.values():
                 if limit.aimd is not None:
@@ -909,7 +918,7 @@ class Throttle:
         """
         if self._queue.waiting or self._in_flight:
             return False
-        now = self._now()
+        now = time_for_read(self._watch, self._now)
         if self._paused_until > now:
             return False
         return all(
@@ -920,8 +929,11 @@ class Throttle:
         )
 
     def statistics(self) -> ThrottleStatistics:
-        """Return a snapshot of this throttle (see :class:`ThrottleStatistics`)."""
-        now = self._now()
+        """Return a snapshot of this throttle (see :class:`ThrottleStatistics`).
+
+        Works anywhere, also outside an event loop, and changes nothing.
+        """
+        now = time_for_read(self._watch, self._now)
         return ThrottleStatistics(
             tasks_waiting=self._queue.waiting,
             in_flight=self._in_flight,

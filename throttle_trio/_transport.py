@@ -257,6 +257,25 @@ class TransportEngine:
         return finish
 
 
+def wrong_library(parameter: str, value: object, library: str) -> TypeError:
+    """The error for an httpx object handed to the httpx2 transport, or the other way round.
+
+    The two libraries have look-alike classes that do not mix: a request of the other one
+    fails deep inside it with an empty ``AssertionError``.  This names the module to use.
+    """
+    kind = type(value)
+    origin = kind.__module__.partition(".")[0]
+    hint = (
+        f"; for {origin} use throttle_trio.{origin}.ThrottledTransport"
+        if origin in ("httpx", "httpx2") and origin != library
+        else ""
+    )
+    return TypeError(
+        f"{parameter} must be an {library} object (this is throttle_trio.{library}."
+        f"ThrottledTransport), got {kind.__module__}.{kind.__qualname__}{hint}"
+    )
+
+
 def engine_options(
     throttle: Throttle | None,
     registry: ThrottleRegistry[Any] | None,

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Generic, TypeVar, final
@@ -73,7 +74,15 @@ class WaitQueue(Generic[T]):
     ``T`` is the type of the payload each waiter carries for :meth:`fail_waiters`.
     """
 
-    __slots__ = ("_clock", "_next_ticket", "_queue", "_queued_cost", "_waiting", "total_wakeups")
+    __slots__ = (
+        "_clock",
+        "_next_ticket",
+        "_queue",
+        "_queued_cost",
+        "_thread",
+        "_waiting",
+        "total_wakeups",
+    )
 
     def __init__(self, clock: Callable[[], float] = anyio.current_time) -> None:
         # The owner's clock: it may carry the owner's state over to another event loop.
@@ -84,6 +93,7 @@ class WaitQueue(Generic[T]):
         self._queue: deque[_Waiter[T]] = deque()
         self._waiting = 0
         self._queued_cost = 0.0
+        self._thread = 0  # the thread whose event loop the waiters wait in
         self.total_wakeups = 0  # events set by this queue over its lifetime (tests of I7)
 
     @property
@@ -163,6 +173,8 @@ class WaitQueue(Generic[T]):
                 self.poke()  # a waiter that queued meanwhile may fit now
                 raise
             return ticket
+        self.check_thread()
+        self._thread = threading.get_ident()
         waiter = _Waiter(cost, payload, ticket)
         if not queue or queue[-1].ticket < ticket:
             queue.append(waiter)
@@ -228,9 +240,34 @@ class WaitQueue(Generic[T]):
             self.poke()
 
     def poke(self) -> None:
-        """Wake the head so that it asks its ``step`` again (capacity or rates changed)."""
+        """Wake the head so that it asks its ``step`` again (capacity or rates changed).
+
+        Raises:
+            RuntimeError: called from another thread than the waiters' event loop.
+        """
         if self._queue:
+            self.check_thread()
             self._wake(self._queue[0])
+
+    def check_thread(self) -> None:
+        """Refuse a second thread while tasks wait in another thread's event loop.
+
+        Owners call it first in every method that changes what waiters wait for, so that a
+        refused call changes nothing.
+
+        The waiters' events belong to their loop and are not thread-safe: a release, refund or
+        acquire from another thread would wake nobody, and the queue would hang for good.
+        (One loop after another in the same thread is fine: the first loop's waiters are
+        gone when it ends.)
+        """
+        if self._waiting and threading.get_ident() != self._thread:
+            raise RuntimeError(
+                f"this limiter has {self._waiting} task(s) waiting in an event loop of another "
+                "thread; a limiter, throttle or capacity limiter serves one event loop at a "
+                "time: make one per thread (share a limit across threads or processes with "
+                "throttle_trio.redis), or call it in its loop's thread "
+                "(anyio.from_thread.run_sync)"
+            )
 
     def _wake(self, waiter: _Waiter[T]) -> None:
         if not waiter.event.is_set():
@@ -244,6 +281,7 @@ class WaitQueue(Generic[T]):
         Used when a reconfiguration lowers a capacity below queued costs (I6): they fail at
         once instead of blocking the queue forever.  O(n) in the queue length.
         """
+        self.check_thread()
         failed = [w for w in self._queue if w.queued and doomed(w.payload)]
         for waiter in failed:
             waiter.error = error(waiter.payload)

@@ -35,7 +35,7 @@ try:
 except ImportError as _error:  # pragma: no cover - exercised in a subprocess by the tests
     raise missing_extra("throttle_trio.httpx2", "httpx2", _error) from _error
 
-from ._transport import RequestLike, SettlingStream, engine_options
+from ._transport import RequestLike, SettlingStream, engine_options, wrong_library
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Hashable, Mapping
@@ -70,7 +70,8 @@ class ThrottledTransport(httpx2.AsyncBaseTransport):
         retry: the retry policy (default: ``RetryPolicy()``).
 
     Raises:
-        TypeError: neither or both of ``throttle`` and ``registry``.
+        TypeError: neither or both of ``throttle`` and ``registry``, or a ``transport`` that
+            is not a ``httpx2`` one (the error names the module to use).
     """
 
     def __init__(
@@ -83,6 +84,8 @@ class ThrottledTransport(httpx2.AsyncBaseTransport):
         estimate: Callable[[Mapping[str, Any] | bytes | str], RequestCost] | None = None,
         retry: RetryPolicy | None = None,
     ) -> None:
+        if transport is not None and not isinstance(transport, httpx2.AsyncBaseTransport):
+            raise wrong_library("transport", transport, "httpx2")
         self._transport = transport if transport is not None else httpx2.AsyncHTTPTransport()
         self._engine = engine_options(throttle, registry, key, estimate, retry)
 
@@ -91,6 +94,8 @@ class ThrottledTransport(httpx2.AsyncBaseTransport):
         return self._engine.throttle_for(request)
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if not isinstance(request, httpx2.Request):  # a client of the other library
+            raise wrong_library("request", request, "httpx2")
         return await self._engine.handle(request, self._transport.handle_async_request, _rebuild)
 
     async def aclose(self) -> None:
