@@ -84,6 +84,10 @@ BATCH = ["batch", "in.jsonl", "-o", "out.jsonl", "--base-url", "http://x/v1"]
             [*BATCH, "--max-attempts", "two"],
             "argument --max-attempts: must be an integer > 0, got 'two'",
         ),
+        (
+            [*BATCH, "--max-retry-after", "-1"],
+            "argument --max-retry-after: must be a number >= 0, got '-1'",
+        ),
         (["demo", "--requests", "1.5"], "argument --requests: must be an integer > 0, got '1.5'"),
     ],
 )
