@@ -328,11 +328,12 @@ async def always_429_with_a_long_retry_after(
     await send({"type": "http.response.body", "body": body})
 
 
-async def test_the_report_says_why_requests_failed_with_retry_after_too_long(
+async def test_a_wait_above_the_cap_stops_the_batch_and_leaves_the_requests_for_a_rerun(
     tmp_path: Path,
 ) -> None:
-    """A server that asks to wait longer than the cap fails those requests at once: the report
-    counts them and names the wait, the cap and the flag that raises it."""
+    """A server that asks to wait longer than the cap (a daily limit): the batch stops at the
+    first such answer, writes no line for it (a rerun sends it), and the report names the
+    wait, the cap and the flag that raises it."""
     async with anyio.create_task_group() as tg:
         address = await tg.start(serve, always_429_with_a_long_retry_after)
         options = BatchOptions(
@@ -347,13 +348,13 @@ async def test_the_report_says_why_requests_failed_with_retry_after_too_long(
         with anyio.fail_after(30):
             summary = await run_batch_file(options, stream=io.StringIO())
         tg.cancel_scope.cancel()
-    lines = outputs(options.output)
-    assert [line["error"]["code"] for line in lines] == ["RetryAfterTooLong"] * 3
-    assert (summary.failed, summary.retry_after_too_long) == (3, 3)
+    assert outputs(options.output) == []
+    assert (summary.failed, summary.not_done, summary.retry_after_too_long) == (0, 3, 1)
+    assert not summary.interrupted
     report = summary.report(6000, None).splitlines()
-    assert report[2] == (
-        "3 failed with RetryAfterTooLong: the server asked to wait up to 3600 s, more than the "
-        "0.05 s cap (--max-retry-after)"
+    assert report[-1] == (
+        "stopped: the server asked to wait 3600 s, more than the 0.05 s cap "
+        "(--max-retry-after); rerun later to resume"
     )
 
 

@@ -62,8 +62,9 @@ class BatchSummary:
 
     Attributes:
         malformed: input lines skipped because they cannot run (each reported on its own).
-        retry_after_too_long: requests that failed because the server asked to wait longer
-            than ``max_retry_after`` (their lines carry ``RetryAfterTooLong``).
+        retry_after_too_long: requests the server asked to wait longer than
+            ``max_retry_after`` (``RetryAfterTooLong``): not written, so a rerun sends them;
+            the run stopped at the first.
         longest_retry_after: the longest wait (seconds) such a server asked for.
         max_retry_after: the cap (seconds) those waits exceeded.
         output_error: why the results could not be written (``"cannot write PATH: ..."``);
@@ -98,12 +99,6 @@ class BatchSummary:
             f"429s seen: {self.rate_limited}; tokens used: {self.tokens:,.0f}; "
             f"elapsed: {self.elapsed:.1f} s"
         )
-        if self.retry_after_too_long:
-            lines.append(
-                f"{self.retry_after_too_long} failed with RetryAfterTooLong: the server asked to "
-                f"wait up to {self.longest_retry_after:g} s, more than the "
-                f"{self.max_retry_after:g} s cap (--max-retry-after)"
-            )
         sent = self.succeeded + self.failed
         if sent:
             rate = f"{sent / minutes:,.0f} requests/min"
@@ -115,6 +110,11 @@ class BatchSummary:
             lines.append("stopped: the results cannot be written; rerun the same command to resume")
         elif self.unreachable:
             lines.append(f"stopped: cannot reach the server ({self.unreachable}); rerun to resume")
+        elif self.retry_after_too_long:
+            lines.append(
+                f"stopped: the server asked to wait {self.longest_retry_after:g} s, more than the "
+                f"{self.max_retry_after:g} s cap (--max-retry-after); rerun later to resume"
+            )
         elif self.interrupted:
             lines.append("interrupted: rerun the same command to resume")
         return "\n".join(lines)
@@ -219,10 +219,14 @@ async def _run(
             summary.unreachable = summary.unreachable or str(exc) or type(exc).__name__
             stop.set()
             raise
-        except RetryAfterTooLong as exc:  # counted: the report says why these failed
+        except RetryAfterTooLong as exc:
+            # The key is out for longer than the cap (a daily limit): the request was not
+            # served, so it is left for a rerun, and the batch stops instead of failing every
+            # line after a pause of the cap each.
             summary.retry_after_too_long += 1
             summary.longest_retry_after = max(summary.longest_retry_after, exc.delay)
-            return None, {"code": type(exc).__name__, "message": str(exc)}
+            stop.set()
+            raise
         except (httpx2.HTTPError, ThrottleTrioError) as exc:
             # Also a cost above a limit's capacity (it could never go): the request failed,
             # and its line says why.
@@ -273,8 +277,8 @@ async def _run(
                     send, todo, max_concurrent=options.max_concurrent, stop=stop
                 ) as results:
                     async for result in results:
-                        if result.error is not None:  # unreachable: not written
-                            continue
+                        if result.error is not None:  # unreachable, or out for too long:
+                            continue  # not written, a rerun sends it
                         response, error = result.value if result.value else (None, None)
                         try:
                             output.write(result.item.custom_id, response, error)
@@ -300,7 +304,7 @@ async def _run(
     summary.rate_limited = throttle.statistics().rejections
     summary.not_done = len(todo) - summary.succeeded - summary.failed
     summary.elapsed = time.monotonic() - started
-    if summary.not_done and not summary.unreachable:
+    if summary.not_done and not (summary.unreachable or summary.retry_after_too_long):
         summary.interrupted = True
     logger.debug("batch finished: %s", summary)
 

@@ -117,8 +117,8 @@ def _parser() -> argparse.ArgumentParser:
         "--max-retry-after",
         type=_number(float, at_least=0),
         metavar="SECONDS",
-        help="the longest wait a server may ask for (Retry-After) before its request fails "
-        "with RetryAfterTooLong (120)",
+        help="the longest wait a server may ask for (Retry-After, or an exhausted limit's "
+        "reset) before the batch stops, leaving the rest for a rerun (120)",
     )
     batch.add_argument(
         "--strict",
