@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, final
 
 from ._backend import Backend, LoopWatch, current_backend, shift_policy_clock, time_for_read
 from ._exceptions import CostExceedsCapacity, RateLimitTimeout, ThrottleTrioError
+from ._feedback import PendingCut, learned_period, reported_level, shortfall
 from ._validate import check_non_negative, check_optional_timeout
 from ._waitqueue import WaitQueue
 from .policy.adaptive import AIMD
@@ -59,20 +60,6 @@ _CONCURRENCY = "concurrency"
 # before it knows their limits.
 _LEARNABLE_METRICS = frozenset({"requests", "tokens", "input_tokens", "output_tokens"})
 _PAUSE = "pause"
-
-
-def _learned_period(limit: float, remaining: float | None, reset_after: float | None) -> float:
-    """The period of a limit reported in headers: the time to refill it entirely.
-
-    ``reset_after`` is when the spent part (``limit - remaining``) is back, so a full refill
-    takes ``limit * reset_after / (limit - remaining)``.  Without the figures, or with less
-    than a tenth of the limit spent, a minute (the period of the usual RPM and TPM limits):
-    the reset of a little spent is short, and its rounding (Anthropic's resets are whole
-    seconds) or a clock difference would dominate it, making the period several times off.
-    """
-    if remaining is not None and reset_after and 0 <= remaining <= limit * 0.9:
-        return min(86_400.0, max(1.0, limit * reset_after / (limit - remaining)))
-    return 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +162,7 @@ class _Limit:
         # Admitted, but the admitted task has not run again yet: the request is not on the wire.
         self.unsent = 0.0
         # What the last header report said to take off and was not taken (yet): see observe().
-        self.pending_cut = 0.0
+        self.pending_cut = PendingCut()
 
     @property
     def net_charged(self) -> float:
@@ -190,6 +177,10 @@ class _Limit:
         if isinstance(policy, SlidingWindow):
             return policy.limit / policy.window
         return math.nan
+
+    def refill_rate(self) -> float:
+        """Units per second this limit refills continuously (``math.nan``: it does not)."""
+        return math.nan if isinstance(self.policy, SlidingWindow) else self.rate()
 
     def set_rate(self, rate: float, now: float) -> None:
         """Admit ``rate`` units per second from now on; the capacity stays as it is."""
@@ -822,7 +813,7 @@ class Throttle:
             if limit is None:
                 if not (self._learn_limits and info.limit and info.limit > 0):
                     continue
-                per = _learned_period(info.limit, info.remaining, info.reset_after)
+                per = learned_period(info.limit, info.remaining, info.reset_after)
                 bucket = TokenBucket(info.limit, per=per)
                 limit = self._limits[metric] = _Limit(metric, bucket, learned=True)
                 if self._adaptive:
@@ -832,30 +823,19 @@ class Throttle:
                 logger.info("%r learned %s: %g per %g s", self, metric, info.limit, per)
             if info.remaining is None:
                 continue
-            target = info.remaining
             if reservation is not None and limit.name in reservation._marks:
-                # The server counted `remaining` when this request arrived, which was no
-                # earlier than when its task ran again after admission.  Since then the
-                # server's bucket refilled, and it was charged what we sent after it, and will
-                # be charged what we admitted and have not sent (net of refunds).
-                target -= limit.net_charged - reservation._marks[limit.name]
-                rate = limit.rate()
-                if not math.isnan(rate) and not isinstance(limit.policy, SlidingWindow):
-                    target += rate * max(0.0, now - reservation._resumed_at)
+                level = reported_level(
+                    info.remaining,
+                    charged_since=limit.net_charged - reservation._marks[limit.name],
+                    refill_rate=limit.refill_rate(),
+                    resumed_at=reservation._resumed_at,
+                    now=now,
+                )
+            else:
+                level = info.remaining
             available = limit.policy.available(now)
-            if target >= available:
-                limit.pending_cut = 0.0
-                continue
-            cut = available - target
-            if limit.admitted_cost or limit.pending_cut:  # else: a new limit, nothing to doubt
-                # A cut is kept for good, and one report can be wrong by the requests in
-                # flight: which of them the server had counted is a guess when several
-                # connections deliver them in any order (after a burst, tens of requests).
-                # A real shortfall (another process on the key, a bucket that started
-                # refilling before the server's) shows in every report; a miscount does not.
-                # So two reports in a row must agree, and the smaller cut is taken.
-                cut, limit.pending_cut = min(cut, limit.pending_cut), cut
-                limit.pending_cut -= cut
+            first = not (limit.admitted_cost or limit.pending_cut.amount)
+            cut = limit.pending_cut.decide(available, level, first=first)
             if cut > 0:
                 limit.policy.limit_available(available - cut, now)
         if learned:  # the probe is over; a learned capacity may be below a queued cost (I6)
@@ -875,9 +855,9 @@ class Throttle:
             limit = self._limits.get(metric)
             if limit is None or info.remaining is None or limit.name not in reservation._marks:
                 continue
-            shortfall = reservation._costs.get(limit.metric, 0.0) - info.remaining
-            if shortfall > 0:
-                limit.policy.limit_available(limit.policy.available(now) - shortfall, now)
+            proven = shortfall(reservation._costs.get(limit.metric, 0.0), info.remaining)
+            if proven > 0:
+                limit.policy.limit_available(limit.policy.available(now) - proven, now)
 
     def record_success(self) -> None:
         """A request succeeded: with ``adaptive``, raise the rates a little (up to configured)."""

@@ -1,0 +1,128 @@
+"""Header feedback as arithmetic: what a response's rate-limit report says about one limit.
+
+Pure, like the policies: no anyio, no I/O, no clock; every function takes numbers (``now``
+included) and returns numbers.  The throttle shells apply the answers to their own store of
+levels: the local :class:`~throttle_trio.Throttle` to its policies, the Redis throttle through
+its script.  So the rules exist once, and the two cannot drift.
+
+The rules (each one a measured fix; see the CHANGELOG of 2026-11-29):
+
+* **What the server's bucket holds now** (:func:`reported_level`): ``remaining`` was counted
+  when the request reached the server, which was no earlier than when its task ran again after
+  admission (``resumed_at``).  Since then the server's bucket refilled, and it was charged
+  what this client sent after that request, and will be charged what was admitted and not yet
+  sent.  So: ``remaining - charged_since + refill_rate * (now - resumed_at)``.
+* **Two reports must agree** (:class:`PendingCut`): a cut is kept for good, and one report can
+  be off by the requests in flight (which of them the server had counted is a guess when
+  connections deliver them in any order).  A real shortfall (another process on the key, a
+  bucket that started refilling before the server's) shows in every report; a miscount does
+  not.  So a limit is cut only when the report before also asked for a cut, by the smaller of
+  the two.  A limit that has charged nothing yet takes its first report as it is.
+* **A 429 proves a shortfall** (:func:`shortfall`): the server had ``remaining`` of a metric
+  when the request arrived, less than its cost; the client had at least the cost when it
+  admitted it, and the server only refilled since.  So the client was ahead by at least the
+  difference: cut at once.
+* **Learned limits** (:func:`learned_period`): a limit the user did not configure is learned
+  from ``limit``, with the period inferred from the reset time of what is spent.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import final
+
+__all__ = ["PendingCut", "learned_period", "reported_level", "shortfall"]
+
+#: The longest period a learned limit can have (a day), and the shortest (a second).
+MAX_LEARNED_PERIOD = 86_400.0
+MIN_LEARNED_PERIOD = 1.0
+
+
+def learned_period(limit: float, remaining: float | None, reset_after: float | None) -> float:
+    """The period of a limit reported in headers: the time to refill it entirely (seconds).
+
+    ``reset_after`` is when the spent part (``limit - remaining``) is back, so a full refill
+    takes ``limit * reset_after / (limit - remaining)``, between a second and a day.  Without
+    the figures, or with less than a tenth of the limit spent, a minute (the period of the usual
+    RPM and TPM limits): the reset of a little spent is short, and its rounding (Anthropic's
+    resets are whole seconds) or a clock difference would dominate it, making the period
+    several times off.
+    """
+    if remaining is not None and reset_after and 0 <= remaining <= limit * 0.9:
+        period = limit * reset_after / (limit - remaining)
+        return min(MAX_LEARNED_PERIOD, max(MIN_LEARNED_PERIOD, period))
+    return 60.0
+
+
+def reported_level(
+    remaining: float,
+    *,
+    charged_since: float = 0.0,
+    refill_rate: float = math.nan,
+    resumed_at: float = math.nan,
+    now: float = math.nan,
+) -> float:
+    """What the server's bucket holds at ``now``, by a report of ``remaining`` (units).
+
+    Args:
+        remaining: what the server reported left, counted when the request arrived.
+        charged_since: what this client charged since that request was sent: later
+            admissions (sent or not), overdrafts, net of refunds (units).
+        refill_rate: units per second the limit refills continuously; ``nan`` for a limit that
+            does not (a sliding window) or is unknown: no refill is credited.
+        resumed_at: when the request's task ran again after its admission (the request
+            cannot have reached the server earlier); ``nan``: unknown, no refill credited.
+        now: the current time, on the same clock as ``resumed_at``.
+    """
+    level = remaining - charged_since
+    elapsed = now - resumed_at
+    if elapsed > 0 and refill_rate > 0:  # False for any NaN
+        level += refill_rate * elapsed
+    return level
+
+
+def shortfall(cost: float, remaining: float | None) -> float:
+    """By how much a 429 proves the client was ahead: its request's cost minus what the server
+    reported left (0 when it proves nothing)."""
+    if remaining is None:
+        return 0.0
+    return max(0.0, cost - remaining)
+
+
+@final
+class PendingCut:
+    """One limit's memory between reports: the cut the last report asked for, not yet taken.
+
+    A plain object with one number; the shells keep one per limit.
+    """
+
+    __slots__ = ("amount",)
+
+    def __init__(self) -> None:
+        self.amount = 0.0
+
+    def __repr__(self) -> str:
+        return f"PendingCut({self.amount!r})"
+
+    def decide(self, available: float, level: float, *, first: bool) -> float:
+        """How much to take off a limit that holds ``available`` when a report says ``level``.
+
+        Args:
+            available: what the limit holds now, by its own count.
+            level: what the report says it holds now (:func:`reported_level`).
+            first: the limit has charged nothing and has no pending cut: its first report is
+                taken as it is (nothing to doubt yet).
+
+        Returns:
+            The units to take off now (>= 0); the rest of this report's cut waits for the next
+            report to confirm it.
+        """
+        if level >= available:
+            self.amount = 0.0
+            return 0.0
+        cut = available - level
+        if first:
+            return cut
+        taken = min(cut, self.amount)
+        self.amount = cut - taken
+        return taken
