@@ -73,23 +73,37 @@ class SlidingWindow(RatePolicy):
         if not entries:
             self._used = 0  # no drift from repeated float subtraction
 
+    def _used_at(self, now: float) -> float:
+        """The units still in the window at ``now`` (a pure read: expired entries stay).
+
+        The same subtractions, in the same order, as :meth:`_expire` makes when it drops them,
+        so a read and a later write at the same ``now`` see the same number.
+        """
+        used, window = self._used, self._window
+        for admitted_at, cost in self._entries:
+            if admitted_at + window > now:
+                return used
+            used -= cost
+        return 0  # all gone: no drift from repeated float subtraction
+
     def available(self, now: float) -> float:
-        self._expire(now)
-        return self._limit - self._used
+        return self._limit - self._used_at(now)
 
     def ready_at(self, cost: float, now: float) -> float:
         cost = self._checked_cost(cost)
-        self._expire(now)
-        excess = self._used + cost - self._limit
+        excess = self._used_at(now) + cost - self._limit
         if excess <= 0:
             return now
-        # Walk from the oldest entry until enough has left the window.  The comparison
-        # `t + window <= now` in _expire uses the same sum, so the answer is exact.
+        # Walk from the oldest entry still in the window until enough has left it.  The
+        # comparison `t + window <= now` in _used_at uses the same sum, so the answer is exact.
         freed: float = 0
+        window = self._window
         for admitted_at, entry_cost in self._entries:
+            if admitted_at + window <= now:
+                continue  # already left the window (a read does not drop it)
             freed += entry_cost
             if freed >= excess:
-                return admitted_at + self._window
+                return admitted_at + window
         raise AssertionError("unreachable: cost <= limit, so emptying the window fits it")
 
     def consume(self, cost: float, now: float) -> None:
