@@ -40,8 +40,9 @@ def test_burst_is_separate_from_rate(cls: type[TokenBucket]) -> None:
 @pytest.mark.parametrize("cls", BUCKETS)
 def test_initial_tokens_start_a_drained_bucket(cls: type[TokenBucket]) -> None:
     bucket = cls(rate=4, per=1.0, burst=8, initial_tokens=0)
-    assert bucket.available(5.0) == 0  # the first question starts the clock
-    assert bucket.ready_at(1, 5.0) == 5.25
+    assert bucket.available(1.0) == 0  # a read does not start the clock
+    assert bucket.ready_at(1, 5.0) == 5.25  # the first request does
+    assert bucket.available(5.0) == 0
     assert bucket.available(6.0) == 4
     assert bucket.available(7.0) == 8
 

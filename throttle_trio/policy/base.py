@@ -4,10 +4,54 @@ A policy is a plain object: it never sleeps, never reads a clock and never impor
 method that depends on time takes ``now`` (seconds on any monotonic clock, the same clock for
 every call).  The async limiters turn its answers into one sleep on one timer.
 
-Rounding rule (invariant I2): :meth:`RatePolicy.ready_at` returns a time ``t`` such that
-``ready_at(cost, t) == t`` *exactly*, in the floating-point arithmetic the policy itself uses.  A
-waiter that sleeps until ``t`` is therefore admitted when it wakes, and virtual time can never
-freeze in a loop of zero-length sleeps caused by a remainder like ``now + 1e-13 == now``.
+The rounding rule
+-----------------
+Policies decide in the arithmetic of the numbers they are given: ``float`` on an event loop's
+clock, exactly with ``fractions.Fraction`` (or ``int``) time and parameters.  The rule holds at
+any clock reading a loop can have, 0 to 1e9 s (trio's real clock starts at a random offset of
+about 1e4 to 1e6 s; ``time.monotonic()`` is the machine's uptime):
+
+1. **Sleeping until the answer admits.**  :meth:`RatePolicy.ready_at` returns a time ``t`` such
+   that ``ready_at(cost, t) == t`` *exactly*, so a waiter that sleeps until ``t`` is admitted
+   when it wakes, and virtual time never freezes in a loop of zero-length sleeps caused by a
+   remainder like ``now + 1e-13 == now``.
+2. **Differences, not sums.**  A bucket's level at ``now`` is computed from ``now`` minus the
+   time of its last change (exact for nearby clock readings) and quantities the size of the
+   bucket, never by adding an interval to a clock reading and subtracting the reading again:
+   at 1e5 s ``(now + 0.1) - now`` is 0.1 give or take 1.5e-11, which once made a full
+   :class:`GCRA` refuse its burst until the clock crossed the next power of two.  The fit test
+   is therefore monotone in ``now``, and ``ready_at`` lands within the tolerance below of the
+   exact answer.
+3. **A stated tolerance.**  A bucket admits a cost that is short by at most what it refills in
+   ``clock_slack(now, span)`` seconds, ``SLACK * max(1 s, |now|, span)`` with ``SLACK =
+   2**-48`` and ``span`` the bucket's time to fill from empty (``burst * per / rate``).  That
+   is 16 to 32 ulps of the larger of the clock reading and the span: 3.6e-15 s near 0, 36 ps at
+   1e4 s, 3.6 ns at 1e6 s, 3.6 µs at 1e9 s: more than the rounding of the operations of one
+   decision (so a cost that fits a bucket's state exactly fits it in float too; the state
+   itself carries the rounding of past updates, a fraction of an ulp of the bucket each, as
+   any float accumulator does), far less than any timer's resolution.  In exact arithmetic
+   (no ``float`` among ``now`` and the parameters) it is 0.
+   The rate bound I1 therefore holds in float up to that slack: over an interval of length
+   ``T`` at most ``burst + rate / per * (T + slack)``.
+4. **One rule, so the answers agree.**  :class:`TokenBucket` and :class:`GCRA` both decide with
+   :func:`refill_ready_at`, so they agree except when a cost's exact shortfall lies within
+   rounding of the tolerance's edge.  For one policy: ``ready_at(cost, now) == now`` exactly
+   when :meth:`RatePolicy.try_admit` admits; ``available(now) >= cost`` implies it, and an
+   admitted cost is at most ``available(now)`` plus the slack's refill; a bucket's
+   ``queue_ready_at(0, cost, now) == ready_at(cost, now)``, so ``acquire(timeout=)`` refuses
+   at once only what it could not admit in time.  A full bucket admits ``cost == burst`` at
+   once.  :class:`SlidingWindow` needs no tolerance: an admission at ``t`` leaves at
+   ``t + window``, one addition computed the same way wherever it is compared.
+
+Reading changes nothing
+-----------------------
+:meth:`RatePolicy.available`, :meth:`RatePolicy.queue_ready_at`, the properties and ``repr``
+never change a policy, so ``statistics()`` can be called at any time.  A bucket's clock starts
+at its first use: the first write (:meth:`~RatePolicy.consume`, :meth:`~RatePolicy.refund`,
+...) or the first :meth:`~RatePolicy.ready_at`, whose answer is a promise that rule 1 must
+keep (a bucket that had not started would answer "``cost / rate`` from now" at every ``now``,
+and a waiter would never be admitted).  Until then a bucket holds ``initial_tokens`` at
+whatever time it is asked.
 """
 
 from __future__ import annotations
@@ -62,11 +106,18 @@ class RatePolicy(ABC):
 
     @abstractmethod
     def available(self, now: float) -> float:
-        """Units that could be admitted at ``now`` (negative while a debt is being repaid)."""
+        """Units that could be admitted at ``now`` (negative while a debt is being repaid).
+
+        A pure read: it never changes the policy.  A cost up to this fits at ``now``.
+        """
 
     @abstractmethod
     def ready_at(self, cost: float, now: float) -> float:
         """The earliest time >= ``now`` at which ``cost`` fits, if nothing else is admitted.
+
+        "Earliest" is up to the rounding rule's tolerance (see the module docstring), and the
+        answer keeps the rule: ``ready_at(cost, t) == t`` for the returned ``t``.  A bucket
+        that was never used starts its clock here (the one read that may change a policy).
 
         Raises:
             CostExceedsCapacity: ``cost`` is above :attr:`capacity`.
@@ -128,7 +179,8 @@ class RatePolicy(ABC):
         """A lower bound on when ``cost`` fits if ``ahead`` units are admitted before it (FIFO).
 
         Used to fail a request at once when even this bound exceeds its timeout.  The default
-        is conservative; buckets override it with the exact answer.
+        is conservative; buckets override it with the exact answer, which for ``ahead == 0`` is
+        :meth:`ready_at`'s.  A pure read: it never changes the policy.
         """
         cost = self._checked_cost(cost)
         return self.ready_at(min(ahead + cost, self.capacity), now)
@@ -159,8 +211,10 @@ def first_time_at_or_after(t: float, fits: Callable[[float], bool]) -> float:
 
     ``t`` comes from an exact formula that floating point may miss by a few ulps; stepping up
     by a doubling number of ulps reaches a time that the policy itself accepts in at most ~60
-    steps, whatever the magnitudes.  With exact arithmetic (``fractions.Fraction``) the loop
-    never runs.
+    steps, whatever the magnitudes.  ``fits`` must be monotone (false, then true for good):
+    then the answer overshoots the first time that fits by less than twice the distance from
+    ``t`` to it, plus one ulp.  With exact arithmetic (``fractions.Fraction``) the loop never
+    runs.
     """
     if fits(t):
         return t
@@ -170,3 +224,60 @@ def first_time_at_or_after(t: float, fits: Callable[[float], bool]) -> float:
         if fits(t):
             return t
         step *= 2
+
+
+SLACK = 2.0**-48
+"""The relative tolerance of the rounding rule (see the module docstring): 16 to 32 ulps."""
+
+
+def clock_slack(now: float, span: float) -> float:
+    """How many seconds short of fitting a cost may be and still fit at ``now`` (rule 3).
+
+    Args:
+        now: the clock reading (seconds).
+        span: the longest interval the policy's arithmetic handles, in seconds (a bucket's time
+            to fill from empty).
+
+    Returns:
+        ``SLACK * max(1, |now|, span)`` when either is a ``float``; 0 in exact arithmetic.  It
+        never decreases as ``now`` grows from 0, so a fit test that uses it stays monotone.
+    """
+    if _is_float(now) or _is_float(span):
+        return SLACK * max(1.0, abs(now), span)
+    return 0
+
+
+def _is_float(value: object) -> bool:
+    # Annotated `float`, a time may be an int or a Fraction at run time (exact arithmetic).
+    return isinstance(value, float)
+
+
+def refill_ready_at(
+    units: float, now: float, level: Callable[[float], float], fill: float, span: float
+) -> float:
+    """When a refilling bucket holds ``units``: the rounding rule of every bucket.
+
+    :class:`TokenBucket` and :class:`GCRA` both answer with it, so they decide the same.
+
+    ``units`` fit at ``t`` when ``units - level(t) <= clock_slack(t, span) * fill``: the
+    shortfall (a difference of quantities the size of the bucket) is at most what refills in
+    the slack.  The test is monotone in ``t`` because ``level`` is and the slack is, so the
+    answer is ``now`` if they fit now, otherwise the exact formula's time rounded up to the
+    first one that passes the same test (a few ulps at most).
+
+    Args:
+        units: the units wanted (may exceed the burst, for a bound on a queue).
+        now: the current time (seconds).
+        level: the bucket's units at time ``t``, not capped at the burst; non-decreasing in
+            ``t`` and pure.
+        fill: units per second.
+        span: the bucket's time to fill from empty (seconds), the scale of the slack.
+    """
+    shortfall = units - level(now)
+    if shortfall <= 0 or shortfall <= clock_slack(now, span) * fill:
+        return now
+
+    def fits(t: float) -> bool:
+        return units - level(t) <= clock_slack(t, span) * fill
+
+    return first_time_at_or_after(now + shortfall / fill, fits)

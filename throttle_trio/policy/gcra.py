@@ -6,6 +6,14 @@ again.  A cost ``c`` fits at ``now`` when ``max(TAT, now) + c * T - now <= burst
 :class:`TokenBucket` with the same ``rate``, ``per`` and ``burst`` admits (``available =
 burst - max(0, TAT - now) / T``); its state is one number, which is why it is the algorithm
 of choice for shared stores such as Redis.
+
+In floating point this class keeps the TAT as two numbers: the time of its last change (a
+clock reading) and how far the TAT is ahead of it.  The test above, written as it reads, adds
+``c * T`` to a clock reading and subtracts the reading again, which at 1e5 s is off by up to
+1.5e-11 s, enough to refuse a full burst; and a TAT stored as one float is rounded to the
+clock's ulp at every admission.  Kept apart, ``TAT - now`` is a difference of nearby clock
+readings (exact) plus a short interval, and the fit test is the token bucket's, with the
+shared tolerance of :mod:`throttle_trio.policy.base` (its rounding rule).
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ from __future__ import annotations
 from typing import final
 
 from .._validate import check_finite, check_non_negative, check_positive
-from .base import RatePolicy, first_time_at_or_after
+from .base import RatePolicy, refill_ready_at
 
 __all__ = ["GCRA"]
 
@@ -22,7 +30,8 @@ __all__ = ["GCRA"]
 class GCRA(RatePolicy):
     """The generic cell rate algorithm: ``rate`` units per ``per`` seconds, bursts of ``burst``.
 
-    Same parameters and same decisions as :class:`TokenBucket`; O(1) state (one timestamp).
+    Same parameters and same decisions as :class:`TokenBucket` (both follow the rounding rule
+    of :mod:`throttle_trio.policy.base`); O(1) state: one timestamp, kept as two floats.
 
     Args:
         rate: units every ``per`` seconds (> 0).
@@ -35,7 +44,18 @@ class GCRA(RatePolicy):
         ValueError: a parameter is out of range (the message names it).
     """
 
-    __slots__ = ("_burst", "_dropped", "_initial", "_interval", "_per", "_rate", "_tat")
+    __slots__ = (
+        "_ahead",
+        "_at",
+        "_burst",
+        "_dropped",
+        "_fill",
+        "_initial",
+        "_interval",
+        "_per",
+        "_rate",
+        "_span",
+    )
 
     def __init__(
         self,
@@ -49,6 +69,8 @@ class GCRA(RatePolicy):
         self._per = check_positive("per", per)
         self._burst = self._rate if burst is None else check_positive("burst", burst)
         self._interval = self._per / self._rate  # seconds per unit (T)
+        self._fill = self._rate / self._per  # units per second
+        self._span = self._burst * self._per / self._rate  # seconds to fill from empty
         if initial_tokens is None:
             self._initial = self._burst
         else:
@@ -57,7 +79,10 @@ class GCRA(RatePolicy):
                 raise ValueError(
                     f"initial_tokens must be <= burst ({self._burst!r}), got {initial_tokens!r}"
                 )
-        self._tat: float | None = None  # set from `initial_tokens` at first use
+        # TAT = _at + _ahead: _at is the time of the last change (None: not used yet, the clock
+        # starts at the first use), _ahead how far the TAT was ahead of it (seconds).
+        self._at: float | None = None
+        self._ahead = (self._burst - self._initial) * self._interval
         self._dropped = 0.0
 
     @property
@@ -87,46 +112,57 @@ class GCRA(RatePolicy):
     @property
     def theoretical_arrival_time(self) -> float | None:
         """The TAT: when the bucket is full again (``None`` before first use)."""
-        return self._tat
+        return None if self._at is None else self._at + self._ahead
 
     def __repr__(self) -> str:
         return f"GCRA(rate={self._rate!r}, per={self._per!r}, burst={self._burst!r})"
 
-    def _tat_at(self, now: float) -> float:
-        # The first question starts the clock: `initial_tokens` are what is there at that time.
-        if self._tat is None:
-            self._tat = now + (self._burst - self._initial) * self._interval
-        return self._tat
+    def _start(self, now: float) -> float:
+        # The first use starts the clock: `initial_tokens` are what is there then.
+        if self._at is None:
+            self._at = now
+        return self._at
 
-    def _fits(self, cost: float, now: float) -> bool:
-        tat = self._tat_at(now)
-        return max(tat, now) + cost * self._interval - now <= self._burst * self._interval
+    def _level(self, t: float, at: float) -> float:
+        """Units at ``t`` if the TAT is ``at + _ahead``, not capped at the burst (a pure read)."""
+        return self._burst - (self._ahead - (t - at)) * self._fill
+
+    def _debt(self, now: float) -> float:
+        """Seconds until the bucket is full again, ``max(0, TAT - now)`` (after `_start`)."""
+        return max(0, self._ahead - (now - self._start(now)))
+
+    def _set_tat(self, now: float, ahead: float) -> None:
+        self._at, self._ahead = now, ahead
+
+    def _ready(self, units: float, now: float) -> float:
+        at = now if self._at is None else self._at  # not started: as if it started now
+        if self._level(now, at) >= units:
+            return now  # the hot path; every other case follows the shared rule
+        return refill_ready_at(units, now, lambda t: self._level(t, at), self._fill, self._span)
 
     def available(self, now: float) -> float:
-        return self._burst - max(0, self._tat_at(now) - now) / self._interval
+        at = now if self._at is None else self._at
+        return min(self._burst, self._level(now, at))
 
     def ready_at(self, cost: float, now: float) -> float:
         cost = self._checked_cost(cost)
-        if self._fits(cost, now):
-            return now
-        earliest = self._tat_at(now) + (cost - self._burst) * self._interval
-        return first_time_at_or_after(max(earliest, now), lambda t: self._fits(cost, t))
+        self._start(now)  # a promise about the future needs a clock (see policy.base)
+        return self._ready(cost, now)
 
     def queue_ready_at(self, ahead: float, cost: float, now: float) -> float:
         # While anyone waits the bucket never reaches its burst (the head takes its cost as
         # soon as it fits), so the units ahead and this cost accrue without a cap.
-        deficit = ahead + self._checked_cost(cost) - self.available(now)
-        return now if deficit <= 0 else now + deficit * self._interval
+        return self._ready(ahead + self._checked_cost(cost), now)
 
     def consume(self, cost: float, now: float) -> None:
         cost = self._checked_charge(cost)
-        self._tat = max(self._tat_at(now), now) + cost * self._interval
+        self._set_tat(now, self._debt(now) + cost * self._interval)
 
     def refund(self, amount: float, now: float, *, admitted_at: float | None = None) -> float:
         amount = check_non_negative("amount", amount)
-        tat = self._tat_at(now)
-        credited = min(amount, max(0, tat - now) / self._interval)
-        self._tat = tat - credited * self._interval
+        debt = self._debt(now)
+        credited = min(amount, debt * self._fill)
+        self._set_tat(now, max(0, debt - credited * self._interval))
         dropped = amount - credited
         self._dropped += dropped
         return dropped
@@ -140,15 +176,17 @@ class GCRA(RatePolicy):
         burst = check_positive("burst", changes.get("burst", self._burst))
         level = min(self.available(now), burst)  # keep the level; change how it refills
         self._rate, self._per, self._burst = rate, per, burst
-        self._interval = per / rate
-        self._tat = now + (burst - level) * self._interval
+        self._interval, self._fill = per / rate, rate / per
+        self._span = burst * per / rate
+        self._set_tat(now, (burst - level) * self._interval)
 
     def shift_clock(self, delta: float) -> None:
         delta = check_finite("delta", delta)
-        if self._tat is not None:
-            self._tat += delta
+        if self._at is not None:
+            self._at += delta
 
     def limit_available(self, tokens: float, now: float) -> None:
         check_finite("tokens", tokens)
+        self._start(now)
         if self.available(now) > tokens:
-            self._tat = now + (self._burst - tokens) * self._interval
+            self._set_tat(now, (self._burst - tokens) * self._interval)

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import final
 
 from .._validate import check_finite, check_non_negative, check_positive
-from .base import RatePolicy, first_time_at_or_after
+from .base import RatePolicy, refill_ready_at
 
 __all__ = ["TokenBucket"]
 
@@ -46,7 +46,17 @@ class TokenBucket(RatePolicy):
         ValueError: a parameter is out of range (the message names it).
     """
 
-    __slots__ = ("_burst", "_dropped", "_fill", "_per", "_rate", "_started", "_tokens", "_updated")
+    __slots__ = (
+        "_burst",
+        "_dropped",
+        "_fill",
+        "_per",
+        "_rate",
+        "_span",
+        "_started",
+        "_tokens",
+        "_updated",
+    )
 
     def __init__(
         self,
@@ -60,6 +70,7 @@ class TokenBucket(RatePolicy):
         self._per = check_positive("per", per)
         self._burst = self._rate if burst is None else check_positive("burst", burst)
         self._fill = self._rate / self._per  # units per second
+        self._span = self._burst * self._per / self._rate  # seconds to fill from empty
         if initial_tokens is None:
             self._tokens = self._burst
         else:
@@ -68,7 +79,7 @@ class TokenBucket(RatePolicy):
                 raise ValueError(
                     f"initial_tokens must be <= burst ({self._burst!r}), got {initial_tokens!r}"
                 )
-        self._started = False  # the bucket starts when it is first used
+        self._started = False  # the clock starts at the first use (see policy.base)
         self._updated = 0.0
         self._dropped = 0.0
 
@@ -99,36 +110,45 @@ class TokenBucket(RatePolicy):
     def __repr__(self) -> str:
         return f"TokenBucket(rate={self._rate!r}, per={self._per!r}, burst={self._burst!r})"
 
-    def _level(self, now: float) -> float:
+    def _start(self, now: float) -> None:
+        # The first use starts the clock: `initial_tokens` are what is there then.
         if not self._started:
-            # The first question starts the clock: `initial_tokens` are what is there then.
             self._started = True
             self._updated = now
-        if now <= self._updated:  # a clock that steps back refills nothing
+
+    def _since(self, now: float) -> float:
+        # When the level was last set; a bucket not yet started reads as if it started now.
+        return self._updated if self._started else now
+
+    def _level(self, t: float, since: float) -> float:
+        """Units at ``t``, not capped at the burst (a pure read)."""
+        if t <= since:  # a clock that steps back refills nothing
             return self._tokens
-        return min(self._burst, self._tokens + (now - self._updated) * self._fill)
+        return self._tokens + (t - since) * self._fill
+
+    def _ready(self, units: float, now: float) -> float:
+        since = self._since(now)
+        if self._level(now, since) >= units:
+            return now  # the hot path; every other case follows the shared rule
+        return refill_ready_at(units, now, lambda t: self._level(t, since), self._fill, self._span)
 
     def _advance(self, now: float) -> None:
-        self._tokens = self._level(now)
+        self._start(now)
+        self._tokens = min(self._burst, self._level(now, self._updated))
         self._updated = max(self._updated, now)
 
     def available(self, now: float) -> float:
-        return self._level(now)
+        return min(self._burst, self._level(now, self._since(now)))
 
     def ready_at(self, cost: float, now: float) -> float:
         cost = self._checked_cost(cost)
-        level = self._level(now)
-        if level >= cost:
-            return now
-        return first_time_at_or_after(
-            now + (cost - level) / self._fill, lambda t: self._level(t) >= cost
-        )
+        self._start(now)  # a promise about the future needs a clock (see policy.base)
+        return self._ready(cost, now)
 
     def queue_ready_at(self, ahead: float, cost: float, now: float) -> float:
         # While anyone waits the bucket never reaches its burst (the head takes its cost as
         # soon as it fits), so the units ahead and this cost accrue without a cap.
-        deficit = ahead + self._checked_cost(cost) - self._level(now)
-        return now if deficit <= 0 else now + deficit / self._fill
+        return self._ready(ahead + self._checked_cost(cost), now)
 
     def consume(self, cost: float, now: float) -> None:
         cost = self._checked_charge(cost)
@@ -154,6 +174,7 @@ class TokenBucket(RatePolicy):
         self._advance(now)  # what accrued so far accrued at the old rate
         self._rate, self._per, self._burst = rate, per, burst
         self._fill = rate / per
+        self._span = burst * per / rate
         self._tokens = min(self._tokens, burst)
 
     def shift_clock(self, delta: float) -> None:
