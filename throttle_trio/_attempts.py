@@ -19,12 +19,15 @@ import anyio
 
 from ._headers import RateLimitHeaders, parse_rate_limit_headers
 from ._retry import RetryAfterTooLong, RetryPolicy
+from ._shell import shell_for
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
 
     from ._headers import HeadersLike
-    from ._throttle import Reservation, Throttle
+    from ._shell import Slot, ThrottleShell
+    from ._throttle import Throttle
+    from .redis import RedisThrottle
 
 __all__ = ["ResponseInfo", "call_with_retries"]
 
@@ -50,7 +53,7 @@ class ResponseInfo:
 
 
 async def call_with_retries(
-    throttle: Throttle,
+    throttle: Throttle | RedisThrottle,
     send: Callable[[], Awaitable[R]],
     inspect: Callable[[R], ResponseInfo],
     *,
@@ -65,26 +68,28 @@ async def call_with_retries(
 
     Each attempt reserves ``costs`` (the first one takes a ticket, every retry reuses it, so a
     retried request goes before everyone who arrived after it), calls ``send()``, and feeds the
-    response's rate-limit headers to :meth:`Throttle.observe`.  A success (status < 400) is
+    response's rate-limit headers to the throttle's ``observe``.  A success (status < 400) is
     settled to ``inspect(response).usage`` and counts as a success for the adaptive rate.  An
-    error costs the attempt one request and no tokens (:meth:`Reservation.reject`); overload
+    error costs the attempt one request and no tokens (the reservation's ``reject``); overload
     statuses (429 and 5xx) cut the adaptive rate.  Then:
 
     * a 429, or a 503/529 with Retry-After, closes the throttle's gate for the whole key, for
-      the Retry-After (capped at ``retry.max_retry_after``), else until the exhausted limit
-      resets as its headers say, else for a backoff; the request retries behind the gate;
+      the Retry-After, else until the exhausted limit resets as its headers say, else for a
+      backoff; the request retries behind the gate;
     * another retryable error (408, 409, 5xx; ``x-should-retry``) waits a full-jitter backoff
       (or the Retry-After) for this request alone, holding no slot;
-    * a Retry-After above ``retry.max_retry_after`` raises :class:`RetryAfterTooLong` (the gate
-      still closes for at most the cap); a non-retryable error, the last attempt or an
-      exhausted ``retry.total_timeout`` returns the response as it is, so that an SDK above
-      raises its own error.  Time spent queueing counts against ``total_timeout``.
+    * a wait above ``retry.max_retry_after`` (a Retry-After or a reset) raises
+      :class:`RetryAfterTooLong` (the gate still closes for at most the cap); a non-retryable
+      error, the last attempt or an exhausted ``retry.total_timeout`` returns the response as
+      it is, so that an SDK above raises its own error.  Time spent queueing counts against
+      ``total_timeout``.
 
     Exceptions from ``send`` propagate: the attempt's estimate stands (the request may have
     left).  A response that will be retried is passed to ``discard`` first (close it there).
 
     Args:
-        throttle: the throttle of the request's key.
+        throttle: the throttle of the request's key: a :class:`~throttle_trio.Throttle`, or a
+            :class:`~throttle_trio.redis.RedisThrottle` shared by a fleet.
         send: makes one attempt and returns its response.
         inspect: reads a response's status, headers and usage.
         costs: the estimate per metric (``{"requests": 1, "tokens": 1200}``).
@@ -93,16 +98,62 @@ async def call_with_retries(
         rng: a source of uniform numbers in [0, 1) for the jitter.
         wall_clock: UNIX time, for HTTP-date and RFC 3339 headers.
     """
-    policy = retry if retry is not None else RetryPolicy()
+    shell = shell_for(throttle)
+
+    async def succeeded(slot: Slot, response: R, info: ResponseInfo) -> R:
+        try:
+            await settle_success(shell, slot, info.usage)
+        finally:
+            slot.release()
+        return response
+
+    return await attempts(
+        shell,
+        costs,
+        send,
+        inspect,
+        succeeded,
+        retry if retry is not None else RetryPolicy(),
+        discard=discard,
+        rng=rng,
+        wall_clock=wall_clock,
+    )
+
+
+async def attempts(
+    shell: ThrottleShell,
+    costs: Mapping[str, float],
+    send: Callable[[], Awaitable[R]],
+    inspect: Callable[[R], ResponseInfo],
+    succeeded: Callable[[Slot, R, ResponseInfo], Awaitable[R]],
+    policy: RetryPolicy,
+    *,
+    discard: Callable[[R], Awaitable[None]] | None = None,
+    queue_timeout: float | None = None,
+    replayable: bool = True,
+    rng: Callable[[], float] = random.random,
+    wall_clock: Callable[[], float] = time.time,
+) -> R:
+    """The retry loop of :func:`call_with_retries` and of the transports.
+
+    ``succeeded(slot, response, info)`` takes over a success's slot (it must release it, now
+    or later: a transport keeps it until the body is closed) and returns what to return.
+    ``queue_timeout`` caps each wait in the queue (the transports pass the pool timeout);
+    a request that is not ``replayable`` (a streaming body) is never retried.
+    """
     started = anyio.current_time()
     deadline = math.inf if policy.total_timeout is None else started + policy.total_timeout
     ticket: int | None = None
     attempt = 0
     while True:
         attempt += 1
-        remaining = deadline - anyio.current_time()
-        slot = await throttle.acquire(
-            costs, ticket=ticket, timeout=None if remaining == math.inf else max(0.0, remaining)
+        wait_at_most = deadline - anyio.current_time()
+        if queue_timeout is not None:
+            wait_at_most = min(wait_at_most, queue_timeout)
+        slot = await shell.acquire(
+            costs,
+            ticket=ticket,
+            timeout=None if wait_at_most == math.inf else max(0.0, wait_at_most),
         )
         ticket = slot.ticket
         try:
@@ -114,35 +165,41 @@ async def call_with_retries(
             info = inspect(response)
             now = wall_clock()
             report = parse_rate_limit_headers(info.headers, now)
-            throttle.observe(report, slot)
+            await shell.observe(report, slot)
             if info.status < 400:
-                settle_success(throttle, slot, info.usage)
-                return response
-            wait = handle_failure(
-                throttle, slot, info.status, info.headers, report, policy, attempt, rng
+                return await succeeded(slot, response, info)
+            wait = await handle_failure(
+                shell, slot, info.status, info.headers, report, policy, attempt, rng
             )
-        finally:
-            slot.release()
-        if wait is None or not time_for_retry(throttle, wait, deadline):
-            return response
+        except BaseException:
+            slot.release()  # idempotent: also after succeeded() took it over and failed
+            if discard is not None:
+                with anyio.CancelScope(shield=True):
+                    await discard(response)
+            raise
+        slot.release()
+        if wait is None or not replayable or not time_for_retry(shell, wait, deadline):
+            return response  # unread: the caller (an SDK) raises its own error
         if discard is not None:
-            await discard(response)
+            await discard(response)  # close a rejected response before waiting
         if wait:
             await anyio.sleep(wait)
 
 
-def settle_success(
-    throttle: Throttle, slot: Reservation, usage: Mapping[str, float] | None
+async def settle_success(
+    shell: ThrottleShell, slot: Slot, usage: Mapping[str, float] | None
 ) -> None:
     """A successful response: settle its reservation to the real usage, feed the adaptive rate."""
-    if usage:
-        slot.settle(**{metric: value for metric, value in usage.items() if metric in slot.costs})
-    throttle.record_success()
+    if usage:  # a response reports metrics this reservation may not count
+        counted = {metric: value for metric, value in usage.items() if metric in slot.costs}
+        if counted:
+            await shell.settle(slot, counted)
+    await shell.record_success()
 
 
-def handle_failure(
-    throttle: Throttle,
-    slot: Reservation,
+async def handle_failure(
+    shell: ThrottleShell,
+    slot: Slot,
     status: int,
     headers: HeadersLike,
     report: RateLimitHeaders,
@@ -153,18 +210,18 @@ def handle_failure(
     """An error response: account for it, and say how long this request waits before its
     retry (``0.0`` when the key is paused: the gate holds it back), or ``None`` to give up.
 
-    The attempt costs one request and no tokens (:meth:`Reservation.reject`); an overload
-    status cuts the adaptive rate; a 429 (or 503/529 with Retry-After) closes the gate.
+    The attempt costs one request and no tokens (the reservation's ``reject``; a 429 first
+    cuts each limit by the shortfall it proves); an overload status cuts the adaptive rate; a
+    429 (or 503/529 with Retry-After) closes the gate.
 
     Raises:
         RetryAfterTooLong: the server asked for a wait above ``policy.max_retry_after``.
     """
-    if status == 429:
-        throttle._rejected(report, slot)  # the shortfall it proves, before the refund
     requests = slot.costs.get("requests")
-    slot.reject(**({"requests": requests} if requests is not None else {}))
+    kept = {"requests": requests} if requests is not None else {}
+    await shell.reject(slot, kept, report if status == 429 else None)
     if status == 429 or status >= 500:
-        throttle.record_overload()
+        await shell.record_overload()
     pauses = policy.pauses_key(status, headers)
     # The headers were parsed (and anything malformed logged) once, into `report`.
     delay = policy.judge_delay(report.retry_after)
@@ -177,7 +234,7 @@ def handle_failure(
         delay = policy.judge_delay(min(resets)) if resets else None
     if delay is not None and delay.too_long:  # whatever said it, no pause is longer
         if pauses:
-            throttle.pause_for(delay.pause)
+            await shell.pause_for(delay.pause)
         raise RetryAfterTooLong(delay.delay, policy.max_retry_after)
     if not policy.should_retry(status, report, attempt):
         return None
@@ -187,12 +244,12 @@ def handle_failure(
         )
     wait = delay.pause if delay is not None else policy.backoff(attempt, rng())
     if pauses:
-        throttle.pause_for(wait)
+        await shell.pause_for(wait)
         return 0.0  # the gate holds this request back too, with its ticket
     return wait
 
 
-def time_for_retry(throttle: Throttle, wait: float, deadline: float) -> bool:
+def time_for_retry(shell: ThrottleShell, wait: float, deadline: float) -> bool:
     """Whether a retry after ``wait`` seconds (and after the pause) starts before ``deadline``."""
-    resume = max(anyio.current_time() + wait, throttle.paused_until or -math.inf)
+    resume = max(anyio.current_time() + wait, shell.paused_until or -math.inf)
     return resume <= deadline

@@ -36,10 +36,13 @@ from typing import TYPE_CHECKING, Generic, Literal, TypeAlias, TypeVar, final
 
 import anyio
 
+from ._shell import shell_for
+
 if TYPE_CHECKING:
     from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
     from ._throttle import Throttle
+    from .redis import RedisThrottle
 
 __all__ = ["BatchProgress", "ItemResult", "amap", "run_batch"]
 
@@ -122,7 +125,7 @@ async def amap(
     items: Iterable[T] | AsyncIterable[T],
     *,
     max_concurrent: int = 16,
-    throttle: Throttle | None = None,
+    throttle: Throttle | RedisThrottle | None = None,
     costs: Callable[[T], Mapping[str, float]] | None = None,
     usage: Callable[[R], Mapping[str, float] | None] | None = None,
     ordered: bool = False,
@@ -148,7 +151,9 @@ async def amap(
         fn: the async function to call on each item.
         items: an iterable or async iterable, read lazily (it may be endless).
         max_concurrent: calls running at once (int >= 1); also bounds the live tasks.
-        throttle: if given, each call runs inside ``throttle.reserve(**costs(item))``.
+        throttle: if given, each call runs inside ``throttle.reserve(**costs(item))``: a
+            :class:`~throttle_trio.Throttle`, or a :class:`~throttle_trio.redis.RedisThrottle`
+            that several processes share.
         costs: the reservation's costs for an item (default: none; only a concurrency slot).
         usage: the real usage from a call's value, to settle the reservation (default: the
             estimate stands).
@@ -188,15 +193,17 @@ async def amap(
             counters["started"] += 1
             return index, item
 
+    shell = shell_for(throttle) if throttle is not None else None
+
     async def call(item: T) -> R:
-        if throttle is None:
+        if shell is None:
             return await fn(item)
-        async with throttle.reserve(costs(item) if costs is not None else None) as slot:
+        async with shell.reserve(costs(item) if costs is not None else None) as slot:
             value = await fn(item)
             if usage is not None:
                 actual = usage(value)
                 if actual:
-                    slot.settle(**actual)
+                    await shell.settle(slot, actual)
             return value
 
     async def work(results: ObjectSendStream[ItemResult[T, R]]) -> None:
@@ -258,7 +265,7 @@ async def run_batch(
     items: Iterable[T] | AsyncIterable[T],
     *,
     max_concurrent: int = 16,
-    throttle: Throttle | None = None,
+    throttle: Throttle | RedisThrottle | None = None,
     costs: Callable[[T], Mapping[str, float]] | None = None,
     usage: Callable[[R], Mapping[str, float] | None] | None = None,
     ordered: bool = False,
@@ -280,7 +287,9 @@ async def run_batch(
         fn: the async function to call on each item.
         items: an iterable or async iterable, read lazily.
         max_concurrent: calls running at once (int >= 1).
-        throttle: if given, each call runs inside ``throttle.reserve(**costs(item))``.
+        throttle: if given, each call runs inside ``throttle.reserve(**costs(item))``: a
+            :class:`~throttle_trio.Throttle`, or a :class:`~throttle_trio.redis.RedisThrottle`
+            that several processes share.
         costs: the reservation's costs for an item (default: none; only a concurrency slot).
         usage: the real usage from a call's value, to settle the reservation.
         ordered: run with :func:`amap`'s reorder window (see above).

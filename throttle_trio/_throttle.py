@@ -841,7 +841,7 @@ class Throttle:
         if learned:  # the probe is over; a learned capacity may be below a queued cost (I6)
             self._fail_misfits()
 
-    def _rejected(self, report: RateLimitHeaders, reservation: Reservation) -> None:
+    def rejected(self, report: RateLimitHeaders, reservation: Reservation) -> None:
         """A 429 answered ``reservation``: cut each limit by the shortfall it proves.
 
         When the request arrived the server had ``remaining`` of a metric, less than its

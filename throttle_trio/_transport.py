@@ -21,23 +21,26 @@ send, feed the rate-limit headers back, and then:
 from __future__ import annotations
 
 import json
-import math
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, final
 
-import anyio
-
-from ._attempts import handle_failure, settle_success, time_for_retry
+from ._attempts import ResponseInfo, attempts, settle_success
 from ._estimate import RequestCost, estimate_request_cost
-from ._headers import parse_rate_limit_headers
 from ._registry import RequestKey, ThrottleRegistry
 from ._retry import RetryPolicy
+from ._shell import shell_for
 from ._usage import UsageReader
 
 if TYPE_CHECKING:
-    from ._throttle import Reservation, Throttle
+    from ._shell import Slot, ThrottleShell
+    from ._throttle import Throttle
+    from .redis import RedisThrottle
+
+#: Called once when a success's body is closed: the usage read from it, or ``None``.
+Finish = Callable[[dict[str, float] | None], Awaitable[None]]
 
 __all__ = ["SettlingStream", "TransportEngine", "default_key"]
 
@@ -114,7 +117,7 @@ class SettlingStream:
         self,
         inner: Any,
         reader: UsageReader,
-        finish: Callable[[dict[str, float] | None], None],
+        finish: Finish,
     ) -> None:
         self._inner = inner
         self._reader = reader
@@ -135,7 +138,7 @@ class SettlingStream:
             if not self._finished:
                 self._finished = True
                 # A body closed before its end: its usage is unknown, the estimate stands.
-                self._finish(self._reader.usage() if self._complete else None)
+                await self._finish(self._reader.usage() if self._complete else None)
 
 
 @final
@@ -155,7 +158,7 @@ class TransportEngine:
     def __init__(
         self,
         *,
-        throttle: Throttle | None,
+        throttle: Throttle | RedisThrottle | None,
         registry: ThrottleRegistry[Any] | None,
         key: Callable[[RequestLike], Hashable],
         estimate: Callable[[Mapping[str, Any] | bytes | str], RequestCost],
@@ -165,6 +168,8 @@ class TransportEngine:
     ) -> None:
         if (throttle is None) == (registry is None):
             raise TypeError("pass exactly one of throttle= or registry=")
+        if throttle is not None:
+            shell_for(throttle)  # a wrong type fails here, not at the first request
         self._throttle = throttle
         self._registry = registry
         self._key = key
@@ -173,88 +178,71 @@ class TransportEngine:
         self._rng = rng
         self._wall_clock = wall_clock
 
-    def throttle_for(self, request: RequestLike) -> Throttle:
+    def throttle_for(self, request: RequestLike) -> Throttle | RedisThrottle:
         """The throttle that governs ``request``."""
         if self._throttle is not None:
             return self._throttle
         assert self._registry is not None
         return self._registry.get(self._key(request))
 
-    def _costs(self, throttle: Throttle, body: bytes | None) -> dict[str, float]:
+    def _costs(self, shell: ThrottleShell, body: bytes | None) -> dict[str, float]:
         estimate = self._estimate(body) if body else {"requests": 1}
-        return {metric: cost for metric, cost in estimate.items() if throttle.accepts(metric)}
+        return {metric: cost for metric, cost in estimate.items() if shell.accepts(metric)}
 
     async def handle(
         self,
         request: Req,
         send: Callable[[Req], Awaitable[Resp]],
-        rebuild: Callable[[Resp, UsageReader, Callable[[dict[str, float] | None], None]], Resp],
+        rebuild: Callable[[Resp, UsageReader, Finish], Resp],
     ) -> Resp:
         """Send ``request`` through its throttle; see the module docstring."""
-        throttle = self.throttle_for(request)
+        shell = shell_for(self.throttle_for(request))
         body = _body(request)
-        costs = self._costs(throttle, body)
-        policy = self._retry
-        started = anyio.current_time()
-        deadline = math.inf if policy.total_timeout is None else started + policy.total_timeout
+        costs = self._costs(shell, body)
         timeouts = request.extensions.get("timeout") or {}
         pool = timeouts.get("pool") if isinstance(timeouts, Mapping) else None
-        ticket: int | None = None
-        attempt = 0
-        while True:
-            attempt += 1
-            queue_timeout = min(deadline - anyio.current_time(), math.inf if pool is None else pool)
-            slot = await throttle.acquire(
-                costs,
-                ticket=ticket,
-                timeout=None if queue_timeout == math.inf else max(0.0, queue_timeout),
+
+        async def succeeded(slot: Slot, response: Resp, info: ResponseInfo) -> Resp:
+            # The slot goes with the body: released when it is closed, maybe by another task.
+            reader = UsageReader(
+                response.headers.get("content-type", ""),
+                response.headers.get("content-encoding", ""),
             )
-            ticket = slot.ticket
-            try:
-                response = await send(request)
-            except BaseException:
-                slot.release()  # the request may have left: the estimate stands
-                raise
-            try:
-                now = self._wall_clock()
-                report = parse_rate_limit_headers(response.headers, now)
-                throttle.observe(report, slot)
-                if response.status_code < 400:
-                    reader = self._reader(response)
-                    return rebuild(response, reader, self._finisher(throttle, slot, reader))
-                wait = handle_failure(
-                    throttle, slot, response.status_code, response.headers, report,
-                    policy, attempt, self._rng,
-                )  # fmt: skip
-            except BaseException:
-                slot.release()
-                await response.aclose()
-                raise
+            return rebuild(response, reader, _finisher(shell, slot, reader))
+
+        return await attempts(
+            shell,
+            costs,
+            partial(send, request),
+            _inspect,
+            succeeded,
+            self._retry,
+            discard=_close,
+            queue_timeout=pool,
+            replayable=body is not None,
+            rng=self._rng,
+            wall_clock=self._wall_clock,
+        )
+
+
+def _inspect(response: ResponseLike) -> ResponseInfo:
+    return ResponseInfo(response.status_code, response.headers)  # usage: from the body, later
+
+
+async def _close(response: ResponseLike) -> None:
+    await response.aclose()
+
+
+def _finisher(shell: ThrottleShell, slot: Slot, reader: UsageReader) -> Finish:
+    async def finish(usage: dict[str, float] | None) -> None:
+        if reader.clamped:
+            shell.record_clamped(reader.clamped)
+        try:
+            await settle_success(shell, slot, usage)
+        finally:
             slot.release()
-            if wait is None or body is None or not time_for_retry(throttle, wait, deadline):
-                return response  # unread: the caller (an SDK) raises its own error
-            await response.aclose()  # close a rejected response before waiting
-            if wait:
-                await anyio.sleep(wait)
 
-    @staticmethod
-    def _reader(response: ResponseLike) -> UsageReader:
-        headers = response.headers
-        return UsageReader(headers.get("content-type", ""), headers.get("content-encoding", ""))
-
-    @staticmethod
-    def _finisher(
-        throttle: Throttle, slot: Reservation, reader: UsageReader
-    ) -> Callable[[dict[str, float] | None], None]:
-        def finish(usage: dict[str, float] | None) -> None:
-            if reader.clamped:
-                throttle.record_clamped(reader.clamped)
-            try:
-                settle_success(throttle, slot, usage)
-            finally:
-                slot.release()
-
-        return finish
+    return finish
 
 
 def wrong_library(parameter: str, value: object, library: str) -> TypeError:
@@ -277,7 +265,7 @@ def wrong_library(parameter: str, value: object, library: str) -> TypeError:
 
 
 def engine_options(
-    throttle: Throttle | None,
+    throttle: Throttle | RedisThrottle | None,
     registry: ThrottleRegistry[Any] | None,
     key: Callable[[RequestLike], Hashable] | None,
     estimate: Callable[[Mapping[str, Any] | bytes | str], RequestCost] | None,

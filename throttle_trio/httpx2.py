@@ -35,7 +35,7 @@ try:
 except ImportError as _error:  # pragma: no cover - exercised in a subprocess by the tests
     raise missing_extra("throttle_trio.httpx2", "httpx2", _error) from _error
 
-from ._transport import RequestLike, SettlingStream, engine_options, wrong_library
+from ._transport import Finish, RequestLike, SettlingStream, engine_options, wrong_library
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Hashable, Mapping
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from ._retry import RetryPolicy
     from ._throttle import Throttle
     from ._usage import UsageReader
+    from .redis import RedisThrottle
 
 __all__ = ["ThrottledTransport"]
 
@@ -60,7 +61,8 @@ class ThrottledTransport(httpx2.AsyncBaseTransport):
 
     Args:
         transport: the transport that really sends (default: ``httpx2.AsyncHTTPTransport()``).
-        throttle: one :class:`~throttle_trio.Throttle` for every request.
+        throttle: one throttle for every request: a :class:`~throttle_trio.Throttle`, or a
+            :class:`~throttle_trio.redis.RedisThrottle` that a fleet of processes shares.
         registry: instead of ``throttle``, one throttle per key from a
             :class:`~throttle_trio.ThrottleRegistry` (the key defaults to the host, a hash of
             the API key and the model).
@@ -78,7 +80,7 @@ class ThrottledTransport(httpx2.AsyncBaseTransport):
         self,
         transport: httpx2.AsyncBaseTransport | None = None,
         *,
-        throttle: Throttle | None = None,
+        throttle: Throttle | RedisThrottle | None = None,
         registry: ThrottleRegistry[Any] | None = None,
         key: Callable[[RequestLike], Hashable] | None = None,
         estimate: Callable[[Mapping[str, Any] | bytes | str], RequestCost] | None = None,
@@ -89,7 +91,7 @@ class ThrottledTransport(httpx2.AsyncBaseTransport):
         self._transport = transport if transport is not None else httpx2.AsyncHTTPTransport()
         self._engine = engine_options(throttle, registry, key, estimate, retry)
 
-    def throttle_for(self, request: httpx2.Request) -> Throttle:
+    def throttle_for(self, request: httpx2.Request) -> Throttle | RedisThrottle:
         """The throttle that governs ``request`` (to read its statistics)."""
         return self._engine.throttle_for(request)
 
@@ -105,7 +107,7 @@ class ThrottledTransport(httpx2.AsyncBaseTransport):
 def _rebuild(
     response: httpx2.Response,
     reader: UsageReader,
-    finish: Callable[[dict[str, float] | None], None],
+    finish: Finish,
 ) -> httpx2.Response:
     stream = response.stream
     assert isinstance(stream, httpx2.AsyncByteStream)
