@@ -11,7 +11,7 @@ import trio
 import trio.testing
 
 import throttle_trio as tt
-from tests.helpers import settle
+from tests.helpers import DelegatingPolicy, settle
 from throttle_trio import Throttle, TokenBucket
 from throttle_trio._headers import LimitReport, RateLimitHeaders
 
@@ -780,3 +780,62 @@ async def test_settling_a_metric_that_was_not_reserved_charges_it() -> None:
         slot.settle(tokens=40)
     stats = throttle.statistics().limits["tokens"]
     assert (stats.available, stats.overdraft) == (128 - 40, 40)
+
+
+# -- a user's own policy gets what the built-in ones get ----------------------------------------
+
+
+class OwnBucket(DelegatingPolicy):
+    """A user's policy that tells its rate and lets it be changed (forwarded to a bucket)."""
+
+    refills_continuously = True
+
+    @property
+    def units_per_second(self) -> float:
+        return self._inner.units_per_second
+
+    def set_units_per_second(self, rate: float, now: float) -> None:
+        self._inner.set_units_per_second(rate, now)
+
+
+async def test_the_adaptive_rate_drives_a_policy_of_ones_own() -> None:
+    throttle = Throttle(tokens=OwnBucket(TokenBucket(600, per=60.0)), adaptive=True)
+    assert throttle.statistics().limits["tokens"].rate == 10.0
+    throttle.record_overload()
+    assert throttle.statistics().limits["tokens"].rate == 5.0
+
+
+async def test_a_policy_that_cannot_change_its_rate_is_left_alone(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Fixed(DelegatingPolicy):
+        @property
+        def units_per_second(self) -> float:
+            return self._inner.units_per_second
+
+        def __repr__(self) -> str:
+            return "Fixed(...)"
+
+    throttle = Throttle(tokens=Fixed(TokenBucket(600, per=60.0)), adaptive=True)
+    throttle.record_overload()
+    throttle.record_overload()
+    assert throttle.statistics().limits["tokens"].rate == 10.0
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        "limit 'tokens': Fixed(...) cannot change its rate; no adaptive backoff for it"
+    ]
+
+
+async def test_a_sliding_window_gets_no_refill_credit_from_feedback() -> None:
+    """A window frees units when admissions expire, not steadily: a report is not topped up
+    with the rate times the time since the request left (a bucket's would be)."""
+    throttle = Throttle(requests=tt.SlidingWindow(limit=10, window=16.0))
+    async with throttle.reserve(requests=1) as slot:
+        await anyio.sleep(4)
+        report = RateLimitHeaders(
+            limits={"requests": LimitReport(limit=10, remaining=5, reset_after=None)},
+            retry_after=None,
+            should_retry=None,
+        )
+        throttle.observe(report, slot)
+        throttle.observe(report, slot)  # two reports that agree: the cut is taken
+    assert throttle.statistics().limits["requests"].available == 5

@@ -35,8 +35,6 @@ from ._validate import check_non_negative, check_optional_timeout
 from ._waitqueue import WaitQueue
 from .policy.adaptive import AIMD
 from .policy.base import RatePolicy
-from .policy.gcra import GCRA
-from .policy.sliding_window import SlidingWindow
 from .policy.token_bucket import TokenBucket
 
 if TYPE_CHECKING:
@@ -171,24 +169,27 @@ class _Limit:
 
     def rate(self) -> float:
         """Units per second this limit admits now (``math.nan`` for an unknown policy)."""
-        policy = self.policy
-        if isinstance(policy, TokenBucket | GCRA):
-            return policy.rate / policy.per
-        if isinstance(policy, SlidingWindow):
-            return policy.limit / policy.window
-        return math.nan
+        return self.policy.units_per_second
 
     def refill_rate(self) -> float:
         """Units per second this limit refills continuously (``math.nan``: it does not)."""
-        return math.nan if isinstance(self.policy, SlidingWindow) else self.rate()
+        return self.policy.units_per_second if self.policy.refills_continuously else math.nan
 
     def set_rate(self, rate: float, now: float) -> None:
-        """Admit ``rate`` units per second from now on; the capacity stays as it is."""
-        policy = self.policy
-        if isinstance(policy, TokenBucket | GCRA):
-            policy.reconfigure(now, rate=rate * policy.per)
-        elif isinstance(policy, SlidingWindow):
-            policy.reconfigure(now, window=policy.limit / rate)
+        """Admit ``rate`` units per second from now on; the capacity stays as it is.
+
+        A policy that cannot change its rate (a user's own, without
+        ``set_units_per_second``) keeps it: the adaptive controller lets it be, and says so.
+        """
+        try:
+            self.policy.set_units_per_second(rate, now)
+        except NotImplementedError:
+            logger.warning(
+                "limit %r: %r cannot change its rate; no adaptive backoff for it",
+                self.name,
+                self.policy,
+            )
+            self.aimd = None
 
 
 class ReservationError(ThrottleTrioError, RuntimeError):
@@ -546,9 +547,7 @@ class Throttle:
                 cost = costs.get(limit.metric)
                 if cost:
                     policy = limit.policy
-                    full = isinstance(policy, TokenBucket | GCRA) and (
-                        policy.available(now) >= policy.capacity
-                    )
+                    full = policy.refills_continuously and policy.is_full(now)
                     policy.consume(cost, now)
                     if full:
                         from_full[limit.name] = policy.available(now)
@@ -885,9 +884,10 @@ class Throttle:
             for limit in self._limits.values():
                 if limit.aimd is not None:
                     before = limit.aimd.rate
-                    if limit.aimd.on_overload(now) != before:
-                        limit.set_rate(limit.aimd.rate, now)
-                        logger.debug("%r: %s rate cut to %g/s", self, limit.name, limit.aimd.rate)
+                    rate = limit.aimd.on_overload(now)
+                    if rate != before:
+                        limit.set_rate(rate, now)
+                        logger.debug("%r: %s rate cut to %g/s", self, limit.name, rate)
 
     def is_pristine(self) -> bool:
         """True if this throttle is indistinguishable from a freshly made one.

@@ -190,3 +190,62 @@ def test_gcra_stores_one_timestamp() -> None:
     gcra.consume(1, 10.0)
     assert gcra.theoretical_arrival_time == 10.5
     assert not math.isnan(gcra.available(10.0))
+
+
+# -- what a throttle asks of a policy (no isinstance dispatch) --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("policy", "rate", "continuous"),
+    [
+        (TokenBucket(rate=600, per=60.0, burst=10), 10.0, True),
+        (GCRA(rate=600, per=60.0, burst=10), 10.0, True),
+        (SlidingWindow(limit=10, window=2.0), 5.0, False),
+    ],
+    ids=["TokenBucket", "GCRA", "SlidingWindow"],
+)
+def test_policies_say_their_rate_and_change_it(
+    policy: RatePolicy, rate: float, continuous: bool
+) -> None:
+    assert policy.units_per_second == rate
+    assert policy.refills_continuously is continuous
+    assert policy.is_full(0.0)
+    capacity = policy.capacity
+    policy.set_units_per_second(rate / 2, 0.0)
+    assert policy.units_per_second == rate / 2
+    assert policy.capacity == capacity  # the rate changes, not the capacity
+    policy.consume(1, 0.0)
+    assert not policy.is_full(0.0)
+
+
+def test_a_policy_of_ones_own_knows_no_rate_by_default() -> None:
+    class Fixed(RatePolicy):
+        capacity = 1.0  # type: ignore[assignment]
+        dropped = 0.0  # type: ignore[assignment]
+
+        def available(self, now: float) -> float:
+            return 1.0
+
+        def ready_at(self, cost: float, now: float) -> float:
+            return now
+
+        def consume(self, cost: float, now: float) -> None:
+            pass
+
+        def refund(self, amount: float, now: float, *, admitted_at: float | None = None) -> float:
+            return 0.0
+
+        def reconfigure(self, now: float, **changes: float) -> None:
+            pass
+
+        def limit_available(self, tokens: float, now: float) -> None:
+            pass
+
+    policy = Fixed()
+    assert math.isnan(policy.units_per_second)
+    assert not policy.refills_continuously
+    assert policy.is_full(0.0)
+    with pytest.raises(
+        NotImplementedError, match=r"^Fixed does not implement set_units_per_second\(\)$"
+    ):
+        policy.set_units_per_second(1.0, 0.0)

@@ -164,6 +164,35 @@ class RatePolicy(ABC):
         process shares the key).  ``tokens`` may be negative: the difference is a debt.
         """
 
+    # -- what a throttle needs to know (header feedback, adaptive rates) ----------------------
+
+    #: Whether the policy frees units steadily at :attr:`units_per_second` (a bucket), rather
+    #: than in steps as old admissions expire (a window).  Header feedback credits the refill
+    #: since a request was sent only to a policy that refills continuously.
+    refills_continuously: bool = False
+
+    @property
+    def units_per_second(self) -> float:
+        """The long-run rate, in units per second; ``math.nan`` if unknown (the default).
+
+        A throttle's adaptive controller (AIMD) scales it; header feedback credits it.
+        """
+        return math.nan
+
+    def set_units_per_second(self, rate: float, now: float) -> None:
+        """Admit ``rate`` units per second from ``now`` on; the capacity stays as it is.
+
+        The default raises ``NotImplementedError``: a throttle then leaves the rate of this
+        policy alone (no adaptive backoff for it).
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} does not implement set_units_per_second()"
+        )
+
+    def is_full(self, now: float) -> bool:
+        """Whether the policy holds its whole capacity at ``now`` (a pure read)."""
+        return self.available(now) >= self.capacity
+
     def shift_clock(self, delta: float) -> None:
         """Move every time this policy remembers by ``delta`` seconds.
 

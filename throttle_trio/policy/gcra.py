@@ -167,6 +167,15 @@ class GCRA(RatePolicy):
         self._dropped += dropped
         return dropped
 
+    refills_continuously = True
+
+    @property
+    def units_per_second(self) -> float:
+        return self._rate / self._per
+
+    def set_units_per_second(self, rate: float, now: float) -> None:
+        self.reconfigure(now, rate=check_positive("rate", rate) * self._per)
+
     def reconfigure(self, now: float, **changes: float) -> None:
         unknown = changes.keys() - {"rate", "per", "burst"}
         if unknown:

@@ -144,6 +144,14 @@ class SlidingWindow(RatePolicy):
         self._dropped += remaining
         return remaining
 
+    @property
+    def units_per_second(self) -> float:
+        return self._limit / self._window
+
+    def set_units_per_second(self, rate: float, now: float) -> None:
+        # The limit is the capacity: keep it, and stretch or shrink the window.
+        self.reconfigure(now, window=self._limit / check_positive("rate", rate))
+
     def reconfigure(self, now: float, **changes: float) -> None:
         unknown = changes.keys() - {"limit", "window"}
         if unknown:
