@@ -220,8 +220,13 @@ def test_policies_say_their_rate_and_change_it(
 
 def test_a_policy_of_ones_own_knows_no_rate_by_default() -> None:
     class Fixed(RatePolicy):
-        capacity = 1.0  # type: ignore[assignment]
-        dropped = 0.0  # type: ignore[assignment]
+        @property
+        def capacity(self) -> float:
+            return 1.0
+
+        @property
+        def dropped(self) -> float:
+            return 0.0
 
         def available(self, now: float) -> float:
             return 1.0
