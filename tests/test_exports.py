@@ -1,16 +1,11 @@
-"""The public surface: ``__all__`` sorted and complete, ``py.typed`` shipped, and the layering
-rules on imports (the core needs anyio only; the policy core never imports anyio).
+"""The public surface: ``__all__`` sorted and complete, names that claim their namespace,
+``py.typed`` shipped.  The layering rules on imports are in tests/test_layering.py.
 """
 
 from __future__ import annotations
 
-import ast
 import importlib
-import json
 import pickle
-import subprocess
-import sys
-import textwrap
 import types
 from pathlib import Path
 
@@ -33,6 +28,8 @@ INTERNAL_MODULES = {
     "throttle_trio._reserve": "cost checks and the reserve block shared by both throttles",
     "throttle_trio._reexport": "the public namespaces' fix-up of __module__",
     "throttle_trio._extras": "the error for a module used without its extra",
+    "throttle_trio._feedback": "header feedback as arithmetic, shared by both throttles",
+    "throttle_trio._shell": "one interface to either throttle for the layers above",
 }
 # The public namespaces: each has a sorted ``__all__`` that lists what it offers.
 NAMESPACES = [
@@ -256,142 +253,10 @@ def test_py_typed_ships_in_the_package() -> None:
     assert 'packages = ["throttle_trio"]' in pyproject
 
 
-# --------------------------------------------------------------------------- layering
-
-
-def run_python(code: str) -> str:
-    """Run ``code`` in a fresh interpreter on this checkout; return its stdout."""
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-OPTIONAL = ["trio", "httpx", "httpcore", "coredis", "redis", "looptime", "hypothesis", "pytest"]
-
-
-def test_core_imports_without_optional_dependencies() -> None:
-    """``import throttle_trio`` loads anyio and the standard library, none of the extras."""
-    out = run_python(
-        f"""
-        import json, sys
-        import throttle_trio
-        assert throttle_trio.__file__.startswith({str(PACKAGE_DIR)!r}), throttle_trio.__file__
-        print(json.dumps(sorted({{m.split(".")[0] for m in sys.modules}})))
-        """
-    )
-    loaded = set(json.loads(out))
-    assert "anyio" in loaded
-    assert loaded & set(OPTIONAL) == set()
-
-
-def test_core_imports_when_optional_dependencies_are_missing() -> None:
-    """Even with trio and httpx absent (imports of them fail), the core imports and works."""
-    blocked = dict.fromkeys(OPTIONAL)
-    run_python(
-        f"""
-        import sys
-        sys.modules.update({blocked!r})
-        import anyio
-        import throttle_trio as tt
-
-        async def main():
-            limiter = tt.RateLimiter(tt.TokenBucket(4))
-            await limiter.acquire()
-            async with tt.CapacityLimiter(1):
-                pass
-
-        anyio.run(main)
-        """
-    )
-
-
-def imports_of(path: Path) -> list[tuple[str, int]]:
-    """Every import in a file, anywhere in it (TYPE_CHECKING blocks included): (module, level)."""
-    found: list[tuple[str, int]] = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            found.extend((alias.name, 0) for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.module is None:  # `from . import x`: the modules x
-                found.extend((alias.name, node.level) for alias in node.names)
-            else:
-                found.append((node.module, node.level))
-    return found
-
-
-def resolve(importer: str, module: str, level: int) -> str:
-    """The absolute name of an import made in module ``importer``."""
-    if level == 0:
-        return module
-    package = importer if is_package(importer) else importer.rpartition(".")[0]
-    for _ in range(level - 1):
-        package = package.rpartition(".")[0]
-    return f"{package}.{module}" if module else package
-
-
 def module_path(name: str) -> Path | None:
+    """The source file of a module of the package, by dotted name (None if there is none)."""
     base = ROOT / name.replace(".", "/")
     for path in (base / "__init__.py", base.with_suffix(".py")):
         if path.is_file():
             return path
     return None
-
-
-def test_policy_core_never_imports_anyio() -> None:
-    """Statically: no module under throttle_trio/policy, nor any module of the package it
-    imports (transitively), imports anyio, trio, sniffio or the package's ``__init__``
-    (which imports anyio)."""
-    todo = [name for name in module_names() if name.startswith("throttle_trio.policy")]
-    seen: set[str] = set()
-    offenders: list[tuple[str, str]] = []
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        path = module_path(name)
-        assert path is not None, name
-        for module, level in imports_of(path):
-            target = resolve(name, module, level)
-            top = target.split(".")[0]
-            if top in ("anyio", "trio", "sniffio", "httpx") or target == "throttle_trio":
-                offenders.append((name, target))
-            elif top == "throttle_trio":
-                todo.append(target)
-    assert offenders == []
-    # What the policy core is allowed to need from the rest of the package.
-    assert {n for n in seen if not n.startswith("throttle_trio.policy")} == {
-        "throttle_trio._validate",
-        "throttle_trio._exceptions",
-    }
-
-
-def test_policy_core_runs_with_anyio_unimportable() -> None:
-    """Dynamically: with ``import anyio`` made to fail, and the package's ``__init__`` (which
-    needs anyio) bypassed, the policy package imports and works."""
-    out = run_python(
-        f"""
-        import sys, types
-        sys.modules["anyio"] = None  # any `import anyio` now raises ImportError
-        stub = types.ModuleType("throttle_trio")
-        stub.__path__ = [{str(PACKAGE_DIR)!r}]
-        sys.modules["throttle_trio"] = stub
-        from throttle_trio.policy import GCRA, AIMD, SlidingWindow, TokenBucket
-        bucket = TokenBucket(2, per=1.0)
-        assert bucket.try_admit(2, 0.0).allowed
-        assert bucket.ready_at(1, 0.0) == 0.5
-        assert GCRA(2).try_admit(1, 0.0).allowed
-        assert SlidingWindow(1).try_admit(1, 0.0).allowed
-        assert AIMD(10).on_overload(0.0) == 5
-        loaded = [m for m, v in sys.modules.items() if v is not None]
-        print(sorted(m for m in loaded if m.startswith(("anyio", "trio", "sniffio"))))
-        """
-    )
-    assert out.strip() == "[]"

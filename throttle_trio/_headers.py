@@ -238,7 +238,7 @@ def parse_retry_after(headers: HeadersLike, now: float) -> float | None:
         a valid answer ("retry now").  Whether the wait is acceptable is the caller's call (see
         :meth:`RetryPolicy.server_delay`).
     """
-    return _retry_after(_lowered(headers), now, log=True)
+    return read_retry_after(lowered_headers(headers), now, log=True)
 
 
 def parse_should_retry(headers: HeadersLike) -> bool | None:
@@ -247,7 +247,7 @@ def parse_should_retry(headers: HeadersLike) -> bool | None:
     ``true`` and ``false`` are matched case-insensitively; any other value is logged at
     WARNING and read as absent (``None``).
     """
-    return _should_retry(_lowered(headers))
+    return read_should_retry(lowered_headers(headers))
 
 
 def parse_rate_limit_headers(headers: HeadersLike, now: float) -> RateLimitHeaders:
@@ -268,7 +268,7 @@ def parse_rate_limit_headers(headers: HeadersLike, now: float) -> RateLimitHeade
     Returns:
         A :class:`RateLimitHeaders`.  Never raises for any header name or value.
     """
-    lowered = _lowered(headers)
+    lowered = lowered_headers(headers)
     fields: dict[str, list[float | None]] = {}
     for name, (metric, kind) in _RATE_LIMIT_FIELDS.items():
         raw = lowered.get(name)
@@ -289,15 +289,15 @@ def parse_rate_limit_headers(headers: HeadersLike, now: float) -> RateLimitHeade
     }
     return RateLimitHeaders(
         limits=MappingProxyType(limits),
-        retry_after=_retry_after(lowered, now, log=True),
-        should_retry=_should_retry(lowered),
+        retry_after=read_retry_after(lowered, now, log=True),
+        should_retry=read_should_retry(lowered),
     )
 
 
 # -- internals ---------------------------------------------------------------------------------
 
 
-def _lowered(headers: HeadersLike) -> dict[str, str]:
+def lowered_headers(headers: HeadersLike) -> dict[str, str]:
     """The headers the parsers read, with lower-case names and stripped values."""
     items: Iterable[object] = headers.items() if isinstance(headers, Mapping) else headers
     lowered: dict[str, str] = {}
@@ -364,7 +364,7 @@ def _rate_limit_field(raw: str, kind: int, now: float) -> float | None:
     return _count(raw)
 
 
-def _retry_after(lowered: Mapping[str, str], now: float, *, log: bool) -> float | None:
+def read_retry_after(lowered: Mapping[str, str], now: float, *, log: bool) -> float | None:
     raw = lowered.get(_RETRY_AFTER_MS)
     if raw is not None:
         milliseconds = _seconds(raw)
@@ -387,7 +387,7 @@ def _retry_after(lowered: Mapping[str, str], now: float, *, log: bool) -> float 
     return None
 
 
-def _should_retry(lowered: Mapping[str, str]) -> bool | None:
+def read_should_retry(lowered: Mapping[str, str]) -> bool | None:
     raw = lowered.get(_SHOULD_RETRY)
     if raw is None:
         return None

@@ -25,7 +25,13 @@ from numbers import Real
 from typing import Final, final
 
 from ._exceptions import ThrottleTrioError
-from ._headers import HeadersLike, RateLimitHeaders, _lowered, _retry_after, _should_retry
+from ._headers import (
+    HeadersLike,
+    RateLimitHeaders,
+    lowered_headers,
+    read_retry_after,
+    read_should_retry,
+)
 from ._validate import check_non_negative
 
 __all__ = ["DEFAULT_RETRY_STATUSES", "RetryAfterTooLong", "RetryPolicy", "ServerDelay"]
@@ -145,7 +151,7 @@ class RetryPolicy:
         if isinstance(headers, RateLimitHeaders):
             verdict = headers.should_retry
         else:
-            verdict = _should_retry(_lowered(headers))
+            verdict = read_should_retry(lowered_headers(headers))
         if verdict is not None:
             return verdict
         return status in self.retry_statuses
@@ -189,7 +195,7 @@ class RetryPolicy:
             otherwise a :class:`ServerDelay`; when its ``too_long`` is true, fail the request
             with ``RetryAfterTooLong(delay.delay, policy.max_retry_after)``.
         """
-        return self.judge_delay(_retry_after(_lowered(headers), now, log=True))
+        return self.judge_delay(read_retry_after(lowered_headers(headers), now, log=True))
 
     def judge_delay(self, delay: float | None) -> ServerDelay | None:
         """Judge a wait the server asked for against :attr:`max_retry_after`.
@@ -226,7 +232,7 @@ class RetryPolicy:
             return False
         # Whether a value is valid does not depend on `now` (a past HTTP-date is valid: 0 s).
         # Not logged here: server_delay() reads the same headers and logs what it ignores.
-        return _retry_after(_lowered(headers), 0.0, log=False) is not None
+        return read_retry_after(lowered_headers(headers), 0.0, log=False) is not None
 
 
 def _check_int_at_least(name: str, value: object, minimum: int) -> None:

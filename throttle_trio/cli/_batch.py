@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import signal
 import sys
@@ -14,7 +15,6 @@ import httpx2
 
 from .._batch import amap
 from .._exceptions import ThrottleTrioError
-from .._limiter import logger
 from .._retry import RetryAfterTooLong, RetryPolicy
 from .._throttle import Throttle
 from ..httpx2 import ThrottledTransport
@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 __all__ = ["BatchOptions", "BatchSummary", "run_batch_file"]
+
+logger = logging.getLogger("throttle_trio")
 
 
 @dataclass(frozen=True)

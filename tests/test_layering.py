@@ -1,0 +1,271 @@
+"""The layering rules of shared/DESIGN.md, on the package's own source: each layer imports only
+the ones above it.
+
+* the policy core (``throttle_trio/policy``) and the other pure modules never import anyio;
+* ``import throttle_trio`` needs anyio only, none of the extras;
+* the fake provider (``throttle_trio.testing``'s server) does not use the client's policy math
+  or throttles, so it checks them independently;
+* the library does not import the command line;
+* no module reaches into another module's private names (``_name``): what crosses a module
+  boundary is named without an underscore.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+import textwrap
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.test_exports import PACKAGE_DIR, ROOT, is_package, module_names, module_path
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def run_python(code: str) -> str:
+    """Run ``code`` in a fresh interpreter on this checkout; return its stdout."""
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+OPTIONAL = ["trio", "httpx", "httpcore", "coredis", "redis", "looptime", "hypothesis", "pytest"]
+
+
+def test_core_imports_without_optional_dependencies() -> None:
+    """``import throttle_trio`` loads anyio and the standard library, none of the extras."""
+    out = run_python(
+        f"""
+        import json, sys
+        import throttle_trio
+        assert throttle_trio.__file__.startswith({str(PACKAGE_DIR)!r}), throttle_trio.__file__
+        print(json.dumps(sorted({{m.split(".")[0] for m in sys.modules}})))
+        """
+    )
+    loaded = set(json.loads(out))
+    assert "anyio" in loaded
+    assert loaded & set(OPTIONAL) == set()
+
+
+def test_core_imports_when_optional_dependencies_are_missing() -> None:
+    """Even with trio and httpx absent (imports of them fail), the core imports and works."""
+    blocked = dict.fromkeys(OPTIONAL)
+    run_python(
+        f"""
+        import sys
+        sys.modules.update({blocked!r})
+        import anyio
+        import throttle_trio as tt
+
+        async def main():
+            limiter = tt.RateLimiter(tt.TokenBucket(4))
+            await limiter.acquire()
+            async with tt.CapacityLimiter(1):
+                pass
+
+        anyio.run(main)
+        """
+    )
+
+
+def imports_of(path: Path) -> list[tuple[str, int]]:
+    """Every import in a file, anywhere in it (TYPE_CHECKING blocks included): (module, level)."""
+    found: list[tuple[str, int]] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.extend((alias.name, 0) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.module is None:  # `from . import x`: the modules x
+                found.extend((alias.name, node.level) for alias in node.names)
+            else:
+                found.append((node.module, node.level))
+    return found
+
+
+def resolve(importer: str, module: str, level: int) -> str:
+    """The absolute name of an import made in module ``importer``."""
+    if level == 0:
+        return module
+    package = importer if is_package(importer) else importer.rpartition(".")[0]
+    for _ in range(level - 1):
+        package = package.rpartition(".")[0]
+    return f"{package}.{module}" if module else package
+
+
+def test_policy_core_never_imports_anyio() -> None:
+    """Statically: no module under throttle_trio/policy, nor any module of the package it
+    imports (transitively), imports anyio, trio, sniffio or the package's ``__init__``
+    (which imports anyio)."""
+    todo = [name for name in module_names() if name.startswith("throttle_trio.policy")]
+    seen: set[str] = set()
+    offenders: list[tuple[str, str]] = []
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        path = module_path(name)
+        assert path is not None, name
+        for module, level in imports_of(path):
+            target = resolve(name, module, level)
+            top = target.split(".")[0]
+            if top in ("anyio", "trio", "sniffio", "httpx") or target == "throttle_trio":
+                offenders.append((name, target))
+            elif top == "throttle_trio":
+                todo.append(target)
+    assert offenders == []
+    # What the policy core is allowed to need from the rest of the package.
+    assert {n for n in seen if not n.startswith("throttle_trio.policy")} == {
+        "throttle_trio._validate",
+        "throttle_trio._exceptions",
+    }
+
+
+def test_policy_core_runs_with_anyio_unimportable() -> None:
+    """Dynamically: with ``import anyio`` made to fail, and the package's ``__init__`` (which
+    needs anyio) bypassed, the policy package imports and works."""
+    out = run_python(
+        f"""
+        import sys, types
+        sys.modules["anyio"] = None  # any `import anyio` now raises ImportError
+        stub = types.ModuleType("throttle_trio")
+        stub.__path__ = [{str(PACKAGE_DIR)!r}]
+        sys.modules["throttle_trio"] = stub
+        from throttle_trio.policy import GCRA, AIMD, SlidingWindow, TokenBucket
+        bucket = TokenBucket(2, per=1.0)
+        assert bucket.try_admit(2, 0.0).allowed
+        assert bucket.ready_at(1, 0.0) == 0.5
+        assert GCRA(2).try_admit(1, 0.0).allowed
+        assert SlidingWindow(1).try_admit(1, 0.0).allowed
+        assert AIMD(10).on_overload(0.0) == 5
+        loaded = [m for m, v in sys.modules.items() if v is not None]
+        print(sorted(m for m in loaded if m.startswith(("anyio", "trio", "sniffio"))))
+        """
+    )
+    assert out.strip() == "[]"
+
+
+def imported_modules(name: str) -> set[str]:
+    """The absolute names of the modules that module ``name`` imports (statically)."""
+    path = module_path(name)
+    assert path is not None, name
+    return {resolve(name, module, level) for module, level in imports_of(path)}
+
+
+# Pure modules beside the policy core: sans-IO, usable without an event loop.
+PURE = ["throttle_trio._feedback", "throttle_trio._usage", "throttle_trio._headers"]
+
+
+@pytest.mark.parametrize("name", PURE)
+def test_pure_modules_import_no_event_loop_library(name: str) -> None:
+    loops = {"anyio", "trio", "sniffio", "asyncio"}
+    assert {target for target in imported_modules(name) if target.split(".")[0] in loops} == set()
+
+
+def test_the_library_does_not_import_the_command_line() -> None:
+    offenders = [
+        (name, target)
+        for name in module_names()
+        if not name.startswith("throttle_trio.cli")
+        for target in imported_modules(name)
+        if target == "throttle_trio.cli" or target.startswith("throttle_trio.cli.")
+    ]
+    assert offenders == []
+
+
+FAKE_PROVIDER = [
+    name
+    for name in module_names()
+    if name.startswith("throttle_trio.testing._")
+    and name.rpartition(".")[2]
+    in ("_fake_server", "_fake_limits", "_openai_shapes", "_anthropic_shapes")
+]
+
+
+def test_the_fake_provider_keeps_its_own_books() -> None:
+    """The fake server enforces limits with its own arithmetic, never the client's policies,
+    throttles or feedback rules: otherwise a bug in them would pass unnoticed in every test
+    that checks the client against it."""
+    assert len(FAKE_PROVIDER) == 4
+    client_side = (
+        "throttle_trio.policy",
+        "throttle_trio._throttle",
+        "throttle_trio._limiter",
+        "throttle_trio._feedback",
+        "throttle_trio._waitqueue",
+        "throttle_trio.redis",
+    )
+    offenders = [
+        (name, target)
+        for name in FAKE_PROVIDER
+        for target in imported_modules(name)
+        if target.startswith(client_side)
+    ]
+    assert offenders == []
+
+
+def private_names_defined(tree: ast.Module) -> set[str]:
+    """The ``_names`` a module defines: functions, classes, assignments, attributes set on
+    ``self``, slots, and names it imports."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            names.add(node.attr)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            names.add(node.value)  # __slots__ entries
+    return {name for name in names if name.startswith("_") and not name.startswith("__")}
+
+
+def reaches(path: Path) -> list[str]:
+    """Private names this module uses that it does not define: imported by name from
+    another module, or read as an attribute of another module's object."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    own = private_names_defined(tree)
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+            ("throttle_trio", "")
+        ):
+            if node.level or (node.module or "").startswith("throttle_trio"):
+                found.extend(
+                    f"from {'.' * node.level}{node.module or ''} import {alias.name}"
+                    for alias in node.names
+                    if alias.name.startswith("_") and not alias.name.startswith("__")
+                )
+        elif (
+            isinstance(node, ast.Attribute)
+            # self._x and cls._x may be inherited (a base class's helper for subclasses)
+            and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+            and node.attr not in own
+        ):
+            found.append(f".{node.attr} (line {node.lineno})")
+    return found
+
+
+def test_no_module_reaches_into_another_modules_private_names() -> None:
+    offenders = {}
+    for name in module_names():
+        path = module_path(name)
+        assert path is not None
+        found = reaches(path)
+        if found:
+            offenders[name] = found
+    assert offenders == {}
