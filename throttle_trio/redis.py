@@ -137,9 +137,12 @@ from ._redis._line import BOOKED, LEADING, PICKED, QUEUED, Line, Waiter
 from ._redis._script import (
     FOREIGN,
     LATE,
+    MAX_US,
     OK,
+    RANGE,
     RATE_ONE,
     SCRIPT,
+    SPAN_US,
     Interval,
     gate_key,
     limit_key,
@@ -165,6 +168,7 @@ __all__ = [
     "DEFAULT_MAX_BATCH",
     "GCRALimit",
     "LocalFallback",
+    "MAX_SPAN",
     "RedisBackendError",
     "RedisLimitStatistics",
     "RedisRateLimiter",
@@ -190,7 +194,20 @@ _COOLDOWN_US = 1_000_000
 _RATE_MEMORY_US = 3_600_000_000
 
 DEFAULT_MAX_BATCH = 16
-"""How many requests of one process a head books in one round trip, by default (``max_batch``)."""
+"""How many requests of one process a head books in one round trip, by default (``max_batch``).
+
+It is also the overshoot a process may cause when its event loop stalls: up to 16 requests (the
+costs of one batch) beyond ``burst + rate * T``; see :class:`RedisThrottle`."""
+
+MAX_SPAN: float = SPAN_US / 1e6
+"""The longest span one call may carry to Redis: 31,536,000 seconds (365 days).
+
+The script works in integer microseconds held in Lua's doubles, exact up to 2**53 (the year 2255
+on Redis's clock); every amount it is sent stays within this span so that its arithmetic stays
+exact.  A pause longer than this, a settle's overdraft or a refund worth more than this much of
+a limit's time, and a header-feedback level lower than that, are clamped to it: logged once per
+throttle and kind, counted in :attr:`RedisThrottleStatistics.clamped`.  A :class:`GCRALimit`
+whose burst takes longer than this to refill is refused."""
 
 
 class RedisBackendError(ThrottleTrioError):
@@ -222,6 +239,10 @@ class GCRALimit:
         rate: units every ``per`` seconds (> 0).
         per: the period of ``rate``, in seconds (> 0).
         burst: the largest cost admitted at once (> 0); defaults to ``rate``.
+
+    Raises:
+        ValueError: a parameter out of range, or a burst that takes longer than
+            :data:`MAX_SPAN` (365 days) to refill (``burst * per / rate``).
     """
 
     rate: float
@@ -234,6 +255,13 @@ class GCRALimit:
         if isinstance(self.burst, float) and math.isnan(self.burst):
             object.__setattr__(self, "burst", self.rate)
         check_positive("burst", self.burst)
+        refill = Interval(self.rate, self.per).charge(self.burst)
+        if refill > SPAN_US:
+            raise ValueError(
+                f"burst must refill within MAX_SPAN={MAX_SPAN:.0f} s (365 days), but "
+                f"burst * per / rate = {refill / 1e6:g} s, got burst={self.burst!r}, "
+                f"per={self.per!r}, rate={self.rate!r}"
+            )
 
 
 @final
@@ -317,6 +345,9 @@ class RedisThrottleStatistics:
         fallback_active: requests are admitted by the fallback now.
         fallback_admissions: reservations the fallback admitted.
         fallback: the local fallback throttle's own statistics (``None`` without one).
+        clamped: values this process clamped to :data:`MAX_SPAN` before sending them to Redis
+            (pauses, settles' overdrafts and refunds, header-feedback levels); the first of
+            each kind is logged as a warning.
         limits: per-limit statistics, by limit name.
     """
 
@@ -338,6 +369,7 @@ class RedisThrottleStatistics:
     fallback_active: bool
     fallback_admissions: int
     fallback: ThrottleStatistics | None
+    clamped: int = 0
     limits: Mapping[str, RedisLimitStatistics] = field(default_factory=dict)
 
 
@@ -634,6 +666,8 @@ class RedisThrottle:
         "_booking",
         "_by_name",
         "_capacities",
+        "_clamp_logged",
+        "_clamped",
         "_cooldown_us",
         "_fallback",
         "_fallback_admissions",
@@ -744,6 +778,8 @@ class RedisThrottle:
         self._unavailable = 0
         self._outages = 0
         self._fallback_admissions = 0
+        self._clamped = 0
+        self._clamp_logged: set[str] = set()
 
     def __repr__(self) -> str:
         limits = ", ".join(
@@ -990,7 +1026,8 @@ class RedisThrottle:
                 for limit in used
             ]
             waiter.used, waiter.incs = used, incs
-            args.append(-1 if deadline == math.inf else max(0, math.floor((deadline - now) * 1e6)))
+            max_wait = -1 if deadline == math.inf else max(0, math.floor((deadline - now) * 1e6))
+            args.append(max_wait if max_wait <= MAX_US else -1)  # nothing is booked that late
             args += incs
         try:
             reply = await self._call("acquire", used, args)
@@ -1025,6 +1062,15 @@ class RedisThrottle:
             elif code == LATE:
                 self._timeouts += 1
                 waiter.error = self._timeout_error(waiter.costs, waiter.timeout)
+            elif code == RANGE:  # its instant, or a limit's state, would be after 2**53 µs
+                index = reply[base + 1]
+                where = "the shared pause" if index == 0 else f"limit {used[index - 1].name!r}"
+                shown = ", ".join(f"{metric}={cost!r}" for metric, cost in waiter.costs.items())
+                waiter.error = RedisBackendError(
+                    f"reserve({shown}) cannot be booked for throttle {self._name!r}: "
+                    f"{where} would hold it until after 2**53 µs on Redis's clock (the year "
+                    f"2255), the latest time the script stores; nothing was booked"
+                )
             else:  # EXCEEDS: the limits Redis holds differ from ours
                 index = reply[base + 1] - 1
                 limit = used[index]
@@ -1228,6 +1274,25 @@ class RedisThrottle:
             f"reserve({shown}) could not be admitted within timeout={timeout!r} seconds"
         )
 
+    def _bounded(self, us: int, kind: str, detail: str) -> int:
+        """``us``, an amount for the script (µs, either sign), within ``MAX_SPAN``: a larger one
+        is clamped to it, counted, and logged the first time for ``kind``."""
+        if -SPAN_US <= us <= SPAN_US:
+            return us
+        self._clamped += 1
+        if kind not in self._clamp_logged:
+            self._clamp_logged.add(kind)
+            logger.warning(
+                "%r clamped %s to MAX_SPAN=%.0f s (365 days), the longest span the Redis script "
+                "takes: %s (further clamps of %s are counted in statistics().clamped)",
+                self,
+                kind,
+                MAX_SPAN,
+                detail,
+                kind,
+            )
+        return SPAN_US if us > 0 else -SPAN_US
+
     async def _try_acquire(self, costs: dict[str, float]) -> RedisReservation | None:
         """Admit ``costs`` only if they fit now and nobody here waits (RedisRateLimiter)."""
         backend = current_backend()
@@ -1254,33 +1319,37 @@ class RedisThrottle:
                 known = ", ".join(sorted(self._metrics))
                 raise ValueError(f"unknown usage {metric!r}: this throttle counts {known}")
             checked[metric] = check_non_negative(metric, value)
-        deltas: list[tuple[_Limit, float, int]] = []
+        deltas: list[tuple[_Limit, float, int, bool]] = []
         for metric, actual in checked.items():
             delta = actual - reservation._costs.get(metric, 0.0)
             if delta == 0 or (delta < 0 and not refund):
                 continue
             for limit in self._limits:
                 if limit.metric == metric and limit.name in reservation._marks:
-                    us = (
+                    asked = (
                         limit.interval.charge(delta)
                         if delta > 0
                         else -limit.interval.credit(-delta)
                     )
-                    deltas.append((limit, delta, us))
+                    kind = "an overdraft" if delta > 0 else "a refund"
+                    us = self._bounded(
+                        asked, kind, f"{metric}={actual!r} for limit {limit.name!r}, {delta:+g}"
+                    )
+                    deltas.append((limit, delta, us, us != asked))
         if deltas:
-            args: list[int | str] = ["adjust", len(deltas), *(us for _, _, us in deltas)]
+            args: list[int | str] = ["adjust", len(deltas), *(us for _, _, us, _ in deltas)]
             try:
-                reply = await self._call("adjust", [limit for limit, _, _ in deltas], args)
+                reply = await self._call("adjust", [limit for limit, _, _, _ in deltas], args)
             except BackendUnavailable as exc:
                 self._enter_fallback(exc)
                 logger.warning("%r lost a settle while Redis was unavailable: %s", self, exc)
                 return
-            for i, (limit, delta, us) in enumerate(deltas):
+            for i, (limit, delta, us, clamped) in enumerate(deltas):
                 if delta > 0:
-                    limit.overdraft += delta
+                    limit.overdraft += limit.interval.units(us) if clamped else delta
                 else:
                     credited = -reply[2 + i]
-                    if credited >= -us:
+                    if credited >= -us and not clamped:
                         limit.refunded += -delta
                     else:
                         got = limit.interval.units(credited)
@@ -1305,10 +1374,32 @@ class RedisThrottle:
         stands).  A later end extends the pause; an earlier one does not shorten it.  One
         shielded round trip; the local fallback, if any, is paused too.
 
+        A pause longer than :data:`MAX_SPAN` (365 days) is clamped to it, logged once and
+        counted in :attr:`RedisThrottleStatistics.clamped`.  To honour a server's Retry-After
+        within your retry policy, pass ``policy.server_delay(headers, time.time()).pause`` (the
+        delay capped at :attr:`~throttle_trio.RetryPolicy.max_retry_after`).
+
+        Args:
+            seconds: how long to close the gate (a finite number >= 0).
+
         Raises:
+            ValueError: ``seconds`` is negative, NaN or infinite.
             BackendUnavailable: Redis cannot be reached and there is no fallback.
         """
-        seconds = check_non_negative("seconds", seconds)
+        await self._pause(check_non_negative("seconds", seconds), f"pause_for({seconds!r})")
+
+    async def pause_until(self, deadline: float) -> None:
+        """Close the gate until ``deadline`` (anyio clock, seconds; ``math.inf``: for
+        :data:`MAX_SPAN`): see :meth:`pause_for`."""
+        if math.isnan(deadline):
+            raise ValueError(f"deadline must be a time, got {deadline!r}")
+        seconds = max(0.0, deadline - anyio.current_time())
+        await self._pause(seconds, f"pause_until({deadline!r})")
+
+    async def _pause(self, seconds: float, call: str) -> None:
+        if seconds > MAX_SPAN:
+            self._bounded(SPAN_US + 1, "a pause", f"{call} is {seconds:g} s")
+            seconds = MAX_SPAN
         if self._local is not None:
             self._local.pause_for(seconds)
         self._pauses += 1
@@ -1316,12 +1407,6 @@ class RedisThrottle:
             await self._call("pause", [], ["pause", 0, microseconds_up(seconds)])
         except BackendUnavailable as exc:
             self._enter_fallback(exc)
-
-    async def pause_until(self, deadline: float) -> None:
-        """Close the gate until ``deadline`` (anyio clock, seconds): see :meth:`pause_for`."""
-        if math.isnan(deadline):
-            raise ValueError(f"deadline must be a time, got {deadline!r}")
-        await self.pause_for(max(0.0, deadline - anyio.current_time()))
 
     async def observe(
         self, report: RateLimitHeaders, reservation: RedisReservation | None = None
@@ -1349,7 +1434,12 @@ class RedisThrottle:
                 since = limit.admitted_cost - reservation._marks[limit.name]
             missing = limit.burst - (info.remaining - since)
             if missing > 0:
-                targets.append((limit, limit.interval.charge(missing)))
+                level = self._bounded(
+                    limit.interval.charge(missing),
+                    "a header-feedback level",
+                    f"{metric} remaining={info.remaining!r} ({since:g} admitted since)",
+                )
+                targets.append((limit, level))
         if not targets:
             return
         args: list[int | str] = ["limit", len(targets), *(level for _, level in targets)]
@@ -1472,6 +1562,7 @@ class RedisThrottle:
             fallback_active=anyio.current_time() < self._fallback_until,
             fallback_admissions=self._fallback_admissions,
             fallback=self._local.statistics() if self._local is not None else None,
+            clamped=self._clamped,
             limits={
                 limit.name: RedisLimitStatistics(
                     metric=limit.metric,
@@ -1576,15 +1667,16 @@ class RedisRateLimiter:
         """
         amount = check_non_negative("amount", amount)
         limit = self._throttle._limits[0]
-        us = limit.interval.credit(amount)
-        if not us:
+        asked = limit.interval.credit(amount)
+        if not asked:
             return amount
+        us = self._throttle._bounded(asked, "a refund", f"refund({amount!r})")
         try:
             reply = await self._throttle._call("adjust", [limit], ["adjust", 1, -us])
         except BackendUnavailable as exc:
             self._throttle._enter_fallback(exc)
             return amount
-        credited = limit.interval.units(-reply[2]) if -reply[2] < us else amount
+        credited = limit.interval.units(-reply[2]) if -reply[2] < asked else amount
         limit.refunded += credited
         limit.dropped += amount - credited
         return amount - credited

@@ -46,6 +46,15 @@ bookings themselves exceed the rate, so under saturation refunds are still credi
 The script never sees a float: Python sends each cost already converted to microseconds (rounded
 up for charges, down for credits), and the script returns integers only (a Lua number is
 truncated when returned, and ``tostring`` prints ``1.795926589719e+15`` for a µs timestamp).
+
+Bounds.  A Lua number is a double: integers are exact up to 2**53 µs (``MAX_US``, the year 2255
+on Redis's clock), and ``string.format('%d')`` of anything above 2**63 writes -2**63.  So every
+amount an argument carries (a pause, a cost, a settle's difference, a header-feedback level, a
+limit's burst in µs) is at most ``SPAN_US`` (365 days; Python clamps to it, or refuses a limit
+that needs more), every time at most ``MAX_US``, and the script checks both before it computes
+anything: an argument out of range is an error reply.  Writes are staged and made at the end,
+after the values to store have been checked against ``MAX_US``: a script that fails writes
+nothing.  A booking that would store a time beyond ``MAX_US`` is refused alone (``RANGE``).
 Keys expire when they mean nothing any more: a limit at its TAT (the bucket is full again, the
 same as an absent key) unless its adaptive state is still kept (``x``), the gate once both its
 times are past.
@@ -61,9 +70,12 @@ __all__ = [
     "EXCEEDS",
     "FOREIGN",
     "LATE",
+    "MAX_US",
     "OK",
+    "RANGE",
     "RATE_ONE",
     "SCRIPT",
+    "SPAN_US",
     "Interval",
     "gate_key",
     "limit_key",
@@ -74,26 +86,48 @@ OK: Final = 0
 LATE: Final = 1  # the wait exceeds max_wait: nothing booked; {LATE, wait, ...}
 EXCEEDS: Final = 2  # a cost above a limit's capacity: nothing booked; {EXCEEDS, index, ...}
 FOREIGN: Final = 3  # a key holds something else; reply {FOREIGN, now, index (0: gate), type}
+RANGE: Final = 4  # a booking would store a time above MAX_US: nothing booked; {RANGE, index, ...}
 
 RATE_ONE: Final = 1_000_000  # a limit's adaptive rate ``r`` when it is the configured rate
+
+MAX_US: Final = 2**53 - 1  # the latest time the script stores (µs): Lua's doubles are exact to it
+SPAN_US: Final = 365 * 86_400 * 1_000_000  # the longest amount one argument carries (µs)
 
 SCRIPT: Final = r"""
 -- throttle_trio GCRA, format 3.  KEYS[1]: the gate; KEYS[2..n+1]: the limits.
 -- ARGV[1]: the operation; ARGV[2]: n.  All times and amounts are integer microseconds; amounts
 -- are at the configured rate, converted here to each limit's adaptive rate r.
-local OK, LATE, EXCEEDS, FOREIGN = 0, 1, 2, 3
+local OK, LATE, EXCEEDS, FOREIGN, RANGE = 0, 1, 2, 3, 4
 local ONE = 1000000  -- r of a limit at its configured rate
+-- A double is exact up to 2^53: no time above MAX is stored, no amount above SPAN (365 days)
+-- is accepted, and every argument is checked before anything is computed.
+local MAX = 9007199254740991
+local SPAN = 31536000000000
+local INT64_MIN = -9223372036854775808  -- what an older version wrote for an overflow
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local op = ARGV[1]
-local n = tonumber(ARGV[2])
 
 local function fmt(x) return string.format('%d', x) end
 local function is_int(v) return type(v) == 'string' and string.match(v, '^%-?%d+$') ~= nil end
+-- A stored time: an integer no later than MAX (older versions may have written -2^63).
+local function is_time(v) return is_int(v) and tonumber(v) <= MAX end
 local function foreign(index, key) return {FOREIGN, now, index, redis.call('TYPE', key).ok} end
+-- ARGV[k] as an integer in [lo, hi]; anything else is an error reply, before any write.
+local function arg(k, lo, hi)
+  local v = ARGV[k]
+  local x = is_int(v) and tonumber(v)
+  if not x or x < lo or x > hi then
+    error({err = 'throttle_trio: argument ' .. k .. ' of ' .. tostring(op) .. ' must be an '
+      .. 'integer in [' .. fmt(lo) .. ', ' .. fmt(hi) .. '], got ' .. tostring(v)})
+  end
+  return x
+end
 
--- x * num / den rounded down (or up), exact for 0 <= x < 2^53 / 100 and 1 <= num, den <= ONE
--- (a double holds integers up to 2^53 exactly; x * num alone may not fit).
+local n = arg(2, 0, #KEYS - 1)
+
+-- x * num / den rounded down (or up), exact while the result is below 2^53 and
+-- 1 <= num, den <= ONE (a double holds integers up to 2^53 exactly; x * num alone may not fit).
 local function muldiv(x, num, den, up)
   local q = math.floor(x / den)
   local rem = x - q * den
@@ -109,7 +143,7 @@ local g = redis.pcall('HMGET', gate, 'p', 'l')
 if g.err then return foreign(0, gate) end
 local pause, last = 0, 0
 if g[1] or g[2] then
-  if not (is_int(g[1]) and is_int(g[2])) then return foreign(0, gate) end
+  if not (is_time(g[1]) and is_time(g[2])) then return foreign(0, gate) end
   pause, last = tonumber(g[1]), tonumber(g[2])
 elseif redis.call('EXISTS', gate) == 1 then
   return foreign(0, gate)
@@ -122,10 +156,10 @@ for i = 1, n do
   if r.err then return foreign(i, key) end
   rate[i], cut[i], keep[i] = ONE, 0, 0
   if r[1] or r[2] or r[3] or r[4] or r[5] or r[6] then
-    if not (is_int(r[1]) and is_int(r[2]) and is_int(r[3])) then return foreign(i, key) end
+    if not (is_time(r[1]) and is_time(r[2]) and is_time(r[3])) then return foreign(i, key) end
     tat[i], floor[i], booked[i], present[i] = tonumber(r[1]), tonumber(r[2]), tonumber(r[3]), true
     if r[4] or r[5] or r[6] then
-      if not (is_int(r[4]) and is_int(r[5]) and is_int(r[6])) then return foreign(i, key) end
+      if not (is_int(r[4]) and is_time(r[5]) and is_time(r[6])) then return foreign(i, key) end
       rate[i], cut[i], keep[i] = tonumber(r[4]), tonumber(r[5]), tonumber(r[6])
       if rate[i] < 1 or rate[i] > ONE then return foreign(i, key) end
     end
@@ -151,23 +185,55 @@ local function unscaled(i, amount)
   return muldiv(amount, rate[i], ONE, false)
 end
 
+-- Writes are staged here and made by commit(), once every value has been checked.
+local dirty, dropped, gate_dirty = {}, {}, false
 local function store(i, t, f, u)
-  local key = KEYS[i + 1]
-  if keep[i] > 0 then
-    redis.call('HSET', key, 't', fmt(t), 'f', fmt(f), 'u', fmt(u),
-      'r', fmt(rate[i]), 'd', fmt(cut[i]), 'x', fmt(keep[i]))
-  else
-    redis.call('HSET', key, 't', fmt(t), 'f', fmt(f), 'u', fmt(u))
-  end
-  -- Full again (and no adaptive state to keep): as good as absent.
-  redis.call('PEXPIREAT', key, math.floor(math.max(t, keep[i]) / 1000) + 1)
   tat[i], floor[i], booked[i], present[i] = t, f, u, true
+  dirty[i], dropped[i] = true, nil
+end
+local function drop(i)
+  tat[i], floor[i], booked[i], present[i] = now, now, 0, false
+  dirty[i], dropped[i] = nil, true
 end
 local function store_gate(p, l)
-  redis.call('HSET', gate, 'p', fmt(p), 'l', fmt(l))
-  redis.call('PEXPIREAT', gate, math.floor(math.max(p, l) / 1000) + 1)
-  pause, last = p, l
+  pause, last, gate_dirty = p, l, true
 end
+-- Whether every value commit() would write is a time it can store exactly.
+local function storable()
+  if gate_dirty and (pause > MAX or last > MAX) then return false end
+  for i = 1, n do
+    if dirty[i] and (tat[i] > MAX or floor[i] > MAX or booked[i] > MAX or keep[i] > MAX) then
+      return false
+    end
+  end
+  return true
+end
+local function commit()
+  if not storable() then
+    error({err = 'throttle_trio: ' .. op .. ' would store a time after 2^53 microseconds '
+      .. '(the year 2255); nothing was written'})
+  end
+  if gate_dirty then
+    redis.call('HSET', gate, 'p', fmt(pause), 'l', fmt(last))
+    redis.call('PEXPIREAT', gate, fmt(math.floor(math.max(pause, last) / 1000) + 1))
+  end
+  for i = 1, n do
+    local key = KEYS[i + 1]
+    if dirty[i] then
+      if keep[i] > 0 then
+        redis.call('HSET', key, 't', fmt(tat[i]), 'f', fmt(floor[i]), 'u', fmt(booked[i]),
+          'r', fmt(rate[i]), 'd', fmt(cut[i]), 'x', fmt(keep[i]))
+      else
+        redis.call('HSET', key, 't', fmt(tat[i]), 'f', fmt(floor[i]), 'u', fmt(booked[i]))
+      end
+      -- Full again (and no adaptive state to keep): as good as absent.
+      redis.call('PEXPIREAT', key, fmt(math.floor(math.max(tat[i], keep[i]) / 1000) + 1))
+    elseif dropped[i] then
+      redis.call('DEL', key)
+    end
+  end
+end
+
 -- Refunds never raise a bucket above full, nor free room a future booking relies on.
 -- Returns what was credited, at the configured rate.
 local function credit(i, amount)
@@ -200,36 +266,50 @@ if op == 'acquire' then
   -- its max wait (-1: none) and its inc per limit (0: it does not use that limit).  Each request
   -- is booked at the earliest instant at which every limit it uses admits its cost, not before
   -- the pause ends nor before the latest booking (its predecessors' included): exactly what m
-  -- calls in a row would book.  A request that is LATE or EXCEEDS books nothing; the next one
-  -- is decided without it.  Reply: {OK, now, then per request: code, wait (EXCEEDS: the index
-  -- of the limit), start, the gate's prior l, then per limit: prior t, f, u (-1: absent) and the
-  -- TAT it left (all four 0 for a limit it does not use)}.
-  local m = tonumber(ARGV[3])
+  -- calls in a row would book.  A request that is LATE, EXCEEDS or out of RANGE books nothing;
+  -- the next one is decided without it.  Reply: {OK, now, then per request: code, wait
+  -- (EXCEEDS, RANGE: the index of the limit, 0 for the gate), start, the gate's prior l, then
+  -- per limit: prior t, f, u (-1: absent) and the TAT it left (all four 0 for a limit it does
+  -- not use)}.
+  local m = arg(3, 1, 1000000)
   local taus, raw = {}, {}
   for i = 1, n do
-    raw[i] = tonumber(ARGV[3 + i])
+    raw[i] = arg(3 + i, 1, SPAN)
     taus[i] = scaled(i, raw[i], true)
   end
   local reply = {OK, now}
   local touched, moved = {}, false
   local a = 4 + n  -- the first argument of the request being booked
   for _ = 1, m do
-    local max_wait = tonumber(ARGV[a])
+    local max_wait = arg(a, -1, MAX)
     local start = math.max(now, pause, last)
     local incs, bad = {}, 0
     for i = 1, n do
-      local inc = tonumber(ARGV[a + i])
+      local inc = arg(a + i, 0, SPAN)
       if inc > 0 then
         if inc > raw[i] then bad = i break end
         incs[i] = scaled(i, inc, true)
         start = math.max(start, tat[i] + incs[i] - taus[i])
       end
     end
+    local far = 0  -- where this booking would store a time above MAX (-1: the gate)
+    if bad == 0 then
+      if start > MAX then
+        far = -1
+      else
+        for i = 1, n do
+          local inc = incs[i]
+          if inc and math.max(tat[i], floor[i], start) + inc > MAX then far = i break end
+        end
+      end
+    end
     a = a + n + 1
     local k = #reply
-    if bad > 0 or (max_wait >= 0 and start - now > max_wait) then
+    if bad > 0 or far ~= 0 or (max_wait >= 0 and start - now > max_wait) then
       if bad > 0 then
         reply[k + 1], reply[k + 2] = EXCEEDS, bad
+      elseif far ~= 0 then
+        reply[k + 1], reply[k + 2] = RANGE, math.max(far, 0)
       else
         reply[k + 1], reply[k + 2] = LATE, start - now
       end
@@ -262,42 +342,48 @@ if op == 'acquire' then
     if touched[i] then store(i, tat[i], floor[i], booked[i]) end
   end
   if moved then store_gate(pause, last) end
+  commit()
   return finish(reply)
 elseif op == 'unbook' then
   -- A booked request was cancelled before its admission.  ARGV[3]: its start; ARGV[4]: the
   -- gate's prior 'l'; per limit: inc, the TAT it left, its prior t, f, u (-1: absent).
   -- If nothing was booked on these keys since, restore them exactly; else credit what is safe.
-  local start = tonumber(ARGV[3])
-  local exact = last == start
+  local start = arg(3, 0, MAX)
+  local prior_last = arg(4, INT64_MIN, MAX)
+  local args = {}
   for i = 1, n do
     local b = 5 + 5 * (i - 1)
-    if not (present[i] and tat[i] == tonumber(ARGV[b + 1]) and booked[i] == start) then
-      exact = false
-    end
+    args[i] = {arg(b, 0, SPAN), arg(b + 1, 0, MAX), arg(b + 2, INT64_MIN, MAX),
+      arg(b + 3, INT64_MIN, MAX), arg(b + 4, INT64_MIN, MAX)}
+  end
+  local exact = last == start
+  for i = 1, n do
+    if not (present[i] and tat[i] == args[i][2] and booked[i] == start) then exact = false end
   end
   if exact then
     for i = 1, n do
-      local b = 5 + 5 * (i - 1)
-      local t = tonumber(ARGV[b + 2])
+      local t = args[i][3]
       if t >= 0 then
-        store(i, t, tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4]))
+        store(i, t, args[i][4], args[i][5])
       elseif keep[i] > 0 then  -- it was absent, but its adaptive rate has been recorded since
         store(i, now, now, 0)
       else
-        redis.call('DEL', KEYS[i + 1])
+        drop(i)
       end
     end
-    store_gate(pause, tonumber(ARGV[4]))
+    store_gate(pause, prior_last)
+    commit()
     return finish({OK, now, 1})
   end
   local reply = {OK, now, 0}
-  for i = 1, n do reply[#reply + 1] = credit(i, tonumber(ARGV[5 + 5 * (i - 1)])) end
+  for i = 1, n do reply[#reply + 1] = credit(i, args[i][1]) end
+  commit()
   return finish(reply)
 elseif op == 'adjust' then
   -- Per limit: > 0 charges an overdraft, < 0 credits a refund.  Returns what was applied.
   local reply = {OK, now}
   for i = 1, n do
-    local d = tonumber(ARGV[2 + i])
+    local d = arg(2 + i, -SPAN, SPAN)
     if d > 0 then
       reply[#reply + 1] = charge(i, d)
     elseif d < 0 then
@@ -306,18 +392,21 @@ elseif op == 'adjust' then
       reply[#reply + 1] = 0
     end
   end
+  commit()
   return finish(reply)
 elseif op == 'limit' then
   -- Per limit: at most (burst - level) available now: TAT >= now + level.
   for i = 1, n do
-    local t = now + scaled(i, tonumber(ARGV[2 + i]), true)
+    local t = now + scaled(i, arg(2 + i, 0, SPAN), true)
     if t > tat[i] then store(i, t, floor[i], booked[i]) end
   end
+  commit()
   return finish({OK, now})
 elseif op == 'pause' then
   -- ARGV[3]: close the gate for this long; a shorter pause never shortens a longer one.
-  local p = now + tonumber(ARGV[3])
+  local p = now + arg(3, 0, SPAN)
   if p > pause then store_gate(p, last) end
+  commit()
   return finish({OK, now, pause})
 elseif op == 'state' then
   local reply = {OK, now, pause, last}
@@ -329,8 +418,8 @@ elseif op == 'cut' then
   -- Overload.  ARGV[3]: the factor, ARGV[4]: the floor (both in millionths); ARGV[5]: the
   -- cooldown; ARGV[6]: how long the adaptive state is kept (>= the cooldown).  A limit cut less
   -- than a cooldown ago is left as it is.  Reply {OK, now, 1 if any limit was cut}.
-  local factor, low = tonumber(ARGV[3]), tonumber(ARGV[4])
-  local cooldown, memory = tonumber(ARGV[5]), tonumber(ARGV[6])
+  local factor, low = arg(3, 1, ONE), arg(4, 1, ONE)
+  local cooldown, memory = arg(5, 0, SPAN), arg(6, 0, SPAN)
   local changed = 0
   for i = 1, n do
     if now - cut[i] >= cooldown then
@@ -341,11 +430,12 @@ elseif op == 'cut' then
     keep[i] = math.max(keep[i], now + memory)
     store(i, tat[i], floor[i], booked[i])
   end
+  commit()
   return finish({OK, now, changed})
 elseif op == 'grow' then
   -- Success.  ARGV[3]: the step (millionths); ARGV[4]: how long the adaptive state is kept.
   -- Never above the configured rate.
-  local step, memory = tonumber(ARGV[3]), tonumber(ARGV[4])
+  local step, memory = arg(3, 0, ONE), arg(4, 0, SPAN)
   for i = 1, n do
     if rate[i] < ONE then
       rescale(i, math.min(ONE, rate[i] + step))
@@ -353,6 +443,7 @@ elseif op == 'grow' then
       store(i, tat[i], floor[i], booked[i])
     end
   end
+  commit()
   return finish({OK, now})
 end
 return redis.error_reply('throttle_trio: unknown operation ' .. tostring(op))
