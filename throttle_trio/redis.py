@@ -267,16 +267,22 @@ class GCRALimit:
 @final
 @dataclass(frozen=True, slots=True)
 class LocalFallback:
-    """While Redis is unavailable, admit through a local throttle at a share of the rates.
+    """While Redis is unavailable, admit through a local throttle at a share of each limit.
 
     Each process falls back on its own :class:`~throttle_trio.Throttle` whose limits admit
-    ``fraction`` of the configured rates (set it to 1 / the number of processes to keep the
-    fleet within the limit); it starts with ``fraction`` of each burst available.  A warning is
-    logged once per outage; :attr:`RedisThrottleStatistics.fallback_admissions` counts what went
-    through it.
+    ``fraction`` of the configured rates *and* hold ``fraction`` of each burst: set it to
+    1 / the number of processes, and the fleet together admits at most ``burst + rate * T`` in
+    any window of length T inside an outage, however long it idled before.  (Across the moment
+    Redis fails or comes back, one more burst: neither side knows what the other admitted, as
+    after a Redis restart.)  A request whose cost is above its share of a burst cannot go
+    through the fallback: it fails with :class:`~throttle_trio.CostExceedsCapacity` while Redis
+    is unavailable, so choose ``fraction * burst`` at least the largest cost you send.  The
+    fallback is created full and kept between outages.  A warning is logged once per outage;
+    :attr:`RedisThrottleStatistics.fallback_admissions` counts what went through it.
 
     Args:
-        fraction: the share of each rate this process may use alone (0 < fraction <= 1).
+        fraction: the share of each rate and burst this process may use alone
+            (0 < fraction <= 1).
         retry_interval: seconds to stay on the fallback before the next request tries Redis
             again (> 0); requests in between do not pay for a failing connection attempt.
     """
@@ -738,11 +744,11 @@ class RedisThrottle:
         self._local: Throttle | None = None
         if self._fallback is not None:
             share = self._fallback.fraction
+            # Its share of the rate *and* of the burst: N processes at 1/N hold one burst between
+            # them, whatever they did before the outage and however long they idle in it.
             self._local = Throttle(
                 {
-                    limit.name: GCRA(
-                        limit.rate * share, burst=limit.burst, initial_tokens=limit.burst * share
-                    )
+                    limit.name: GCRA(limit.rate * share, burst=limit.burst * share)
                     for limit in self._limits
                 },
                 refund_unused=refund_unused,
@@ -1176,6 +1182,16 @@ class RedisThrottle:
         timeout: float | None,  # noqa: ASYNC109
     ) -> None:
         assert self._local is not None
+        assert self._fallback is not None
+        costs, share = reservation._costs, self._fallback.fraction
+        for limit in self._limits:  # the fallback's capacities: its share of each burst
+            cost, capacity = costs.get(limit.metric, 0.0), limit.burst * share
+            if cost > capacity:
+                raise CostExceedsCapacity(
+                    f"{limit.metric} must be <= {capacity!r} while Redis is unavailable (the "
+                    f"local fallback holds fraction={share!r} of the burst {limit.burst!r} of "
+                    f"limit {limit.name!r}), got {cost!r}"
+                )
         remaining = None
         if deadline != math.inf:
             remaining = max(0.0, deadline - anyio.current_time())
@@ -1223,6 +1239,8 @@ class RedisThrottle:
             except _UNAVAILABLE as exc:
                 raise self._unavailable_error(op, f"{type(exc).__name__}: {exc}") from exc
             except RedisError as exc:
+                if str(exc).startswith("OOM "):  # maxmemory with noeviction: nothing written
+                    raise self._unavailable_error(op, f"{type(exc).__name__}: {exc}") from exc
                 raise RedisBackendError(
                     f"Redis refused the throttle script for {self._name!r} ({op}): "
                     f"{type(exc).__name__}: {exc}"
