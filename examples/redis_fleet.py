@@ -1,8 +1,11 @@
 """A fleet: three worker processes, on asyncio and on trio, share one API key's limits in Redis.
 
-Each worker is its own OS process with its own event loop, its own coredis client and its
+Each worker is its own OS process with its own event loop, its own Redis connection and its
 own ``RedisThrottle``; they share the limits because they give the same name and the same
-limits.  Together they send 36 requests to an LLM API whose key allows 600 requests and 60,000
+limits.  Each calls the API with the official ``openai`` SDK, through throttle_trio's httpx
+transport, exactly as one process would with a local ``Throttle``: the transport estimates,
+admits, settles to the usage and feeds the rate-limit headers back, into the fleet's shared
+state.  Together they send 36 requests to an LLM API whose key allows 600 requests and 60,000
 tokens a minute, and the provider refuses none of them: the fleet keeps to one limit, not to
 three.  ``max_concurrent`` (4 here) is per worker.
 
@@ -11,8 +14,8 @@ The "provider" is throttle_trio's fake OpenAI-compatible server, served on 127.0
 stopped at the end.  No key, no network.
 
 Run it with ``python examples/redis_fleet.py`` (a few seconds on the real clock).  It needs the
-``redis-server`` binary (``apt-get install redis-server``) and the redis extra
-(``pip install "throttle_trio[redis]"``).
+``redis-server`` binary (``apt-get install redis-server``), the redis and httpx extras and the
+openai SDK (``pip install "throttle_trio[redis,httpx]" openai``).
 """
 
 from __future__ import annotations
@@ -37,18 +40,15 @@ REQUESTS = 12  # per worker
 # -- a worker process -------------------------------------------------------------------------
 
 
-async def work(redis_port: int, base_url: str, name: str, backend: str) -> str:
-    """One worker: 12 tasks, one request each, through the fleet's shared throttle."""
-    import coredis
+async def work(redis_url: str, base_url: str, name: str, backend: str) -> str:
+    """One worker: 12 tasks, one chat completion each, through the fleet's shared throttle."""
+    import openai
 
-    from throttle_trio.redis import GCRALimit, RedisThrottle
+    from throttle_trio.httpx import ThrottledTransport
+    from throttle_trio.redis import GCRALimit, RedisThrottle, client_from_url
 
-    rejected = 0
-    # The application enters the coredis client once, in a long-lived task, and exits it there.
-    async with (
-        coredis.Redis(host="127.0.0.1", port=redis_port) as redis,
-        httpx.AsyncClient(base_url=base_url) as http,
-    ):
+    # The application enters the Redis client once, in a long-lived task, and exits it there.
+    async with client_from_url(redis_url) as redis:
         throttle = RedisThrottle(
             redis,
             name,  # every worker gives the same name and limits: one shared set of buckets
@@ -56,27 +56,24 @@ async def work(redis_port: int, base_url: str, name: str, backend: str) -> str:
             tokens=GCRALimit(TPM, per=60.0, burst=5_000),
             max_concurrent=4,  # per process
         )
+        transport = ThrottledTransport(httpx.AsyncHTTPTransport(), throttle=throttle)
+        async with (
+            httpx.AsyncClient(transport=transport) as http,
+            openai.AsyncOpenAI(
+                base_url=base_url, api_key="sk-the-shared-key", http_client=http, max_retries=0
+            ) as client,
+        ):
 
-        async def ask(number: int) -> None:
-            nonlocal rejected
-            body: dict[str, Any] = {
-                "model": "fake-llm",
-                "messages": [{"role": "user", "content": f"Question {number}: why?"}],
-                "max_tokens": 100,
-            }
-            estimate = tt.estimate_request_cost(body)["tokens"]
-            async with throttle.reserve(requests=1, tokens=estimate) as slot:
-                response = await http.post("/chat/completions", json=body)
-                if response.status_code == 429:  # would mean the fleet broke the limit
-                    rejected += 1
-                    await slot.reject(requests=1)
-                    return
-                response.raise_for_status()
-                await slot.settle(tokens=response.json()["usage"]["total_tokens"])
+            async def ask(number: int) -> None:
+                await client.chat.completions.create(
+                    model="fake-llm",
+                    messages=[{"role": "user", "content": f"Question {number}: why?"}],
+                    max_tokens=100,
+                )
 
-        async with anyio.create_task_group() as tg:
-            for number in range(REQUESTS):
-                tg.start_soon(ask, number)
+            async with anyio.create_task_group() as tg:
+                for number in range(REQUESTS):
+                    tg.start_soon(ask, number)
         stats = throttle.statistics()
     return json.dumps(
         {
@@ -84,7 +81,7 @@ async def work(redis_port: int, base_url: str, name: str, backend: str) -> str:
             "pid": os.getpid(),
             "admitted": stats.admitted,
             "round_trips": stats.round_trips,
-            "rejected": rejected,
+            "rejected": stats.rejections,
         }
     )
 
@@ -92,7 +89,7 @@ async def work(redis_port: int, base_url: str, name: str, backend: str) -> str:
 # -- the parent: Redis, the fake provider, three workers -----------------------------------------
 
 
-async def main(redis_port: int) -> None:
+async def main(redis_url: str) -> None:
     server = FakeLLMServer(rpm=RPM, tpm=TPM, latency=(0.02, 0.1))
     name = "fleet-" + tt.api_key_hash("sk-the-shared-key")  # never the key itself
     reports: list[dict[str, Any]] = []
@@ -100,7 +97,7 @@ async def main(redis_port: int) -> None:
         address = await tg.start(serve, server)  # the fake provider, on a free port
 
         async def worker(backend: str) -> None:
-            command = [sys.executable, __file__, "worker", str(redis_port), address.base_url]
+            command = [sys.executable, __file__, "worker", redis_url, address.base_url]
             done = await anyio.run_process([*command, name, backend], stderr=None)
             reports.append(json.loads(done.stdout))
 
@@ -112,7 +109,7 @@ async def main(redis_port: int) -> None:
     for report in sorted(reports, key=lambda r: (r["backend"], r["pid"])):
         print(
             f"worker {report['pid']} ({report['backend']}): {report['admitted']} admitted, "
-            f"{report['round_trips']} Redis round trips (bookings and settles), "
+            f"{report['round_trips']} Redis round trips (bookings, settles, header feedback), "
             f"{report['rejected']} 429s"
         )
     admitted = sum(r["admitted"] for r in reports)
@@ -126,8 +123,8 @@ async def main(redis_port: int) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["worker"]:
-        redis_port, url, fleet_name, loop = sys.argv[2:]
-        print(anyio.run(work, int(redis_port), url, fleet_name, loop, backend=loop))
+        redis_url, url, fleet_name, loop = sys.argv[2:]
+        print(anyio.run(work, redis_url, url, fleet_name, loop, backend=loop))
     else:
         with redis_server() as redis:  # a private one on a free loopback port, stopped after
-            anyio.run(main, redis.port, backend="trio")
+            anyio.run(main, f"redis://127.0.0.1:{redis.port}/0", backend="trio")

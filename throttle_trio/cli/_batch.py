@@ -7,15 +7,19 @@ import math
 import signal
 import sys
 import time
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
+from urllib.parse import urlsplit
 
 import anyio
 import httpx2
 
 from .._batch import amap
 from .._exceptions import ThrottleTrioError
+from .._registry import api_key_hash
 from .._retry import RetryAfterTooLong, RetryPolicy
+from .._shell import shell_for
 from .._throttle import Throttle
 from ..httpx2 import ThrottledTransport
 from ..policy.token_bucket import TokenBucket
@@ -30,8 +34,10 @@ from ._files import (
 from ._progress import Progress
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import AsyncIterator, Mapping
     from pathlib import Path
+
+    from ..redis import RedisThrottle
 
 __all__ = ["BatchOptions", "BatchSummary", "run_batch_file"]
 
@@ -56,6 +62,8 @@ class BatchOptions:
     timeout: float = 600.0
     strict: bool = False
     max_retry_after: float | None = None  # None: RetryPolicy's default
+    redis_url: str | None = None  # share the limits through Redis (a fleet of batch processes)
+    name: str | None = None  # the shared throttle's name (default: from the URL and the key)
 
 
 @dataclass
@@ -135,8 +143,7 @@ def _endpoint(base_url: str, url: str) -> str:
     return str(base.copy_with(path=url))
 
 
-def make_throttle(options: BatchOptions, *, resuming: bool) -> Throttle:
-    """The throttle for a run; a resumed run starts with drained buckets."""
+def _limits(options: BatchOptions, *, resuming: bool) -> dict[str, TokenBucket]:
     limits: dict[str, TokenBucket] = {}
     for name, per_minute in (("requests", options.rpm), ("tokens", options.tpm)):
         if per_minute:
@@ -146,9 +153,48 @@ def make_throttle(options: BatchOptions, *, resuming: bool) -> Throttle:
             limits[name] = TokenBucket(
                 per_minute, per=60.0, burst=burst, initial_tokens=0 if resuming else None
             )
+    return limits
+
+
+def make_throttle(options: BatchOptions, *, resuming: bool) -> Throttle:
+    """The throttle for a run; a resumed run starts with drained buckets."""
     return Throttle(
-        limits, max_concurrent=options.max_concurrent, refund_unused=options.refund_unused
+        _limits(options, resuming=resuming),
+        max_concurrent=options.max_concurrent,
+        refund_unused=options.refund_unused,
     )
+
+
+def shared_name(options: BatchOptions) -> str:
+    """The name processes share a throttle by: ``--name``, else the API's host and a hash of
+    the API key (so that processes calling the same API with the same key share its limits,
+    and the key itself never reaches Redis)."""
+    if options.name is not None:
+        return options.name
+    host = urlsplit(options.base_url).hostname or "api"
+    return f"batch-{host}-{api_key_hash(options.api_key or '')}"
+
+
+@asynccontextmanager
+async def open_throttle(
+    options: BatchOptions, *, resuming: bool
+) -> AsyncIterator[Throttle | RedisThrottle]:
+    """The run's throttle: a local one, or with ``redis_url`` one shared through Redis (a
+    shared bucket is as the fleet left it: a resumed run does not drain it)."""
+    if options.redis_url is None:
+        yield make_throttle(options, resuming=resuming)
+        return
+    from ..redis import RedisThrottle, client_from_url  # the redis extra, only when asked
+
+    client = client_from_url(options.redis_url)
+    async with client:
+        yield RedisThrottle(
+            client,
+            shared_name(options),
+            _limits(options, resuming=False),
+            max_concurrent=options.max_concurrent,
+            refund_unused=options.refund_unused,
+        )
 
 
 async def run_batch_file(options: BatchOptions, *, stream: TextIO | None = None) -> BatchSummary:
@@ -205,7 +251,21 @@ async def _run(
     retry: RetryPolicy,
     stream: TextIO,
 ) -> None:
-    throttle = make_throttle(options, resuming=resuming)
+    async with open_throttle(options, resuming=resuming) as throttle:
+        await _run_with(throttle, options, todo, output, summary, retry=retry, stream=stream)
+
+
+async def _run_with(
+    throttle: Throttle | RedisThrottle,
+    options: BatchOptions,
+    todo: list[BatchRequest],
+    output: OutputFile,
+    summary: BatchSummary,
+    *,
+    retry: RetryPolicy,
+    stream: TextIO,
+) -> None:
+    shell = shell_for(throttle)
     transport = ThrottledTransport(httpx2.AsyncHTTPTransport(), throttle=throttle, retry=retry)
     headers = {"authorization": f"Bearer {options.api_key}"} if options.api_key else {}
     progress = Progress(total=len(todo), stream=stream)
@@ -265,7 +325,7 @@ async def _run(
         # On a terminal, redraw while nothing completes (a pause after a 429, slow calls).
         while True:
             await anyio.sleep(1 / progress.refresh)
-            progress.tick(rate_limited=throttle.statistics().rejections)
+            progress.tick(rate_limited=shell.rejections)
 
     # No pool timeout: the queue in front of the limits is the batch's own, not a stall.
     timeout = httpx2.Timeout(options.timeout, pool=None)
@@ -296,14 +356,12 @@ async def _run(
                         summary.succeeded += ok
                         summary.failed += not ok
                         summary.tokens += usage
-                        progress.update(
-                            ok=ok, tokens=usage, rate_limited=throttle.statistics().rejections
-                        )
+                        progress.update(ok=ok, tokens=usage, rate_limited=shell.rejections)
                 watchers.cancel_scope.cancel()
         if scope.cancelled_caught:
             summary.interrupted = True
     progress.finish()
-    summary.rate_limited = throttle.statistics().rejections
+    summary.rate_limited = shell.rejections
     summary.not_done = len(todo) - summary.succeeded - summary.failed
     summary.elapsed = time.monotonic() - started
     if summary.not_done and not (summary.unreachable or summary.retry_after_too_long):

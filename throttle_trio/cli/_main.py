@@ -68,6 +68,15 @@ _positive_int = _number(int, above=0)
 _positive_float = _number(float, above=0)
 
 
+def _throttle_name(text: str) -> str:
+    """A shared throttle's name: what Redis keys can hold (no braces: they are the hash tag)."""
+    if not text or "{" in text or "}" in text:
+        raise argparse.ArgumentTypeError(
+            f"must be a non-empty name without '{{' or '}}', got {text!r}"
+        )
+    return text
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="throttle-trio",
@@ -136,6 +145,20 @@ def _parser() -> argparse.ArgumentParser:
         type=_positive_float,
         default=30.0,
         help="seconds to let requests in flight finish after Ctrl-C (30)",
+    )
+    batch.add_argument(
+        "--redis",
+        metavar="URL",
+        default=os.environ.get("THROTTLE_TRIO_REDIS_URL") or None,
+        help="share the limits through Redis with every batch process given the same URL and "
+        "--name, on any machine (redis://, rediss://, unix://, redis+cluster://; default: "
+        "$THROTTLE_TRIO_REDIS_URL; needs the redis extra); --max-concurrent stays per process",
+    )
+    batch.add_argument(
+        "--name",
+        type=_throttle_name,
+        help="the shared throttle's name (default: from --base-url's host and a hash of the "
+        "API key, so processes calling one API with one key share its limits)",
     )
     serve = commands.add_parser(
         "serve",
@@ -259,7 +282,17 @@ def _batch(args: argparse.Namespace) -> int:
         grace=args.grace,
         strict=args.strict,
         max_retry_after=args.max_retry_after,
+        redis_url=args.redis,
+        name=args.name,
     )
+    if options.name is not None and options.redis_url is None:
+        print("throttle-trio batch: --name needs --redis URL", file=sys.stderr)
+        return EXIT_USAGE
+    if options.redis_url is not None:
+        problem = _redis_problem(options.redis_url)
+        if problem:
+            print(f"throttle-trio batch: --redis: {problem}", file=sys.stderr)
+            return EXIT_USAGE
     try:
         summary = anyio.run(run_batch_file, options, backend=args.backend)
     except BatchFileError as exc:  # found before anything was sent
@@ -269,6 +302,19 @@ def _batch(args: argparse.Namespace) -> int:
     if summary.output_error:  # the last line, where a script or a person looks
         print(f"throttle-trio batch: {summary.output_error}", file=sys.stderr)
     return EXIT_INCOMPLETE if summary.not_done or summary.output_error else EXIT_OK
+
+
+def _redis_problem(url: str) -> str | None:
+    """What is wrong with ``--redis URL`` before anything starts (``None``: nothing)."""
+    try:
+        from ..redis import client_from_url
+    except ImportError as exc:  # the redis extra is missing: its message names it
+        return str(exc)
+    try:
+        client_from_url(url)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def _serve(args: argparse.Namespace) -> int:
