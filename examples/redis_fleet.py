@@ -2,7 +2,7 @@
 
 Each worker is its own OS process with its own event loop, its own Redis connection and its
 own ``RedisThrottle``; they share the limits because they give the same name and the same
-limits.  Each calls the API with the official ``openai`` SDK, through throttle_trio's httpx
+limits.  Each calls the API with the official ``openai`` SDK, through throttle_trio's httpx2
 transport, exactly as one process would with a local ``Throttle``: the transport estimates,
 admits, settles to the usage and feeds the rate-limit headers back, into the fleet's shared
 state.  Together they send 36 requests to an LLM API whose key allows 600 requests and 60,000
@@ -14,8 +14,8 @@ The "provider" is throttle_trio's fake OpenAI-compatible server, served on 127.0
 stopped at the end.  No key, no network.
 
 Run it with ``python examples/redis_fleet.py`` (a few seconds on the real clock).  It needs the
-``redis-server`` binary (``apt-get install redis-server``), the redis and httpx extras and the
-openai SDK (``pip install "throttle_trio[redis,httpx]" openai``).
+``redis-server`` binary (``apt-get install redis-server``), the redis and httpx2 extras and the
+openai SDK (``pip install "throttle_trio[redis,httpx2]" openai``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import sys
 from typing import Any
 
 import anyio
-import httpx
+import httpx2
 
 import throttle_trio as tt
 from throttle_trio.testing import FakeLLMServer, redis_server, serve
@@ -44,7 +44,7 @@ async def work(redis_url: str, base_url: str, name: str, backend: str) -> str:
     """One worker: 12 tasks, one chat completion each, through the fleet's shared throttle."""
     import openai
 
-    from throttle_trio.httpx import ThrottledTransport
+    from throttle_trio.httpx2 import ThrottledTransport
     from throttle_trio.redis import GCRALimit, RedisThrottle, client_from_url
 
     # The application enters the Redis client once, in a long-lived task, and exits it there.
@@ -56,9 +56,9 @@ async def work(redis_url: str, base_url: str, name: str, backend: str) -> str:
             tokens=GCRALimit(TPM, per=60.0, burst=5_000),
             max_concurrent=4,  # per process
         )
-        transport = ThrottledTransport(httpx.AsyncHTTPTransport(), throttle=throttle)
+        transport = ThrottledTransport(httpx2.AsyncHTTPTransport(), throttle=throttle)
         async with (
-            httpx.AsyncClient(transport=transport) as http,
+            httpx2.AsyncClient(transport=transport) as http,
             openai.AsyncOpenAI(
                 base_url=base_url, api_key="sk-the-shared-key", http_client=http, max_retries=0
             ) as client,

@@ -16,13 +16,13 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import httpx
+import httpx2
 import openai
 import pytest
 
 import throttle_trio as tt
 from throttle_trio.cli._batch import BatchOptions, run_batch_file
-from throttle_trio.httpx import ThrottledTransport
+from throttle_trio.httpx2 import ThrottledTransport
 from throttle_trio.redis import GCRALimit, RedisThrottle
 from throttle_trio.testing import FakeLLMServer, ServerAddress, serve
 
@@ -60,16 +60,16 @@ async def test_the_openai_sdk_through_the_transport_with_a_shared_throttle(
     provider: tuple[FakeLLMServer, ServerAddress],
 ) -> None:
     """Two 'processes' (two throttles of one name, as two workers would have) each send 40
-    chat completions through the httpx transport and the openai SDK: usage is settled, the
+    chat completions through the httpx2 transport and the openai SDK: usage is settled, the
     headers reach the shared state, and the provider rejects nothing."""
     server, address = provider
     throttles = [shared(client, name), shared(client, name)]
     done: list[int] = []
 
     async def worker(throttle: RedisThrottle) -> None:
-        transport = ThrottledTransport(httpx.AsyncHTTPTransport(), throttle=throttle)
+        transport = ThrottledTransport(httpx2.AsyncHTTPTransport(), throttle=throttle)
         async with (
-            httpx.AsyncClient(transport=transport) as http,
+            httpx2.AsyncClient(transport=transport) as http,
             openai.AsyncOpenAI(
                 base_url=address.base_url, api_key="k", http_client=http, max_retries=0
             ) as sdk,
