@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
+import time
 from typing import Any
 
 import anyio
 import httpx
 import httpx2
+import looptime
 import pytest
 
 import throttle_trio as tt
@@ -41,6 +44,25 @@ def test_virtual_clocks_start_where_asked(backend_name: str) -> None:
         return anyio.current_time()
 
     assert run_virtual(now, backend=backend_name, start=1000) == 1000
+
+
+async def leave_a_slow_executor_thread() -> None:
+    """Start asyncio's default executor with a job still running when the loop closes."""
+    loop = asyncio.get_running_loop()
+    loop.run_in_executor(None, time.sleep, 0.2)
+    await anyio.sleep(1)  # virtual
+
+
+def test_the_default_executor_is_joined_in_real_time_on_looptime() -> None:
+    """Python 3.13 bounds the executor's join at loop close with a loop timer of 300 s, which a
+    looptime loop fires at once while the thread still runs: "The executor did not finish
+    joining its threads within 300 seconds" (an error under -W error).  The kit's loops wait
+    for the thread instead."""
+    run_virtual(leave_a_slow_executor_thread, backend="asyncio")  # no warning
+    if sys.version_info >= (3, 13):  # the cause, on a plain looptime loop
+        plain = {"loop_factory": lambda: looptime.new_event_loop(start=0)}
+        with pytest.warns(RuntimeWarning, match="did not finish"):
+            anyio.run(leave_a_slow_executor_thread, backend="asyncio", backend_options=plain)
 
 
 def test_virtual_backend_refuses_what_it_cannot_run() -> None:

@@ -67,10 +67,32 @@ def virtual_backend(backend: str, *, start: float = 0.0) -> tuple[str, dict[str,
             raise missing_extra("a virtual clock on asyncio", "testing", error) from error
 
         def new_loop() -> Any:
-            return looptime.new_event_loop(start=start)
+            loop = looptime.new_event_loop(start=start)
+            setattr(loop, "shutdown_default_executor", _joining(loop.shutdown_default_executor))  # noqa: B010
+            return loop
 
         return "asyncio", {"loop_factory": new_loop}
     raise ValueError(f"backend must be 'asyncio' or 'trio', got {backend!r}")
+
+
+def _joining(shutdown: Callable[[], Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """``loop.shutdown_default_executor`` for a looptime loop: wait for the threads, no timer.
+
+    ``asyncio.run()`` and anyio's runner close a loop with
+    ``loop.shutdown_default_executor(300)``.  From Python 3.13 that bound is a loop timer
+    (``asyncio.timeout(300)``; 3.12 joined the thread with a real-time ``join(300)``), and the
+    executor's threads exit in real time, on their own: a loop on virtual time sees nothing to
+    do but a timer, jumps 300 s ahead and warns "The executor did not finish joining its
+    threads within 300 seconds" (an error under ``-W error``) whenever a thread is slower to
+    exit than looptime's few no-op cycles, which is why it came and went between runs.
+    Waiting without the virtual timer lets the threads take the real time they need (what
+    Python 3.11 did); a thread that never exits is a hang, which a test's timeout reports.
+    """
+
+    async def shutdown_default_executor(timeout: float | None = None) -> None:  # noqa: ASYNC109
+        await shutdown()
+
+    return shutdown_default_executor
 
 
 def run_virtual(
