@@ -131,8 +131,10 @@ try:
 except ImportError as _error:  # pragma: no cover - exercised in a subprocess by the tests
     raise missing_extra("throttle_trio.redis", "redis", _error) from _error
 
-from ._backend import current_backend
+from ._backend import current_backend, running_backend
 from ._exceptions import CostExceedsCapacity, RateLimitTimeout, ThrottleTrioError
+from ._feedback import shortfall
+from ._redis._connect import client_from_url
 from ._redis._line import BOOKED, LEADING, PICKED, QUEUED, Line, Waiter
 from ._redis._script import (
     FOREIGN,
@@ -176,6 +178,7 @@ __all__ = [
     "RedisThrottle",
     "RedisThrottleState",
     "RedisThrottleStatistics",
+    "client_from_url",
 ]
 
 logger: logging.Logger = logging.getLogger("throttle_trio")
@@ -689,6 +692,7 @@ class RedisThrottle:
         "_metrics",
         "_name",
         "_outages",
+        "_paused_locally",
         "_pauses",
         "_rate_cuts",
         "_redis_timeout",
@@ -785,6 +789,7 @@ class RedisThrottle:
         self._outages = 0
         self._fallback_admissions = 0
         self._clamped = 0
+        self._paused_locally = -math.inf  # the latest pause this process asked for (anyio clock)
         self._clamp_logged: set[str] = set()
 
     def __repr__(self) -> str:
@@ -1421,6 +1426,7 @@ class RedisThrottle:
         if self._local is not None:
             self._local.pause_for(seconds)
         self._pauses += 1
+        self._paused_locally = max(self._paused_locally, anyio.current_time() + seconds)
         try:
             await self._call("pause", [], ["pause", 0, microseconds_up(seconds)])
         except BackendUnavailable as exc:
@@ -1536,6 +1542,80 @@ class RedisThrottle:
             await self._call("grow", self._limits, args)
         except BackendUnavailable as exc:
             self._enter_fallback(exc)
+
+    # -- the interface of every throttle (throttle_trio._shell.ThrottleShell) -----------------
+    # What the transports, call_with_retries, the batch runners and the CLI call, so that a
+    # fleet gets every door one process has.
+
+    async def settle(self, slot: RedisReservation, usage: Mapping[str, float]) -> None:
+        """Settle ``slot`` to the real usage (:meth:`RedisReservation.settle`)."""
+        await slot.settle(**usage)
+
+    async def reject(
+        self, slot: RedisReservation, kept: Mapping[str, float], report: RateLimitHeaders | None
+    ) -> None:
+        """The server rejected ``slot``'s attempt: with the 429's ``report``, first cut each
+        limit by the shortfall it proves (:meth:`rejected`), then keep ``kept`` and refund the
+        rest (:meth:`RedisReservation.reject`)."""
+        if report is not None:
+            await self.rejected(report, slot)
+        await slot.reject(**kept)
+
+    async def cancel(self, slot: RedisReservation) -> None:
+        """``slot``'s request was never sent (:meth:`RedisReservation.cancel`)."""
+        await slot.cancel()
+
+    async def rejected(self, report: RateLimitHeaders, reservation: RedisReservation) -> None:
+        """A 429 answered ``reservation``: charge each shared limit the shortfall it proves.
+
+        The same rule as :meth:`throttle_trio.Throttle.rejected`
+        (:func:`throttle_trio._feedback.shortfall`): the server had ``remaining`` when the
+        request arrived, less than its cost, so the fleet was ahead by at least the difference.
+        One shielded round trip, only when there is a shortfall.
+        """
+        charges: list[tuple[_Limit, int]] = []
+        for metric, info in report.limits.items():
+            limit = self._by_name.get(metric)
+            if limit is None or limit.name not in reservation._marks:
+                continue
+            proven = shortfall(reservation._costs.get(limit.metric, 0.0), info.remaining)
+            if proven > 0:
+                us = self._bounded(
+                    limit.interval.charge(proven), "a 429 shortfall", f"{metric}={proven:g}"
+                )
+                charges.append((limit, us))
+        if not charges:
+            return
+        args: list[int | str] = ["adjust", len(charges), *(us for _, us in charges)]
+        try:
+            await self._call("adjust", [limit for limit, _ in charges], args)
+        except BackendUnavailable as exc:
+            self._enter_fallback(exc)
+
+    @property
+    def paused_until(self) -> float | None:
+        """When the shared gate opens (anyio clock) as far as this process knows: the latest
+        pause it asked for itself (another process's pause shows in its next admission)."""
+        until = self._paused_locally
+        backend = running_backend()  # outside a loop: as it was last seen
+        if until == -math.inf or (backend is not None and until <= backend.current_time()):
+            return None
+        return until
+
+    @property
+    def rejections(self) -> int:
+        """Attempts the server rejected, seen by this process."""
+        return self._rejections
+
+    def record_clamped(self, count: int) -> None:
+        """Count ``count`` numbers a response reported out of range (see ``statistics()``)."""
+        self._clamped += count
+
+    def is_pristine(self) -> bool:
+        """Whether forgetting this object loses nothing: nobody waits and nothing is in flight
+        in this process.  The shared state lives in Redis, so a registry may drop a pristine
+        one and make it again later without granting a burst."""
+        return not (self._line.waiting or self._booking or self._held)
 
     async def state(self) -> RedisThrottleState:
         """Read what Redis holds for this throttle now (one round trip; changes nothing).
