@@ -35,9 +35,14 @@ EXTRAS=(
     "cli=httpx2 hypercorn"
     "all=coredis httpx httpx2 hypercorn trio"
 )
-CORE="anyio"  # what `pip install throttle_trio` requires directly
+# What `pip install throttle_trio` requires directly: anyio, and below Python 3.13 the
+# typing_extensions it already depends on (a type parameter's default, PEP 696).
+CORE="anyio"
 
 fail() { echo "check_package: FAILED: $*" >&2; exit 1; }
+if "$PYTHON" -c 'import sys; sys.exit(sys.version_info >= (3, 13))'; then
+    CORE="anyio typing-extensions"
+fi
 step() { echo "check_package: $*"; }
 
 START=$SECONDS

@@ -11,16 +11,32 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sys
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
-from typing import TYPE_CHECKING, Final, Generic, NamedTuple, TypeVar, final
+from typing import Final, Generic, NamedTuple, Protocol, final
 
-if TYPE_CHECKING:
-    from ._throttle import Throttle
+from ._throttle import Throttle
+
+if sys.version_info >= (3, 13):
+    from typing import TypeVar
+else:  # a default for a type parameter (PEP 696); anyio depends on typing_extensions here
+    from typing_extensions import TypeVar
 
 __all__ = ["RequestKey", "ThrottleRegistry", "api_key_hash"]
 
 K = TypeVar("K", bound=Hashable)
+
+
+class Forgettable(Protocol):
+    """What a registry needs from what it holds: whether forgetting it changes nothing."""
+
+    def is_pristine(self) -> bool: ...
+
+
+#: The throttles a registry holds: local ones by default, or ``RedisThrottle``s (whose state is
+#: in Redis, so that forgetting one with nothing waiting or in flight forgets nothing).
+T = TypeVar("T", bound=Forgettable, default=Throttle)
 
 logger = logging.getLogger("throttle_trio")
 
@@ -62,9 +78,14 @@ class RequestKey(NamedTuple):
 
 
 @final
-class ThrottleRegistry(Generic[K]):
-    """Makes one :class:`Throttle` per key from ``factory``, forgets idle ones safely, and holds
-    at most ``max_throttles``.
+class ThrottleRegistry(Generic[K, T]):
+    """Makes one throttle per key from ``factory``, forgets idle ones safely, and holds at most
+    ``max_throttles``.
+
+    ``ThrottleRegistry[K]`` holds local :class:`Throttle` objects; ``ThrottleRegistry[K,
+    RedisThrottle]`` holds :class:`~throttle_trio.redis.RedisThrottle` objects, one per tenant, API
+    key or model, shared by a fleet (each is pristine when nothing waits or is in flight in this
+    process: its state lives in Redis).
 
     A throttle is *pristine* when :meth:`Throttle.is_pristine` says it is indistinguishable
     from a fresh one (nobody waiting, nothing in flight, no pause, every bucket full); forgetting
@@ -113,7 +134,7 @@ class ThrottleRegistry(Generic[K]):
 
     def __init__(
         self,
-        factory: Callable[[K], Throttle],
+        factory: Callable[[K], T],
         *,
         max_throttles: int = DEFAULT_MAX_THROTTLES,
         sweep_at: int = 1024,
@@ -121,7 +142,7 @@ class ThrottleRegistry(Generic[K]):
         self._max_throttles = _check_count("max_throttles", max_throttles)
         self._sweep_at = _check_count("sweep_at", sweep_at)
         self._factory = factory
-        self._throttles: OrderedDict[K, Throttle] = OrderedDict()  # least recently used first
+        self._throttles: OrderedDict[K, T] = OrderedDict()  # least recently used first
         self._next_sweep = sweep_at
         self._new_since_full_sweep = max_throttles  # the first time it is full, sweep
         self._evictions = 0
@@ -150,7 +171,7 @@ class ThrottleRegistry(Generic[K]):
         its key a burst; see the class docstring)."""
         return self._evictions
 
-    def get(self, key: K) -> Throttle:
+    def get(self, key: K) -> T:
         """The throttle for ``key``, made by the factory if there is none.
 
         Marks it as the most recently used.  Making one for a new key may forget pristine

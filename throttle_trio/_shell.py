@@ -63,6 +63,7 @@ class ThrottleShell(Protocol):
 
     async def settle(self, slot: Any, usage: Mapping[str, float]) -> None:
         """Adjust ``slot``'s charges to the real usage (the throttle's refund rule applies)."""
+        ...
 
     async def reject(
         self, slot: Any, kept: Mapping[str, float], report: RateLimitHeaders | None
@@ -71,12 +72,15 @@ class ThrottleShell(Protocol):
 
         With ``report`` (the 429's headers), first cut each limit by the shortfall it proves.
         """
+        ...
 
     async def cancel(self, slot: Any) -> None:
         """``slot``'s request was never sent: refund everything and release."""
+        ...
 
     async def observe(self, report: RateLimitHeaders, slot: Any | None = None) -> None:
         """Feed a response's rate-limit headers back (see ``Throttle.observe``)."""
+        ...
 
     async def record_success(self) -> None: ...
     async def record_overload(self) -> None: ...
@@ -85,13 +89,16 @@ class ThrottleShell(Protocol):
     @property
     def paused_until(self) -> float | None:
         """When the gate opens (anyio clock) as far as this process knows, or ``None``."""
+        ...
 
     @property
     def rejections(self) -> int:
         """Attempts the server rejected, seen by this process."""
+        ...
 
     def record_clamped(self, count: int) -> None:
         """Count numbers a response reported out of range (clamped)."""
+        ...
 
 
 @final

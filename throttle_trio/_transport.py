@@ -159,7 +159,7 @@ class TransportEngine:
         self,
         *,
         throttle: Throttle | RedisThrottle | None,
-        registry: ThrottleRegistry[Any] | None,
+        registry: ThrottleRegistry[Any, Throttle] | ThrottleRegistry[Any, RedisThrottle] | None,
         key: Callable[[RequestLike], Hashable],
         estimate: Callable[[Mapping[str, Any] | bytes | str], RequestCost],
         retry: RetryPolicy | None,
@@ -266,7 +266,7 @@ def wrong_library(parameter: str, value: object, library: str) -> TypeError:
 
 def engine_options(
     throttle: Throttle | RedisThrottle | None,
-    registry: ThrottleRegistry[Any] | None,
+    registry: ThrottleRegistry[Any, Throttle] | ThrottleRegistry[Any, RedisThrottle] | None,
     key: Callable[[RequestLike], Hashable] | None,
     estimate: Callable[[Mapping[str, Any] | bytes | str], RequestCost] | None,
     retry: RetryPolicy | None,

@@ -81,7 +81,9 @@ class ThrottledTransport(httpx.AsyncBaseTransport):
         transport: httpx.AsyncBaseTransport | None = None,
         *,
         throttle: Throttle | RedisThrottle | None = None,
-        registry: ThrottleRegistry[Any] | None = None,
+        registry: ThrottleRegistry[Any, Throttle]
+        | ThrottleRegistry[Any, RedisThrottle]
+        | None = None,
         key: Callable[[RequestLike], Hashable] | None = None,
         estimate: Callable[[Mapping[str, Any] | bytes | str], RequestCost] | None = None,
         retry: RetryPolicy | None = None,

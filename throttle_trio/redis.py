@@ -150,6 +150,7 @@ from ._redis._script import (
     limit_key,
     microseconds_up,
 )
+from ._reexport import fixup_module_metadata as _fixup_module_metadata
 from ._reserve import ReserveContext, check_costs, check_max_concurrent, merge_costs, metric_of
 from ._throttle import Reservation, ReservationError, Throttle, ThrottleStatistics
 from ._validate import check_cost, check_non_negative, check_optional_timeout, check_positive
@@ -1793,3 +1794,6 @@ class RedisRateLimiter:
         tb: TracebackType | None,
     ) -> None:
         return None
+
+
+_fixup_module_metadata(__name__, globals())  # client_from_url claims this namespace

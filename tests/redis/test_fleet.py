@@ -208,3 +208,32 @@ def test_the_command_line_checks_its_redis_options(tmp_path: Path) -> None:
         run = subprocess.run(base + extra, capture_output=True, text=True, timeout=60, check=False)
         assert run.returncode == 2, run.stderr
         assert message in run.stderr
+
+
+async def test_a_registry_of_shared_throttles_behind_the_transport(
+    client: coredis.Redis[bytes], name: str, provider: tuple[FakeLLMServer, ServerAddress]
+) -> None:
+    """One shared throttle per API key (tenants), made on demand by the registry; forgetting a
+    pristine one forgets nothing, since its state is in Redis."""
+    _, address = provider
+
+    def per_key(key: tt.RequestKey) -> RedisThrottle:
+        return RedisThrottle(
+            client, f"{name}-{key.key_hash}", requests=GCRALimit(600, per=60.0, burst=5)
+        )
+
+    registry: tt.ThrottleRegistry[tt.RequestKey, RedisThrottle] = tt.ThrottleRegistry(per_key)
+    transport = ThrottledTransport(httpx2.AsyncHTTPTransport(), registry=registry)
+    async with httpx2.AsyncClient(transport=transport) as http:
+        for api_key in ("tenant-a", "tenant-b", "tenant-a"):
+            response = await http.post(
+                f"{address.base_url}/chat/completions",
+                headers={"authorization": f"Bearer {api_key}"},
+                json={"model": "fake-llm", "messages": [{"role": "user", "content": "hi"}]},
+            )
+            assert response.status_code == 200
+    assert len(registry) == 2
+    assert all(registry.get(key).is_pristine() for key in list(registry))
+    # least recently used first: tenant-b, then tenant-a
+    assert [registry.get(key).statistics().admitted for key in list(registry)] == [1, 2]
+    assert registry.sweep() == 2

@@ -140,14 +140,19 @@ async def retries(throttle: tt.Throttle) -> None:
 
 def transports(throttle: tt.Throttle) -> None:
     transport = ThrottledTransport(httpx.AsyncHTTPTransport(), throttle=throttle)
-    assert_type(transport.throttle_for(httpx.Request("GET", "https://x.test")), tt.Throttle)
+    assert_type(
+        transport.throttle_for(httpx.Request("GET", "https://x.test")), tt.Throttle | RedisThrottle
+    )
     client = httpx.AsyncClient(transport=transport)
     assert_type(client, httpx.AsyncClient)
     registry: tt.ThrottleRegistry[tt.RequestKey] = tt.ThrottleRegistry(
         lambda key: tt.Throttle(max_concurrent=4)
     )
     transport2 = ThrottledTransport2(registry=registry, retry=tt.RetryPolicy(max_attempts=3))
-    assert_type(transport2.throttle_for(httpx2.Request("GET", "https://x.test")), tt.Throttle)
+    assert_type(
+        transport2.throttle_for(httpx2.Request("GET", "https://x.test")),
+        tt.Throttle | RedisThrottle,
+    )
     assert_type(httpx2.AsyncClient(transport=transport2), httpx2.AsyncClient)
 
 
