@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from throttle_trio._feedback import (
     MAX_LEARNED_PERIOD,
     PendingCut,
+    PendingLevel,
     learned_period,
     reported_level,
     shortfall,
@@ -96,3 +97,37 @@ def test_learned_periods(
     limit: float, remaining: float | None, reset_after: float, period: float
 ) -> None:
     assert learned_period(limit, remaining, reset_after) == pytest.approx(period)
+
+
+def test_pending_level_cuts_only_when_two_reports_agree() -> None:
+    pending = PendingLevel()
+    assert pending.target(700, charged=10, now=0.0, first=False) is None  # one report: wait
+    assert pending.target(800, charged=10, now=0.0, first=False) == 800  # the higher level
+    assert pending.target(250, charged=0, now=0.0, first=True) == 250  # nothing charged yet
+
+
+def test_pending_level_carries_the_earlier_report_to_now() -> None:
+    """The earlier level refills at the rate and loses what was charged since."""
+    pending = PendingLevel()
+    pending.target(500, charged=100, now=10.0, refill_rate=5.0, first=False)
+    # 4 s later, 30 more charged: the earlier report says 500 + 20 - 30 = 490 now.
+    assert pending.target(300, charged=130, now=14.0, refill_rate=5.0, first=False) == 490
+
+
+@given(
+    st.floats(0, 1e6),
+    st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=12),
+)
+def test_the_rule_on_cuts_and_the_rule_on_levels_agree(
+    available: float, levels: list[float]
+) -> None:
+    """The local throttle (PendingCut, its level at hand) and the Redis one (PendingLevel, a
+    store that keeps the minimum) end at the same level for the same reports."""
+    by_cut, by_level = available, available
+    cuts, targets = PendingCut(), PendingLevel()
+    for level in levels:
+        by_cut -= cuts.decide(by_cut, level, first=False)
+        target = targets.target(level, charged=1.0, now=0.0, first=False)
+        if target is not None:
+            by_level = min(by_level, target)
+        assert by_cut == pytest.approx(by_level, rel=1e-12, abs=1e-6)

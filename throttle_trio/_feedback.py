@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from typing import final
 
-__all__ = ["PendingCut", "learned_period", "reported_level", "shortfall"]
+__all__ = ["PendingCut", "PendingLevel", "learned_period", "reported_level", "shortfall"]
 
 #: The longest period a learned limit can have (a day), and the shortest (a second).
 MAX_LEARNED_PERIOD = 86_400.0
@@ -126,3 +126,57 @@ class PendingCut:
         taken = min(cut, self.amount)
         self.amount = cut - taken
         return taken
+
+
+@final
+class PendingLevel:
+    """The two-report rule for a store whose level is not at hand (the Redis throttle's).
+
+    The same rule as :class:`PendingCut`, on levels: the store takes the *minimum* of what it
+    holds and the level it is sent, so sending the higher of two consecutive reports' levels
+    (the earlier one carried to now: refill since, minus what was charged since) cuts by the
+    smaller of the two cuts, and nothing when either report asked for none.
+    """
+
+    __slots__ = ("charged", "level", "seen_at")
+
+    def __init__(self) -> None:
+        self.level = math.nan  # the last report's level, when it was made
+        self.charged = 0.0  # what had been charged then
+        self.seen_at = math.nan
+
+    def __repr__(self) -> str:
+        return f"PendingLevel({self.level!r})"
+
+    def target(
+        self,
+        level: float,
+        *,
+        charged: float,
+        now: float,
+        refill_rate: float = math.nan,
+        first: bool,
+    ) -> float | None:
+        """The level to lower the limit to at ``now`` (``None``: nothing yet).
+
+        Args:
+            level: what this report says the limit holds now (:func:`reported_level`).
+            charged: what this client has charged the limit so far (a running total).
+            now: the current time.
+            refill_rate: units per second the limit refills continuously (``nan``: none).
+            first: the limit has charged nothing yet: its first report is taken as it is.
+        """
+        previous, previous_charged, previous_at = self.level, self.charged, self.seen_at
+        self.level, self.charged, self.seen_at = level, charged, now
+        if first:
+            return level
+        if math.isnan(previous):
+            return None
+        carried = reported_level(
+            previous,
+            charged_since=charged - previous_charged,
+            refill_rate=refill_rate,
+            resumed_at=previous_at,
+            now=now,
+        )
+        return max(level, carried)

@@ -133,7 +133,7 @@ except ImportError as _error:  # pragma: no cover - exercised in a subprocess by
 
 from ._backend import current_backend, running_backend
 from ._exceptions import CostExceedsCapacity, RateLimitTimeout, ThrottleTrioError
-from ._feedback import shortfall
+from ._feedback import PendingLevel, reported_level, shortfall
 from ._redis._connect import client_from_url
 from ._redis._line import BOOKED, LEADING, PICKED, QUEUED, Line, Waiter
 from ._redis._script import (
@@ -414,6 +414,7 @@ class _Limit:
         "metric",
         "name",
         "overdraft",
+        "pending",
         "rate",
         "refunded",
         "scale",
@@ -433,6 +434,7 @@ class _Limit:
         self.overdraft = 0.0
         self.dropped = 0.0
         self.scale = RATE_ONE  # the shared adaptive rate, as the last reply reported it
+        self.pending = PendingLevel()  # header feedback: the last report (two must agree)
 
     @property
     def effective_rate(self) -> float:
@@ -1438,33 +1440,50 @@ class RedisThrottle:
     ) -> None:
         """Feed a response's rate-limit headers back into the shared limits.
 
-        For each metric the server reports, the limit named after it is lowered to ``remaining``
-        minus what this process admitted after ``reservation`` (``None``: nothing).  It is never
-        raised.  Admissions by other processes since the response are not subtracted (this
-        process cannot know them), so the correction errs on the generous side by those.  One
-        shielded round trip; the local fallback, if any, is synced too.
+        The rules of :meth:`throttle_trio.Throttle.observe`, from one implementation
+        (:mod:`throttle_trio._feedback`): for each metric the server reports, the level it
+        implies now is ``remaining``, plus the refill since ``reservation`` was admitted, minus
+        what this process charged since; a limit is lowered only when the report before also
+        asked for it, to the higher of the two levels (the smaller cut), and never raised.
+        Admissions by other processes since the response are not subtracted (this process
+        cannot know them), so the correction errs on the generous side by those.  One shielded
+        round trip when a cut is due; the local fallback, if any, is synced too.
 
         Raises:
             BackendUnavailable: Redis cannot be reached and there is no fallback.
         """
         if self._local is not None:
             self._local.observe(report)
+        now = anyio.current_time()
         targets: list[tuple[_Limit, int]] = []
         for metric, info in report.limits.items():
             limit = self._by_name.get(metric)
             if limit is None or info.remaining is None:
                 continue
-            since = 0.0
+            level = info.remaining
             if reservation is not None and limit.name in reservation._marks:
-                since = limit.admitted_cost - reservation._marks[limit.name]
-            missing = limit.burst - (info.remaining - since)
+                level = reported_level(
+                    info.remaining,
+                    charged_since=limit.admitted_cost - reservation._marks[limit.name],
+                    refill_rate=limit.effective_rate,
+                    resumed_at=reservation._admitted_at,
+                    now=now,
+                )
+            target = limit.pending.target(
+                level,
+                charged=limit.admitted_cost,
+                now=now,
+                refill_rate=limit.effective_rate,
+                first=not limit.admitted_cost,
+            )
+            missing = math.nan if target is None else limit.burst - target
             if missing > 0:
-                level = self._bounded(
+                level_us = self._bounded(
                     limit.interval.charge(missing),
                     "a header-feedback level",
-                    f"{metric} remaining={info.remaining!r} ({since:g} admitted since)",
+                    f"{metric} remaining={info.remaining!r} (level {target:g})",
                 )
-                targets.append((limit, level))
+                targets.append((limit, level_us))
         if not targets:
             return
         args: list[int | str] = ["limit", len(targets), *(level for _, level in targets)]
