@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, cast, final
 
 import anyio
 
+from ._backend import Backend, current_backend
 from ._waitqueue import WaitQueue
 
 if TYPE_CHECKING:
@@ -125,7 +126,7 @@ class CapacityLimiter:
 
     def acquire_nowait(self) -> None:
         """Take a token for the current task without waiting (see the ``on_behalf_of`` form)."""
-        self.acquire_on_behalf_of_nowait(anyio.get_current_task())
+        self.acquire_on_behalf_of_nowait(current_backend().current_task())
 
     async def acquire_on_behalf_of(self, borrower: object) -> None:
         """Wait for a token and give it to ``borrower`` (any hashable object).
@@ -135,24 +136,41 @@ class CapacityLimiter:
         Raises:
             RuntimeError: ``borrower`` already holds a token.
         """
+        await self._acquire(borrower, current_backend())
 
-        if borrower in self._borrowers:  # before queueing, or it would wait for itself
+    async def acquire(self) -> None:
+        """Wait for a token for the current task."""
+        backend = current_backend()
+        await self._acquire(backend.current_task(), backend)
+
+    async def _acquire(self, borrower: object, backend: Backend) -> None:
+        borrowers = self._borrowers
+        if borrower in borrowers:  # before queueing, or it would wait for itself
             raise RuntimeError(
                 "this borrower is already holding one of this CapacityLimiter's tokens"
             )
+        # WaitQueue.acquire's checkpoint rule, with its fast path inlined.
+        await backend.checkpoint_if_cancelled()
+        queue = self._queue
+        if not queue.waiting and len(borrowers) < self._total_tokens:
+            borrowers.add(borrower)
+            self._admitted += 1
+            try:
+                await backend.cancel_shielded_checkpoint()
+            except BaseException:  # not delivered (see _waitqueue): as if never taken
+                borrowers.discard(borrower)
+                self._admitted -= 1
+                queue.poke()
+                raise
+            return
 
         def step(now: float) -> float | None:
             return None if self._take(borrower) else math.inf
 
-        def undo() -> None:
-            self._borrowers.discard(borrower)
-            self._admitted -= 1
+        def ready(cost: float, now: float) -> float:
+            return now if len(self._borrowers) < self._total_tokens else math.inf
 
-        await self._queue.acquire(1, step, None, undo)
-
-    async def acquire(self) -> None:
-        """Wait for a token for the current task."""
-        await self.acquire_on_behalf_of(anyio.get_current_task())
+        await queue.wait_in_line(1, step, None, ready=ready, loop=backend)
 
     def release_on_behalf_of(self, borrower: object) -> None:
         """Give back ``borrower``'s token and wake the first waiter.
@@ -171,7 +189,7 @@ class CapacityLimiter:
 
     def release(self) -> None:
         """Give back the current task's token."""
-        self.release_on_behalf_of(anyio.get_current_task())
+        self.release_on_behalf_of(current_backend().current_task())
 
     def statistics(self) -> CapacityLimiterStatistics:
         """Return a snapshot of this limiter (see :class:`CapacityLimiterStatistics`)."""

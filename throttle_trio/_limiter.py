@@ -14,6 +14,7 @@ from ._waitqueue import WaitQueue
 from .policy.base import RatePolicy
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from types import TracebackType
 
 __all__ = ["RateLimiter", "RateLimiterStatistics"]
@@ -130,51 +131,72 @@ class RateLimiter(Generic[P]):
             TypeError, ValueError: ``cost`` or ``timeout`` is not a valid number.
         """
         policy = self._policy
-        cost = check_cost(cost, policy.capacity)
-        timeout = check_optional_timeout(timeout)
+        capacity = policy.capacity
+        if not ((cost.__class__ is int or cost.__class__ is float) and 0 < cost <= capacity):
+            cost = check_cost(cost, capacity)
+        if timeout is not None:
+            timeout = check_optional_timeout(timeout)
         backend = current_backend()
-        arrived = self._now(backend)
+        watch = self._watch
+        if backend.current_token() is watch.token:  # _now()'s hot path: the same loop
+            arrived = watch.last = watch.time()
+        else:
+            arrived = self._now(backend)
+        queue = self._queue
         deadline = math.inf
+        on_timeout: Callable[[], BaseException] | None = None
         if timeout is not None:
             deadline = arrived + timeout
             # Fail at once if even everyone queued ahead, then this cost, cannot make it.
-            if policy.queue_ready_at(self._queue.queued_cost, cost, arrived) > deadline:
+            if policy.queue_ready_at(queue.queued_cost, cost, arrived) > deadline:
                 self._timeouts += 1
                 raise self._timeout_error(cost, timeout)
 
-        admitted_at = math.nan
+            def timed_out() -> BaseException:
+                self._timeouts += 1
+                return self._timeout_error(cost, timeout)
+
+            on_timeout = timed_out
+
+        # WaitQueue.acquire's checkpoint rule, with its fast path inlined: nobody waits and the
+        # cost fits now (what is available fits, policy.base's rule 4; ready_at decides the rest).
+        await backend.checkpoint_if_cancelled()
+        if not queue.waiting and (
+            policy.available(arrived) >= cost or policy.ready_at(cost, arrived) <= arrived
+        ):
+            policy.consume(cost, arrived)
+            self._admitted += 1
+            self._admitted_cost += cost
+            try:
+                await backend.cancel_shielded_checkpoint()
+            except BaseException:
+                # Not delivered (see _waitqueue): give everything back.  What does not fit is
+                # refill a full bucket lost meanwhile, not a loss.
+                policy.refund(cost, self._now(), admitted_at=arrived)
+                self._admitted -= 1
+                self._admitted_cost -= cost
+                queue.poke()  # a waiter that queued meanwhile may fit now
+                raise
+            return
 
         def step(now: float) -> float | None:
-            nonlocal admitted_at
-            ready = policy.ready_at(cost, now)
-            if ready > now:
-                return ready
+            if policy.available(now) < cost:
+                ready = policy.ready_at(cost, now)
+                if ready > now:
+                    return ready
             policy.consume(cost, now)
-            admitted_at = now
             self._admitted += 1
             self._admitted_cost += cost
             self._wait_time += now - arrived
             return None
 
-        def undo() -> None:  # the admission could not be delivered: give everything back
-            # What does not fit is refill a full bucket lost meanwhile, not a loss.
-            policy.refund(cost, self._now(), admitted_at=admitted_at)
-            self._admitted -= 1
-            self._admitted_cost -= cost
-            self._wait_time -= admitted_at - arrived
-
-        def on_timeout() -> BaseException:  # only called with a finite deadline
-            self._timeouts += 1
-            return self._timeout_error(cost, timeout)
-
-        await self._queue.acquire(
+        await queue.wait_in_line(
             cost,
             step,
             cost,
-            undo,
             deadline=deadline,
             on_timeout=on_timeout,
-            now=arrived,
+            ready=policy.ready_at,
             loop=backend,
         )
 
@@ -182,8 +204,13 @@ class RateLimiter(Generic[P]):
         """The running loop's time, after carrying the policy over from another loop."""
         if backend is None:
             backend = current_backend()
+        watch = self._watch
+        if backend.current_token() is watch.token:  # the hot path: the same loop as before
+            now: float = watch.time()
+            watch.last = now
+            return now
         now = backend.current_time()
-        shift = self._watch.moved(backend, now)
+        shift = watch.moved(backend, now)
         if shift:
             shift_policy_clock(self._policy, shift, self)
         return now
