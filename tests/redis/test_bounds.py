@@ -159,7 +159,7 @@ async def test_a_booking_after_2_53_is_refused_alone(
         await client.hset(key_a, {"t": str(far), "f": str(far), "u": "0"})
         await client.pexpire(key_a, 60_000)
         before = await snapshot(client, keys[:2])
-        reply = await throttle._script(keys=keys, args=args)
+        reply: list[Any] = await throttle._script(keys=keys, args=args)
         stride = 4 + 4 * 2
         first, second = reply[2 : 2 + stride], reply[2 + stride : 2 + 2 * stride]
         assert first == [RANGE, 1] + [0] * (stride - 2)
