@@ -6,6 +6,7 @@ import asyncio
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import anyio
@@ -46,10 +47,18 @@ def test_virtual_clocks_start_where_asked(backend_name: str) -> None:
     assert run_virtual(now, backend=backend_name, start=1000) == 1000
 
 
-async def leave_a_slow_executor_thread() -> None:
-    """Start asyncio's default executor with a job still running when the loop closes."""
+class SlowToShutDown(ThreadPoolExecutor):
+    """An executor whose threads take 0.2 s (real) to wind down at the loop's close."""
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        time.sleep(0.2)
+        super().shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
+async def use_a_slow_default_executor() -> None:
     loop = asyncio.get_running_loop()
-    loop.run_in_executor(None, time.sleep, 0.2)
+    loop.set_default_executor(SlowToShutDown())
+    await loop.run_in_executor(None, time.sleep, 0)
     await anyio.sleep(1)  # virtual
 
 
@@ -58,11 +67,11 @@ def test_the_default_executor_is_joined_in_real_time_on_looptime() -> None:
     looptime loop fires at once while the thread still runs: "The executor did not finish
     joining its threads within 300 seconds" (an error under -W error).  The kit's loops wait
     for the thread instead."""
-    run_virtual(leave_a_slow_executor_thread, backend="asyncio")  # no warning
+    run_virtual(use_a_slow_default_executor, backend="asyncio")  # no warning
     if sys.version_info >= (3, 13):  # the cause, on a plain looptime loop
         plain = {"loop_factory": lambda: looptime.new_event_loop(start=0)}
         with pytest.warns(RuntimeWarning, match="did not finish"):
-            anyio.run(leave_a_slow_executor_thread, backend="asyncio", backend_options=plain)
+            anyio.run(use_a_slow_default_executor, backend="asyncio", backend_options=plain)
 
 
 def test_virtual_backend_refuses_what_it_cannot_run() -> None:
