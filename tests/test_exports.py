@@ -30,6 +30,7 @@ INTERNAL_MODULES = {
     "throttle_trio._extras": "the error for a module used without its extra",
     "throttle_trio._feedback": "header feedback as arithmetic, shared by both throttles",
     "throttle_trio._shell": "one interface to either throttle for the layers above",
+    "throttle_trio._shield": "a shield that also holds against asyncio's own cancellation",
 }
 # The public namespaces: each has a sorted ``__all__`` that lists what it offers.
 NAMESPACES = [

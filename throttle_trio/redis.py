@@ -152,6 +152,7 @@ from ._redis._script import (
 )
 from ._reexport import fixup_module_metadata as _fixup_module_metadata
 from ._reserve import ReserveContext, check_costs, check_max_concurrent, merge_costs, metric_of
+from ._shield import finish_then_cancel
 from ._throttle import Reservation, ReservationError, Throttle, ThrottleStatistics
 from ._validate import check_cost, check_non_negative, check_optional_timeout, check_positive
 from .policy.gcra import GCRA
@@ -1239,11 +1240,18 @@ class RedisThrottle:
         timeout = self._redis_timeout
         deadline = math.inf if timeout is None else anyio.current_time() + timeout
         reply: Any = None
-        # Shielded (a cancelled round trip may have run on the server: the caller gives back
-        # what it booked), bounded by redis_timeout: one scope for both.
-        with anyio.CancelScope(shield=True, deadline=deadline):
+
+        async def round_trip() -> Any:
+            with anyio.CancelScope(deadline=deadline):  # bounded by redis_timeout
+                return await self._script(keys=keys, args=args)
+            return None  # the deadline passed
+
+        # Shielded: a cancelled round trip may have run on the server, so it runs to its end
+        # and the caller gives back what it booked.  Also against asyncio's own task.cancel(),
+        # which anyio's shield lets in: that one is delivered when the round trip is over.
+        with anyio.CancelScope(shield=True):
             try:
-                reply = await self._script(keys=keys, args=args)
+                reply = await finish_then_cancel(round_trip)
             except _UNAVAILABLE as exc:
                 raise self._unavailable_error(op, f"{type(exc).__name__}: {exc}") from exc
             except RedisError as exc:
