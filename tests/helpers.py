@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -74,3 +75,31 @@ class DelegatingPolicy(RatePolicy):
 
     def limit_available(self, tokens: float, now: float) -> None:
         self._inner.limit_available(tokens, now)
+
+
+async def cancel_after(
+    start: Callable[[], Awaitable[Any]],
+    steps: int,
+    before_step: Callable[[int], Awaitable[None] | None] | None = None,
+) -> bool:
+    """Run ``start()`` as an asyncio task, let ``steps`` scheduler steps pass, then cancel it
+    the way asyncio's own tools do (``task.cancel()``) and wait for it.
+
+    ``before_step(i)`` runs before step ``i`` (to release a holder mid-way, say).  Returns
+    whether the task had finished before the cancel: a sweep over ``steps = 0, 1, 2, ...``
+    has cancelled at every await point once it returns True.
+    """
+    task = asyncio.ensure_future(start())
+    for step in range(steps):
+        if before_step is not None:
+            outcome = before_step(step)
+            if outcome is not None:
+                await outcome
+        await asyncio.sleep(0)
+    finished_first = task.done()
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        assert not finished_first
+    return finished_first

@@ -19,6 +19,7 @@ import math
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -26,6 +27,7 @@ import looptime
 import pytest
 
 import throttle_trio as tt
+from tests.helpers import cancel_after
 from throttle_trio.httpx import ThrottledTransport
 
 if TYPE_CHECKING:
@@ -175,18 +177,13 @@ async def sweep(make: Callable[[], Scenario], *, contended: bool, release_after:
                 got_through = True
                 await asyncio.sleep(0)
 
-        task = asyncio.ensure_future(borrower())
-        for step in range(steps):
+        def release_midway(step: int) -> None:
+            nonlocal release
             if release is not None and step == release_after:
                 release()
                 release = None
-            await asyncio.sleep(0)
-        finished_first = task.done()
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            assert not finished_first
+
+        finished_first = await cancel_after(borrower, steps, release_midway)
         if release is not None:
             release()
         for _ in range(5):  # let every task that was woken run and find nothing to do
@@ -417,15 +414,7 @@ def test_layers_cancelled_at_every_step(
                 tokens=tt.TokenBucket(rate=10_000, per=1.0, burst=10_000),
                 max_concurrent=1,
             )
-            task = asyncio.ensure_future(call(throttle))
-            for _ in range(steps):
-                await asyncio.sleep(0)
-            finished_first = task.done()
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                assert not finished_first
+            finished_first = await cancel_after(partial(call, throttle), steps)
             stats = throttle.statistics()
             assert stats.in_flight == 0, steps
             assert stats.tasks_waiting == 0, steps

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.helpers import cancel_after
 from throttle_trio.redis import GCRALimit, RedisThrottle
 
 if TYPE_CHECKING:
@@ -51,18 +52,13 @@ async def test_cancel_at_every_step_of_an_acquire(
                 got_through = True
                 await asyncio.sleep(0)
 
-        task = asyncio.ensure_future(borrower())
-        for step in range(steps):
+        async def release_midway(step: int, throttle: RedisThrottle = throttle) -> None:
+            nonlocal holder
             if holder is not None and step == 3:
                 await throttle.cancel(holder)  # the slot and its unit come back
                 holder = None
-            await asyncio.sleep(0)
-        finished_first = task.done()
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            assert not finished_first
+
+        finished_first = await cancel_after(borrower, steps, release_midway)
         if holder is not None:
             await throttle.cancel(holder)
         for _ in range(20):  # let shielded give-backs finish
