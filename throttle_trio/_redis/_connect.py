@@ -4,15 +4,17 @@
 ``coredis.Redis``; ``unix:///path/to/socket`` a Redis over a Unix socket.  The same schemes with
 ``+cluster`` (``redis+cluster://host:port``, ``rediss+cluster://``) give a
 ``coredis.RedisCluster`` that discovers the other nodes from the one named.  Query parameters
-are coredis's (for example ``?ssl_cert_reqs=none`` or ``?ssl_ca_certs=/path/ca.pem``).
+are coredis's (for example ``?ssl_cert_reqs=none`` or ``?ssl_ca_certs=/path/ca.pem``).  The
+user name, password and path are percent-decoded (``p%40ss`` is ``p@ss``), as in redis-py.
 """
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import coredis
+from coredis.connection import TCPLocation
 
 __all__ = ["client_from_url", "redacted"]
 
@@ -34,9 +36,13 @@ def client_from_url(url: str) -> coredis.Redis[Any] | coredis.RedisCluster[Any]:
     scheme = urlsplit(url).scheme.lower()
     base, plus, kind = scheme.partition("+")
     if not plus and base in _PLAIN:
-        return coredis.Redis.from_url(url)
+        return coredis.Redis.from_url(url, decode_components=True)
     if plus and kind == "cluster" and base in ("redis", "rediss"):
-        return coredis.RedisCluster.from_url(base + url[len(scheme) :])
+        plain = base + url[len(scheme) :]
+        parts = urlsplit(plain)
+        # The startup node as coredis wants it (its from_url passes a dict, which it deprecates).
+        node = TCPLocation(host=unquote(parts.hostname or "localhost"), port=parts.port or 6379)
+        return coredis.RedisCluster.from_url(plain, decode_components=True, startup_nodes=[node])
     raise ValueError(
         "url must start with redis://, rediss://, unix://, redis+cluster:// or "
         f"rediss+cluster://, got {redacted(url)!r}"

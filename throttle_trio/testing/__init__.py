@@ -1,5 +1,6 @@
 """Testing helpers: virtual clocks on both event loops, a recorder of admissions, workloads, a
-fake OpenAI- and Anthropic-compatible LLM server that rate-limits, and a private redis-server.
+fake OpenAI- and Anthropic-compatible LLM server that rate-limits, and a private redis-server
+(or Redis Cluster).
 
 The kit around them lives in submodules: :mod:`throttle_trio.testing.oracle` (an independent
 checker of admission logs, standard library only), :mod:`throttle_trio.testing.strategies`
@@ -19,7 +20,8 @@ virtual time, if the event loop runs on one), or serve it on loopback with :func
 limits, independent of the rest of throttle_trio, so it can referee the library.
 
 :func:`redis_server` runs a private ``redis-server`` on a free loopback port for the length of a
-``with`` block, for tests, examples and benchmarks of ``throttle_trio.redis``.
+``with`` block, for tests, examples and benchmarks of ``throttle_trio.redis``; :func:`redis_cluster`
+a private Redis Cluster of several of them.  Both take ``valkey-server`` too.
 """
 
 from .._reexport import fixup_module_metadata as _fixup_module_metadata
@@ -41,7 +43,9 @@ from ._kit.workload import Reconfiguration as Reconfiguration
 from ._kit.workload import Step as Step
 from ._kit.workload import play as play
 from ._kit.workload import segments as segments
+from ._redis_server import RedisClusterServer as RedisClusterServer
 from ._redis_server import RedisServer as RedisServer
+from ._redis_server import redis_cluster as redis_cluster
 from ._redis_server import redis_server as redis_server
 from ._serve import ServerAddress as ServerAddress
 from ._serve import serve as serve
@@ -58,12 +62,14 @@ __all__ = [
     "Recorder",
     "RecordingLimiter",
     "RecordingThrottle",
+    "RedisClusterServer",
     "RedisServer",
     "ServerAddress",
     "Step",
     "limit_for",
     "limits_for",
     "play",
+    "redis_cluster",
     "redis_server",
     "run_virtual",
     "segments",

