@@ -93,6 +93,10 @@ class Parked(Protocol):
     handle: Any  # asyncio: the future it awaits; trio: its task; anyio: its Event
     timer: Any  # asyncio: the call_at handle of its timed wait
 
+    def abort(self, raise_cancel: object) -> Any:
+        """trio's abort function for an untimed park: forget the handle, return
+        ``Backend.aborted`` (a bound method is smaller than a closure per waiter)."""
+
 
 class Backend:
     """What the limiters need from the running event loop (one instance per kind of loop).
@@ -121,6 +125,8 @@ class Backend:
     )
 
     timers: ClassVar[bool] = False
+    #: What :meth:`Parked.abort` returns (trio's ``Abort.SUCCEEDED``).
+    aborted: ClassVar[Any] = None
     name: str
     current_time: Callable[[], float]
     current_token: Callable[[], object]
@@ -290,6 +296,8 @@ def _trio_backend() -> Backend:
     class _TrioBackend(Backend):
         __slots__ = ()
 
+        aborted: ClassVar[Any] = Abort.SUCCEEDED
+
         def __init__(self) -> None:
             self.name = "trio"
             self.current_time = trio.current_time
@@ -306,13 +314,9 @@ def _trio_backend() -> Backend:
         ) -> Awaitable[bool]:
             task = waiter.handle = current_task()
             if wake_at == math.inf:
-
-                def abort(_: object) -> Abort:
-                    waiter.handle = None  # cancelled: nobody may reschedule it any more
-                    return Abort.SUCCEEDED
-
                 # Returned, not awaited here: the caller awaits it (no coroutine of our own).
-                woken: Awaitable[bool] = wait_task_rescheduled(abort)  # noqa: ASYNC105
+                # Cancelled, waiter.abort forgets the task, so nobody may reschedule it.
+                woken: Awaitable[bool] = wait_task_rescheduled(waiter.abort)  # noqa: ASYNC105
                 return woken
             return _sleep_until(waiter, task, wake_at)
 

@@ -8,13 +8,16 @@ from typing import TYPE_CHECKING, cast, final
 
 import anyio
 
-from ._backend import Backend, current_backend
+from ._backend import current_backend
 from ._waitqueue import WaitQueue
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from types import TracebackType
 
 __all__ = ["CapacityLimiter", "CapacityLimiterStatistics"]
+
+_ALREADY_HOLDING = "this borrower is already holding one of this CapacityLimiter's tokens"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +48,20 @@ def _check_total_tokens(value: object) -> float:
     if total < 0:
         raise ValueError(f"total_tokens must be >= 0, got {value!r}")
     return total
+
+
+@final
+class _Borrowing:
+    """A waiting borrower's step (see WaitQueue): smaller than a closure, for every waiter."""
+
+    __slots__ = ("borrower", "limiter")
+
+    def __init__(self, limiter: CapacityLimiter, borrower: object) -> None:
+        self.limiter = limiter
+        self.borrower = borrower
+
+    def __call__(self, now: float) -> float | None:
+        return None if self.limiter._take(self.borrower) else math.inf
 
 
 @final
@@ -136,19 +153,11 @@ class CapacityLimiter:
         Raises:
             RuntimeError: ``borrower`` already holds a token.
         """
-        await self._acquire(borrower, current_backend())
-
-    async def acquire(self) -> None:
-        """Wait for a token for the current task."""
+        # The same body as acquire()'s: one coroutine less per call and per waiting task.
         backend = current_backend()
-        await self._acquire(backend.current_task(), backend)
-
-    async def _acquire(self, borrower: object, backend: Backend) -> None:
         borrowers = self._borrowers
         if borrower in borrowers:  # before queueing, or it would wait for itself
-            raise RuntimeError(
-                "this borrower is already holding one of this CapacityLimiter's tokens"
-            )
+            raise RuntimeError(_ALREADY_HOLDING)
         # WaitQueue.acquire's checkpoint rule, with its fast path inlined.
         await backend.checkpoint_if_cancelled()
         queue = self._queue
@@ -158,19 +167,48 @@ class CapacityLimiter:
             try:
                 await backend.cancel_shielded_checkpoint()
             except BaseException:  # not delivered (see _waitqueue): as if never taken
-                borrowers.discard(borrower)
-                self._admitted -= 1
-                queue.poke()
+                self._undo(borrower)
                 raise
             return
+        await queue.wait_in_line(
+            1, self._step(borrower), None, ready=self._token_free, loop=backend
+        )
 
-        def step(now: float) -> float | None:
-            return None if self._take(borrower) else math.inf
+    async def acquire(self) -> None:
+        """Wait for a token for the current task."""
+        backend = current_backend()
+        borrower = backend.current_task()
+        borrowers = self._borrowers
+        if borrower in borrowers:
+            raise RuntimeError(_ALREADY_HOLDING)
+        await backend.checkpoint_if_cancelled()
+        queue = self._queue
+        if not queue.waiting and len(borrowers) < self._total_tokens:
+            borrowers.add(borrower)
+            self._admitted += 1
+            try:
+                await backend.cancel_shielded_checkpoint()
+            except BaseException:
+                self._undo(borrower)
+                raise
+            return
+        await queue.wait_in_line(
+            1, self._step(borrower), None, ready=self._token_free, loop=backend
+        )
 
-        def ready(cost: float, now: float) -> float:
-            return now if len(self._borrowers) < self._total_tokens else math.inf
+    def _step(self, borrower: object) -> Callable[[float], float | None]:
+        """The queue's step for ``borrower``: take a token if one is free."""
+        return _Borrowing(self, borrower)
 
-        await queue.wait_in_line(1, step, None, ready=ready, loop=backend)
+    def _token_free(self, cost: float, now: float) -> float:
+        """The queue's ``ready`` query: now if a token is free, else when one is released."""
+        return now if len(self._borrowers) < self._total_tokens else math.inf
+
+    def _undo(self, borrower: object) -> None:
+        """Take back a token whose acquire could not return (see _waitqueue)."""
+        self._borrowers.discard(borrower)
+        self._admitted -= 1
+        self._queue.poke()
 
     def release_on_behalf_of(self, borrower: object) -> None:
         """Give back ``borrower``'s token and wake the first waiter.

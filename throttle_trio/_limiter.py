@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
 from ._backend import Backend, LoopWatch, current_backend, shift_policy_clock, time_for_read
 from ._exceptions import CostExceedsCapacity, RateLimitTimeout
@@ -49,6 +49,32 @@ class RateLimiterStatistics:
     available: float
     capacity: float
     refunded: float
+
+
+@final
+class _Request:
+    """A waiting request's step (see WaitQueue): smaller than a closure, for every waiter."""
+
+    __slots__ = ("arrived", "cost", "limiter")
+
+    def __init__(self, limiter: RateLimiter[Any], cost: float, arrived: float) -> None:
+        self.limiter = limiter
+        self.cost = cost
+        self.arrived = arrived
+
+    def __call__(self, now: float) -> float | None:
+        """Admit the cost if it fits at ``now``; otherwise say when it could."""
+        limiter, cost = self.limiter, self.cost
+        policy: RatePolicy = limiter._policy
+        if policy.available(now) < cost:
+            ready = policy.ready_at(cost, now)
+            if ready > now:
+                return ready
+        policy.consume(cost, now)
+        limiter._admitted += 1
+        limiter._admitted_cost += cost
+        limiter._wait_time += now - self.arrived
+        return None
 
 
 @final
@@ -179,20 +205,9 @@ class RateLimiter(Generic[P]):
                 raise
             return
 
-        def step(now: float) -> float | None:
-            if policy.available(now) < cost:
-                ready = policy.ready_at(cost, now)
-                if ready > now:
-                    return ready
-            policy.consume(cost, now)
-            self._admitted += 1
-            self._admitted_cost += cost
-            self._wait_time += now - arrived
-            return None
-
         await queue.wait_in_line(
             cost,
-            step,
+            _Request(self, cost, arrived),
             cost,
             deadline=deadline,
             on_timeout=on_timeout,

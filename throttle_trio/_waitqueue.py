@@ -76,7 +76,6 @@ class _Waiter(Generic[T]):
         "next",
         "payload",
         "prev",
-        "queued",
         "ready",
         "ticket",
         "timer",
@@ -100,11 +99,16 @@ class _Waiter(Generic[T]):
         self.loop = loop  # the backend it parks with
         self.handle: Any = None  # the backend's wake-up handle while parked
         self.timer: Any = None  # the backend's timer while parked (asyncio)
+        # Its neighbours in line: prev is None only for the first waiter, or once it left.
         self.prev: _Waiter[T] | None = None
         self.next: _Waiter[T] | None = None
-        self.queued = True  # in the line and its totals; False once admitted or gone
         self.error: BaseException | None = None  # set by fail_waiters()
         self.wakeups = 0  # how many times the queue woke this one (tests count these)
+
+    def abort(self, raise_cancel: object) -> Any:
+        """Cancelled while parked on trio: nobody may reschedule it any more."""
+        self.handle = None
+        return self.loop.aborted
 
 
 @final
@@ -318,16 +322,15 @@ class WaitQueue(Generic[T]):
         If it was the head, the head role passes to the next waiter (unless ``hand_off`` is
         false: the caller nudges the head itself).
         """
-        if not waiter.queued:
-            return
-        waiter.queued = False
+        before, after = waiter.prev, waiter.next
+        if before is None and self._first is not waiter:
+            return  # it already left
         timer = waiter.timer
         if timer is not None:  # it stopped waiting before its timer fired (asyncio)
             waiter.timer = None
             timer.cancel()
         self.waiting -= 1
         self._queued_cost = self._queued_cost - waiter.cost if self.waiting else 0.0
-        before, after = waiter.prev, waiter.next
         waiter.prev = waiter.next = None
         if after is None:
             self._last = before
