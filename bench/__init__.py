@@ -7,6 +7,7 @@ for where the markdown report goes, by default ``bench/results/latest.md``):
 2. :mod:`bench.contended`: CPU per admission with 100 to 10,000 tasks waiting.
 3. :mod:`bench.accuracy`: achieved rate and the worst count in any window, stalls included.
 4. :mod:`bench.fairness`: a cost-50 request among a stream of cost-1 requests.
+5. :mod:`bench.memory`: memory per waiting task, and what cancelled waiters leave behind.
 
 The peers are configured in :mod:`bench._peers`; the seed article's limiters are reproduced
 in :mod:`bench.baselines`.  Every load loop stops by itself, and nothing touches the network.

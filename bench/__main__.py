@@ -14,7 +14,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import accuracy, contended, fairness, uncontended
+from . import accuracy, contended, fairness, memory, uncontended
 from ._settings import Settings
 
 if TYPE_CHECKING:
@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, Callable[[Settings], Section]] = {
     "contended": contended.run,
     "accuracy": accuracy.run,
     "fairness": fairness.run,
+    "memory": memory.run,
 }
 DISTRIBUTIONS = (
     "throttle_trio",

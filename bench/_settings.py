@@ -20,6 +20,8 @@ class Settings:
         contended_cap: seconds a benchmark-2 run may take before it stops by itself.
         accuracy_seconds: length of one benchmark-3 run.
         fairness_seconds: length of one benchmark-4 run.
+        memory_tasks: waiting tasks per measurement of memory per waiting task (benchmark 5).
+        memory_cancelled: queued waiters cancelled behind a waiting head (benchmark 5).
     """
 
     quick: bool
@@ -30,6 +32,8 @@ class Settings:
     contended_cap: float
     accuracy_seconds: float
     fairness_seconds: float
+    memory_tasks: int
+    memory_cancelled: int
 
     @classmethod
     def for_mode(cls, *, quick: bool) -> Settings:
@@ -43,6 +47,8 @@ class Settings:
                 contended_cap=0.25,
                 accuracy_seconds=0.3,
                 fairness_seconds=0.4,
+                memory_tasks=2_000,
+                memory_cancelled=4_000,
             )
         return cls(
             quick=False,
@@ -53,4 +59,6 @@ class Settings:
             contended_cap=2.5,
             accuracy_seconds=1.3,
             fairness_seconds=2.0,
+            memory_tasks=10_000,
+            memory_cancelled=20_000,
         )

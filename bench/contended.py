@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from ._peers import BACKENDS, OURS, RATE_PEERS, Acquire, RatePeer, RateSpec
+from ._peers import BACKENDS, OURS, RATE_PEERS, THROTTLE_PEER, Acquire, RatePeer, RateSpec
 from ._report import Check, Section, Table, fmt, median, ratio
 
 if TYPE_CHECKING:
@@ -29,6 +29,11 @@ RATE = 2_000
 BURST = 5
 WARM = 10  # admissions after every worker is in, before the clock starts
 AIOMETER = "aiometer"
+#: throttle_trio TokenBucket's CPU µs per admission at N = 10,000 on trio before issue #15's
+#: wait queue (main at a0c29fb; `python -m bench`, medians of 3, 2026-12-07, the 2-vCPU box the
+#: results page describes).  The issue's trio target is a fraction of it.
+TRIO_BEFORE_US = 56.2
+TRIO_TARGET = 0.6
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +132,7 @@ def run(settings: Settings) -> Section:
     started = time.perf_counter()
     sizes = settings.contended_sizes
     peers = [p for p in RATE_PEERS if not p.fairness_only]
+    peers.insert(sum(p.ours for p in peers), THROTTLE_PEER)  # after the single limiters
     if settings.quick:
         # limits admits nothing for a whole second after its first burst: full runs only.
         skipped = [p.name for p in peers if p.slow_start]
@@ -189,6 +195,9 @@ def run(settings: Settings) -> Section:
         "aiometer has no waiting tasks: `run_on_each(fn, range(10**9), max_per_second=2000)` "
         "starts one task per item when its meter allows; measured once per run and shown "
         "under every N.",
+        f"{THROTTLE_PEER.name}: `async with throttle.reserve(requests=1, tokens=100)` on "
+        f"{THROTTLE_PEER.describe(RateSpec(RATE, BURST))}: one queue for both limits and the "
+        "slot; each admission charges both buckets, takes the slot and gives it back.",
     ]
     for backend in BACKENDS:
         small, large = cpu(backend, OURS, sizes[0]), cpu(backend, OURS, sizes[-1])
@@ -199,6 +208,16 @@ def run(settings: Settings) -> Section:
                 f"{fmt(large, 1)} µs vs {fmt(small, 1)} µs ({ratio(large, small)})",
             )
         )
+        if backend == "trio":
+            section.checks.append(
+                Check(
+                    f"[trio] CPU/admission at N=10,000 at most {TRIO_TARGET}x the figure before "
+                    f"the new wait queue ({TRIO_BEFORE_US} µs)",
+                    large <= TRIO_TARGET * TRIO_BEFORE_US,
+                    f"{fmt(large, 1)} µs vs {fmt(TRIO_BEFORE_US, 1)} µs "
+                    f"({ratio(large, TRIO_BEFORE_US)})",
+                )
+            )
         aiolimiter = cpu(backend, "aiolimiter", sizes[-1])
         if not math.isnan(aiolimiter):
             section.checks.append(

@@ -33,6 +33,7 @@ Loop = Callable[[int], Awaitable[None]]
 
 INFINITE = 10**9  # "effectively infinite": never reached by the loops below
 OURS = "throttle_trio RateLimiter(TokenBucket)"
+OURS_CAPACITY = "throttle_trio CapacityLimiter"
 ANYIO = "anyio.CapacityLimiter"
 LIMITS_OPS = 10_000
 AIOMETER_OPS = 10_000
@@ -88,6 +89,23 @@ async def _tt_window(backend: str) -> AsyncIterator[Loop]:
 async def _tt_capacity(backend: str) -> AsyncIterator[Loop]:
     limiter = tt.CapacityLimiter(INFINITE)
     yield _pair_loop(limiter.acquire, limiter.release)
+
+
+@asynccontextmanager
+async def _tt_throttle(backend: str) -> AsyncIterator[Loop]:
+    throttle = tt.Throttle(
+        requests=tt.TokenBucket(INFINITE, burst=INFINITE),
+        tokens=tt.TokenBucket(INFINITE, burst=INFINITE),
+        max_concurrent=INFINITE,
+    )
+    reserve = throttle.reserve
+
+    async def loop(n: int) -> None:
+        for _ in range(n):
+            async with reserve(requests=1, tokens=100):
+                pass
+
+    yield loop
 
 
 @asynccontextmanager
@@ -186,7 +204,10 @@ PEERS: tuple[LoopPeer, ...] = (
     LoopPeer(OURS, "acquire", BACKENDS, _tt_bucket),
     LoopPeer("throttle_trio RateLimiter(GCRA)", "acquire", BACKENDS, _tt_gcra),
     LoopPeer("throttle_trio RateLimiter(SlidingWindow)", "acquire", BACKENDS, _tt_window),
-    LoopPeer("throttle_trio CapacityLimiter", "acquire+release", BACKENDS, _tt_capacity),
+    LoopPeer(OURS_CAPACITY, "acquire+release", BACKENDS, _tt_capacity),
+    LoopPeer(
+        "throttle_trio Throttle (2 limits + slot)", "reserve: enter+exit", BACKENDS, _tt_throttle
+    ),
     LoopPeer(ANYIO, "acquire+release", BACKENDS, _anyio_capacity),
     LoopPeer("trio.CapacityLimiter", "acquire+release", ("trio",), _trio_capacity),
     LoopPeer("asyncio.Semaphore", "acquire+release", ("asyncio",), _asyncio_semaphore),
@@ -261,6 +282,9 @@ def run(settings: Settings) -> Section:
     section.notes += [
         "Ratios are this row divided by throttle_trio RateLimiter(TokenBucket), or by "
         "anyio.CapacityLimiter acquire+release, on the same backend in the same run.",
+        "throttle_trio Throttle: `async with throttle.reserve(requests=1, tokens=100)` over two "
+        "limits of 10^9/s and max_concurrent=10^9: one admission charges both and takes a "
+        "slot, the exit gives the slot back.",
         "throttle_trio, anyio and trio acquisitions are checkpoints (they yield to the "
         "scheduler on every call); asyncio.Semaphore, aiolimiter, pyrate-limiter, limits and "
         "the blog limiters do not yield when they need not wait.",
@@ -278,6 +302,15 @@ def run(settings: Settings) -> Section:
                 f"[{backend}] uncontended acquire <= anyio.CapacityLimiter acquire+release",
                 ours <= reference,
                 f"{fmt(ours, 0)} ns vs {fmt(reference, 0)} ns ({ratio(ours, reference)})",
+            )
+        )
+        capacity = get(backend, OURS_CAPACITY)
+        section.checks.append(
+            Check(
+                f"[{backend}] throttle_trio CapacityLimiter <= anyio.CapacityLimiter "
+                "(acquire+release)",
+                capacity <= reference,
+                f"{fmt(capacity, 0)} ns vs {fmt(reference, 0)} ns ({ratio(capacity, reference)})",
             )
         )
     section.seconds = time.perf_counter() - started
