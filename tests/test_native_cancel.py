@@ -85,7 +85,7 @@ class Scenario:
 
     enter: Callable[[], AbstractAsyncContextManager[Any]]
     hold: Callable[[], Awaitable[Callable[[], None]]]  # takes it first; returns the release
-    check: Callable[[bool], None]  # asserts the state, given whether the acquire got through
+    check: Callable[[int], None]  # asserts the state, given how many acquires got through
 
 
 def capacity_scenario() -> Scenario:
@@ -96,7 +96,7 @@ def capacity_scenario() -> Scenario:
         await limiter.acquire_on_behalf_of(holder)
         return lambda: limiter.release_on_behalf_of(holder)
 
-    def check(acquired: bool) -> None:
+    def check(acquired: int) -> None:
         stats = limiter.statistics()
         assert stats.borrowed_tokens == 0
         assert stats.tasks_waiting == 0
@@ -120,10 +120,10 @@ def rate_scenario() -> Scenario:
 
         return release
 
-    def check(acquired: bool) -> None:
+    def check(acquired: int) -> None:
         stats = limiter.statistics()
         assert stats.tasks_waiting == 0
-        spent = 1 if acquired else 0
+        spent = int(acquired)
         assert stats.admitted == len(held) + spent
         assert stats.admitted_cost == 2 * len(held) + spent
         # Virtual time barely moves (an hour per unit): what is there is what was not spent.
@@ -142,12 +142,12 @@ def throttle_scenario() -> Scenario:
         held.append(slot)
         return slot.cancel  # never sent: its request comes back too
 
-    def check(acquired: bool) -> None:
+    def check(acquired: int) -> None:
         stats = throttle.statistics()
         assert stats.in_flight == 0
         assert stats.tasks_waiting == 0
         requests = stats.limits["requests"]
-        spent = 1 if acquired else 0
+        spent = int(acquired)
         assert math.floor(requests.available) == 5 - spent
         assert stats.admitted == len(held) + spent
         assert requests.admitted_cost == len(held) + spent
@@ -237,29 +237,36 @@ def test_anyio_398_deadlock(loop_factory: LoopFactory) -> None:
 def test_task_group_with_a_failing_sibling(
     make: Callable[[], Scenario], loop_factory: LoopFactory
 ) -> None:
-    """A TaskGroup whose first task fails at once cancels the others inside their acquire."""
+    """A TaskGroup with a task that fails at once cancels the others, some inside their
+    acquire: afterwards only the ones that got in have spent anything, and all is released."""
 
     async def main() -> None:
         scenario = make()
+        entered = 0
 
         async def failing() -> None:
             raise ValueError("boom")
 
         async def worker() -> None:
+            nonlocal entered
             async with scenario.enter():
+                entered += 1
                 await asyncio.sleep(3600)
 
         async def group() -> None:
             async with asyncio.TaskGroup() as group:
-                group.create_task(failing())
                 for _ in range(3):
                     group.create_task(worker())
+                # Last: an eager task fails inside create_task, and a group that is already
+                # failing refuses new tasks.
+                group.create_task(failing())
 
         with pytest.raises(ExceptionGroup) as caught:
             await group()
         assert caught.group_contains(ValueError)
         await asyncio.sleep(0)
-        scenario.check(False)
+        assert entered < 3  # the group failed while some were still acquiring
+        scenario.check(entered)
 
     run(loop_factory, main)
 
@@ -293,31 +300,49 @@ def test_timeouts_that_expire_in_the_acquire(
     run(loop_factory, main)
 
 
-def _capacity_pair() -> tuple[Callable[[], AbstractAsyncContextManager[Any]], Callable[[], int]]:
+#: (enter the primitive, what it has handed out, how many tasks wait in it)
+Pair = tuple[
+    "Callable[[], AbstractAsyncContextManager[Any]]", "Callable[[], int]", "Callable[[], int]"
+]
+
+
+def _capacity_pair() -> Pair:
     limiter = tt.CapacityLimiter(1)
-    return (lambda: limiter), (lambda: limiter.borrowed_tokens)
+    return (
+        (lambda: limiter),
+        (lambda: limiter.borrowed_tokens),
+        lambda: limiter.statistics().tasks_waiting,
+    )
 
 
-def _rate_pair() -> tuple[Callable[[], AbstractAsyncContextManager[Any]], Callable[[], int]]:
+def _rate_pair() -> Pair:
     limiter = tt.RateLimiter(tt.TokenBucket(rate=1, per=3600.0, burst=1))
-    return (lambda: limiter), (lambda: limiter.statistics().admitted)
+    return (
+        (lambda: limiter),
+        (lambda: limiter.statistics().admitted),
+        (lambda: limiter.statistics().tasks_waiting),
+    )
 
 
-def _throttle_pair() -> tuple[Callable[[], AbstractAsyncContextManager[Any]], Callable[[], int]]:
+def _throttle_pair() -> Pair:
     throttle = tt.Throttle(max_concurrent=1)
-    return (lambda: throttle.reserve()), (lambda: throttle.statistics().in_flight)
+    return (
+        (lambda: throttle.reserve()),
+        (lambda: throttle.statistics().in_flight),
+        (lambda: throttle.statistics().tasks_waiting),
+    )
 
 
 @pytest.mark.parametrize("make", [_capacity_pair, _rate_pair, _throttle_pair])
 @pytest.mark.parametrize("loop_factory", LOOPS)
 def test_undo_wakes_a_waiter_that_queued_meanwhile(
-    make: Callable[[], tuple[Callable[[], AbstractAsyncContextManager[Any]], Callable[[], int]]],
+    make: Callable[[], Pair],
     loop_factory: LoopFactory,
 ) -> None:
     """B queues behind A's undelivered admission; A's cancel gives it back and B goes."""
 
     async def main() -> None:
-        enter, taken = make()
+        enter, taken, waiting = make()
         inside: list[str] = []
 
         async def borrower(name: str) -> None:
@@ -327,8 +352,10 @@ def test_undo_wakes_a_waiter_that_queued_meanwhile(
 
         first = asyncio.create_task(borrower("A"))
         second = asyncio.create_task(borrower("B"))
-        # A is admitted and yields in its final checkpoint; B finds nothing left and queues.
-        await asyncio.sleep(0)
+        # A is admitted and yields in its final checkpoint; B finds nothing left and queues
+        # (at once with eager tasks, after one step otherwise).
+        while not waiting():
+            await asyncio.sleep(0)
         assert taken() == 1
         assert inside == []
         first.cancel()
