@@ -1,0 +1,197 @@
+"""The same behaviour from both throttles, through the same doors: one test, two shells.
+
+Each test runs once with a local ``Throttle`` and once with a ``RedisThrottle`` (a real
+redis-server), on both backends, through the httpx transport or ``call_with_retries``.  The
+limits refill slowly (per hour), so levels read after a request are exact up to the refill of a
+few milliseconds.  Real I/O: the real clock, counts and levels, never durations.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+
+import throttle_trio as tt
+from throttle_trio.httpx import ThrottledTransport
+from throttle_trio.redis import GCRALimit, RedisThrottle
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    import coredis
+
+pytestmark = pytest.mark.anyio
+
+URL = "http://api.test/v1/chat/completions"
+BODY = {"model": "m", "messages": [{"role": "user", "content": "x" * 400}], "max_tokens": 100}
+ESTIMATE = 400 // 4 + 4 + 100  # the prompt's characters / 4, 4 per message, and max_tokens
+
+
+class Shell:
+    """A throttle of one kind, and how to read its levels."""
+
+    def __init__(self, throttle: tt.Throttle | RedisThrottle) -> None:
+        self.throttle = throttle
+
+    async def available(self, limit: str) -> float:
+        if isinstance(self.throttle, RedisThrottle):
+            return (await self.throttle.state()).available[limit]
+        return self.throttle.statistics().limits[limit].available
+
+    def rejections(self) -> int:
+        return self.throttle.statistics().rejections
+
+
+@pytest.fixture(params=["local", "redis"])
+def make_shell(
+    request: pytest.FixtureRequest, client: coredis.Redis[bytes]
+) -> Callable[..., Shell]:
+    def make(**options: Any) -> Shell:
+        limits = {
+            "requests": (60, 3600.0, 60),
+            "tokens": (100_000, 3600.0, 10_000),
+        }
+        if request.param == "local":
+            return Shell(
+                tt.Throttle(
+                    {
+                        name: tt.TokenBucket(rate, per=per, burst=burst)
+                        for name, (rate, per, burst) in limits.items()
+                    },
+                    **options,
+                )
+            )
+        return Shell(
+            RedisThrottle(
+                client,
+                f"shells-{uuid.uuid4().hex[:12]}",
+                {
+                    name: GCRALimit(rate, per=per, burst=burst)
+                    for name, (rate, per, burst) in limits.items()
+                },
+                **options,
+            )
+        )
+
+    return make
+
+
+def http(
+    shell: Shell,
+    handler: Callable[[httpx.Request], httpx.Response],
+    retry: tt.RetryPolicy | None = None,
+) -> httpx.AsyncClient:
+    transport = ThrottledTransport(
+        httpx.MockTransport(handler), throttle=shell.throttle, retry=retry
+    )
+    return httpx.AsyncClient(transport=transport)
+
+
+def completion(prompt: int, completion: int, **headers: str) -> httpx.Response:
+    usage = {"prompt_tokens": prompt, "completion_tokens": completion}
+    usage["total_tokens"] = prompt + completion
+    return httpx.Response(
+        200,
+        content=json.dumps({"usage": usage}),
+        headers={"content-type": "application/json", **headers},
+    )
+
+
+async def test_usage_from_the_body_settles_the_reservation(
+    make_shell: Callable[..., Shell],
+) -> None:
+    shell = make_shell()
+    async with http(shell, lambda request: completion(30, 12)) as client:
+        response = await client.post(URL, json=BODY)
+        await response.aread()
+    assert response.status_code == 200
+    assert await shell.available("tokens") == pytest.approx(10_000 - 42, abs=0.5)
+    assert await shell.available("requests") == pytest.approx(59, abs=0.01)
+
+
+async def test_without_refunds_the_estimate_stands(make_shell: Callable[..., Shell]) -> None:
+    shell = make_shell(refund_unused=False)
+    async with http(shell, lambda request: completion(30, 12)) as client:
+        await (await client.post(URL, json=BODY)).aread()
+    assert await shell.available("tokens") == pytest.approx(10_000 - ESTIMATE, abs=0.5)
+
+
+async def test_a_429_pauses_costs_a_request_and_is_retried(
+    make_shell: Callable[..., Shell],
+) -> None:
+    shell = make_shell()
+    replies = [httpx.Response(429, headers={"retry-after": "0.05"}), completion(10, 10)]
+    async with http(shell, lambda request: replies.pop(0)) as client:
+        response = await client.post(URL, json=BODY)
+        await response.aread()
+    assert response.status_code == 200
+    assert replies == []
+    assert shell.rejections() == 1
+    assert await shell.available("requests") == pytest.approx(58, abs=0.01)  # two attempts
+    assert await shell.available("tokens") == pytest.approx(10_000 - 20, abs=0.5)  # 429: none
+
+
+async def test_a_429_cuts_the_shortfall_it_proves(make_shell: Callable[..., Shell]) -> None:
+    """The server had 50 tokens left when the request (an estimate of 204) arrived: the throttle
+    was ahead by at least 154, and takes them off at once."""
+    shell = make_shell()
+    headers = {"x-ratelimit-remaining-tokens": "50", "x-ratelimit-limit-tokens": "10000"}
+    async with http(
+        shell, lambda request: httpx.Response(429, headers=headers), tt.RetryPolicy(max_attempts=1)
+    ) as client:
+        response = await client.post(URL, json=BODY)
+    assert response.status_code == 429
+    assert await shell.available("tokens") == pytest.approx(10_000 - (ESTIMATE - 50), abs=0.5)
+
+
+async def test_a_reset_beyond_the_cap_fails_at_once_and_pauses_for_the_cap(
+    make_shell: Callable[..., Shell],
+) -> None:
+    shell = make_shell()
+    headers = {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "23h59m59s"}
+    async with http(
+        shell,
+        lambda request: httpx.Response(429, headers=headers),
+        tt.RetryPolicy(max_retry_after=30),
+    ) as client:
+        with pytest.raises(tt.RetryAfterTooLong):
+            await client.post(URL, json=BODY)
+    assert shell.throttle.paused_until is not None
+
+
+async def test_two_agreeing_reports_cut_a_limit_and_one_does_not(
+    make_shell: Callable[..., Shell],
+) -> None:
+    shell = make_shell()
+    headers = {"x-ratelimit-remaining-requests": "20", "x-ratelimit-limit-requests": "60"}
+    async with http(shell, lambda request: completion(1, 1, **headers)) as client:
+        await (await client.post(URL, json=BODY)).aread()
+        assert await shell.available("requests") == pytest.approx(59, abs=0.01)  # one report
+        await (await client.post(URL, json=BODY)).aread()
+    # The second agrees: the level is what the server said, 20, less nothing sent since.
+    assert await shell.available("requests") == pytest.approx(20, abs=0.05)
+
+
+async def test_call_with_retries_takes_either(make_shell: Callable[..., Shell]) -> None:
+    shell = make_shell()
+    statuses = iter([503, 200])
+
+    async def send() -> int:
+        return next(statuses)
+
+    async def never(response: int) -> None:
+        return None
+
+    inspect: Callable[[int], tt.ResponseInfo] = lambda status: tt.ResponseInfo(  # noqa: E731
+        status, {"retry-after": "0"}, {"tokens": 5.0}
+    )
+    result: Awaitable[int] = tt.call_with_retries(
+        shell.throttle, send, inspect, costs={"requests": 1, "tokens": 50}, discard=never
+    )
+    assert await result == 200
+    assert shell.rejections() == 1
+    assert await shell.available("tokens") == pytest.approx(10_000 - 5, abs=0.5)
