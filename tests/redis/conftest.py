@@ -171,11 +171,15 @@ def valkey_server() -> Iterator[throttle_trio.testing.RedisServer]:
 
 @dataclass(frozen=True)
 class TLSServer:
-    """A redis-server that takes TLS on ``tls_port`` (and plain TCP on ``port``)."""
+    """A redis-server that takes TLS on ``tls_port`` (and plain TCP on ``port``), with the
+    files of a throwaway CA: its certificate, and a client certificate it signed."""
 
     port: int
     tls_port: int
     ca: Path  # the PEM file of the CA that signed its certificate (for 127.0.0.1 and localhost)
+    client_cert: Path  # a client certificate the CA signed, and its key
+    client_key: Path
+    options: tuple[str, ...]  # its TLS options, for a test that starts another with more
 
 
 @pytest.fixture(scope="session")
@@ -192,12 +196,10 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSServer]:
     certificate = ca.issue_cert("127.0.0.1", "localhost")
     certificate.private_key_pem.write_to_path(directory / "server.key")
     certificate.cert_chain_pems[0].write_to_path(directory / "server.crt")
-    with socket.socket() as sock:  # a free port (the plain one is the launcher's)
-        sock.bind(("127.0.0.1", 0))
-        tls_port = int(sock.getsockname()[1])
-    options = [
-        "--tls-port",
-        str(tls_port),
+    client = ca.issue_cert("throttler@example.com")
+    client.private_key_pem.write_to_path(directory / "client.key")
+    client.cert_chain_pems[0].write_to_path(directory / "client.crt")
+    options = (
         "--tls-cert-file",
         str(directory / "server.crt"),
         "--tls-key-file",
@@ -205,11 +207,22 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSServer]:
         "--tls-ca-cert-file",
         str(directory / "ca.pem"),
         "--tls-auth-clients",
-        "no",  # the server's certificate is checked, clients need none
-    ]
-    start = partial(start_redis_server, "redis-server", options=options)
+        "optional",  # a client certificate, if any, is checked; none is needed
+    )
+    with socket.socket() as sock:  # a free port (the plain one is the launcher's)
+        sock.bind(("127.0.0.1", 0))
+        tls_port = int(sock.getsockname()[1])
+    tls = ["--tls-port", str(tls_port), *options]
+    start = partial(start_redis_server, "redis-server", options=tls)
     for server in _started("redis-server with TLS", start, _CI):
-        yield TLSServer(server.port, tls_port, directory / "ca.pem")
+        yield TLSServer(
+            server.port,
+            tls_port,
+            directory / "ca.pem",
+            directory / "client.crt",
+            directory / "client.key",
+            options,
+        )
 
 
 def info(port: int, section: str) -> dict[str, str]:

@@ -11,6 +11,7 @@ The recipes of docs/redis.md ("Engines") are these.
 from __future__ import annotations
 
 import gc
+import socket
 import ssl
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ from throttle_trio.redis import (
     RedisThrottle,
     client_from_url,
 )
+from throttle_trio.testing import redis_server as start_redis_server
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -102,6 +104,30 @@ async def test_rediss_refuses_a_certificate_of_an_unknown_ca(
         error = error.__cause__ or error.__context__
     assert any(isinstance(cause, ssl.SSLCertVerificationError) for cause in causes), causes
     del caught, causes
+    gc.collect()
+
+
+async def test_rediss_with_a_client_certificate_admits_where_one_is_required(
+    tls_server: TLSServer, name: str
+) -> None:
+    """Mutual TLS (``tls-auth-clients yes``): ``&ssl_certfile=...&ssl_keyfile=...`` present
+    the client's certificate; without them the server refuses the link (BackendUnavailable)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    options = ["--tls-port", str(port), *tls_server.options, "--tls-auth-clients", "yes"]
+    with start_redis_server("redis-server", options=options):
+        base = f"rediss://127.0.0.1:{port}?ssl_ca_certs={quote(str(tls_server.ca))}"
+        client_files = (
+            f"&ssl_certfile={quote(str(tls_server.client_cert))}"
+            f"&ssl_keyfile={quote(str(tls_server.client_key))}"
+        )
+        async with client_from_url(base + client_files) as client:
+            await admits_settles_and_reads(client, name)
+        async with client_from_url(base) as client:
+            throttle = RedisThrottle(client, name, requests=GCRALimit(10), redis_timeout=5.0)
+            with pytest.raises(BackendUnavailable):
+                await throttle.acquire(requests=1)
     gc.collect()
 
 

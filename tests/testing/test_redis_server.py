@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 import throttle_trio.testing
-from throttle_trio.testing import RedisClusterServer, RedisServer, redis_cluster, redis_server
+from throttle_trio.testing import (
+    RedisClusterServer,
+    RedisServer,
+    redis_cluster,
+    redis_sentinel,
+    redis_server,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -247,4 +253,40 @@ def test_bad_cluster_arguments_are_refused_with_their_name(
 ) -> None:
     with pytest.raises(error) as caught:
         redis_cluster("/nonexistent", **kwargs)
+    assert str(caught.value).startswith(message)
+
+
+@needs_redis
+def test_a_sentinel_monitors_the_server_and_answers_where_it_is() -> None:
+    with redis_server() as primary, redis_sentinel(primary.port, service="cache") as sentinel:
+        assert isinstance(sentinel, RedisServer)
+        assert sentinel.port != primary.port
+        assert command(sentinel.port, b"PING") == b"+PONG\r\n"
+        address = command(sentinel.port, b"SENTINEL get-master-addr-by-name cache", 5)
+        assert (
+            address
+            == f"*2\r\n$9\r\n127.0.0.1\r\n${len(str(primary.port))}\r\n{primary.port}\r\n".encode()
+        )
+        assert command(sentinel.port, b"SENTINEL get-master-addr-by-name other") == b"*-1\r\n"
+    assert refuses_connections(sentinel.port)
+    with pytest.raises(RuntimeError, match=r"the redis_sentinel\(\) block has ended"):
+        sentinel.start()
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error", "message"),
+    [
+        ((0,), {}, ValueError, "primary_port must be between 1 and 65535, got 0"),
+        (("6379",), {}, TypeError, "primary_port must be an int, got str '6379'"),
+        ((6379,), {"service": ""}, ValueError, "service must be a non-empty str without white"),
+        ((6379,), {"service": "a b"}, ValueError, "service must be a non-empty str without white"),
+        ((6379,), {"service": 1}, TypeError, "service must be a str, got int 1"),
+        ((6379,), {"timeout": 0}, ValueError, "timeout must be a finite number > 0, got 0"),
+    ],
+)
+def test_bad_sentinel_arguments_are_refused_with_their_name(
+    args: tuple[Any, ...], kwargs: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error) as caught:
+        redis_sentinel(*args, binary="/nonexistent", **kwargs)
     assert str(caught.value).startswith(message)
