@@ -290,3 +290,27 @@ def test_bad_sentinel_arguments_are_refused_with_their_name(
     with pytest.raises(error) as caught:
         redis_sentinel(*args, binary="/nonexistent", **kwargs)
     assert str(caught.value).startswith(message)
+
+
+@needs_redis
+def test_a_cluster_that_cannot_form_is_reported_and_leaves_no_node_running(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    module = throttle_trio.testing._redis_server
+    free_ports = module._free_ports
+    chosen: list[int] = []
+
+    def record(count: int) -> list[int]:
+        chosen.extend(ports := free_ports(count))
+        return ports
+
+    monkeypatch.setattr(module, "_free_ports", record)
+    # Options come last and win: these nodes start without cluster support.
+    with (
+        pytest.raises(RuntimeError, match="cluster support disabled"),
+        redis_cluster(options=["--cluster-enabled", "no"]),
+    ):
+        pytest.fail("the with block must not run")
+    assert chosen
+    for port in chosen:
+        assert refuses_connections(port)

@@ -1,4 +1,4 @@
-"""A private ``redis-server`` (or a Redis Cluster of them) for tests, examples and benchmarks.
+"""A private ``redis-server``, Redis Cluster or Sentinel for tests, examples and benchmarks.
 
 :func:`redis_server` starts the ``redis-server`` binary on 127.0.0.1 and a free port, in a
 temporary directory, without persistence, waits until it answers ``PING``, and stops it at the
@@ -51,7 +51,8 @@ _ATTEMPTS: Final = 3  # a free port may be taken between finding it and binding 
 class RedisServer:
     """A ``redis-server`` process that :func:`redis_server` started and will stop.
 
-    Made by :func:`redis_server` (not directly), for the length of its ``with`` block.
+    Made by :func:`redis_server` (not directly), for the length of its ``with`` block; also
+    each node of a :func:`redis_cluster`, and the Sentinel of :func:`redis_sentinel`.
 
     Attributes:
         host: the address it listens on, ``"127.0.0.1"``.
@@ -195,23 +196,26 @@ def _send(port: int, *args: str) -> bytes | int | None:
     for arg in args:
         data = arg.encode()
         request.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=5) as sock,
-        sock.makefile("rb") as reply,
-    ):
-        sock.sendall(b"".join(request))
-        line = reply.readline().rstrip(b"\r\n")
-        kind, rest = line[:1], line[1:]
-        if kind == b"+":
-            return rest
-        if kind == b":":
-            return int(rest)
-        if kind == b"$":
-            length = int(rest)
-            return None if length < 0 else reply.read(length + 2)[:length]
-        if kind == b"-":
-            raise RuntimeError(f"{' '.join(args[:2])} on port {port}: {rest.decode()}")
-        raise RuntimeError(f"{' '.join(args[:2])} on port {port}: unexpected reply {line!r}")
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=5) as sock,
+            sock.makefile("rb") as reply,
+        ):
+            sock.sendall(b"".join(request))
+            line = reply.readline().rstrip(b"\r\n")
+            kind, rest = line[:1], line[1:]
+            if kind == b"$":  # a bulk string: its length, then that many bytes and CRLF
+                length = int(rest)
+                return None if length < 0 else reply.read(length + 2)[:length]
+    except OSError as error:
+        raise RuntimeError(f"{' '.join(args[:2])} on port {port}: {error}") from error
+    if kind == b"+":
+        return rest
+    if kind == b":":
+        return int(rest)
+    if kind == b"-":
+        raise RuntimeError(f"{' '.join(args[:2])} on port {port}: {rest.decode()}")
+    raise RuntimeError(f"{' '.join(args[:2])} on port {port}: unexpected reply {line!r}")
 
 
 def _bundled_valkey() -> str | None:
@@ -426,11 +430,12 @@ def _running_cluster(
                     node.start()
                 _form_cluster(nodes, ports[masters:], timeout)
                 break
-            except RuntimeError as error:
+            except BaseException as error:  # no node outlives a failed start
                 for node in nodes:
                     node._stop()
                 # Another process took a port between _free_ports() and a node's bind.
-                if attempt == _ATTEMPTS or "Address already in use" not in str(error):
+                taken = isinstance(error, RuntimeError) and "Address already in use" in str(error)
+                if attempt == _ATTEMPTS or not taken:
                     raise
         else:  # pragma: no cover - the last attempt re-raises; this tells pyright `nodes` is set
             raise AssertionError("unreachable")
