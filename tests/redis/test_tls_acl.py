@@ -1,4 +1,5 @@
-"""RedisThrottle over TLS and as an ACL user, from the URLs users write (``client_from_url``).
+"""RedisThrottle over TLS, as an ACL user and over a Unix socket, from the URLs users write
+(``client_from_url``).
 
 TLS: a ``redis-server`` of the session with a TLS port, its certificate signed by a throwaway
 CA (``trustme``); the client checks it against that CA (``?ssl_ca_certs=``), and the host name
@@ -32,6 +33,7 @@ from throttle_trio.testing import redis_server as start_redis_server
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+    from pathlib import Path
 
     from tests.redis.conftest import RedisServer, TLSServer
     from throttle_trio.testing import RedisClusterServer
@@ -152,6 +154,15 @@ async def test_rediss_cluster_admits_on_every_node(
             await admits_settles_and_reads(client, throttle_name)
         await client.script_flush()
         await admits_settles_and_reads(client, f"{name}-after-flush")
+
+
+async def test_a_unix_socket_url_admits(tmp_path: Path, name: str) -> None:
+    """``unix:///path/to/redis.sock``: the same throttle over a Unix socket (a private server
+    with ``unixsocket``)."""
+    sock = tmp_path / "redis.sock"
+    with start_redis_server("redis-server", options=["--unixsocket", str(sock)]):
+        async with client_from_url(f"unix://{sock}") as client:
+            await admits_settles_and_reads(client, name)
 
 
 @pytest.fixture
