@@ -272,6 +272,8 @@ class WaitQueue(Generic[T]):
         self.waiting += 1
         self._queued_cost += cost
         on_timer = self._on_timer
+        wake_at = math.inf
+        woken = True
         try:
             while True:
                 if self._first is waiter:
@@ -284,9 +286,14 @@ class WaitQueue(Generic[T]):
                         # (a release, math.inf) is waited for until the deadline.
                         if retry_at != math.inf or now >= deadline:
                             break
-                        wake_at = deadline
-                    else:
-                        wake_at = retry_at
+                        retry_at = deadline
+                    if not woken and now < wake_at:
+                        # The timer fired early: a clock coarser than the policy's answer
+                        # (looptime's microsecond; asyncio fires up to its resolution early).
+                        # Waking at the same time again would fire at once, for ever on a
+                        # virtual clock: go twice as far past the time, until the clock moves.
+                        retry_at = max(retry_at, now + 2 * (wake_at - now))
+                    wake_at = retry_at
                 else:
                     wake_at = deadline  # parked until this waiter is the head
                 woken = await loop.park(waiter, wake_at, on_timer)
