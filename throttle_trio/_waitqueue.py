@@ -68,6 +68,7 @@ def _current_time(backend: Backend | None = None) -> float:
 @final
 class _Waiter(Generic[T]):
     __slots__ = (
+        "alarm",
         "cost",
         "deadline",
         "error",
@@ -99,6 +100,7 @@ class _Waiter(Generic[T]):
         self.loop = loop  # the backend it parks with
         self.handle: Any = None  # the backend's wake-up handle while parked
         self.timer: Any = None  # the backend's timer while parked (asyncio)
+        self.alarm = math.inf  # when its timer is set to fire (its step's time, or ready's)
         # Its neighbours in line: prev is None only for the first waiter, or once it left.
         self.prev: _Waiter[T] | None = None
         self.next: _Waiter[T] | None = None
@@ -272,8 +274,8 @@ class WaitQueue(Generic[T]):
         self.waiting += 1
         self._queued_cost += cost
         on_timer = self._on_timer
-        wake_at = math.inf
         woken = True
+        now = math.nan
         try:
             while True:
                 if self._first is waiter:
@@ -287,20 +289,28 @@ class WaitQueue(Generic[T]):
                         if retry_at != math.inf or now >= deadline:
                             break
                         retry_at = deadline
-                    if not woken and now < wake_at:
+                    alarm = waiter.alarm
+                    if not woken and now < alarm:
                         # The timer fired early: a clock coarser than the policy's answer
                         # (looptime's microsecond; asyncio fires up to its resolution early).
                         # Waking at the same time again would fire at once, for ever on a
                         # virtual clock: go twice as far past the time, until the clock moves.
-                        retry_at = max(retry_at, now + 2 * (wake_at - now))
+                        # (The alarm may have been set by _nudge from ready, not by this loop.)
+                        retry_at = max(retry_at, now + 2 * (alarm - now))
                     wake_at = retry_at
                 else:
                     wake_at = deadline  # parked until this waiter is the head
+                    alarm = waiter.alarm
+                    if not woken and now < alarm:  # its deadline timer fired early (as above)
+                        wake_at = max(wake_at, now + 2 * (alarm - now))
+                waiter.alarm = wake_at
                 woken = await loop.park(waiter, wake_at, on_timer)
                 if waiter.error is not None:
                     raise waiter.error
-                if not woken and self._first is not waiter and self._clock(loop) >= deadline:
-                    break  # the deadline passed while parked
+                if not woken and self._first is not waiter:
+                    now = self._clock(loop)
+                    if now >= deadline:
+                        break  # the deadline passed while parked
                 # Otherwise: woken as the head, or its timer fired: ask again if the head,
                 # park again if a retry with an earlier ticket took the head's place meanwhile.
         finally:
@@ -373,11 +383,11 @@ class WaitQueue(Generic[T]):
                     when = now
                 if when > now:  # it cannot go yet: wake it when it can, or must give up
                     deadline = head.deadline
-                    if when <= deadline:
-                        head.loop.arm(head, when, self._on_timer)
-                        return
                     if when == math.inf and now < deadline:
-                        head.loop.arm(head, deadline, self._on_timer)
+                        when = deadline  # it gives up then
+                    if when <= deadline:
+                        head.alarm = when
+                        head.loop.arm(head, when, self._on_timer)
                         return
         self._wake(head, True)
 
