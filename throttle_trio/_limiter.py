@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
 from ._backend import Backend, LoopWatch, current_backend, shift_policy_clock, time_for_read
@@ -175,14 +176,9 @@ class RateLimiter(Generic[P]):
             deadline = arrived + timeout
             # Fail at once if even everyone queued ahead, then this cost, cannot make it.
             if policy.queue_ready_at(queue.queued_cost, cost, arrived) > deadline:
-                self._timeouts += 1
-                raise self._timeout_error(cost, timeout)
-
-            def timed_out() -> BaseException:
-                self._timeouts += 1
-                return self._timeout_error(cost, timeout)
-
-            on_timeout = timed_out
+                raise self._timed_out(cost, timeout)
+            # Not a closure: one would make cells of this frame's variables on every call.
+            on_timeout = partial(self._timed_out, cost, timeout)
 
         # WaitQueue.acquire's checkpoint rule, with its fast path inlined: nobody waits and the
         # cost fits now (what is available fits, policy.base's rule 4; ready_at decides the rest).
@@ -314,6 +310,11 @@ class RateLimiter(Generic[P]):
         tb: TracebackType | None,
     ) -> None:
         return None
+
+    def _timed_out(self, cost: float, timeout: float | None) -> RateLimitTimeout:
+        """Count a timeout and make its error."""
+        self._timeouts += 1
+        return self._timeout_error(cost, timeout)
 
     def _timeout_error(self, cost: float, timeout: float | None) -> RateLimitTimeout:
         return RateLimitTimeout(
