@@ -47,8 +47,8 @@ class Settings:
                 contended_cap=0.25,
                 accuracy_seconds=0.3,
                 fairness_seconds=0.4,
-                memory_tasks=2_000,
-                memory_cancelled=4_000,
+                memory_tasks=1_000,
+                memory_cancelled=2_000,
             )
         return cls(
             quick=False,

@@ -10,7 +10,7 @@ acquire waits:
   coroutine frames, the task group's bookkeeping), so the same N tasks parked on a bare
   ``anyio.Event`` are measured too: the difference is what waiting *in the limiter* costs.  A
   warm-up round first grows the loop's own tables, so that they are not charged to anyone.
-* **Cancelled waiters.**  One task waits at the head and stays; 20,000 tasks (4,000 in a quick
+* **Cancelled waiters.**  One task waits at the head and stays; 20,000 tasks (2,000 in a quick
   run) queue behind it and are all cancelled; once they are gone, the traced memory minus what
   it was before they came (*left behind*).  A warm-up round first, as above.  A queue that
   drops cancelled waiters only when they reach the front keeps them all, since the head never
