@@ -24,7 +24,7 @@ INTERNAL_MODULES = {
     "throttle_trio._waitqueue": "the FIFO engine behind every limiter",
     "throttle_trio._transport": "the engine behind throttle_trio.httpx and throttle_trio.httpx2",
     "throttle_trio._usage": "reads usage from response bodies for the transports",
-    "throttle_trio._backend": "the running loop's anyio backend, looked up once per acquire",
+    "throttle_trio._eventloop": "the running loop's anyio backend, looked up once per acquire",
     "throttle_trio._reserve": "cost checks and the reserve block shared by both throttles",
     "throttle_trio._reexport": "the public namespaces' fix-up of __module__",
     "throttle_trio._extras": "the error for a module used without its extra",

@@ -2,7 +2,7 @@
 
 A cancel scope cancelled by another task while an uncontended acquire makes its final yield is
 delivered at the caller's next checkpoint, not by undoing the admission (docs/design.md, "the
-checkpoint rule").  On asyncio the shield is the wait queue's own (``_backend``: a yield on a
+checkpoint rule").  On asyncio the shield is the wait queue's own (``_eventloop``: a yield on a
 future that is already done, which anyio's cancellation skips), so this guards it against a
 change in anyio; on trio it is trio's ``cancel_shielded_checkpoint``.
 """

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, cast, final
 
 import anyio
 
-from ._backend import current_backend
+from ._eventloop import current_backend
 from ._waitqueue import WaitQueue
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
-from ._backend import Backend, LoopWatch, current_backend, shift_policy_clock, time_for_read
+from ._eventloop import Backend, LoopWatch, current_backend, shift_policy_clock, time_for_read
 from ._exceptions import CostExceedsCapacity, RateLimitTimeout
 from ._validate import check_cost, check_non_negative, check_optional_timeout
 from ._waitqueue import WaitQueue

@@ -28,7 +28,7 @@ from functools import partial
 from types import MappingProxyType
 from typing import TYPE_CHECKING, final
 
-from ._backend import Backend, LoopWatch, current_backend, shift_policy_clock, time_for_read
+from ._eventloop import Backend, LoopWatch, current_backend, shift_policy_clock, time_for_read
 from ._exceptions import CostExceedsCapacity, RateLimitTimeout, ThrottleTrioError
 from ._feedback import PendingCut, learned_period, reported_level, shortfall
 from ._validate import check_non_negative, check_optional_timeout

@@ -10,7 +10,7 @@ change (``math.inf``: only a release, refund or reconfiguration can change it). 
 parks until that time or until it is *poked*, and asks again.  Everyone else is parked without
 a timer until it becomes the head (or must fail, or its own deadline passes).
 
-Parking is the running loop's own (see ``_backend``): a bare future and one ``loop.call_at``
+Parking is the running loop's own (see ``_eventloop``): a bare future and one ``loop.call_at``
 handle on asyncio, ``wait_task_rescheduled`` on trio, an ``anyio.Event`` elsewhere.  An owner
 may also give a pure query, ``ready(cost, now)``: when a waiter of this cost could go, without
 changing anything.  Where the loop's timers are callbacks (asyncio), the queue then asks it
@@ -47,7 +47,7 @@ from collections.abc import Callable
 from threading import get_ident
 from typing import Any, Generic, TypeVar, final
 
-from ._backend import Backend, current_backend
+from ._eventloop import Backend, current_backend
 
 __all__ = ["Ready", "Step", "Undo", "WaitQueue"]
 

@@ -131,7 +131,7 @@ try:
 except ImportError as _error:  # pragma: no cover - exercised in a subprocess by the tests
     raise missing_extra("throttle_trio.redis", "redis", _error) from _error
 
-from ._backend import current_backend, running_backend
+from ._eventloop import current_backend, running_backend
 from ._exceptions import CostExceedsCapacity, RateLimitTimeout, ThrottleTrioError
 from ._feedback import PendingLevel, reported_level, shortfall
 from ._redis._connect import client_from_url
@@ -164,7 +164,7 @@ if TYPE_CHECKING:
     from coredis.client import Client
     from coredis.commands.script import Script
 
-    from ._backend import Backend
+    from ._eventloop import Backend
     from ._headers import RateLimitHeaders
 
 __all__ = [
