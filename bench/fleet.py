@@ -1,0 +1,531 @@
+"""``python -m bench.fleet``: a fleet of processes shares one limit through Redis, over loopback.
+
+Starts a private ``redis-server`` (:func:`throttle_trio.testing.redis_server`) and the fake
+provider (:class:`throttle_trio.testing.FakeLLMServer`, the server ``throttle-trio serve``
+runs, served here in this process so that its admission log can be read) on 127.0.0.1, in
+``"openai"`` mode with ``rpm = 60 * rate``: at most ``rate`` requests in any one-second
+window, and a 429 for anything above.  Then, each run with a fresh throttle name and a fresh
+provider:
+
+* **SDK fleet**: 3 worker processes (asyncio, trio, asyncio), each with the official ``openai``
+  SDK through :class:`throttle_trio.httpx2.ThrottledTransport` over one shared
+  :class:`~throttle_trio.redis.RedisThrottle` of ``rate`` requests a second; a fixed total of
+  chat completions split among them.  The workers start, connect and report ready; the clock
+  starts when all of them are told to go.
+* **batch CLI fleet**: 2 ``throttle-trio batch --redis URL --name NAME`` processes (asyncio and
+  trio), each with its own input file (half the total), the same ``--rpm``.
+
+Each run reports the 429s the provider answered (target 0) and the makespan against the ideal
+``total / rate`` seconds (target at most 1.10x).  The SDK fleet's makespan runs from "go" to the
+last worker's last response; the batch fleet's from the first request the provider received to
+the last response it sent (process start-up, imports and the Redis connection are no part of the
+throttle).  Also shown: the most admissions in any 1 s window (the provider's limit is
+``rate``), and the fewest seconds spanned by ``rate + 1`` consecutive admissions (under 1 s is a
+429).
+
+Every load is bounded (a fixed number of requests; each run has a deadline) and loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, MutableMapping
+
+    from anyio.abc import Process
+
+    from ._report import Section
+    from ._settings import Settings
+
+__all__ = ["FleetConfig", "FleetRun", "main", "run", "run_batch_fleet", "run_sdk_fleet"]
+
+SDK_WORKERS = ("asyncio", "trio", "asyncio")
+BATCH_WORKERS = ("asyncio", "trio")
+MAKESPAN_TARGET = 1.10
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True, slots=True)
+class FleetConfig:
+    """One fleet benchmark's parameters.
+
+    Attributes:
+        total: requests of the whole fleet per run (split evenly among its processes).
+        rate: the provider's limit, requests per second (in any 1 s window).
+        throttle_rate: the shared throttle's rate, requests per second (``rate`` by default).
+        burst: the shared throttle's burst, requests (1: evenly spaced, as the window needs).
+        max_concurrent: requests in flight per process.
+        latency: the provider's response time range, seconds.
+        max_batch: ``RedisThrottle``'s ``max_batch`` in the SDK workers (the batch CLI keeps its
+            default).
+    """
+
+    total: int = 240
+    rate: float = 20.0
+    throttle_rate: float | None = None
+    burst: float = 1.0
+    max_concurrent: int = 8
+    latency: tuple[float, float] = (0.02, 0.1)
+    max_batch: int | None = None
+
+    @property
+    def limit(self) -> float:
+        return self.rate if self.throttle_rate is None else self.throttle_rate
+
+    @property
+    def ideal(self) -> float:
+        """Seconds the total takes at the provider's rate."""
+        return self.total / self.rate
+
+
+@dataclass(slots=True)
+class FleetRun:
+    """What one fleet run measured."""
+
+    kind: str
+    total: int
+    ideal: float
+    makespan: float = math.nan
+    rejected: int = 0  # 429s the provider answered
+    admitted: int = 0  # requests the provider admitted
+    succeeded: int = 0  # 2xx results the clients got
+    failed: int = 0  # requests that ended in an error for the client
+    max_in_window: int = 0  # the most admissions in any 1 s window
+    consecutive: int = 0  # the provider's limit + 1
+    tightest: float = math.nan  # the fewest seconds that many consecutive admissions spanned
+    workers: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float:
+        return self.makespan / self.ideal
+
+    @property
+    def passed(self) -> bool:
+        return (
+            not self.problems
+            and self.rejected == 0
+            and self.succeeded == self.total
+            and self.ratio <= MAKESPAN_TARGET
+        )
+
+    def line(self) -> str:
+        verdict = "PASS" if self.passed else "FAIL"
+        problems = f"; {'; '.join(self.problems)}" if self.problems else ""
+        return (
+            f"{verdict}  {self.kind}: {self.succeeded}/{self.total} succeeded, "
+            f"{self.rejected} rejected (429), makespan {self.makespan:.2f} s vs ideal "
+            f"{self.ideal:.2f} s = {self.ratio:.3f}x (target <= {MAKESPAN_TARGET:.2f}x); "
+            f"at most {self.max_in_window} admitted in any 1 s; {len(self.workers)} processes"
+            f"{problems}"
+        )
+
+
+# -- the provider, with a record of when each response ended ---------------------------------
+
+
+class _Recorder:
+    """An ASGI wrapper: the wall-clock time each request arrived and each response ended."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.arrivals: list[float] = []
+        self.ends: list[float] = []
+
+    async def __call__(
+        self,
+        scope: MutableMapping[str, Any],
+        receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
+        send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
+    ) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        self.arrivals.append(time.time())
+
+        async def recording_send(message: MutableMapping[str, Any]) -> None:
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                self.ends.append(time.time())
+
+        await self.app(scope, receive, recording_send)
+
+
+def _tightest(times: list[float], count: int) -> float:
+    """The fewest seconds any ``count`` consecutive admissions spanned (NaN if fewer)."""
+    ordered = sorted(times)
+    spans = [ordered[i + count - 1] - ordered[i] for i in range(len(ordered) - count + 1)]
+    return min(spans) if spans else math.nan
+
+
+def _referee(result: FleetRun, server: Any, config: FleetConfig) -> None:
+    stats = server.stats
+    result.rejected = stats.rate_limited
+    result.admitted = stats.admitted
+    result.max_in_window = stats.max_requests_in(1.0)
+    result.consecutive = math.floor(config.rate) + 1
+    result.tightest = _tightest([a.time for a in stats.admissions], result.consecutive)
+
+
+# -- the SDK fleet ------------------------------------------------------------------------------
+
+
+async def _sdk_worker(args: argparse.Namespace) -> dict[str, Any]:
+    """One worker process: ``args.requests`` chat completions through the shared throttle."""
+    import httpx2
+    import openai
+
+    from throttle_trio.httpx2 import ThrottledTransport
+    from throttle_trio.redis import DEFAULT_MAX_BATCH, GCRALimit, RedisThrottle, client_from_url
+
+    outcomes: dict[str, int] = {}
+    async with client_from_url(args.redis) as redis:
+        throttle = RedisThrottle(
+            redis,
+            args.name,
+            requests=GCRALimit(args.rate, per=1.0, burst=args.burst),
+            max_concurrent=args.max_concurrent,
+            max_batch=args.max_batch or DEFAULT_MAX_BATCH,
+        )
+        transport = ThrottledTransport(httpx2.AsyncHTTPTransport(), throttle=throttle)
+        async with (
+            httpx2.AsyncClient(transport=transport) as http,
+            openai.AsyncOpenAI(
+                base_url=args.base_url, api_key="sk-fleet", http_client=http, max_retries=0
+            ) as client,
+        ):
+
+            async def ask(number: int) -> None:
+                try:
+                    await client.chat.completions.create(
+                        model="fake-llm",
+                        messages=[{"role": "user", "content": f"Question {number}"}],
+                        max_tokens=20,
+                    )
+                    outcome = "succeeded"
+                except openai.APIError as exc:  # a 429 the transport gave up on, say
+                    outcome = type(exc).__name__
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
+
+            print("ready", flush=True)
+            await anyio.to_thread.run_sync(sys.stdin.readline)  # "go"
+            started = time.time()
+            async with anyio.create_task_group() as tg:
+                for number in range(args.requests):
+                    tg.start_soon(ask, number)
+            ended = time.time()
+        stats = throttle.statistics()
+    return {
+        "backend": args.backend,
+        "pid": os.getpid(),
+        "started": started,
+        "ended": ended,
+        "outcomes": outcomes,
+        "admitted": stats.admitted,
+        "round_trips": stats.round_trips,
+        "rejections": stats.rejections,
+        "pauses": stats.pauses,
+        "rate_cuts": stats.rate_cuts,
+    }
+
+
+async def _read_line(process: Process, buffer: bytearray) -> bytes:
+    """The next line of a worker's stdout (``b""`` at its end)."""
+    assert process.stdout is not None
+    while b"\n" not in buffer:
+        try:
+            buffer += await process.stdout.receive()
+        except anyio.EndOfStream:
+            line = bytes(buffer)
+            buffer.clear()
+            return line
+    line, _, rest = bytes(buffer).partition(b"\n")
+    buffer[:] = rest
+    return line
+
+
+def _shares(total: int, parts: int) -> list[int]:
+    return [total // parts + (i < total % parts) for i in range(parts)]
+
+
+def _deadline(config: FleetConfig) -> float:
+    return 4 * config.ideal + 60  # a run that stalls fails instead of hanging
+
+
+async def run_sdk_fleet(redis_url: str, config: FleetConfig) -> FleetRun:
+    """One run of the SDK fleet against a fresh provider, under a fresh throttle name."""
+    from throttle_trio.testing import FakeLLMServer, serve
+
+    server = FakeLLMServer(rpm=round(config.rate * 60), mode="openai", latency=config.latency)
+    recorder = _Recorder(server)
+    result = FleetRun(f"SDK fleet ({', '.join(SDK_WORKERS)})", config.total, config.ideal)
+    name = f"fleet-{uuid.uuid4().hex[:8]}"
+    with anyio.fail_after(_deadline(config)):
+        async with anyio.create_task_group() as tg:
+            address = await tg.start(serve, recorder)
+            processes: list[tuple[Process, bytearray]] = []
+            try:
+                for backend, share in zip(
+                    SDK_WORKERS, _shares(config.total, len(SDK_WORKERS)), strict=True
+                ):
+                    command = [
+                        *(sys.executable, "-m", "bench.fleet", "worker", backend),
+                        *("--redis", redis_url, "--base-url", address.base_url, "--name", name),
+                        *("--rate", repr(config.limit), "--burst", repr(config.burst)),
+                        *("--requests", str(share), "--max-concurrent", str(config.max_concurrent)),
+                        *("--max-batch", str(config.max_batch or 0)),
+                    ]
+                    process = await anyio.open_process(command, stderr=None, cwd=ROOT)
+                    processes.append((process, bytearray()))
+                for process, buffer in processes:
+                    ready = await _read_line(process, buffer)
+                    if ready != b"ready":
+                        raise RuntimeError(f"a worker did not start: {ready!r}")
+                go = time.time()
+                for process, _ in processes:
+                    assert process.stdin is not None
+                    await process.stdin.send(b"go\n")
+                for process, buffer in processes:
+                    report = await _read_line(process, buffer)
+                    if await process.wait() != 0 or not report:
+                        result.problems.append(f"a worker exited with {process.returncode}")
+                        continue
+                    result.workers.append(json.loads(report))
+            finally:
+                for process, _ in processes:
+                    if process.returncode is None:
+                        process.kill()
+                        with anyio.CancelScope(shield=True):
+                            await process.wait()
+            tg.cancel_scope.cancel()  # stop the provider
+    _referee(result, server, config)
+    for worker in result.workers:
+        for outcome, count in worker["outcomes"].items():
+            if outcome == "succeeded":
+                result.succeeded += count
+            else:
+                result.failed += count
+    if result.workers:
+        result.makespan = max(worker["ended"] for worker in result.workers) - go
+    return result
+
+
+# -- the batch CLI fleet ------------------------------------------------------------------------
+
+
+def _write_input(path: Path, part: int, count: int) -> None:
+    with path.open("w", encoding="utf-8") as file:
+        for number in range(count):
+            body = {
+                "model": "fake-llm",
+                "messages": [{"role": "user", "content": f"Part {part}, question {number}"}],
+                "max_tokens": 20,
+            }
+            line = {"custom_id": f"p{part}-{number}", "url": "/v1/chat/completions", "body": body}
+            file.write(json.dumps(line) + "\n")
+
+
+async def run_batch_fleet(redis_url: str, config: FleetConfig) -> FleetRun:
+    """One run of the batch CLI fleet against a fresh provider, under a fresh throttle name."""
+    from throttle_trio.testing import FakeLLMServer, serve
+
+    server = FakeLLMServer(rpm=round(config.rate * 60), mode="openai", latency=config.latency)
+    recorder = _Recorder(server)
+    result = FleetRun(f"batch CLI fleet ({', '.join(BATCH_WORKERS)})", config.total, config.ideal)
+    name = f"batch-fleet-{uuid.uuid4().hex[:8]}"
+    with tempfile.TemporaryDirectory(prefix="bench-fleet-") as directory:
+        folder = Path(directory)
+        with anyio.fail_after(_deadline(config)):
+            async with anyio.create_task_group() as tg:
+                address = await tg.start(serve, recorder)
+
+                async def batch(part: int, backend: str, count: int) -> None:
+                    source, output = folder / f"part-{part}.jsonl", folder / f"out-{part}.jsonl"
+                    _write_input(source, part, count)
+                    command = [
+                        *(sys.executable, "-m", "throttle_trio.cli", "--backend", backend),
+                        *("batch", str(source), "-o", str(output)),
+                        *("--base-url", address.base_url, "--rpm", repr(config.limit * 60)),
+                        *("--burst", repr(config.burst / config.limit)),
+                        *("--max-concurrent", str(config.max_concurrent)),
+                        *("--redis", redis_url, "--name", name),
+                    ]
+                    started = time.time()
+                    done = await anyio.run_process(command, check=False, cwd=ROOT)
+                    ended = time.time()
+                    statuses: dict[str, int] = {}
+                    for line in output.read_text(encoding="utf-8").splitlines():
+                        answer = json.loads(line)["response"]
+                        status = "no response" if answer is None else str(answer["status_code"])
+                        statuses[status] = statuses.get(status, 0) + 1
+                    report = done.stderr.decode(errors="replace").strip().splitlines()
+                    result.workers.append(
+                        {
+                            "backend": backend,
+                            "exit": done.returncode,
+                            "statuses": statuses,
+                            "seconds": ended - started,
+                            "report": report[-3:],
+                        }
+                    )
+                    if done.returncode != 0:
+                        result.problems.append(f"a batch process exited with {done.returncode}")
+                    result.succeeded += statuses.get("200", 0)
+                    result.failed += count - statuses.get("200", 0)
+
+                async with anyio.create_task_group() as workers:
+                    for part, (backend, count) in enumerate(
+                        zip(BATCH_WORKERS, _shares(config.total, len(BATCH_WORKERS)), strict=True)
+                    ):
+                        workers.start_soon(batch, part, backend, count)
+                tg.cancel_scope.cancel()  # stop the provider
+    _referee(result, server, config)
+    if recorder.arrivals and recorder.ends:
+        result.makespan = max(recorder.ends) - min(recorder.arrivals)
+    return result
+
+
+# -- running, printing, judging ------------------------------------------------------------------
+
+
+def _describe(config: FleetConfig) -> str:
+    return (
+        f"{config.total} requests per run; provider: at most {config.rate:g} requests in any 1 s "
+        f"(FakeLLMServer mode='openai', rpm={round(config.rate * 60)}, latency "
+        f"{config.latency[0]:g}-{config.latency[1]:g} s); shared throttle: "
+        f"GCRALimit({config.limit:g}, per=1.0, burst={config.burst:g}), max_concurrent="
+        f"{config.max_concurrent} per process; ideal {config.ideal:.2f} s"
+    )
+
+
+def _print_run(number: int, result: FleetRun) -> None:
+    print(f"run {number}: {result.line()}", flush=True)
+    print(
+        f"       {result.admitted} admitted; the tightest {result.consecutive} consecutive "
+        f"admissions spanned {result.tightest:.4f} s; {result.failed} failed",
+        flush=True,
+    )
+    for worker in result.workers:
+        print(f"       {json.dumps({k: v for k, v in worker.items() if k != 'pid'})}", flush=True)
+
+
+def measure(
+    config: FleetConfig, *, runs: int, kinds: tuple[str, ...] = ("sdk", "batch")
+) -> list[FleetRun]:
+    """``runs`` runs of each fleet kind, each printed as it ends."""
+    from throttle_trio.testing import redis_server
+
+    results: list[FleetRun] = []
+    with redis_server() as redis:
+        url = f"redis://127.0.0.1:{redis.port}/0"
+        for number in range(1, runs + 1):
+            if "sdk" in kinds:
+                results.append(anyio.run(run_sdk_fleet, url, config))
+                _print_run(number, results[-1])
+            if "batch" in kinds:
+                results.append(anyio.run(run_batch_fleet, url, config))
+                _print_run(number, results[-1])
+    return results
+
+
+def run(settings: Settings) -> Section:
+    """The fleet as a section of ``python -m bench`` (quick: one run of each, 100 requests)."""
+    from ._report import Check, Section, Table, fmt
+
+    started = time.perf_counter()
+    config = FleetConfig(total=100 if settings.quick else 240)
+    runs = 1 if settings.quick else 3
+    section = Section(
+        "Fleet: processes sharing one limit through Redis",
+        "`python -m bench.fleet`: " + _describe(config) + ".",
+    )
+    try:
+        results = measure(config, runs=runs)
+    except FileNotFoundError as missing:  # no redis-server
+        section.notes.append(f"skipped: {missing}")
+        section.seconds = time.perf_counter() - started
+        return section
+    table = Table(["fleet", "succeeded", "429s", "makespan s", "x ideal", "max in 1 s"])
+    for result in results:
+        table.add(
+            result.kind,
+            f"{result.succeeded}/{result.total}",
+            str(result.rejected),
+            fmt(result.makespan, 2),
+            f"{result.ratio:.3f}x",
+            str(result.max_in_window),
+        )
+        section.checks.append(
+            Check(f"fleet: {result.kind}", result.passed, result.line().split(": ", 1)[1])
+        )
+    section.tables.append(table)
+    section.seconds = time.perf_counter() - started
+    return section
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["worker"]:
+        worker = argparse.ArgumentParser(prog="python -m bench.fleet worker")
+        worker.add_argument("backend", choices=["asyncio", "trio"])
+        for option in ("--redis", "--base-url", "--name"):
+            worker.add_argument(option, required=True)
+        worker.add_argument("--rate", type=float, required=True)
+        worker.add_argument("--burst", type=float, required=True)
+        worker.add_argument("--requests", type=int, required=True)
+        worker.add_argument("--max-concurrent", type=int, required=True)
+        worker.add_argument("--max-batch", type=int, default=0)
+        args = worker.parse_args(argv[1:])
+        print(json.dumps(anyio.run(_sdk_worker, args, backend=args.backend)), flush=True)
+        return 0
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.fleet", description=(__doc__ or "").split("\n")[0]
+    )
+    parser.add_argument("--total", type=int, default=240, help="requests per run (240)")
+    parser.add_argument("--runs", type=int, default=3, help="runs of each fleet (3)")
+    parser.add_argument("--rate", type=float, default=20.0, help="the provider's limit, per s")
+    parser.add_argument(
+        "--throttle-rate", type=float, help="the shared throttle's rate (default: --rate)"
+    )
+    parser.add_argument("--burst", type=float, default=1.0, help="the throttle's burst (1)")
+    parser.add_argument("--max-concurrent", type=int, default=8, help="per process (8)")
+    parser.add_argument("--max-batch", type=int, help="RedisThrottle max_batch (SDK fleet)")
+    parser.add_argument(
+        "--only", choices=["sdk", "batch"], action="append", help="one fleet kind (repeatable)"
+    )
+    args = parser.parse_args(argv)
+    config = FleetConfig(
+        total=args.total,
+        rate=args.rate,
+        throttle_rate=args.throttle_rate,
+        burst=args.burst,
+        max_concurrent=args.max_concurrent,
+        max_batch=args.max_batch,
+    )
+    load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"{_describe(config)}; load average at start {load}", flush=True)
+    results = measure(config, runs=args.runs, kinds=tuple(args.only or ("sdk", "batch")))
+    print()
+    for result in results:
+        print(result.line())
+    failed = sum(not result.passed for result in results)
+    load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"{len(results) - failed} of {len(results)} runs met the targets; load average {load}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
