@@ -335,3 +335,57 @@ def test_the_repr_shows_the_anthropic_limits_when_set() -> None:
     assert repr(FakeLLMServer(rpm=5, itpm=10)) == (
         "FakeLLMServer(rpm=5, tpm=None, itpm=10, mode='settle', model='fake-llm')"
     )
+
+
+# -- anthropic mode: Anthropic's documented enforcement ---------------------------------------
+
+
+async def test_anthropic_mode_holds_a_second_of_requests_refilled_continuously() -> None:
+    server = FakeLLMServer(rpm=600, mode="anthropic")  # 10 a second, one every 0.1 s
+    async with client(server) as http:
+
+        async def status() -> int:
+            return (await http.post("/messages", json=message("hi"))).status_code
+
+        statuses = [await status() for _ in range(30)]
+        assert statuses == [200] * 10 + [429] * 20  # a minute's burst is refused
+        refused = await http.post("/messages", json=message("hi"))
+        assert refused.headers["retry-after"] == "1"  # 0.1 s, rounded up to whole seconds
+        await anyio.sleep(0.25)  # a token bucket: 2.5 requests back, not a whole window
+        assert [await status() for _ in range(3)] == [200, 200, 429]
+        # A 429 costs nothing: the minute's bucket counts the 12 admissions only (plus 2.5
+        # refilled), as Anthropic documents no charge for rejected requests.
+        last = await http.post("/messages", json=message("hi"))
+        assert last.headers["anthropic-ratelimit-requests-remaining"] == "590"
+    assert server.stats.max_requests_in(1.0) == 12
+    assert server.mode == "anthropic"
+
+
+async def test_anthropic_mode_lets_a_minute_of_tokens_go_and_settles_output() -> None:
+    server = FakeLLMServer(
+        itpm=6000, otpm=6000, mode="anthropic", completion_tokens=100, wall_clock=lambda: WALL
+    )
+    async with client(server) as http:
+        # Ten requests of 600 output tokens each (max_tokens, counted up front): a minute's
+        # OTPM at once, with no requests limit to slice them.
+        statuses = []
+        for _ in range(10):
+            response = await http.post("/messages", json=message("x" * 40, max_tokens=600))
+            statuses.append(response.status_code)
+        # Each used 100 of its 600: settled at the end, so 5,000 came back.
+        after = await http.post("/messages", json=message("x" * 40, max_tokens=600))
+    assert statuses == [200] * 10
+    assert after.status_code == 200
+    assert after.headers["anthropic-ratelimit-output-tokens-remaining"] == str(6000 - 1000 - 600)
+    assert after.headers["anthropic-ratelimit-input-tokens-remaining"] == str(6000 - 11 * 10)
+
+
+async def test_anthropic_mode_a_request_bucket_below_one_request_still_admits_one() -> None:
+    server = FakeLLMServer(rpm=30, mode="anthropic")  # half a request a second: holds one
+    async with client(server) as http:
+        first = await http.post("/messages", json=message("hi"))
+        second = await http.post("/messages", json=message("hi"))
+        assert (first.status_code, second.status_code) == (200, 429)
+        assert second.headers["retry-after"] == "2"
+        await anyio.sleep(2)
+        assert (await http.post("/messages", json=message("hi"))).status_code == 200

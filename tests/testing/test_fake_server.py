@@ -739,7 +739,11 @@ def test_the_fake_server_shares_no_code_with_the_library() -> None:
     [
         ({"rpm": 0}, ValueError, "rpm must be >= 1 or None, got 0"),
         ({"tpm": 1.5}, TypeError, "tpm must be an int or None, got float 1.5"),
-        ({"mode": "fast"}, ValueError, "mode must be 'settle' or 'openai', got 'fast'"),
+        (
+            {"mode": "fast"},
+            ValueError,
+            "mode must be 'settle', 'openai' or 'anthropic', got 'fast'",
+        ),
         ({"latency": -1}, ValueError, "latency must be a finite number >= 0, got -1"),
         ({"latency": (2, 1)}, ValueError, "latency must be a (low, high) pair with low <= high"),
         ({"error_rate": 2}, ValueError, "error_rate must be a finite number >= 0 and <= 1"),

@@ -5,21 +5,38 @@ server is the referee the library is tested against, so it must not share the li
 (or a bug in the library would make its tests pass by construction).  Pure and synchronous:
 every method takes ``now`` (seconds).
 
-Two models, chosen per server (``mode=``):
+Three models, chosen per server (``mode=``):
 
-``"settle"`` (Anthropic-like)
+``"settle"``
     A per-minute token bucket per metric, one minute of capacity, refilled continuously.  A
     request is charged its estimate at arrival; the difference to its real usage is refunded
     (or charged) when it completes.  A 429 costs nothing.
 
 ``"openai"``
-    The same per-minute buckets, charged the estimate up front with no refund, *plus* per-slice
-    sliding windows: at most ``limit * slice / 60`` in any ``slice`` seconds (one second by
-    default), so a burst of a whole minute's quota gets 429s.  A request larger than one slice
-    is admitted only into an empty window (else it could never go).  A rejected request counts
-    one request, as OpenAI documents ("unsuccessful requests contribute to your per-minute
-    limit"), but only while the minute's bucket holds one (see
-    :meth:`KeyLimits.charge_rejected`).
+    OpenAI's rate-limit guide (platform.openai.com/docs/guides/rate-limits): limits are per
+    minute (RPM, TPM), "may be quantized, meaning they are enforced over shorter periods of
+    time (e.g. 60,000 requests/minute may be enforced as 1,000 requests/second)"; a request
+    counts its prompt plus ``max_tokens`` ("your rate limit is calculated as the maximum of
+    max_tokens and the estimated number of tokens based on the character count of your
+    request": the prompt plus the bound here, the conservative reading), and "unsuccessful
+    requests contribute to your per-minute limit".  So: the same per-minute buckets, charged
+    the estimate up front with no refund, *plus* per-slice sliding windows: at most
+    ``limit * slice / 60`` in any ``slice`` seconds (one second by default), so a burst of a
+    whole minute's quota gets 429s.  A request larger than one slice is admitted only into an
+    empty window (else it could never go).  A rejected request counts one request, but only
+    while the minute's bucket holds one (see :meth:`KeyLimits.charge_rejected`).
+
+``"anthropic"``
+    Anthropic's rate-limits page (docs.anthropic.com/en/api/rate-limits): RPM, input tokens
+    per minute (ITPM) and output tokens per minute (OTPM) are separate limits, each a "token
+    bucket algorithm ... your capacity is continuously replenished up to your maximum limit,
+    rather than being reset at fixed intervals"; ITPM is estimated when a request arrives and
+    OTPM "estimated based on ``max_tokens`` at the beginning of each request and adjusted at
+    the end of the request to reflect the actual number of output tokens used"; and "a rate of
+    60 requests per minute (RPM) may be enforced as 1 request per second".  So: the settle
+    model (per-minute buckets, estimate up front, settled to the real usage at the end), plus
+    a short bucket for requests: ``rpm / 60`` per second refilled continuously, holding one
+    slice's worth (``rpm * slice / 60``, at least one request).  A 429 costs nothing.
 
 Each key has a bucket per limited metric: ``requests``, ``tokens``, and Anthropic's
 ``input_tokens`` and ``output_tokens``.  Costs are whole tokens and requests (ints), so the
@@ -63,28 +80,32 @@ def _slack(capacity: float) -> float:
 
 @final
 class MinuteBucket:
-    """A token bucket holding one minute's ``limit``, refilled at ``limit / 60`` per second.
+    """A token bucket refilled at ``limit / 60`` per second, holding one minute's ``limit``.
 
     The level may go below zero (a debt: a settle above the estimate, or a rejected request
     counted against an empty bucket); it refills from there.
 
     Args:
-        limit: units per minute (> 0); also the bucket's capacity.
+        limit: units per minute (> 0).
         now: the time the bucket is created, full (seconds).
+        capacity: what the bucket holds when full (> 0; default ``limit``, one minute's
+            worth).  A cost above a smaller capacity goes only into a full bucket, which it
+            leaves in debt (Anthropic-mode's short request bucket).
     """
 
-    __slots__ = ("_level", "_updated", "limit", "rate")
+    __slots__ = ("_level", "_updated", "capacity", "limit", "rate")
 
-    def __init__(self, limit: int, now: float) -> None:
+    def __init__(self, limit: int, now: float, capacity: float | None = None) -> None:
         self.limit = limit
         self.rate = limit / 60.0
-        self._level = float(limit)
+        self.capacity = float(limit) if capacity is None else capacity
+        self._level = self.capacity
         self._updated = now
 
     def level(self, now: float) -> float:
         """Units available at ``now`` (negative while in debt)."""
         elapsed = max(0.0, now - self._updated)  # a clock that steps back refills nothing
-        self._level = min(float(self.limit), self._level + elapsed * self.rate)
+        self._level = min(self.capacity, self._level + elapsed * self.rate)
         self._updated = max(self._updated, now)
         return self._level
 
@@ -92,22 +113,22 @@ class MinuteBucket:
         """Seconds until ``cost`` fits (0 if it fits now; ``inf`` if it never can)."""
         if cost > self.limit:
             return math.inf
-        missing = cost - self.level(now)
-        if missing <= _slack(self.limit):
+        missing = min(cost, self.capacity) - self.level(now)
+        if missing <= _slack(self.capacity):
             return 0.0
         return missing / self.rate
 
     def charge(self, amount: int, now: float) -> None:
         """Take ``amount`` units; a negative amount refunds, never above the capacity."""
-        self._level = min(float(self.limit), self.level(now) - amount)
+        self._level = min(self.capacity, self.level(now) - amount)
 
     def remaining(self, now: float) -> int:
         """Whole units available now, for ``x-ratelimit-remaining-*`` (never negative)."""
-        return max(0, math.floor(self.level(now) + _slack(self.limit)))
+        return max(0, math.floor(self.level(now) + _slack(self.capacity)))
 
     def reset_after(self, now: float) -> float:
         """Seconds until the bucket is full again (``x-ratelimit-reset-*``)."""
-        return max(0.0, (self.limit - self.level(now)) / self.rate)
+        return max(0.0, (self.capacity - self.level(now)) / self.rate)
 
 
 @final
@@ -184,14 +205,22 @@ class KeyLimits:
 
     Args:
         limits: the per-minute limit of each metric that has one (metrics absent: unlimited).
-        slice_seconds: the OpenAI-mode slice, in seconds; ``None`` for settle mode.
+        slice_seconds: the OpenAI-mode slice, in seconds; ``None`` for the other modes.
         now: when the key was first seen (its buckets start full).
+        request_slice: the Anthropic-mode slice of the requests limit, in seconds: a short
+            bucket of ``rpm / 60`` per second holding ``rpm * request_slice / 60`` requests
+            (at least one); ``None`` for the other modes.
     """
 
-    __slots__ = ("_buckets", "_slices")
+    __slots__ = ("_buckets", "_short", "_slices")
 
     def __init__(
-        self, limits: Mapping[Metric, int], slice_seconds: float | None, now: float
+        self,
+        limits: Mapping[Metric, int],
+        slice_seconds: float | None,
+        now: float,
+        *,
+        request_slice: float | None = None,
     ) -> None:
         self._buckets: dict[Metric, MinuteBucket] = {
             metric: MinuteBucket(limit, now) for metric, limit in limits.items()
@@ -202,6 +231,11 @@ class KeyLimits:
                 metric: SliceWindow(limit * slice_seconds / 60.0, slice_seconds)
                 for metric, limit in limits.items()
             }
+        self._short: dict[Metric, MinuteBucket] = {}
+        rpm = limits.get("requests")
+        if request_slice is not None and rpm is not None:
+            capacity = max(1.0, rpm * request_slice / 60.0)
+            self._short["requests"] = MinuteBucket(rpm, now, capacity=capacity)
 
     def check(self, costs: Mapping[Metric, int], now: float) -> LimitCheck:
         """Whether one request costing ``costs`` may go at ``now``, and if not, when."""
@@ -211,6 +245,8 @@ class KeyLimits:
             waits = [bucket.wait(cost, now)]
             if metric in self._slices:
                 waits.append(self._slices[metric].wait(cost, now))
+            if metric in self._short:
+                waits.append(self._short[metric].wait(cost, now))
             wait = max(waits)
             if wait > worst.wait:
                 used = bucket.limit - math.floor(bucket.level(now))
@@ -224,6 +260,8 @@ class KeyLimits:
                 self._buckets[metric].charge(amount, now)
                 if metric in self._slices:
                     self._slices[metric].charge(amount, now)
+                if metric in self._short:
+                    self._short[metric].charge(amount, now)
 
     def charge_rejected(self, now: float) -> None:
         """Count a rejected request: one request from the minute bucket, if it holds one.

@@ -68,6 +68,8 @@ Receive: TypeAlias = Callable[[], Awaitable[Message]]
 Send: TypeAlias = Callable[[Message], Awaitable[None]]
 ASGIApp: TypeAlias = Callable[[Scope, Receive, Send], Awaitable[None]]
 """An ASGI 3 application, typed as httpx's ``ASGITransport`` expects it."""
+Mode: TypeAlias = Literal["settle", "openai", "anthropic"]
+"""How a :class:`FakeLLMServer` charges requests (see its docstring)."""
 
 _ROUTES: Final[dict[str, Endpoint]] = {
     "/v1/chat/completions": "chat",
@@ -131,7 +133,7 @@ class FakeServerStats:
         completed: admitted requests whose successful response was sent in full.
         in_flight: admitted requests not finished yet.
         tokens_charged: tokens charged, net: estimates at admission, adjusted to the real usage
-            at completion in settle mode.
+            at completion in settle and anthropic modes.
         admissions: every admission, in order (see :class:`Admission`).
     """
 
@@ -251,22 +253,34 @@ class FakeLLMServer:
     bound is ``max_completion_tokens`` or ``max_tokens``, else ``default_max_tokens``); the
     prompt alone counts against ``itpm``, the output bound alone against ``otpm``.
 
-    * ``mode="settle"`` (Anthropic-like): per-minute token buckets holding one minute of
-      capacity; the estimate is adjusted to the real usage when the response completes
-      (failed requests are refunded); a 429 costs nothing.
-    * ``mode="openai"``: the estimate stays charged (no refund), and on top of the per-minute
-      buckets at most ``rpm / 60`` requests and ``tpm / 60`` tokens go in any ``slice_seconds``
-      window (one second), so a burst of a whole minute's quota gets 429s.  A request larger
-      than one slice goes only into an empty window.  A rejected request counts one request
-      against the minute (``count_rejected``), as OpenAI documents, but only while the
-      minute's budget holds one: a retry storm drains it but cannot lock the key out.
+    * ``mode="settle"``: per-minute token buckets holding one minute of capacity; the
+      estimate is adjusted to the real usage when the response completes (failed requests
+      are refunded); a 429 costs nothing.
+    * ``mode="openai"``, as OpenAI's rate-limit guide documents its enforcement
+      (platform.openai.com/docs/guides/rate-limits: limits "may be quantized ... 60,000
+      requests/minute may be enforced as 1,000 requests/second", ``max_tokens`` counts,
+      "unsuccessful requests contribute to your per-minute limit"): the estimate stays
+      charged (no refund), and on top of the per-minute buckets at most ``rpm / 60``
+      requests and ``tpm / 60`` tokens go in any ``slice_seconds`` window (one second), so a
+      burst of a whole minute's quota gets 429s.  A request larger than one slice goes only
+      into an empty window.  A rejected request counts one request against the minute
+      (``count_rejected``), but only while the minute's budget holds one: a retry storm
+      drains it but cannot lock the key out.
+    * ``mode="anthropic"``, as Anthropic's rate-limits page documents its enforcement
+      (docs.anthropic.com/en/api/rate-limits: RPM, ITPM and OTPM are token buckets
+      "continuously replenished up to your maximum limit"; OTPM is "estimated based on
+      ``max_tokens`` at the beginning of each request and adjusted at the end"; "60 requests
+      per minute (RPM) may be enforced as 1 request per second"): settle mode's buckets and
+      settling, plus a short requests bucket refilled at ``rpm / 60`` per second that holds
+      ``rpm * slice_seconds / 60`` requests (at least one), so a burst of a minute's requests
+      gets 429s while tokens may go a minute's worth at once.  A 429 costs nothing.
 
     Args:
         rpm: requests per minute, per key (``None``: unlimited).
         tpm: tokens per minute, per key (``None``: unlimited).
         itpm: input tokens per minute, per key, as Anthropic's ITPM (``None``: unlimited).
         otpm: output tokens per minute, per key, as Anthropic's OTPM (``None``: unlimited).
-        mode: ``"settle"`` or ``"openai"``, as above.
+        mode: ``"settle"``, ``"openai"`` or ``"anthropic"``, as above.
         latency: seconds before the response starts: a number, or a ``(low, high)`` range
             drawn uniformly.
         error_rate: the fraction of admitted requests answered 500 or 503 (500 or 529 for
@@ -285,7 +299,8 @@ class FakeLLMServer:
             dates in responses (``created``, Anthropic's RFC 3339 resets).
         count_rejected: whether a 429 takes one request from the minute's budget, when it
             holds one (``None``: only in ``"openai"`` mode, as OpenAI documents).
-        slice_seconds: the window of ``"openai"`` mode's short-term limit, in seconds.
+        slice_seconds: the window of ``"openai"`` mode's short-term limits, and the size of
+            ``"anthropic"`` mode's short requests bucket, in seconds of the rate.
         stream_chunk_tokens: tokens per streamed content chunk.
         stream_interval: seconds between streamed chunks (the first comes after ``latency``).
         embedding_dimensions: the length of embeddings when a request sets no ``dimensions``.
@@ -328,7 +343,7 @@ class FakeLLMServer:
         tpm: int | None = None,
         itpm: int | None = None,
         otpm: int | None = None,
-        mode: Literal["settle", "openai"] = "settle",
+        mode: Mode = "settle",
         latency: float | tuple[float, float] = 0.0,
         error_rate: float = 0.0,
         completion_tokens: float | tuple[float, float] = (0.25, 1.0),
@@ -355,9 +370,9 @@ class FakeLLMServer:
         self._per_minute: dict[Metric, int] = {
             metric: limit for metric, limit in limits.items() if limit is not None
         }
-        if mode not in ("settle", "openai"):
-            raise ValueError(f"mode must be 'settle' or 'openai', got {mode!r}")
-        self._mode: Literal["settle", "openai"] = mode
+        if mode not in ("settle", "openai", "anthropic"):
+            raise ValueError(f"mode must be 'settle', 'openai' or 'anthropic', got {mode!r}")
+        self._mode: Mode = mode
         self._latency = _check_range("latency", latency)
         self._error_rate = _check_number("error_rate", error_rate, low=0, high=1)
         self._completion_fixed: int | None = None
@@ -424,8 +439,9 @@ class FakeLLMServer:
         )
 
     @property
-    def mode(self) -> Literal["settle", "openai"]:
-        """``"settle"`` or ``"openai"``: how requests are charged (see the class docstring)."""
+    def mode(self) -> Mode:
+        """``"settle"``, ``"openai"`` or ``"anthropic"``: how requests are charged (see the
+        class docstring)."""
         return self._mode
 
     @property
@@ -651,7 +667,10 @@ class FakeLLMServer:
         limits = self._keys.get(key)
         if limits is None:
             slice_seconds = self._slice if self._mode == "openai" else None
-            limits = KeyLimits(self._per_minute, slice_seconds, self._clock())
+            request_slice = self._slice if self._mode == "anthropic" else None
+            limits = KeyLimits(
+                self._per_minute, slice_seconds, self._clock(), request_slice=request_slice
+            )
             self._keys[key] = limits
         return limits
 
@@ -723,10 +742,11 @@ class FakeLLMServer:
         costs: Mapping[Metric, int],
         used: Mapping[Metric, int],
     ) -> None:
-        """Record a finished request; in settle mode, charge or refund the differences."""
+        """Record a finished request; in settle and anthropic modes, charge or refund the
+        differences."""
         usage = used["tokens"]
         self._admissions[index] = dataclasses.replace(self._admissions[index], usage=usage)
-        if self._mode == "settle":
+        if self._mode != "openai":
             limits.settle({metric: used[metric] - costs[metric] for metric in used}, self._clock())
             self._tokens_charged += usage - costs["tokens"]
 
