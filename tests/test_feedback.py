@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 
 from throttle_trio._feedback import (
     MAX_LEARNED_PERIOD,
-    PendingCut,
     PendingLevel,
     learned_period,
     reported_level,
@@ -40,41 +39,43 @@ def test_reported_level_credits_no_refill_it_cannot_vouch_for(
     )
 
 
+def lowered(pending: PendingLevel, available: float, level: float, *, first: bool = False) -> float:
+    """What a store holding ``available`` holds after a report of ``level``: the store takes
+    the minimum of what it holds and the target (nothing charged or elapsed in between)."""
+    target = pending.target(level, charged=1.0, now=0.0, first=first)
+    return available if target is None else min(available, target)
+
+
 def test_a_cut_needs_two_reports_that_agree_and_takes_the_smaller() -> None:
-    pending = PendingCut()
-    assert pending.decide(1000, 700, first=False) == 0  # 300 asked for: wait for a second
-    assert pending.amount == 300
-    assert pending.decide(1000, 800, first=False) == 200  # 200 asked now: the smaller of the two
-    assert pending.amount == 0
-    assert pending.decide(800, 800, first=False) == 0
+    pending = PendingLevel()
+    assert lowered(pending, 1000, 700) == 1000  # 300 asked for: wait for a second
+    assert lowered(pending, 1000, 800) == 800  # 200 asked now: the smaller of the two
+    assert lowered(pending, 800, 800) == 800
 
 
 def test_a_report_that_asks_for_no_cut_clears_the_pending_one() -> None:
-    pending = PendingCut()
-    pending.decide(1000, 600, first=False)
-    assert pending.decide(1000, 1200, first=False) == 0
-    assert pending.amount == 0
-    assert pending.decide(1000, 600, first=False) == 0  # one report again: not yet
+    pending = PendingLevel()
+    assert lowered(pending, 1000, 600) == 1000
+    assert lowered(pending, 1000, 1200) == 1000
+    assert lowered(pending, 1000, 600) == 1000  # one report again: not yet
+    assert lowered(pending, 1000, 600) == 600  # and a second that agrees
 
 
 def test_the_first_report_of_a_limit_that_charged_nothing_is_taken_as_it_is() -> None:
-    pending = PendingCut()
-    assert pending.decide(1000, 250, first=True) == 750
-    assert pending.amount == 0
+    assert lowered(PendingLevel(), 1000, 250, first=True) == 250
 
 
 @given(st.lists(st.tuples(st.floats(0, 1e6), st.floats(-1e6, 1e6)), min_size=1, max_size=20))
 def test_no_cut_is_larger_than_either_of_two_consecutive_reports_asked(
     reports: list[tuple[float, float]],
 ) -> None:
-    pending = PendingCut()
-    previous = 0.0
+    pending = PendingLevel()
+    previous_level = math.inf
     for available, level in reports:
-        asked = max(0.0, available - level)
-        cut = pending.decide(available, level, first=False)
-        assert 0 <= cut <= asked
-        assert cut <= previous + 1e-9 * max(1.0, previous)
-        previous = asked
+        cut = available - lowered(pending, available, level)
+        assert 0 <= cut <= max(0.0, available - level)
+        assert cut <= max(0.0, available - previous_level)
+        previous_level = level
 
 
 def test_a_429_proves_its_cost_minus_what_was_left() -> None:
@@ -112,22 +113,3 @@ def test_pending_level_carries_the_earlier_report_to_now() -> None:
     pending.target(500, charged=100, now=10.0, refill_rate=5.0, first=False)
     # 4 s later, 30 more charged: the earlier report says 500 + 20 - 30 = 490 now.
     assert pending.target(300, charged=130, now=14.0, refill_rate=5.0, first=False) == 490
-
-
-@given(
-    st.floats(0, 1e6),
-    st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=12),
-)
-def test_the_rule_on_cuts_and_the_rule_on_levels_agree(
-    available: float, levels: list[float]
-) -> None:
-    """The local throttle (PendingCut, its level at hand) and the Redis one (PendingLevel, a
-    store that keeps the minimum) end at the same level for the same reports."""
-    by_cut, by_level = available, available
-    cuts, targets = PendingCut(), PendingLevel()
-    for level in levels:
-        by_cut -= cuts.decide(by_cut, level, first=False)
-        target = targets.target(level, charged=1.0, now=0.0, first=False)
-        if target is not None:
-            by_level = min(by_level, target)
-        assert by_cut == pytest.approx(by_level, rel=1e-12, abs=1e-6)

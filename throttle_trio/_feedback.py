@@ -12,7 +12,7 @@ The rules (each one a measured fix; see the CHANGELOG of 2026-11-29):
   admission (``resumed_at``).  Since then the server's bucket refilled, and it was charged
   what this client sent after that request, and will be charged what was admitted and not yet
   sent.  So: ``remaining - charged_since + refill_rate * (now - resumed_at)``.
-* **Two reports must agree** (:class:`PendingCut`): a cut is kept for good, and one report can
+* **Two reports must agree** (:class:`PendingLevel`): a cut is kept for good, and one report can
   be off by the requests in flight (which of them the server had counted is a guess when
   connections deliver them in any order).  A real shortfall (another process on the key, a
   bucket that started refilling before the server's) shows in every report; a miscount does
@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from typing import final
 
-__all__ = ["PendingCut", "PendingLevel", "learned_period", "reported_level", "shortfall"]
+__all__ = ["PendingLevel", "learned_period", "reported_level", "shortfall"]
 
 #: The longest period a learned limit can have (a day), and the shortest (a second).
 MAX_LEARNED_PERIOD = 86_400.0
@@ -90,52 +90,14 @@ def shortfall(cost: float, remaining: float | None) -> float:
 
 
 @final
-class PendingCut:
-    """One limit's memory between reports: the cut the last report asked for, not yet taken.
-
-    A plain object with one number; the shells keep one per limit.
-    """
-
-    __slots__ = ("amount",)
-
-    def __init__(self) -> None:
-        self.amount = 0.0
-
-    def __repr__(self) -> str:
-        return f"PendingCut({self.amount!r})"
-
-    def decide(self, available: float, level: float, *, first: bool) -> float:
-        """How much to take off a limit that holds ``available`` when a report says ``level``.
-
-        Args:
-            available: what the limit holds now, by its own count.
-            level: what the report says it holds now (:func:`reported_level`).
-            first: the limit has charged nothing and has no pending cut: its first report is
-                taken as it is (nothing to doubt yet).
-
-        Returns:
-            The units to take off now (>= 0); the rest of this report's cut waits for the next
-            report to confirm it.
-        """
-        if level >= available:
-            self.amount = 0.0
-            return 0.0
-        cut = available - level
-        if first:
-            return cut
-        taken = min(cut, self.amount)
-        self.amount = cut - taken
-        return taken
-
-
-@final
 class PendingLevel:
-    """The two-report rule for a store whose level is not at hand (the Redis throttle's).
+    """One limit's memory between reports: the two-report rule, on levels.
 
-    The same rule as :class:`PendingCut`, on levels: the store takes the *minimum* of what it
-    holds and the level it is sent, so sending the higher of two consecutive reports' levels
-    (the earlier one carried to now: refill since, minus what was charged since) cuts by the
-    smaller of the two cuts, and nothing when either report asked for none.
+    The store (a policy object, or Redis's script) takes the *minimum* of what it holds and
+    the level it is sent, so sending the higher of two consecutive reports' levels (the
+    earlier one carried to now: refill since, minus what was charged since) cuts by the
+    smaller of the two cuts, and nothing when either report asked for none.  The store's own
+    level need not be at hand, so both shells apply the same rule.
     """
 
     __slots__ = ("charged", "level", "seen_at")

@@ -153,7 +153,7 @@ class LocalShell:
 
     @property
     def rejections(self) -> int:
-        return self.throttle.statistics().rejections
+        return self.throttle.rejections
 
 
 def shell_for(throttle: object) -> ThrottleShell:

@@ -28,9 +28,17 @@ from functools import partial
 from types import MappingProxyType
 from typing import TYPE_CHECKING, final
 
+from ._core import (
+    CONCURRENCY,
+    PAUSE,
+    Booking,
+    Ledger,
+    ReservationError,
+    ReservationState,
+    ThrottleCore,
+)
 from ._eventloop import Backend, LoopWatch, current_backend, shift_policy_clock, time_for_read
-from ._exceptions import CostExceedsCapacity, RateLimitTimeout, ThrottleTrioError
-from ._feedback import PendingCut, learned_period, reported_level, shortfall
+from ._exceptions import CostExceedsCapacity, RateLimitTimeout
 from ._validate import check_non_negative, check_optional_timeout
 from ._waitqueue import WaitQueue
 from .policy.adaptive import AIMD
@@ -41,23 +49,14 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from ._headers import RateLimitHeaders
-from ._reserve import (
-    ReserveContext,
-    check_costs,
-    check_max_concurrent,
-    merge_costs,
-    metric_of,
-)
+from ._reserve import ReserveContext, check_max_concurrent, merge_costs
 
 __all__ = ["LimitStatistics", "Reservation", "ReservationError", "Throttle", "ThrottleStatistics"]
 
-logger = logging.getLogger("throttle_trio")
+logger = logging.getLogger("throttle_trio.throttle")
 
-_CONCURRENCY = "concurrency"
-# What rate-limit headers report (see _headers.py); a learning throttle accepts their costs
-# before it knows their limits.
-_LEARNABLE_METRICS = frozenset({"requests", "tokens", "input_tokens", "output_tokens"})
-_PAUSE = "pause"
+_ACTIVE = ReservationState.ACTIVE
+_RELEASED = ReservationState.RELEASED
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,42 +129,15 @@ class ThrottleStatistics:
 
 
 @final
-class _Limit:
-    """One named limit and its counters."""
+class _Limit(Ledger):
+    """One named limit: its policy (the store of its level), its counters and its AIMD."""
 
-    __slots__ = (
-        "admitted_cost",
-        "aimd",
-        "learned",
-        "metric",
-        "name",
-        "overdraft",
-        "pending_cut",
-        "policy",
-        "refunded",
-        "unsent",
-        "wait_time",
-    )
+    __slots__ = ("aimd", "policy")
 
     def __init__(self, name: str, policy: RatePolicy, *, learned: bool = False) -> None:
-        self.name = name
-        self.learned = learned
-        self.aimd: AIMD | None = None
-        self.metric = metric_of(name)
+        super().__init__(name, learned=learned)
         self.policy = policy
-        self.admitted_cost = 0.0  # monotonic: also the mark used by header feedback
-        self.refunded = 0.0
-        self.overdraft = 0.0
-        self.wait_time = 0.0
-        # Admitted, but the admitted task has not run again yet: the request is not on the wire.
-        self.unsent = 0.0
-        # What the last header report said to take off and was not taken (yet): see observe().
-        self.pending_cut = PendingCut()
-
-    @property
-    def net_charged(self) -> float:
-        """Units charged so far, net: admissions and overdrafts, minus refunds."""
-        return self.admitted_cost + self.overdraft - self.refunded
+        self.aimd: AIMD | None = None
 
     def rate(self) -> float:
         """Units per second this limit admits now (``math.nan`` for an unknown policy)."""
@@ -174,6 +146,10 @@ class _Limit:
     def refill_rate(self) -> float:
         """Units per second this limit refills continuously (``math.nan``: it does not)."""
         return self.policy.units_per_second if self.policy.refills_continuously else math.nan
+
+    def capacity(self) -> float:
+        """The largest cost it admits at once."""
+        return self.policy.capacity
 
     def set_rate(self, rate: float, now: float) -> None:
         """Admit ``rate`` units per second from now on; the capacity stays as it is.
@@ -192,13 +168,6 @@ class _Limit:
             self.aimd = None
 
 
-class ReservationError(ThrottleTrioError, RuntimeError):
-    """A :class:`Reservation` was used out of order (settled twice, settled after release)."""
-
-
-_PENDING, _ACTIVE, _RELEASED = 0, 1, 2
-
-
 @final
 class Reservation:
     """An admitted request: its concurrency slot and what it was charged.
@@ -214,58 +183,40 @@ class Reservation:
     A reservation is owned by no task: any task may settle or release it.
     """
 
-    __slots__ = (
-        "_admitted_at",
-        "_costs",
-        "_marks",
-        "_resumed_at",
-        "_settled",
-        "_state",
-        "_throttle",
-        "ticket",
-    )
+    __slots__ = ("_booking", "_throttle")
 
     def __init__(self, throttle: Throttle, costs: dict[str, float], ticket: int) -> None:
         self._throttle = throttle
-        self._costs = costs  # metric -> cost charged now (estimate, then settled value)
-        self.ticket: int = ticket
+        self._booking = Booking(costs, ticket)
+
+    @property
+    def ticket(self) -> int:
         """The place in line; pass it to a retry so that it keeps its turn (I3)."""
-        self._state = _PENDING
-        self._settled = False
-        self._admitted_at = math.nan
-        # When the admitted task ran again: its request cannot reach the server before this.
-        # A loop busy with other tasks (thousands building their requests) can hold it back
-        # for a second or more after the admission; header feedback credits refill from here.
-        self._resumed_at = math.nan
-        # limit name -> what the server had probably counted when this request reached it:
-        # the net charge when its task ran again, less what was admitted and had not yet run
-        # again (admission order is not send order: after a burst, the admitted tasks run
-        # again in the scheduler's order, which trio randomizes).
-        self._marks: dict[str, float] = {}
+        return self._booking.ticket
 
     @property
     def costs(self) -> Mapping[str, float]:
         """What this reservation is charged now, per metric."""
-        return MappingProxyType(self._costs)
+        return MappingProxyType(self._booking.costs)
 
     @property
     def admitted_at(self) -> float:
         """When it was admitted (anyio clock); NaN before."""
-        return self._admitted_at
+        return self._booking.admitted_at
+
+    @property
+    def state(self) -> ReservationState:
+        """Pending, active or released."""
+        return self._booking.state
 
     @property
     def active(self) -> bool:
         """Admitted and not yet released."""
-        return self._state == _ACTIVE
+        return self._booking.state is _ACTIVE
 
     def __repr__(self) -> str:
-        state = ("pending", "active", "released")[self._state]
-        return f"<Reservation {state} ticket={self.ticket} costs={self._costs}>"
-
-    def _check_active(self, method: str) -> None:
-        if self._state != _ACTIVE:
-            when = "before it was admitted" if self._state == _PENDING else "after it was released"
-            raise ReservationError(f"{method}() called on a reservation {when}")
+        booking = self._booking
+        return f"<Reservation {booking.state.value} ticket={booking.ticket} costs={booking.costs}>"
 
     def settle(self, **actual: float) -> None:
         """Adjust the charges to the real usage, per metric (``tokens=812``).
@@ -280,25 +231,24 @@ class Reservation:
             ReservationError: settled twice, or after :meth:`release`.
             ValueError: an unknown metric or a negative usage.
         """
-        self._check_active("settle")
-        if self._settled:
-            raise ReservationError("settle() called twice on the same reservation")
-        self._throttle._adjust(self, actual, refund=self._throttle.refund_unused)
-        self._settled = True
+        self._booking.check_settle()
+        self._throttle._adjust(self._booking, actual, refund=self._throttle.refund_unused)
+        self._booking.settled = True
 
     def release(self) -> None:
         """Give the concurrency slot back.  Without a :meth:`settle`, the estimate stands.
 
         Idempotent: releasing twice does nothing the second time.
         """
-        if self._state == _ACTIVE:
-            self._state = _RELEASED
+        if self._booking.state is _ACTIVE:
+            self._booking.state = _RELEASED
             self._throttle._release_slot()
 
     def cancel(self) -> None:
         """The request was never sent: refund every charge and release the slot."""
-        self._check_active("cancel")
-        self._throttle._adjust(self, dict.fromkeys(self._costs, 0.0), refund=True)
+        booking = self._booking
+        booking.check_active("cancel")
+        self._throttle._adjust(booking, dict.fromkeys(booking.costs, 0.0), refund=True)
         self.release()
 
     def reject(self, **kept: float) -> None:
@@ -308,11 +258,11 @@ class Reservation:
         ``reservation.reject(requests=1)``.  The slot is released; retry with
         ``throttle.reserve(..., ticket=reservation.ticket)`` to keep the original turn.
         """
-        self._check_active("reject")
-        usage = dict.fromkeys(self._costs, 0.0)
-        usage.update(kept)
-        self._throttle._adjust(self, usage, refund=True)
-        self._throttle._rejections += 1
+        booking = self._booking
+        booking.check_active("reject")
+        throttle = self._throttle
+        throttle._adjust(booking, ThrottleCore.all_but(booking, kept), refund=True)
+        throttle._core.rejections += 1
         self.release()
 
 
@@ -360,25 +310,13 @@ class Throttle:
 
     __slots__ = (
         "_adaptive",
-        "_admitted",
-        "_binding",
-        "_binding_since",
-        "_clamped",
-        "_concurrency_wait",
+        "_core",
         "_in_flight",
-        "_learn_limits",
         "_limits",
         "_max_concurrent",
-        "_metrics",
-        "_pause_wait",
         "_paused_until",
-        "_pauses",
         "_queue",
-        "_rejections",
-        "_timeouts",
-        "_wait_time",
         "_watch",
-        "refund_unused",
     )
 
     def __init__(
@@ -404,30 +342,23 @@ class Throttle:
             raise ValueError(
                 "a Throttle needs at least one limit, max_concurrent or learn_limits, got none"
             )
-        self._limits = {name: _Limit(name, policy) for name, policy in limits.items()}
+        self._core: ThrottleCore[_Limit] = ThrottleCore(
+            (_Limit(name, policy) for name, policy in limits.items()),
+            refund_unused=refund_unused,
+            learn_limits=learn_limits,
+        )
+        # The core's own dict: a learned limit added there is seen here.
+        self._limits = self._core.limits
         self._adaptive = adaptive
         if adaptive:
             for limit in self._limits.values():
                 rate = limit.rate()
                 if not math.isnan(rate):
                     limit.aimd = AIMD(rate)
-        self._learn_limits = learn_limits
-        self._metrics = frozenset(limit.metric for limit in self._limits.values())
-        self.refund_unused: bool = refund_unused
         self._watch = LoopWatch()
         self._queue: WaitQueue[dict[str, float]] = WaitQueue(self._now)
         self._in_flight = 0
         self._paused_until = -math.inf
-        self._pauses = 0
-        self._admitted = 0
-        self._wait_time = 0.0
-        self._timeouts = 0
-        self._rejections = 0
-        self._clamped = 0
-        self._binding: str | None = None
-        self._binding_since = 0.0
-        self._concurrency_wait = 0.0
-        self._pause_wait = 0.0
 
     def __repr__(self) -> str:
         limits = ", ".join(f"{name}={limit.policy!r}" for name, limit in self._limits.items())
@@ -435,13 +366,22 @@ class Throttle:
         return f"Throttle({limits}{cap})"
 
     @property
+    def refund_unused(self) -> bool:
+        """Whether :meth:`Reservation.settle` refunds an estimate above the real usage."""
+        return self._core.refund_unused
+
+    @refund_unused.setter
+    def refund_unused(self, value: bool) -> None:
+        self._core.refund_unused = value
+
+    @property
     def metrics(self) -> frozenset[str]:
         """The metrics this throttle counts (costs it accepts in :meth:`reserve`)."""
-        return self._metrics
+        return self._core.metrics
 
     def accepts(self, metric: str) -> bool:
         """Whether :meth:`reserve` accepts a cost for ``metric`` (counted, or learnable)."""
-        return metric in self._metrics or (self._learn_limits and metric in _LEARNABLE_METRICS)
+        return self._core.accepts(metric)
 
     @property
     def limits(self) -> Mapping[str, RatePolicy]:
@@ -451,14 +391,7 @@ class Throttle:
     # -- admission ---------------------------------------------------------------------------
 
     def _check_costs(self, costs: Mapping[str, float]) -> dict[str, float]:
-        return check_costs(
-            costs,
-            accepts=self.accepts,
-            metrics=self._metrics,
-            capacities=[
-                (limit.name, limit.metric, limit.policy.capacity) for limit in self._limits.values()
-            ],
-        )
+        return self._core.check_costs(costs, _Limit.capacity)
 
     def reserve(
         self,
@@ -522,11 +455,13 @@ class Throttle:
         ticket: int | None,
     ) -> Reservation:
         queue = self._queue
+        core = self._core
         reservation = Reservation(self, costs, -1 if ticket is None else ticket)
+        booking = reservation._booking
         arrived = self._now()
         deadline = math.inf if timeout is None else arrived + timeout
         if timeout is not None and self._known_wait(costs, arrived) > deadline:
-            self._timeouts += 1
+            core.timeouts += 1
             raise self._timeout_error(costs, timeout)
 
         # limit name -> its level right after this admission, for the limits that were full.
@@ -542,25 +477,15 @@ class Throttle:
             retry_at = self._blocked_until(charged, now)
             if retry_at is not None:
                 return retry_at
-            self._close_binding(now, None)
-            for limit in self._limits.values():
-                cost = costs.get(limit.metric)
-                if cost:
-                    policy = limit.policy
-                    full = policy.refills_continuously and policy.is_full(now)
-                    policy.consume(cost, now)
-                    if full:
-                        from_full[limit.name] = policy.available(now)
-                    limit.admitted_cost += cost
-                    limit.unsent += cost
-                # Every limit is marked, even at cost 0: a settle may charge it, and header
-                # feedback counts from its mark (set again when the task runs again).
-                reservation._marks[limit.name] = limit.net_charged
+            core.note_binding(now, None)
+            for limit, cost in charged:
+                policy = limit.policy
+                full = policy.refills_continuously and policy.is_full(now)
+                policy.consume(cost, now)
+                if full:
+                    from_full[limit.name] = policy.available(now)
+            core.admitted_now(booking, now, arrived)
             self._in_flight += 1
-            self._admitted += 1
-            self._wait_time += now - arrived
-            reservation._state = _ACTIVE
-            reservation._admitted_at = now
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("%r admitted %s after %.6f s", self, costs, now - arrived)
             return None
@@ -568,32 +493,25 @@ class Throttle:
         def undo() -> None:
             # The admission could not be delivered (see _waitqueue): as if it never happened.
             now = self._now()
-            for limit in self._limits.values():
-                cost = costs.get(limit.metric)
-                if cost and limit.name in reservation._marks:
-                    # What does not fit is refill a full bucket lost meanwhile, not a loss.
-                    limit.policy.refund(cost, now, admitted_at=reservation._admitted_at)
-                    limit.admitted_cost -= cost
-                    limit.unsent -= cost
+            for change in core.undone(booking, arrived):
+                # What does not fit is refill a full bucket lost meanwhile, not a loss.
+                change.limit.policy.refund(-change.delta, now, admitted_at=booking.admitted_at)
             self._in_flight -= 1
-            self._admitted -= 1
-            self._wait_time -= reservation._admitted_at - arrived
-            reservation._state = _RELEASED  # nobody holds it: settle and cancel refuse it
 
         def on_timeout() -> BaseException:
-            self._timeouts += 1
+            core.timeouts += 1
             return self._timeout_error(costs, timeout)
 
         try:
-            reservation.ticket = await queue.acquire(
+            booking.ticket = await queue.acquire(
                 1, step, costs, undo, deadline=deadline, on_timeout=on_timeout, ticket=ticket
             )
         finally:
             if not queue.waiting:
-                self._close_binding(self._now(), None)
+                core.note_binding(self._now(), None)
         # The task runs again: from now on its request may be on the wire.
-        reservation._resumed_at = now = self._now()
-        marks = reservation._marks
+        now = self._now()
+        marks = booking.marks
         for name, level in from_full.items():
             # A full bucket starts refilling at its first admission, the server's when that
             # request arrives, which is no earlier than now: refill nothing before now (or
@@ -601,10 +519,7 @@ class Throttle:
             # burst runs out).
             limit = self._limits[name]
             limit.policy.limit_available(level - (limit.net_charged - marks[name]), now)
-        for limit in self._limits.values():
-            if limit.name in marks:
-                limit.unsent -= costs.get(limit.metric, 0.0)
-                marks[limit.name] = limit.net_charged - limit.unsent
+        core.resumed(booking, now)
         return reservation
 
     def _now(self, backend: Backend | None = None) -> float:
@@ -619,18 +534,19 @@ class Throttle:
                 if limit.aimd is not None:
                     limit.aimd.shift_clock(shift)
             self._paused_until += shift
-            self._binding_since += shift
+            self._core.binding_since += shift
         return now
 
     def _blocked_until(self, charged: list[tuple[_Limit, float]], now: float) -> float | None:
         """When the head might go (``None``: now).  Records what is binding, for statistics."""
+        core = self._core
         if now < self._paused_until:
-            self._close_binding(now, _PAUSE)
+            core.note_binding(now, PAUSE)
             return self._paused_until
         if self._in_flight >= self._max_concurrent or (
-            self._in_flight and self._learn_limits and not self._limits
+            self._in_flight and core.learn_limits and not self._limits
         ):  # the cap, or a probe in flight while no limit is known yet
-            self._close_binding(now, _CONCURRENCY)
+            core.note_binding(now, CONCURRENCY)
             return math.inf
         latest, binding = now, None
         for limit, cost in charged:
@@ -639,21 +555,8 @@ class Throttle:
                 latest, binding = ready, limit.name
         if binding is None:
             return None
-        self._close_binding(now, binding)
+        core.note_binding(now, binding)
         return latest
-
-    def _close_binding(self, now: float, binding: str | None) -> None:
-        """Account the time since the last step to what was binding, then switch."""
-        previous = self._binding
-        if previous is not None:
-            spent = max(0.0, now - self._binding_since)
-            if previous == _PAUSE:
-                self._pause_wait += spent
-            elif previous == _CONCURRENCY:
-                self._concurrency_wait += spent
-            else:
-                self._limits[previous].wait_time += spent
-        self._binding, self._binding_since = binding, now
 
     def _known_wait(self, costs: dict[str, float], now: float) -> float:
         """A lower bound on the admission time, for failing a timeout at once.
@@ -676,32 +579,20 @@ class Throttle:
 
     # -- after admission ---------------------------------------------------------------------
 
-    def _adjust(
-        self, reservation: Reservation, usage: Mapping[str, float], *, refund: bool
-    ) -> None:
+    def _adjust(self, booking: Booking, usage: Mapping[str, float], *, refund: bool) -> None:
         self._queue.check_thread()
         now = self._now()
-        checked: dict[str, float] = {}
-        for metric, value in usage.items():
-            if metric not in self._metrics and metric not in reservation._costs:
-                known = ", ".join(sorted(self._metrics)) or "nothing (only concurrency)"
-                raise ValueError(f"unknown usage {metric!r}: this throttle counts {known}")
-            checked[metric] = check_non_negative(metric, value)
-        for metric, actual in checked.items():
-            estimate = reservation._costs.get(metric, 0.0)
-            delta = actual - estimate
-            if delta == 0 or (delta < 0 and not refund):
-                continue
-            for limit in self._limits.values():
-                if limit.name not in reservation._marks or limit.metric != metric:
-                    continue  # not charged at admission (e.g. learned since): nothing to adjust
-                if delta > 0:
-                    limit.policy.consume(delta, now)
-                    limit.overdraft += delta
-                else:
-                    dropped = limit.policy.refund(-delta, now, admitted_at=reservation._admitted_at)
-                    limit.refunded += -delta - dropped
-            reservation._costs[metric] = actual
+        core = self._core
+        checked, changes = core.adjustments(booking, usage, refund=refund)
+        for change in changes:
+            policy = change.limit.policy
+            if change.delta > 0:
+                policy.consume(change.delta, now)
+                core.applied(change, change.delta)
+            else:
+                dropped = policy.refund(-change.delta, now, admitted_at=booking.admitted_at)
+                core.applied(change, -change.delta - dropped)
+        core.settled(booking, checked, refund=refund)
         self._queue.poke()
 
     def _release_slot(self) -> None:
@@ -722,7 +613,7 @@ class Throttle:
         self._queue.check_thread()
         if deadline > self._paused_until:
             self._paused_until = deadline
-            self._pauses += 1
+            self._core.pauses += 1
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("%r paused until %.6f", self, deadline)
             self._queue.poke()
@@ -806,37 +697,19 @@ class Throttle:
         """
         self._queue.check_thread()
         now = time_for_read(self._watch, self._now)
-        learned = False
-        for metric, info in report.limits.items():
-            limit = self._limits.get(metric)
-            if limit is None:
-                if not (self._learn_limits and info.limit and info.limit > 0):
-                    continue
-                per = learned_period(info.limit, info.remaining, info.reset_after)
-                bucket = TokenBucket(info.limit, per=per)
-                limit = self._limits[metric] = _Limit(metric, bucket, learned=True)
-                if self._adaptive:
-                    limit.aimd = AIMD(limit.rate())
-                self._metrics = self._metrics | {metric}
-                learned = True
-                logger.info("%r learned %s: %g per %g s", self, metric, info.limit, per)
-            if info.remaining is None:
-                continue
-            if reservation is not None and limit.name in reservation._marks:
-                level = reported_level(
-                    info.remaining,
-                    charged_since=limit.net_charged - reservation._marks[limit.name],
-                    refill_rate=limit.refill_rate(),
-                    resumed_at=reservation._resumed_at,
-                    now=now,
-                )
-            else:
-                level = info.remaining
-            available = limit.policy.available(now)
-            first = not (limit.admitted_cost or limit.pending_cut.amount)
-            cut = limit.pending_cut.decide(available, level, first=first)
-            if cut > 0:
-                limit.policy.limit_available(available - cut, now)
+        core = self._core
+        learned = core.to_learn(report)
+        for spec in learned:
+            limit = _Limit(spec.metric, TokenBucket(spec.limit, per=spec.per), learned=True)
+            if self._adaptive:
+                limit.aimd = AIMD(limit.rate())
+            core.add_limit(limit)
+            logger.info("%r learned %s: %g per %g s", self, spec.metric, spec.limit, spec.per)
+        booking = None if reservation is None else reservation._booking
+        for target in core.feedback(report, booking, now, _Limit.refill_rate):
+            policy = target.limit.policy
+            if target.level < policy.available(now):
+                policy.limit_available(target.level, now)
         if learned:  # the probe is over; a learned capacity may be below a queued cost (I6)
             self._fail_misfits()
 
@@ -850,13 +723,9 @@ class Throttle:
         cost).  Call it before :meth:`Reservation.reject`, while the costs are the estimate.
         """
         now = self._now()
-        for metric, info in report.limits.items():
-            limit = self._limits.get(metric)
-            if limit is None or info.remaining is None or limit.name not in reservation._marks:
-                continue
-            proven = shortfall(reservation._costs.get(limit.metric, 0.0), info.remaining)
-            if proven > 0:
-                limit.policy.limit_available(limit.policy.available(now) - proven, now)
+        for change in self._core.shortfalls(report, reservation._booking):
+            policy = change.limit.policy
+            policy.limit_available(policy.available(now) - change.delta, now)
 
     def record_success(self) -> None:
         """A request succeeded: with ``adaptive``, raise the rates a little (up to configured)."""
@@ -870,7 +739,12 @@ class Throttle:
 
     def record_clamped(self, count: int) -> None:
         """Count ``count`` numbers a response reported out of range, clamped by the reader."""
-        self._clamped += count
+        self._core.clamped += count
+
+    @property
+    def rejections(self) -> int:
+        """Attempts the server rejected (:meth:`Reservation.reject`)."""
+        return self._core.rejections
 
     def record_overload(self) -> None:
         """The server is overloaded (a 429, 529 or 5xx): with ``adaptive``, cut the rates.
@@ -914,20 +788,21 @@ class Throttle:
         Works anywhere, also outside an event loop, and changes nothing.
         """
         now = time_for_read(self._watch, self._now)
+        core = self._core
         return ThrottleStatistics(
             tasks_waiting=self._queue.waiting,
             in_flight=self._in_flight,
             max_concurrent=self._max_concurrent,
-            admitted=self._admitted,
-            total_wait_time=self._wait_time,
-            binding=self._binding if self._queue.waiting else None,
-            concurrency_wait_time=self._concurrency_wait,
-            pause_wait_time=self._pause_wait,
+            admitted=core.admitted,
+            total_wait_time=core.wait_time,
+            binding=core.binding if self._queue.waiting else None,
+            concurrency_wait_time=core.concurrency_wait,
+            pause_wait_time=core.pause_wait,
             paused_until=self._paused_until if self._paused_until > now else None,
-            pauses=self._pauses,
-            rejections=self._rejections,
-            timeouts=self._timeouts,
-            clamped=self._clamped,
+            pauses=core.pauses,
+            rejections=core.rejections,
+            timeouts=core.timeouts,
+            clamped=core.clamped,
             limits={
                 name: LimitStatistics(
                     metric=limit.metric,
