@@ -28,6 +28,8 @@ from ._headers import parse_should_retry as parse_should_retry
 from ._limiter import RateLimiter as RateLimiter
 from ._limiter import RateLimiterStatistics as RateLimiterStatistics
 from ._reexport import fixup_module_metadata as _fixup_module_metadata
+from ._core import ReservationError as ReservationError
+from ._core import ReservationState as ReservationState
 from ._registry import RequestKey as RequestKey
 from ._registry import ThrottleRegistry as ThrottleRegistry
 from ._registry import api_key_hash as api_key_hash
@@ -37,7 +39,6 @@ from ._retry import RetryPolicy as RetryPolicy
 from ._retry import ServerDelay as ServerDelay
 from ._throttle import LimitStatistics as LimitStatistics
 from ._throttle import Reservation as Reservation
-from ._throttle import ReservationError as ReservationError
 from ._throttle import Throttle as Throttle
 from ._throttle import ThrottleStatistics as ThrottleStatistics
 from ._token_ratios import TokenRatioLearner as TokenRatioLearner
@@ -72,6 +73,7 @@ __all__ = [
     "RequestKey",
     "Reservation",
     "ReservationError",
+    "ReservationState",
     "ResponseInfo",
     "RetryAfterTooLong",
     "RetryPolicy",
