@@ -106,6 +106,8 @@ class FleetRun:
     max_in_window: int = 0  # the most admissions in any 1 s window
     consecutive: int = 0  # the provider's limit + 1
     tightest: float = math.nan  # the fewest seconds that many consecutive admissions spanned
+    provider_span: float = math.nan  # the first arrival to the last response, at the provider
+    early: list[float] = field(default_factory=list)  # see _early
     workers: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -144,6 +146,7 @@ class _Recorder:
         self.app = app
         self.arrivals: list[float] = []
         self.ends: list[float] = []
+        self.statuses: list[tuple[float, int]] = []  # (arrival, status), in arrival order
 
     async def __call__(
         self,
@@ -154,10 +157,13 @@ class _Recorder:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        self.arrivals.append(time.time())
+        arrival = time.time()
+        self.arrivals.append(arrival)
 
         async def recording_send(message: MutableMapping[str, Any]) -> None:
             await send(message)
+            if message["type"] == "http.response.start":
+                self.statuses.append((arrival, message["status"]))
             if message["type"] == "http.response.body" and not message.get("more_body", False):
                 self.ends.append(time.time())
 
@@ -171,7 +177,23 @@ def _tightest(times: list[float], count: int) -> float:
     return min(spans) if spans else math.nan
 
 
-def _referee(result: FleetRun, server: Any, config: FleetConfig) -> None:
+def _early(statuses: list[tuple[float, int]], allowance: int) -> list[float]:
+    """For each 429, how much sooner than 1 s after the ``allowance``-th admission before it
+    it arrived (seconds): the margin that would have spared it."""
+    admitted: list[float] = []
+    early = []
+    for arrival, status in sorted(statuses):
+        if status == 429 and len(admitted) >= allowance:
+            early.append(1.0 - (arrival - admitted[-allowance]))
+        elif status != 429:
+            admitted.append(arrival)
+    return early
+
+
+def _referee(result: FleetRun, server: Any, recorder: _Recorder, config: FleetConfig) -> None:
+    result.early = _early(recorder.statuses, math.floor(config.rate))
+    if recorder.arrivals and recorder.ends:
+        result.provider_span = max(recorder.ends) - min(recorder.arrivals)
     stats = server.stats
     result.rejected = stats.rate_limited
     result.admitted = stats.admitted
@@ -220,6 +242,19 @@ async def _sdk_worker(args: argparse.Namespace) -> dict[str, Any]:
                     outcome = type(exc).__name__
                 outcomes[outcome] = outcomes.get(outcome, 0) + 1
 
+            # Warm up: the SDK's first call (its platform headers, the response models) against
+            # an unlimited provider, and the throttle's connection and script, so that the
+            # clock measures the fleet, not each process's first-call costs.
+            async with (
+                httpx2.AsyncClient() as plain,
+                openai.AsyncOpenAI(
+                    base_url=args.warm_url, api_key="sk-warm", http_client=plain, max_retries=0
+                ) as warm,
+            ):
+                await warm.chat.completions.create(
+                    model="fake-llm", messages=[{"role": "user", "content": "warm"}], max_tokens=5
+                )
+            await throttle.state()
             print("ready", flush=True)
             await anyio.to_thread.run_sync(sys.stdin.readline)  # "go"
             started = time.time()
@@ -276,6 +311,7 @@ async def run_sdk_fleet(redis_url: str, config: FleetConfig) -> FleetRun:
     with anyio.fail_after(_deadline(config)):
         async with anyio.create_task_group() as tg:
             address = await tg.start(serve, recorder)
+            warm = await tg.start(serve, FakeLLMServer())  # unlimited, for the warm-up calls
             processes: list[tuple[Process, bytearray]] = []
             try:
                 for backend, share in zip(
@@ -284,6 +320,7 @@ async def run_sdk_fleet(redis_url: str, config: FleetConfig) -> FleetRun:
                     command = [
                         *(sys.executable, "-m", "bench.fleet", "worker", backend),
                         *("--redis", redis_url, "--base-url", address.base_url, "--name", name),
+                        *("--warm-url", warm.base_url),
                         *("--rate", repr(config.limit), "--burst", repr(config.burst)),
                         *("--requests", str(share), "--max-concurrent", str(config.max_concurrent)),
                         *("--max-batch", str(config.max_batch or 0)),
@@ -311,7 +348,7 @@ async def run_sdk_fleet(redis_url: str, config: FleetConfig) -> FleetRun:
                         with anyio.CancelScope(shield=True):
                             await process.wait()
             tg.cancel_scope.cancel()  # stop the provider
-    _referee(result, server, config)
+    _referee(result, server, recorder, config)
     for worker in result.workers:
         for outcome, count in worker["outcomes"].items():
             if outcome == "succeeded":
@@ -392,9 +429,8 @@ async def run_batch_fleet(redis_url: str, config: FleetConfig) -> FleetRun:
                     ):
                         workers.start_soon(batch, part, backend, count)
                 tg.cancel_scope.cancel()  # stop the provider
-    _referee(result, server, config)
-    if recorder.arrivals and recorder.ends:
-        result.makespan = max(recorder.ends) - min(recorder.arrivals)
+    _referee(result, server, recorder, config)
+    result.makespan = result.provider_span
     return result
 
 
@@ -414,8 +450,10 @@ def _describe(config: FleetConfig) -> str:
 def _print_run(number: int, result: FleetRun) -> None:
     print(f"run {number}: {result.line()}", flush=True)
     print(
-        f"       {result.admitted} admitted; the tightest {result.consecutive} consecutive "
-        f"admissions spanned {result.tightest:.4f} s; {result.failed} failed",
+        f"       provider's span {result.provider_span:.2f} s; "
+        f"{result.admitted} admitted; the tightest {result.consecutive} consecutive "
+        f"admissions spanned {result.tightest:.4f} s; {result.failed} failed; the 429s arrived "
+        f"{', '.join(f'{e * 1000:.1f}' for e in result.early) or '-'} ms too early",
         flush=True,
     )
     for worker in result.workers:
@@ -481,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["worker"]:
         worker = argparse.ArgumentParser(prog="python -m bench.fleet worker")
         worker.add_argument("backend", choices=["asyncio", "trio"])
-        for option in ("--redis", "--base-url", "--name"):
+        for option in ("--redis", "--base-url", "--warm-url", "--name"):
             worker.add_argument(option, required=True)
         worker.add_argument("--rate", type=float, required=True)
         worker.add_argument("--burst", type=float, required=True)
