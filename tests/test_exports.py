@@ -31,11 +31,13 @@ INTERNAL_MODULES = {
     "throttle_trio._feedback": "header feedback as arithmetic, shared by both throttles",
     "throttle_trio._shell": "one interface to either throttle for the layers above",
     "throttle_trio._shield": "a shield that also holds against asyncio's own cancellation",
+    "throttle_trio._events": "the event records, re-exported by throttle_trio.events",
 }
 # The public namespaces: each has a sorted ``__all__`` that lists what it offers.
 NAMESPACES = [
     "throttle_trio",
     "throttle_trio.cli",
+    "throttle_trio.events",
     "throttle_trio.httpx",
     "throttle_trio.httpx2",
     "throttle_trio.policy",

@@ -88,7 +88,17 @@ class Booking:
     nothing else of them.
     """
 
-    __slots__ = ("admitted_at", "costs", "marks", "resumed_at", "settled", "state", "ticket")
+    __slots__ = (
+        "admitted_at",
+        "costs",
+        "marks",
+        "resumed_at",
+        "retry_after",
+        "settled",
+        "shortfall",
+        "state",
+        "ticket",
+    )
 
     def __init__(self, costs: dict[str, float], ticket: int) -> None:
         self.costs = costs  # metric -> cost charged now (estimate, then settled value)
@@ -101,6 +111,9 @@ class Booking:
         # limit name -> the limit's net charge when this request was sent: header feedback
         # counts what was charged since from here.
         self.marks: dict[str, float] = {}
+        # limit name -> what a 429 answering it proved (rule 5), for the event that reports it.
+        self.shortfall: dict[str, float] = {}
+        self.retry_after: float | None = None  # the 429's Retry-After, likewise
 
     def __repr__(self) -> str:
         return f"<Booking {self.state.value} ticket={self.ticket} costs={self.costs}>"
@@ -440,6 +453,8 @@ class ThrottleCore(Generic[L]):
             proven = shortfall(booking.costs.get(limit.metric, 0.0), info.remaining)
             if proven > 0:
                 charges.append(Adjustment(limit, proven))
+                booking.shortfall[limit.name] = proven
+        booking.retry_after = report.retry_after
         return charges
 
     def to_learn(self, report: RateLimitHeaders) -> list[LearnedLimit]:

@@ -28,6 +28,8 @@ from functools import partial
 from types import MappingProxyType
 from typing import TYPE_CHECKING, final
 
+from anyio.lowlevel import checkpoint
+
 from ._core import (
     CONCURRENCY,
     PAUSE,
@@ -38,6 +40,19 @@ from ._core import (
     ThrottleCore,
 )
 from ._eventloop import Backend, LoopWatch, current_backend, shift_policy_clock, time_for_read
+from ._events import (
+    Admitted,
+    EventHook,
+    LimitLearned,
+    LimitLowered,
+    Paused,
+    RateChanged,
+    Rejected,
+    Settled,
+    TimedOut,
+    check_hook,
+    emit,
+)
 from ._exceptions import CostExceedsCapacity, RateLimitTimeout
 from ._validate import check_non_negative, check_optional_timeout
 from ._waitqueue import WaitQueue
@@ -110,6 +125,11 @@ class ThrottleStatistics:
         clamped: numbers in responses that were out of range and clamped (a usage above
             ``MAX_REPORTED_TOKENS`` in a body), each also logged.
         limits: per-limit statistics, by limit name.
+        shadow: the throttle measures without enforcing (``shadow=True``).
+        would_wait: shadow mode: admissions an enforcing throttle would have made wait.
+        would_wait_time: shadow mode: the seconds they would have waited, summed (each also
+            counted in the ``wait_time`` of what would have bound it: a limit's, or
+            ``concurrency_wait_time``, or ``pause_wait_time``).
     """
 
     tasks_waiting: int
@@ -126,6 +146,9 @@ class ThrottleStatistics:
     timeouts: int
     clamped: int = 0
     limits: Mapping[str, LimitStatistics] = field(default_factory=dict)
+    shadow: bool = False
+    would_wait: int = 0
+    would_wait_time: float = 0.0
 
 
 @final
@@ -231,9 +254,17 @@ class Reservation:
             ReservationError: settled twice, or after :meth:`release`.
             ValueError: an unknown metric or a negative usage.
         """
-        self._booking.check_settle()
-        self._throttle._adjust(self._booking, actual, refund=self._throttle.refund_unused)
-        self._booking.settled = True
+        booking = self._booking
+        booking.check_settle()
+        throttle = self._throttle
+        hook = throttle._on_event
+        estimate = dict(booking.costs) if hook is not None else None
+        throttle._adjust(booking, actual, refund=throttle.refund_unused)
+        booking.settled = True
+        if hook is not None and estimate is not None:
+            usage = {**estimate, **{metric: float(value) for metric, value in actual.items()}}
+            event = Settled(throttle._source(), throttle._now(), booking.ticket, estimate, usage)
+            emit(hook, event)
 
     def release(self) -> None:
         """Give the concurrency slot back.  Without a :meth:`settle`, the estimate stands.
@@ -264,6 +295,16 @@ class Reservation:
         throttle._adjust(booking, ThrottleCore.all_but(booking, kept), refund=True)
         throttle._core.rejections += 1
         self.release()
+        hook = throttle._on_event
+        if hook is not None:
+            event = Rejected(
+                throttle._source(),
+                throttle._now(),
+                booking.ticket,
+                shortfall=dict(booking.shortfall),
+                retry_after=booking.retry_after,
+            )
+            emit(hook, event)
 
 
 @final
@@ -300,6 +341,15 @@ class Throttle:
         learn_limits: learn the limits of metrics that are not configured from the rate-limit
             headers passed to :meth:`observe` (as per-minute token buckets).  Until some limit
             is known, one request at a time goes (a probe).
+        on_event: a listener called with each event (admissions, settles, rejections,
+            pauses, rate changes, header cuts, timeouts; see :mod:`throttle_trio.events`), or
+            ``None``.  Free when ``None``.
+        name: what events and logs call this throttle (default: its ``repr``).
+        shadow: measure without enforcing: a request is never made to wait; what an
+            enforcing throttle would have done is counted (``would_wait`` in the statistics,
+            ``Admitted.would_wait`` in events), to size limits on live traffic before turning
+            them on.  Exact for continuously refilled limits (token bucket, GCRA); a lower
+            bound for a sliding window (its log takes each request when it came).
         limits: limit name -> :class:`~throttle_trio.policy.RatePolicy`, as a mapping.
         **more_limits: the same, as keywords (``requests=TokenBucket(...)``).
 
@@ -314,9 +364,15 @@ class Throttle:
         "_in_flight",
         "_limits",
         "_max_concurrent",
+        "_name",
+        "_on_event",
         "_paused_until",
         "_queue",
+        "_shadow",
+        "_shadow_next",
         "_watch",
+        "_would_wait",
+        "_would_wait_time",
     )
 
     def __init__(
@@ -328,13 +384,16 @@ class Throttle:
         refund_unused: bool = True,
         adaptive: bool = False,
         learn_limits: bool = False,
+        on_event: EventHook | None = None,
+        name: str | None = None,
+        shadow: bool = False,
         **more_limits: RatePolicy,
     ) -> None:
         limits = {**limits, **more_limits} if limits else more_limits
-        for name, policy in limits.items():
+        for limit_name, policy in limits.items():
             if not isinstance(policy, RatePolicy):
                 raise TypeError(
-                    f"limit {name!r} must be a RatePolicy (TokenBucket, GCRA, SlidingWindow, ...), "
+                    f"limit {limit_name!r} must be a RatePolicy (TokenBucket, GCRA, SlidingWindow, ...), "
                     f"got {type(policy).__name__} {policy!r}"
                 )
         self._max_concurrent = check_max_concurrent(max_concurrent)
@@ -343,7 +402,7 @@ class Throttle:
                 "a Throttle needs at least one limit, max_concurrent or learn_limits, got none"
             )
         self._core: ThrottleCore[_Limit] = ThrottleCore(
-            (_Limit(name, policy) for name, policy in limits.items()),
+            (_Limit(limit_name, policy) for limit_name, policy in limits.items()),
             refund_unused=refund_unused,
             learn_limits=learn_limits,
         )
@@ -359,6 +418,19 @@ class Throttle:
         self._queue: WaitQueue[dict[str, float]] = WaitQueue(self._now)
         self._in_flight = 0
         self._paused_until = -math.inf
+        self._on_event = check_hook(on_event)
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a str or None, got {type(name).__name__} {name!r}")
+        self._name = name
+        self._shadow = bool(shadow)
+        # Shadow mode: when the last request would have gone, and what held it.
+        self._shadow_next: tuple[float, str | None] = (-math.inf, None)
+        self._would_wait = 0
+        self._would_wait_time = 0.0
+
+    def _source(self) -> str:
+        """What events call this throttle."""
+        return self._name if self._name is not None else repr(self)
 
     def __repr__(self) -> str:
         limits = ", ".join(f"{name}={limit.policy!r}" for name, limit in self._limits.items())
@@ -454,6 +526,8 @@ class Throttle:
         timeout: float | None,  # noqa: ASYNC109
         ticket: int | None,
     ) -> Reservation:
+        if self._shadow:
+            return await self._acquire_in_shadow(costs, ticket)
         queue = self._queue
         core = self._core
         reservation = Reservation(self, costs, -1 if ticket is None else ticket)
@@ -462,10 +536,14 @@ class Throttle:
         deadline = math.inf if timeout is None else arrived + timeout
         if timeout is not None and self._known_wait(costs, arrived) > deadline:
             core.timeouts += 1
+            if self._on_event is not None:
+                emit(self._on_event, TimedOut(self._source(), arrived, 0.0, timeout, costs))
             raise self._timeout_error(costs, timeout)
 
         # limit name -> its level right after this admission, for the limits that were full.
         from_full: dict[str, float] = {}
+        # What held this request back last while it was first in line (for the event).
+        bound_by: list[str | None] = [None]
 
         def step(now: float) -> float | None:
             # Recomputed at each step: a limit may have been learned while this request waited.
@@ -477,6 +555,7 @@ class Throttle:
             retry_at = self._blocked_until(charged, now)
             if retry_at is not None:
                 return retry_at
+            bound_by[0] = core.binding
             core.note_binding(now, None)
             for limit, cost in charged:
                 policy = limit.policy
@@ -500,6 +579,9 @@ class Throttle:
 
         def on_timeout() -> BaseException:
             core.timeouts += 1
+            if self._on_event is not None:
+                now = self._now()
+                emit(self._on_event, TimedOut(self._source(), now, now - arrived, timeout, costs))
             return self._timeout_error(costs, timeout)
 
         try:
@@ -520,6 +602,68 @@ class Throttle:
             limit = self._limits[name]
             limit.policy.limit_available(level - (limit.net_charged - marks[name]), now)
         core.resumed(booking, now)
+        hook = self._on_event
+        if hook is not None:
+            admitted = booking.admitted_at
+            event = Admitted(
+                self._source(), admitted, admitted - arrived, bound_by[0], booking.ticket, costs
+            )
+            emit(hook, event)
+        return reservation
+
+    async def _acquire_in_shadow(self, costs: dict[str, float], ticket: int | None) -> Reservation:
+        """Admit at once, and count what an enforcing throttle would have made it wait.
+
+        The limits are charged as usual, at once, so a burst above a limit leaves it in debt:
+        the next request's ready time includes the wait of every request before it, as an
+        enforcing FIFO queue would (``_shadow_next`` keeps them in order across metrics).
+        """
+        await checkpoint()  # a checkpoint, like every admission
+        self._queue.check_thread()
+        core = self._core
+        reservation = Reservation(
+            self, costs, self._queue.take_ticket() if ticket is None else ticket
+        )
+        booking = reservation._booking
+        now = self._now()
+        # Behind the requests before it, which would still be waiting for what bound them.
+        ready, binding = now, None
+        if self._shadow_next[0] > now:
+            ready, binding = self._shadow_next
+        if now < self._paused_until:
+            ready, binding = max(ready, self._paused_until), PAUSE
+        for limit in self._limits.values():
+            cost = costs.get(limit.metric)
+            if cost:
+                at = limit.policy.ready_at(cost, now)
+                if at > ready:
+                    ready, binding = at, limit.name
+        if self._in_flight >= self._max_concurrent and binding is None:
+            binding = CONCURRENCY  # for a slot: how long is unknown (0 is a lower bound)
+        would_wait = ready - now
+        self._shadow_next = (ready, binding)
+        if binding is not None:
+            self._would_wait += 1
+            self._would_wait_time += would_wait
+            if binding == PAUSE:
+                core.pause_wait += would_wait
+            elif binding == CONCURRENCY:
+                pass
+            else:
+                self._limits[binding].wait_time += would_wait
+        for limit in self._limits.values():
+            cost = costs.get(limit.metric)
+            if cost:
+                limit.policy.consume(cost, now)
+        core.admitted_now(booking, now, now)
+        self._in_flight += 1
+        core.resumed(booking, now)
+        hook = self._on_event
+        if hook is not None:
+            event = Admitted(
+                self._source(), now, 0.0, binding, booking.ticket, costs, would_wait=would_wait
+            )
+            emit(hook, event)
         return reservation
 
     def _now(self, backend: Backend | None = None) -> float:
@@ -602,11 +746,13 @@ class Throttle:
 
     # -- the gate, feedback, configuration ----------------------------------------------------
 
-    def pause_until(self, deadline: float) -> None:
+    def pause_until(self, deadline: float, *, reason: str = "user") -> None:
         """Close the gate for every waiter until ``deadline`` (anyio clock, seconds).
 
         No request is admitted while the gate is closed.  A later deadline extends the pause;
         an earlier one does not shorten it.  Requests already admitted are not affected.
+        ``reason`` is what the :class:`~throttle_trio.events.Paused` event reports
+        (``"retry-after"`` when the transports honour a server's Retry-After).
         """
         if math.isnan(deadline):
             raise ValueError(f"deadline must be a time, got {deadline!r}")
@@ -617,10 +763,14 @@ class Throttle:
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("%r paused until %.6f", self, deadline)
             self._queue.poke()
+            hook = self._on_event
+            if hook is not None:
+                now = self._now()
+                emit(hook, Paused(self._source(), now, deadline, deadline - now, reason))
 
-    def pause_for(self, seconds: float) -> None:
+    def pause_for(self, seconds: float, *, reason: str = "user") -> None:
         """Close the gate for ``seconds`` from now (see :meth:`pause_until`)."""
-        self.pause_until(self._now() + check_non_negative("seconds", seconds))
+        self.pause_until(self._now() + check_non_negative("seconds", seconds), reason=reason)
 
     @property
     def paused_until(self) -> float | None:
@@ -699,17 +849,26 @@ class Throttle:
         now = time_for_read(self._watch, self._now)
         core = self._core
         learned = core.to_learn(report)
+        hook = self._on_event
         for spec in learned:
             limit = _Limit(spec.metric, TokenBucket(spec.limit, per=spec.per), learned=True)
             if self._adaptive:
                 limit.aimd = AIMD(limit.rate())
             core.add_limit(limit)
             logger.info("%r learned %s: %g per %g s", self, spec.metric, spec.limit, spec.per)
+            if hook is not None:
+                emit(hook, LimitLearned(self._source(), now, spec.metric, spec.limit, spec.per))
         booking = None if reservation is None else reservation._booking
         for target in core.feedback(report, booking, now, _Limit.refill_rate):
             policy = target.limit.policy
-            if target.level < policy.available(now):
+            available = policy.available(now)
+            if target.level < available:
                 policy.limit_available(target.level, now)
+                if hook is not None:
+                    event = LimitLowered(
+                        self._source(), now, target.limit.name, target.level, available
+                    )
+                    emit(hook, event)
         if learned:  # the probe is over; a learned capacity may be below a queued cost (I6)
             self._fail_misfits()
 
@@ -733,8 +892,11 @@ class Throttle:
             self._queue.check_thread()
             now = self._now()
             for limit in self._limits.values():
-                if limit.aimd is not None and limit.aimd.rate < limit.aimd.ceiling:
-                    limit.set_rate(limit.aimd.on_success(), now)
+                aimd = limit.aimd
+                if aimd is not None and aimd.rate < aimd.ceiling:
+                    before = aimd.rate
+                    limit.set_rate(aimd.on_success(), now)
+                    self._rate_changed(limit, before, "recovery", now)
             self._queue.poke()
 
     def record_clamped(self, count: int) -> None:
@@ -762,6 +924,15 @@ class Throttle:
                     if rate != before:
                         limit.set_rate(rate, now)
                         logger.debug("%r: %s rate cut to %g/s", self, limit.name, rate)
+                        self._rate_changed(limit, before, "overload", now)
+
+    def _rate_changed(self, limit: _Limit, before: float, cause: str, now: float) -> None:
+        hook, aimd = self._on_event, limit.aimd
+        if hook is not None and aimd is not None:
+            event = RateChanged(
+                self._source(), now, limit.name, aimd.rate, before, aimd.ceiling, cause
+            )
+            emit(hook, event)
 
     def is_pristine(self) -> bool:
         """True if this throttle is indistinguishable from a freshly made one.
@@ -818,4 +989,7 @@ class Throttle:
                 )
                 for name, limit in self._limits.items()
             },
+            shadow=self._shadow,
+            would_wait=self._would_wait,
+            would_wait_time=self._would_wait_time,
         )
