@@ -192,6 +192,9 @@ def test_rounding_does_not_add_a_token() -> None:
         ({"max_models": True}, TypeError, "max_models must be an int, got bool True"),
         ({"max_models": -1}, ValueError, "max_models must be an int >= 1, got -1"),
         ({"min_tokens": "16"}, TypeError, "min_tokens must be an int, got str '16'"),
+        ({"initial_ratio": 0.01}, ValueError, "initial_ratio must be from 1/16 to 16, got 0.01"),
+        ({"initial_ratio": math.nan}, ValueError, "initial_ratio must be from 1/16 to 16, got nan"),
+        ({"initial_ratio": "1"}, TypeError, "initial_ratio must be a real number, got str '1'"),
     ],
 )
 def test_bad_arguments_name_the_parameter(
@@ -214,9 +217,28 @@ def test_a_model_must_be_a_string_or_none() -> None:
 
 
 def test_repr_and_options() -> None:
-    learner = TokenRatioLearner(window=8, max_models=4, min_tokens=32)
-    assert repr(learner) == "TokenRatioLearner(window=8, max_models=4, min_tokens=32)"
+    learner = TokenRatioLearner(window=8, max_models=4, min_tokens=32, initial_ratio=1.5)
+    assert repr(learner) == (
+        "TokenRatioLearner(window=8, max_models=4, min_tokens=32, initial_ratio=1.5)"
+    )
     assert (learner.window, learner.max_models, learner.min_tokens) == (8, 4, 32)
+    assert learner.initial_ratio == 1.5
+
+
+def test_a_prior_reserves_until_the_first_response_replaces_it() -> None:
+    """initial_ratio covers the requests queued before any response; then evidence rules,
+    down as well as up (the /2 step bound is for evidence, not for a guess)."""
+    learner = TokenRatioLearner(initial_ratio=1.5)
+    assert learner.ratio("m") == 1.5
+    assert learner.correct("m", {"input_tokens": 100, "tokens": 150}) == {
+        "input_tokens": 150.0,
+        "tokens": 200.0,
+    }
+    feed(learner, "m", 0.7)
+    assert learner.ratio("m") == pytest.approx(0.7)
+    feed(learner, "m", 0.2)  # evidence after evidence: the window's max, 0.7, holds
+    assert learner.ratio("m") == pytest.approx(0.7)
+    assert learner.statistics().ratios == {"m": pytest.approx(0.7)}
 
 
 # Hypothesis: the update rule on any history.
@@ -268,10 +290,13 @@ def test_the_update_rule_on_any_history(
         seen = float(counted) / float(estimated)  # type: ignore[arg-type]
         # in range, bounded steps
         assert MIN_RATIO <= new <= MAX_RATIO
-        assert old / MAX_STEP_DOWN <= new <= old * MAX_STEP_UP
-        # never above what was seen, nor below it (within a step)
-        assert new <= max(old, seen)
         accepted = min(MAX_RATIO, max(MIN_RATIO, seen), old * MAX_STEP_UP)
+        if not known:  # the first observation replaces the prior (1.0), up to one step up
+            assert new == accepted
+        assert old / MAX_STEP_DOWN <= new or not known
+        assert new <= old * MAX_STEP_UP
+        # never above what was seen, nor below it (within a step)
+        assert new <= max(old, seen) or not known
         assert new >= accepted
         previous = reference[model].accepted if known else ()  # forgotten: a fresh start
         ref = reference[model] = Reference(new, (*previous, accepted)[-window:])
