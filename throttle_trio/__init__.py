@@ -21,12 +21,21 @@ from ._exceptions import ThrottleTrioError as ThrottleTrioError
 from ._headers import HeadersLike as HeadersLike
 from ._headers import LimitReport as LimitReport
 from ._headers import RateLimitHeaders as RateLimitHeaders
+from ._headers import ResponseParser as ResponseParser
 from ._headers import parse_go_duration as parse_go_duration
 from ._headers import parse_rate_limit_headers as parse_rate_limit_headers
 from ._headers import parse_retry_after as parse_retry_after
 from ._headers import parse_should_retry as parse_should_retry
 from ._limiter import RateLimiter as RateLimiter
 from ._limiter import RateLimiterStatistics as RateLimiterStatistics
+from ._parsers import combine_parsers as combine_parsers
+from ._parsers import parse_anthropic as parse_anthropic
+from ._parsers import parse_any as parse_any
+from ._parsers import parse_azure_openai as parse_azure_openai
+from ._parsers import parse_gemini as parse_gemini
+from ._parsers import parse_groq as parse_groq
+from ._parsers import parse_ietf as parse_ietf
+from ._parsers import parse_openai as parse_openai
 from ._reexport import fixup_module_metadata as _fixup_module_metadata
 from ._core import ReservationError as ReservationError
 from ._core import ReservationState as ReservationState
@@ -75,6 +84,7 @@ __all__ = [
     "ReservationError",
     "ReservationState",
     "ResponseInfo",
+    "ResponseParser",
     "RetryAfterTooLong",
     "RetryPolicy",
     "ServerDelay",
@@ -90,9 +100,17 @@ __all__ = [
     "amap",
     "api_key_hash",
     "call_with_retries",
+    "combine_parsers",
     "count_tokens_by_chars",
     "estimate_request_cost",
+    "parse_anthropic",
+    "parse_any",
+    "parse_azure_openai",
+    "parse_gemini",
     "parse_go_duration",
+    "parse_groq",
+    "parse_ietf",
+    "parse_openai",
     "parse_rate_limit_headers",
     "parse_retry_after",
     "parse_should_retry",
