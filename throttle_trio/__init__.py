@@ -12,6 +12,9 @@ from ._batch import amap as amap
 from ._batch import run_batch as run_batch
 from ._capacity import CapacityLimiter as CapacityLimiter
 from ._capacity import CapacityLimiterStatistics as CapacityLimiterStatistics
+from ._concurrency import AutoConcurrency as AutoConcurrency
+from ._core import ReservationError as ReservationError
+from ._core import ReservationState as ReservationState
 from ._estimate import RequestCost as RequestCost
 from ._estimate import count_tokens_by_chars as count_tokens_by_chars
 from ._estimate import estimate_request_cost as estimate_request_cost
@@ -37,8 +40,6 @@ from ._parsers import parse_groq as parse_groq
 from ._parsers import parse_ietf as parse_ietf
 from ._parsers import parse_openai as parse_openai
 from ._reexport import fixup_module_metadata as _fixup_module_metadata
-from ._core import ReservationError as ReservationError
-from ._core import ReservationState as ReservationState
 from ._registry import RequestKey as RequestKey
 from ._registry import ThrottleRegistry as ThrottleRegistry
 from ._registry import api_key_hash as api_key_hash
@@ -62,6 +63,7 @@ from .policy import TokenBucket as TokenBucket
 
 __all__ = [
     "AIMD",
+    "AutoConcurrency",
     "BatchProgress",
     "CapacityLimiter",
     "CapacityLimiterStatistics",

@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass, field
 from functools import partial
 from types import MappingProxyType
-from typing import TYPE_CHECKING, final
+from typing import TYPE_CHECKING, Literal, final
 
 from anyio.lowlevel import checkpoint
 
@@ -64,6 +64,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from ._headers import RateLimitHeaders
+from ._concurrency import AutoConcurrency
 from ._reserve import ReserveContext, check_max_concurrent, merge_costs
 
 __all__ = ["LimitStatistics", "Reservation", "ReservationError", "Throttle", "ThrottleStatistics"]
@@ -125,6 +126,9 @@ class ThrottleStatistics:
         clamped: numbers in responses that were out of range and clamped (a usage above
             ``MAX_REPORTED_TOKENS`` in a body), each also logged.
         limits: per-limit statistics, by limit name.
+        latency: with ``max_concurrent="auto"``, the mean seconds a reservation holds its
+            slot (NaN otherwise, and before the first release); ``max_concurrent`` is the cap
+            it chose.
         shadow: the throttle measures without enforcing (``shadow=True``).
         would_wait: shadow mode: admissions an enforcing throttle would have made wait.
         would_wait_time: shadow mode: the seconds they would have waited, summed (each also
@@ -146,6 +150,7 @@ class ThrottleStatistics:
     timeouts: int
     clamped: int = 0
     limits: Mapping[str, LimitStatistics] = field(default_factory=dict)
+    latency: float = math.nan
     shadow: bool = False
     would_wait: int = 0
     would_wait_time: float = 0.0
@@ -271,16 +276,23 @@ class Reservation:
 
         Idempotent: releasing twice does nothing the second time.
         """
+        booking = self._booking
+        if booking.state is _ACTIVE:
+            booking.state = _RELEASED
+            self._throttle._release_slot(booking)
+
+    def _give_back(self) -> None:
+        # Released without a completed request (cancelled, rejected): nothing to learn from.
         if self._booking.state is _ACTIVE:
             self._booking.state = _RELEASED
-            self._throttle._release_slot()
+            self._throttle._release_slot(None)
 
     def cancel(self) -> None:
         """The request was never sent: refund every charge and release the slot."""
         booking = self._booking
         booking.check_active("cancel")
         self._throttle._adjust(booking, dict.fromkeys(booking.costs, 0.0), refund=True)
-        self.release()
+        self._give_back()
 
     def reject(self, **kept: float) -> None:
         """The server rejected this attempt (a 429): keep only ``kept``, refund the rest.
@@ -294,7 +306,7 @@ class Reservation:
         throttle = self._throttle
         throttle._adjust(booking, ThrottleCore.all_but(booking, kept), refund=True)
         throttle._core.rejections += 1
-        self.release()
+        self._give_back()
         hook = throttle._on_event
         if hook is not None:
             event = Rejected(
@@ -331,7 +343,9 @@ class Throttle:
 
     Args:
         max_concurrent: at most this many reservations hold a slot at once (an int >= 1, or
-            ``None`` for no cap).
+            ``None`` for no cap), or ``"auto"``: a cap that follows rate x latency (Little's
+            law), measured as requests complete, between 1 and 256; pass an
+            :class:`AutoConcurrency` to choose the bounds.
         refund_unused: whether :meth:`Reservation.settle` refunds an estimate above the real
             usage.  True for providers that settle (Anthropic documents it); False for those
             that count the estimate up front (OpenAI counts ``max_tokens``).
@@ -360,6 +374,7 @@ class Throttle:
 
     __slots__ = (
         "_adaptive",
+        "_auto",
         "_core",
         "_in_flight",
         "_limits",
@@ -380,7 +395,7 @@ class Throttle:
         limits: Mapping[str, RatePolicy] | None = None,
         /,
         *,
-        max_concurrent: int | None = None,
+        max_concurrent: int | Literal["auto"] | AutoConcurrency | None = None,
         refund_unused: bool = True,
         adaptive: bool = False,
         learn_limits: bool = False,
@@ -393,10 +408,17 @@ class Throttle:
         for limit_name, policy in limits.items():
             if not isinstance(policy, RatePolicy):
                 raise TypeError(
-                    f"limit {limit_name!r} must be a RatePolicy (TokenBucket, GCRA, SlidingWindow, ...), "
-                    f"got {type(policy).__name__} {policy!r}"
+                    f"limit {limit_name!r} must be a RatePolicy (TokenBucket, GCRA, "
+                    f"SlidingWindow, ...), got {type(policy).__name__} {policy!r}"
                 )
-        self._max_concurrent = check_max_concurrent(max_concurrent)
+        if max_concurrent == "auto":
+            max_concurrent = AutoConcurrency()
+        if isinstance(max_concurrent, AutoConcurrency):
+            self._auto: AutoConcurrency | None = max_concurrent.fresh()
+            self._max_concurrent: float = self._auto.cap
+        else:
+            self._auto = None
+            self._max_concurrent = check_max_concurrent(max_concurrent)
         if not limits and max_concurrent is None and not learn_limits:
             raise ValueError(
                 "a Throttle needs at least one limit, max_concurrent or learn_limits, got none"
@@ -434,7 +456,14 @@ class Throttle:
 
     def __repr__(self) -> str:
         limits = ", ".join(f"{name}={limit.policy!r}" for name, limit in self._limits.items())
-        cap = "" if self._max_concurrent == math.inf else f", max_concurrent={self._max_concurrent}"
+        if self._auto is not None:
+            cap = ", max_concurrent='auto'"
+        else:
+            cap = (
+                ""
+                if self._max_concurrent == math.inf
+                else f", max_concurrent={self._max_concurrent}"
+            )
         return f"Throttle({limits}{cap})"
 
     @property
@@ -739,9 +768,14 @@ class Throttle:
         core.settled(booking, checked, refund=refund)
         self._queue.poke()
 
-    def _release_slot(self) -> None:
+    def _release_slot(self, completed: Booking | None) -> None:
         self._queue.check_thread()
         self._in_flight -= 1
+        auto = self._auto
+        if auto is not None and completed is not None:
+            held = self._now() - completed.resumed_at
+            rates = [(limit.metric, limit.rate()) for limit in self._limits.values()]
+            self._max_concurrent = auto.observe(held, completed.costs, rates)
         self._queue.poke()
 
     # -- the gate, feedback, configuration ----------------------------------------------------
@@ -989,6 +1023,7 @@ class Throttle:
                 )
                 for name, limit in self._limits.items()
             },
+            latency=math.nan if self._auto is None else self._auto.latency,
             shadow=self._shadow,
             would_wait=self._would_wait,
             would_wait_time=self._would_wait_time,
