@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
+import math
+import random
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -325,3 +328,298 @@ async def test_over_loopback_a_stream_keeps_its_slot_until_its_body_is_closed(
     stats = throttle.statistics().limits["tokens"]
     assert stats.refunded > 0  # settled to the usage of the final chunk
     assert server.stats.completed == 1
+
+
+# Estimates that learn (issue #12, item 2): the prompt estimate is scaled by the ratio of the
+# tokens the provider counted to the raw estimate, learned per model (TokenRatioLearner).
+
+LONG_BODY = {
+    "model": "gpt-test",
+    "messages": [{"role": "user", "content": "x" * 400}],
+    "max_tokens": 100,
+}
+LONG_INPUT = 100 + 4  # 400 chars / 4 + 4 per message: above the learner's min_tokens
+
+
+def counting(module: ModuleType, prompt_tokens: Any) -> Callable[[Any], Any]:
+    """A handler whose usage reports ``prompt_tokens`` (any JSON value) for every request."""
+    usage = json.dumps({"prompt_tokens": prompt_tokens, "completion_tokens": 10})
+    body = json.dumps({**COMPLETION, "usage": "USAGE"}).replace('"USAGE"', usage).encode()
+
+    def handler(request: Any) -> Any:
+        return module.Response(200, content=body, headers={"content-type": "application/json"})
+
+    return handler
+
+
+async def test_the_prompt_estimate_learns_what_the_provider_counts(
+    lib: tuple[ModuleType, Any],
+) -> None:
+    """The provider counts 1.5x the estimate: the second reservation covers it."""
+    module = lib[0]
+    throttle = llm_throttle()
+    handler = counting(module, 156)
+    async with client_for(lib, handler, throttle=throttle) as client:
+        learner = client._transport.token_ratios
+        assert isinstance(learner, tt.TokenRatioLearner)
+        await client.post("/chat/completions", json=LONG_BODY)
+        assert throttle.statistics().limits["tokens"].admitted_cost == LONG_INPUT + 100
+        await client.post("/chat/completions", json=LONG_BODY)
+        assert throttle.statistics().limits["tokens"].admitted_cost == (LONG_INPUT + 100) + (
+            156 + 100
+        )
+    # A read outside the event loop's work, that changes nothing.
+    assert learner.ratio("gpt-test") == 1.5
+    assert learner.statistics() == tt.TokenRatioStatistics(
+        ratios={"gpt-test": 1.5}, observed=2, ignored=0
+    )
+
+
+async def test_learning_can_be_turned_off_or_shared(lib: tuple[ModuleType, Any]) -> None:
+    module = lib[0]
+    throttle = llm_throttle()
+    handler = counting(module, 156)
+    async with client_for(lib, handler, throttle=throttle, learn_estimates=False) as client:
+        assert client._transport.token_ratios is None
+        for _ in range(2):
+            await client.post("/chat/completions", json=LONG_BODY)
+    assert throttle.statistics().limits["tokens"].admitted_cost == 2 * (LONG_INPUT + 100)
+
+    shared = tt.TokenRatioLearner()
+    async with client_for(lib, handler, throttle=llm_throttle(), learn_estimates=shared) as one:
+        await one.post("/chat/completions", json=LONG_BODY)
+    throttle = llm_throttle()
+    async with client_for(lib, handler, throttle=throttle, learn_estimates=shared) as other:
+        assert other._transport.token_ratios is shared
+        await other.post("/chat/completions", json=LONG_BODY)  # learned by the first one
+    assert throttle.statistics().limits["tokens"].admitted_cost == 156 + 100
+
+
+async def test_a_tokenizer_hook_counts_the_prompt_and_the_ratio_still_guards_it(
+    lib: tuple[ModuleType, Any],
+) -> None:
+    """count_tokens replaces 4 characters per token; a wrong tokenizer is still corrected."""
+    module = lib[0]
+    throttle = llm_throttle()
+    words = {
+        "model": "gpt-test",
+        "messages": [{"role": "user", "content": "ab " * 30}],
+        "max_tokens": 10,
+    }
+    handler = counting(module, 2 * (30 + 4))  # the provider counts twice the hook's count
+    options = {"throttle": throttle, "count_tokens": lambda text: len(text.split())}
+    async with client_for(lib, handler, **options) as client:
+        for _ in range(2):
+            await client.post("/chat/completions", json=words)
+    assert throttle.statistics().limits["tokens"].admitted_cost == (30 + 4 + 10) + (68 + 10)
+
+
+async def test_a_failing_tokenizer_falls_back_to_characters_with_one_warning(
+    lib: tuple[ModuleType, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    module = lib[0]
+    throttle = llm_throttle()
+    answers: list[Any] = [ValueError("special token <|endoftext|>"), math.nan, "12", -1, True]
+
+    def tokenizer(text: str) -> int:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer  # type: ignore[no-any-return]
+
+    handler = counting(module, 14)
+    with caplog.at_level(logging.DEBUG, logger="throttle_trio"):
+        async with client_for(lib, handler, throttle=throttle, count_tokens=tokenizer) as client:
+            for _ in range(5):
+                response = await client.post("/chat/completions", json=BODY)
+                assert response.status_code == 200
+    assert throttle.statistics().limits["tokens"].admitted_cost == 5 * ESTIMATE
+    fallbacks = [r for r in caplog.records if r.getMessage().startswith("count_tokens ")]
+    assert [r.levelno for r in fallbacks] == [logging.WARNING] + [logging.DEBUG] * 4
+    assert fallbacks[0].getMessage() == (
+        "count_tokens raised ValueError('special token <|endoftext|>') for a text of 40 "
+        "characters: counted at 4 characters per token instead (further failures are logged "
+        "at debug level)"
+    )
+    assert fallbacks[1].getMessage().startswith("count_tokens returned nan for a text")
+    assert fallbacks[2].getMessage().startswith("count_tokens returned str '12' for a text")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"count_tokens": len, "estimate": tt.estimate_request_cost},
+            "pass count_tokens= or estimate=, not both (an estimate of your own counts tokens "
+            "its own way)",
+        ),
+        ({"count_tokens": 4}, "count_tokens must be callable (str -> int), got int 4"),
+        (
+            {"learn_estimates": "yes"},
+            "learn_estimates must be a bool or a TokenRatioLearner, got str 'yes'",
+        ),
+        (
+            {"learn_estimates": None},
+            "learn_estimates must be a bool or a TokenRatioLearner, got NoneType None",
+        ),
+    ],
+)
+def test_bad_learning_options_name_the_parameter(
+    lib: tuple[ModuleType, Any], options: dict[str, Any], message: str
+) -> None:
+    module, transport_class = lib
+    with pytest.raises(TypeError) as caught:
+        transport_class(module.MockTransport(lambda r: None), throttle=llm_throttle(), **options)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    "prompt_tokens", [math.nan, math.inf, -156, "156", True, None, 156.0, [156], {"n": 1}]
+)
+async def test_hostile_usage_never_raises_nor_teaches(
+    lib: tuple[ModuleType, Any], prompt_tokens: Any
+) -> None:
+    module = lib[0]
+    async with client_for(lib, counting(module, prompt_tokens), throttle=llm_throttle()) as client:
+        for _ in range(2):
+            assert (await client.post("/chat/completions", json=LONG_BODY)).status_code == 200
+        learner = client._transport.token_ratios
+    assert learner.statistics() == tt.TokenRatioStatistics()
+
+
+async def test_usage_wildly_off_moves_the_ratio_one_step(
+    lib: tuple[ModuleType, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """10**12 prompt tokens: clamped to MAX_REPORTED_TOKENS by the reader, then one bounded
+    step of x4 in the learner, said at debug level; the next reservation is 4x, not 10**10x."""
+    module = lib[0]
+    throttle = llm_throttle(max_concurrent=1)
+    handler = counting(module, 10**12)
+    with caplog.at_level(logging.DEBUG, logger="throttle_trio"):
+        async with client_for(lib, handler, throttle=throttle) as client:
+            await client.post("/chat/completions", json=LONG_BODY)
+            learner = client._transport.token_ratios
+            assert learner.ratio("gpt-test") == 4.0
+    assert learner.statistics().bounded == 1
+    assert any("a bounded step" in record.getMessage() for record in caplog.records)
+
+
+async def test_a_response_without_usage_keeps_its_estimate_and_is_logged_once(
+    lib: tuple[ModuleType, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    module = lib[0]
+    throttle = llm_throttle()
+
+    def handler(request: Any) -> Any:
+        return module.Response(200, json={k: v for k, v in COMPLETION.items() if k != "usage"})
+
+    with caplog.at_level(logging.DEBUG, logger="throttle_trio"):
+        async with client_for(lib, handler, throttle=throttle) as client:
+            for _ in range(3):
+                await client.post("/chat/completions", json=LONG_BODY)
+            learner = client._transport.token_ratios
+    stats = throttle.statistics().limits["tokens"]
+    assert (stats.admitted_cost, stats.refunded) == (3 * (LONG_INPUT + 100), 0)
+    assert learner.statistics() == tt.TokenRatioStatistics()
+    notes = [r for r in caplog.records if "usage could not be read" in r.getMessage()]
+    assert [r.levelno for r in notes] == [logging.INFO, logging.DEBUG, logging.DEBUG]
+
+
+def chars_per_six(text: str) -> int:
+    """A client tokenizer that counts 2/3 of what the fake provider counts (4 chars a token)."""
+    return math.ceil(len(text) / 6)
+
+
+async def test_against_the_fake_provider_reservations_cover_its_count_after_one_response(
+    lib: tuple[ModuleType, Any],
+) -> None:
+    """The fake provider counts 4 characters a token, the client's tokenizer 6: from the
+    second request on, each reservation is what the provider charges (prompt + max_tokens),
+    never less.  Without learning, every one of them is under-reserved."""
+    module, transport_class = lib
+    rng = random.Random(7)
+    lengths = [12 * rng.randint(20, 160) for _ in range(12)]  # multiples of 12: exact ratios
+    for learn in (True, False):
+        server = FakeLLMServer(completion_tokens=0.5)
+        throttle = llm_throttle()
+        transport = transport_class(
+            module.ASGITransport(app=server),
+            throttle=throttle,
+            count_tokens=chars_per_six,
+            learn_estimates=learn,
+        )
+        reserved = []
+        async with module.AsyncClient(transport=transport, base_url="http://fake/v1") as client:
+            for length in lengths:
+                before = throttle.statistics().limits["tokens"].admitted_cost
+                body = {"model": "fake-llm", "prompt": "y" * length, "max_tokens": 50}
+                assert (await client.post("/completions", json=body)).status_code == 200
+                reserved.append(throttle.statistics().limits["tokens"].admitted_cost - before)
+        charged = [admission.tokens for admission in server.stats.admissions]
+        assert charged == [length // 4 + 50 for length in lengths]
+        assert reserved[0] < charged[0]
+        if learn:
+            assert reserved[1:] == charged[1:]
+            assert transport.token_ratios.ratio("fake-llm") == 1.5
+        else:
+            assert all(r < c for r, c in zip(reserved, charged, strict=True))
+
+
+async def token_bound_run(
+    lib: tuple[ModuleType, Any], learn: bool | tt.TokenRatioLearner, seed: int
+) -> int:
+    """60 chat requests (200-2,000 characters, max_tokens 50-300) from 8 workers against
+    the fake provider in OpenAI mode (1,000 tokens in any second, the estimate charged up
+    front), through a throttle that matches it, with a client tokenizer counting 2/3 of the
+    provider's.  Returns the 429s the provider sent."""
+    module, transport_class = lib
+    server = FakeLLMServer(
+        rpm=10_000, tpm=60_000, mode="openai", latency=(0.5, 2.0), completion_tokens=(0.25, 1.0)
+    )
+    throttle = Throttle(
+        tokens=tt.SlidingWindow(1000, 1.0),
+        tokens_per_minute=TokenBucket(60_000, per=60.0),
+        max_concurrent=8,
+        refund_unused=False,
+    )
+    transport = transport_class(
+        module.ASGITransport(app=server),
+        throttle=throttle,
+        count_tokens=chars_per_six,
+        learn_estimates=learn,
+    )
+    rng = random.Random(seed)
+    bodies = [
+        {
+            "model": "fake-llm",
+            "max_tokens": rng.randint(50, 300),
+            "messages": [{"role": "user", "content": "z" * rng.randint(200, 2000)}],
+        }
+        for _ in range(60)
+    ]
+
+    async def worker(client: Any, mine: list[dict[str, Any]]) -> None:
+        for body in mine:
+            assert (await client.post("/chat/completions", json=body)).status_code == 200
+
+    async with module.AsyncClient(
+        transport=transport, base_url="http://fake/v1", timeout=None
+    ) as client:
+        async with anyio.create_task_group() as tg:
+            for index in range(8):
+                tg.start_soon(worker, client, bodies[index::8])
+    assert server.stats.admitted == 60
+    return server.stats.rate_limited
+
+
+async def test_learning_removes_most_429s_of_a_token_bound_run(
+    lib: tuple[ModuleType, Any],
+) -> None:
+    """Measured (both backends, seeds 0-2): 22/16/24 429s without learning, 6/3/2 with it (the
+    requests queued before the first response), 0 with a prior of 1.5."""
+    without = await token_bound_run(lib, False, seed=0)
+    learned = await token_bound_run(lib, True, seed=0)
+    prior = await token_bound_run(lib, tt.TokenRatioLearner(initial_ratio=1.5), seed=0)
+    assert without >= 10
+    assert learned <= without // 3
+    assert prior == 0

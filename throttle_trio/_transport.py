@@ -7,11 +7,14 @@ new response of the right type around a settling stream).  Everything else is he
 against the small structural interface both libraries share.
 
 Per request: pick the throttle (one, or one per key from a registry), estimate the cost from
-the JSON body, reserve (the time spent queueing counts against the request's pool timeout),
-send, feed the rate-limit headers back, and then:
+the JSON body, scale its prompt tokens by the ratio learned for its model (a
+:class:`~throttle_trio.TokenRatioLearner`, unless learning is off), reserve (the time spent
+queueing counts against the request's pool timeout), send, feed the rate-limit headers back,
+and then:
 
 * a success keeps its concurrency slot until its body is closed, possibly by another task (a
-  stream); at close the usage read from the body settles the reservation;
+  stream); at close the usage read from the body settles the reservation, and the prompt
+  tokens the provider counted teach the learner (against the raw estimate of the request);
 * a 429 (or 503/529 with Retry-After) pauses the key, other retryable errors back off this
   request; a replayable request is retried with its original ticket after the rejected
   response is closed; the last attempt's response is returned unread, so that an SDK above
@@ -21,6 +24,8 @@ send, feed the rate-limit headers back, and then:
 from __future__ import annotations
 
 import json
+import logging
+import math
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
@@ -28,10 +33,11 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, final
 
 from ._attempts import ResponseInfo, attempts, settle_success
-from ._estimate import RequestCost, estimate_request_cost
+from ._estimate import RequestCost, count_tokens_by_chars, estimate_request_cost
 from ._registry import RequestKey, ThrottleRegistry
 from ._retry import RetryPolicy
 from ._shell import shell_for
+from ._token_ratios import TokenRatioLearner
 from ._usage import UsageReader
 
 if TYPE_CHECKING:
@@ -42,7 +48,9 @@ if TYPE_CHECKING:
 #: Called once when a success's body is closed: the usage read from it, or ``None``.
 Finish = Callable[[dict[str, float] | None], Awaitable[None]]
 
-__all__ = ["SettlingStream", "TransportEngine", "default_key"]
+__all__ = ["SettlingStream", "TransportEngine", "default_key", "guarded_counter"]
+
+logger = logging.getLogger("throttle_trio")
 
 
 class _URL(Protocol):
@@ -96,15 +104,53 @@ def _json(body: bytes | None) -> Any:
         return None
 
 
+def _model(document: Any) -> str | None:
+    model = document.get("model") if isinstance(document, dict) else None
+    return model if isinstance(model, str) else None
+
+
+def guarded_counter(count_tokens: Callable[[str], int]) -> Callable[[str], int]:
+    """``count_tokens`` (the user's tokenizer), falling back to 4 characters per token for a
+    text it fails on: it raises (tiktoken's ``encode`` refuses special tokens such as
+    ``<|endoftext|>``) or returns anything but a finite number >= 0.  The first failure is a
+    warning, the others debug lines; a request is never failed by its estimate."""
+    warned = False
+
+    def count(text: str) -> int:
+        nonlocal warned
+        try:
+            tokens = count_tokens(text)
+            problem = None
+            if isinstance(tokens, bool) or not isinstance(tokens, int | float):
+                problem = f"returned {type(tokens).__name__} {tokens!r}"
+            elif not (math.isfinite(tokens) and tokens >= 0):
+                problem = f"returned {tokens!r}"
+        except Exception as error:  # the user's code: any failure falls back
+            problem = f"raised {error!r}"
+        if problem is None:
+            return math.ceil(tokens)
+        level = logging.DEBUG if warned else logging.WARNING
+        warned = True
+        if logger.isEnabledFor(level):
+            logger.log(
+                level,
+                "count_tokens %s for a text of %d characters: counted at 4 characters per token "
+                "instead (further failures are logged at debug level)",
+                problem,
+                len(text),
+            )
+        return count_tokens_by_chars(text)
+
+    return count
+
+
 def default_key(request: RequestLike) -> RequestKey:
     """(host, hash of the API key, model): how providers scope their limits."""
     headers = request.headers
     authorization = headers.get("authorization", "")
     api_key = authorization[7:] if authorization.lower().startswith("bearer ") else ""
     api_key = api_key or headers.get("x-api-key", "") or headers.get("api-key", "")
-    document = _json(_body(request))
-    model = document.get("model") if isinstance(document, dict) else None
-    return RequestKey.of(request.url.host, api_key, model if isinstance(model, str) else None)
+    return RequestKey.of(request.url.host, api_key, _model(_json(_body(request))))
 
 
 class SettlingStream:
@@ -153,6 +199,9 @@ class TransportEngine:
             :func:`~throttle_trio.estimate_request_cost`).
         retry: the retry policy (default ``RetryPolicy()``); ``RetryPolicy(max_attempts=1)``
             never retries.
+        learner: scales each estimate's ``input_tokens`` by the ratio learned for the
+            request's ``model`` and learns from the usage of each success (``None``: the
+            estimate is reserved as it is).
     """
 
     def __init__(
@@ -163,6 +212,7 @@ class TransportEngine:
         key: Callable[[RequestLike], Hashable],
         estimate: Callable[[Mapping[str, Any] | bytes | str], RequestCost],
         retry: RetryPolicy | None,
+        learner: TokenRatioLearner | None = None,
         rng: Callable[[], float] = random.random,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -175,8 +225,15 @@ class TransportEngine:
         self._key = key
         self._estimate = estimate
         self._retry = retry if retry is not None else RetryPolicy()
+        self._learner = learner
         self._rng = rng
         self._wall_clock = wall_clock
+        self._warned_no_usage = False
+
+    @property
+    def learner(self) -> TokenRatioLearner | None:
+        """The learner of token ratios, or ``None`` when learning is off."""
+        return self._learner
 
     def throttle_for(self, request: RequestLike) -> Throttle | RedisThrottle:
         """The throttle that governs ``request``."""
@@ -185,9 +242,29 @@ class TransportEngine:
         assert self._registry is not None
         return self._registry.get(self._key(request))
 
-    def _costs(self, shell: ThrottleShell, body: bytes | None) -> dict[str, float]:
-        estimate = self._estimate(body) if body else {"requests": 1}
-        return {metric: cost for metric, cost in estimate.items() if shell.accepts(metric)}
+    def _costs(
+        self, shell: ThrottleShell, body: bytes | None
+    ) -> tuple[dict[str, float], _Learning | None]:
+        """The costs to reserve, and what to learn from at the end (``None``: nothing)."""
+        estimate: Mapping[str, float] = self._estimate(body) if body else {"requests": 1}
+        learning = None
+        if self._learner is not None and body and "input_tokens" in estimate:
+            learning = _Learning(self._learner, _model(_json(body)), estimate["input_tokens"])
+            estimate = self._learner.correct(learning.model, estimate)
+        costs = {metric: cost for metric, cost in estimate.items() if shell.accepts(metric)}
+        return costs, learning
+
+    def _no_usage(self) -> None:
+        level = logging.DEBUG if self._warned_no_usage else logging.INFO
+        self._warned_no_usage = True
+        if logger.isEnabledFor(level):
+            logger.log(
+                level,
+                "a response's usage could not be read (none in its body, e.g. an OpenAI stream "
+                "without stream_options={'include_usage': True}, or the body was closed before "
+                "its end): its estimate stays charged and nothing is learned (logged once per "
+                "transport, then at debug level)",
+            )
 
     async def handle(
         self,
@@ -198,7 +275,7 @@ class TransportEngine:
         """Send ``request`` through its throttle; see the module docstring."""
         shell = shell_for(self.throttle_for(request))
         body = _body(request)
-        costs = self._costs(shell, body)
+        costs, learning = self._costs(shell, body)
         timeouts = request.extensions.get("timeout") or {}
         pool = timeouts.get("pool") if isinstance(timeouts, Mapping) else None
 
@@ -208,7 +285,7 @@ class TransportEngine:
                 response.headers.get("content-type", ""),
                 response.headers.get("content-encoding", ""),
             )
-            return rebuild(response, reader, _finisher(shell, slot, reader))
+            return rebuild(response, reader, self._finisher(shell, slot, reader, learning))
 
         return await attempts(
             shell,
@@ -224,6 +301,37 @@ class TransportEngine:
             wall_clock=self._wall_clock,
         )
 
+    def _finisher(
+        self, shell: ThrottleShell, slot: Slot, reader: UsageReader, learning: _Learning | None
+    ) -> Finish:
+        async def finish(usage: dict[str, float] | None) -> None:
+            try:
+                if reader.clamped:
+                    shell.record_clamped(reader.clamped)
+                if usage is None:
+                    self._no_usage()
+                elif learning is not None and "input_tokens" in usage:
+                    learning.learner.observe(
+                        learning.model, estimated=learning.estimated, counted=usage["input_tokens"]
+                    )
+                await settle_success(shell, slot, usage)
+            finally:
+                slot.release()
+
+        return finish
+
+
+@final
+class _Learning:
+    """What a success teaches the learner: its model and the raw estimate of its prompt."""
+
+    __slots__ = ("estimated", "learner", "model")
+
+    def __init__(self, learner: TokenRatioLearner, model: str | None, estimated: float) -> None:
+        self.learner = learner
+        self.model = model
+        self.estimated = estimated
+
 
 def _inspect(response: ResponseLike) -> ResponseInfo:
     return ResponseInfo(response.status_code, response.headers)  # usage: from the body, later
@@ -231,18 +339,6 @@ def _inspect(response: ResponseLike) -> ResponseInfo:
 
 async def _close(response: ResponseLike) -> None:
     await response.aclose()
-
-
-def _finisher(shell: ThrottleShell, slot: Slot, reader: UsageReader) -> Finish:
-    async def finish(usage: dict[str, float] | None) -> None:
-        if reader.clamped:
-            shell.record_clamped(reader.clamped)
-        try:
-            await settle_success(shell, slot, usage)
-        finally:
-            slot.release()
-
-    return finish
 
 
 def wrong_library(parameter: str, value: object, library: str) -> TypeError:
@@ -270,12 +366,41 @@ def engine_options(
     key: Callable[[RequestLike], Hashable] | None,
     estimate: Callable[[Mapping[str, Any] | bytes | str], RequestCost] | None,
     retry: RetryPolicy | None,
+    learn_estimates: bool | TokenRatioLearner = True,
+    count_tokens: Callable[[str], int] | None = None,
 ) -> TransportEngine:
-    """The engine for a transport's constructor arguments (shared by both transports)."""
+    """The engine for a transport's constructor arguments (shared by both transports).
+
+    Raises:
+        TypeError: ``learn_estimates`` is not a bool or a learner, ``count_tokens`` is not
+            callable, or both ``count_tokens`` and ``estimate`` are given.
+    """
+    if isinstance(learn_estimates, TokenRatioLearner):
+        learner: TokenRatioLearner | None = learn_estimates
+    elif isinstance(learn_estimates, bool):
+        learner = TokenRatioLearner() if learn_estimates else None
+    else:
+        raise TypeError(
+            "learn_estimates must be a bool or a TokenRatioLearner, got "
+            f"{type(learn_estimates).__name__} {learn_estimates!r}"
+        )
+    if count_tokens is not None:
+        if not callable(count_tokens):
+            raise TypeError(
+                f"count_tokens must be callable (str -> int), got "
+                f"{type(count_tokens).__name__} {count_tokens!r}"
+            )
+        if estimate is not None:
+            raise TypeError(
+                "pass count_tokens= or estimate=, not both (an estimate of your own counts "
+                "tokens its own way)"
+            )
+        estimate = partial(estimate_request_cost, count_tokens=guarded_counter(count_tokens))
     return TransportEngine(
         throttle=throttle,
         registry=registry,
         key=key if key is not None else default_key,
         estimate=estimate if estimate is not None else estimate_request_cost,
         retry=retry,
+        learner=learner,
     )

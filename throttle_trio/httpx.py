@@ -16,12 +16,13 @@
     client = httpx.AsyncClient(transport=transport)
     openai_client = openai.AsyncOpenAI(http_client=client, max_retries=0)
 
-Each request is estimated from its JSON body, admitted by the throttle, sent, and settled to
-the usage in its response body when that body is closed (a streaming response keeps its
-concurrency slot until then).  Rate-limit headers feed the throttle; a 429 pauses it and the
-request is retried with its original ticket; the last attempt's error response is returned
-unread, so that the SDK raises its own error.  Pass ``max_retries=0`` to the SDK, or the
-attempts multiply.  Needs the ``httpx`` extra.
+Each request is estimated from its JSON body (its prompt scaled by the ratio of tokens the
+provider counted to the estimate, learned per model from the responses), admitted by the
+throttle, sent, and settled to the usage in its response body when that body is closed (a
+streaming response keeps its concurrency slot until then).  Rate-limit headers feed the
+throttle; a 429 pauses it and the request is retried with its original ticket; the last
+attempt's error response is returned unread, so that the SDK raises its own error.  Pass
+``max_retries=0`` to the SDK, or the attempts multiply.  Needs the ``httpx`` extra.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from ._registry import ThrottleRegistry
     from ._retry import RetryPolicy
     from ._throttle import Throttle
+    from ._token_ratios import TokenRatioLearner
     from ._usage import UsageReader
     from .redis import RedisThrottle
 
@@ -70,10 +72,20 @@ class ThrottledTransport(httpx.AsyncBaseTransport):
         estimate: a request's costs from its body (default:
             :func:`~throttle_trio.estimate_request_cost`).
         retry: the retry policy (default: ``RetryPolicy()``).
+        learn_estimates: whether each request's prompt estimate is scaled by the ratio of
+            the prompt tokens the provider counted (``usage.prompt_tokens`` or
+            ``usage.input_tokens``) to the estimate, learned per model from the responses
+            (default ``True``); a :class:`~throttle_trio.TokenRatioLearner` to tune it or to
+            share it between transports.  The settle to the real usage happens either way.
+        count_tokens: your tokenizer, counting a text's tokens for the default estimate
+            (e.g. tiktoken's ``lambda text: len(encoding.encode_ordinary(text))``); the
+            learned ratio still corrects it.  A text it fails on (raises, or returns anything
+            but a number >= 0) is counted at 4 characters per token, with a warning.
 
     Raises:
-        TypeError: neither or both of ``throttle`` and ``registry``, or a ``transport`` that
-            is not a ``httpx`` one (the error names the module to use).
+        TypeError: neither or both of ``throttle`` and ``registry``, both ``estimate`` and
+            ``count_tokens``, a ``learn_estimates`` that is not a bool or a learner, or a
+            ``transport`` that is not a ``httpx`` one (the error names the module to use).
     """
 
     def __init__(
@@ -87,11 +99,22 @@ class ThrottledTransport(httpx.AsyncBaseTransport):
         key: Callable[[RequestLike], Hashable] | None = None,
         estimate: Callable[[Mapping[str, Any] | bytes | str], RequestCost] | None = None,
         retry: RetryPolicy | None = None,
+        learn_estimates: bool | TokenRatioLearner = True,
+        count_tokens: Callable[[str], int] | None = None,
     ) -> None:
         if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
             raise wrong_library("transport", transport, "httpx")
         self._transport = transport if transport is not None else httpx.AsyncHTTPTransport()
-        self._engine = engine_options(throttle, registry, key, estimate, retry)
+        self._engine = engine_options(
+            throttle, registry, key, estimate, retry, learn_estimates, count_tokens
+        )
+
+    @property
+    def token_ratios(self) -> TokenRatioLearner | None:
+        """The learned ratios of counted to estimated prompt tokens, per model (read them with
+        its ``ratio(model)`` or ``statistics()``, anywhere), or ``None`` if
+        ``learn_estimates=False``."""
+        return self._engine.learner
 
     def throttle_for(self, request: httpx.Request) -> Throttle | RedisThrottle:
         """The throttle that governs ``request`` (to read its statistics)."""
