@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar, final
+from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeAlias, TypeVar, final
 
 from ._exceptions import CostExceedsCapacity
 from ._validate import check_non_negative
@@ -13,7 +13,20 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Mapping
     from types import TracebackType
 
-__all__ = ["ReserveContext", "check_costs", "check_max_concurrent", "merge_costs", "metric_of"]
+__all__ = [
+    "Lane",
+    "ReserveContext",
+    "check_costs",
+    "check_lane",
+    "check_max_concurrent",
+    "check_share",
+    "merge_costs",
+    "metric_of",
+]
+
+#: The lanes of a throttle's line: interactive requests go before a batch backlog.
+Lane: TypeAlias = Literal["interactive", "batch"]
+_LANES = ("interactive", "batch")
 
 
 class _Releasable(Protocol):
@@ -43,6 +56,20 @@ def check_max_concurrent(value: object) -> float:
     if value < 1:
         raise ValueError(f"max_concurrent must be >= 1, got {value!r}")
     return value
+
+
+def check_lane(value: object) -> Lane:
+    """Accept ``"interactive"`` or ``"batch"`` (``lane``)."""
+    if value not in _LANES:
+        raise ValueError(f"lane must be 'interactive' or 'batch', got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def check_share(value: object) -> float:
+    """Accept a number strictly between 0 and 1 (``batch_share``)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+        raise ValueError(f"batch_share must be a number with 0 < batch_share < 1, got {value!r}")
+    return float(value)
 
 
 def check_costs(

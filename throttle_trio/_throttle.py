@@ -65,7 +65,14 @@ if TYPE_CHECKING:
 
     from ._headers import RateLimitHeaders
 from ._concurrency import AutoConcurrency
-from ._reserve import ReserveContext, check_max_concurrent, merge_costs
+from ._reserve import (
+    Lane,
+    ReserveContext,
+    check_lane,
+    check_max_concurrent,
+    check_share,
+    merge_costs,
+)
 
 __all__ = ["LimitStatistics", "Reservation", "ReservationError", "Throttle", "ThrottleStatistics"]
 
@@ -364,6 +371,9 @@ class Throttle:
             ``Admitted.would_wait`` in events), to size limits on live traffic before turning
             them on.  Exact for continuously refilled limits (token bucket, GCRA); a lower
             bound for a sliding window (its log takes each request when it came).
+        batch_share: while both lanes have waiters, the share of admissions the ``"batch"``
+            lane gets (0 < share < 1; the default 0.2: one batch request for every four
+            interactive ones).  The batch runners and the CLI use the batch lane.
         limits: limit name -> :class:`~throttle_trio.policy.RatePolicy`, as a mapping.
         **more_limits: the same, as keywords (``requests=TokenBucket(...)``).
 
@@ -377,6 +387,7 @@ class Throttle:
         "_auto",
         "_core",
         "_in_flight",
+        "_lane_tags",
         "_limits",
         "_max_concurrent",
         "_name",
@@ -385,6 +396,8 @@ class Throttle:
         "_queue",
         "_shadow",
         "_shadow_next",
+        "_stride",
+        "_virtual",
         "_watch",
         "_would_wait",
         "_would_wait_time",
@@ -402,6 +415,7 @@ class Throttle:
         on_event: EventHook | None = None,
         name: str | None = None,
         shadow: bool = False,
+        batch_share: float = 0.2,
         **more_limits: RatePolicy,
     ) -> None:
         limits = {**limits, **more_limits} if limits else more_limits
@@ -445,6 +459,11 @@ class Throttle:
             raise TypeError(f"name must be a str or None, got {type(name).__name__} {name!r}")
         self._name = name
         self._shadow = bool(shadow)
+        # Lanes: the ticket of the last admitted request, and each lane's last ticket (tags).
+        share = check_share(batch_share)
+        self._stride = (1.0 - share) / share  # batch tickets per interactive one, inverted
+        self._virtual = -1.0
+        self._lane_tags = [-1.0, -1.0]
         # Shadow mode: when the last request would have gone, and what held it.
         self._shadow_next: tuple[float, str | None] = (-math.inf, None)
         self._would_wait = 0
@@ -501,6 +520,7 @@ class Throttle:
         *,
         timeout: float | None = None,
         ticket: int | None = None,
+        lane: Lane = "interactive",
         **more_costs: float,
     ) -> ReserveContext[Reservation]:
         """Wait for admission, as an async context manager that yields a :class:`Reservation`.
@@ -514,6 +534,9 @@ class Throttle:
         Args:
             timeout: seconds to wait at most; fails at once when the wait is known to be longer.
             ticket: a previous reservation's ticket, so that a retry keeps its turn.
+            lane: ``"interactive"`` (the default) or ``"batch"``: an interactive request goes
+                before the batch lane's backlog, FIFO within each lane; while both have
+                waiters, the batch lane still gets ``batch_share`` of the admissions.
             costs: cost per metric, as a mapping (``{"requests": 1, "tokens": 1200}``).
             **more_costs: cost per metric, as keywords (>= 0); metrics not named cost 0.
 
@@ -529,6 +552,7 @@ class Throttle:
                 self._check_costs(merge_costs(costs, more_costs)),
                 check_optional_timeout(timeout),
                 ticket,
+                check_lane(lane),
             )
         )
 
@@ -540,6 +564,7 @@ class Throttle:
         *,
         timeout: float | None = None,  # noqa: ASYNC109
         ticket: int | None = None,
+        lane: Lane = "interactive",
         **more_costs: float,
     ) -> Reservation:
         """Like :meth:`reserve`, but returns the reservation; you must release it yourself."""
@@ -547,14 +572,35 @@ class Throttle:
             self._check_costs(merge_costs(costs, more_costs)),
             check_optional_timeout(timeout),
             ticket,
+            check_lane(lane),
         )
+
+    def _take_ticket(self, lane: Lane) -> int:
+        """A place in line: after the last of its lane, and after the last admitted request.
+
+        Stride scheduling on tickets: an interactive ticket is one more than the later of the
+        two; a batch ticket is ``stride`` more, so while both lanes have waiters, one batch
+        request goes for every ``stride`` interactive ones (``batch_share``), and a batch
+        backlog never holds an interactive request behind it for more than that.
+        """
+        base = self._virtual
+        if lane == "interactive":
+            tag = max(base, self._lane_tags[0]) + 1.0
+            self._lane_tags[0] = tag
+        else:
+            tag = max(base, self._lane_tags[1]) + self._stride
+            self._lane_tags[1] = tag
+        return math.ceil(tag)
 
     async def _acquire(
         self,
         costs: dict[str, float],
         timeout: float | None,  # noqa: ASYNC109
         ticket: int | None,
+        lane: Lane = "interactive",
     ) -> Reservation:
+        if ticket is None:
+            ticket = self._take_ticket(lane)
         if self._shadow:
             return await self._acquire_in_shadow(costs, ticket)
         queue = self._queue
@@ -593,6 +639,8 @@ class Throttle:
                 if full:
                     from_full[limit.name] = policy.available(now)
             core.admitted_now(booking, now, arrived)
+            if booking.ticket > self._virtual:
+                self._virtual = booking.ticket
             self._in_flight += 1
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("%r admitted %s after %.6f s", self, costs, now - arrived)
@@ -640,7 +688,7 @@ class Throttle:
             emit(hook, event)
         return reservation
 
-    async def _acquire_in_shadow(self, costs: dict[str, float], ticket: int | None) -> Reservation:
+    async def _acquire_in_shadow(self, costs: dict[str, float], ticket: int) -> Reservation:
         """Admit at once, and count what an enforcing throttle would have made it wait.
 
         The limits are charged as usual, at once, so a burst above a limit leaves it in debt:
@@ -650,9 +698,7 @@ class Throttle:
         await checkpoint()  # a checkpoint, like every admission
         self._queue.check_thread()
         core = self._core
-        reservation = Reservation(
-            self, costs, self._queue.take_ticket() if ticket is None else ticket
-        )
+        reservation = Reservation(self, costs, ticket)
         booking = reservation._booking
         now = self._now()
         # Behind the requests before it, which would still be waiting for what bound them.
@@ -685,6 +731,7 @@ class Throttle:
             if cost:
                 limit.policy.consume(cost, now)
         core.admitted_now(booking, now, now)
+        self._virtual = max(self._virtual, ticket)
         self._in_flight += 1
         core.resumed(booking, now)
         hook = self._on_event

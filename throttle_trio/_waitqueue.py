@@ -265,7 +265,7 @@ class WaitQueue(Generic[T]):
         last = self._last
         if last is None:
             self._first = self._last = waiter
-        elif last.ticket < ticket:
+        elif last.ticket <= ticket:  # equal tickets (a ticket passed twice) keep call order
             last.next = waiter
             waiter.prev = last
             self._last = waiter
