@@ -12,6 +12,8 @@ from ._batch import amap as amap
 from ._batch import run_batch as run_batch
 from ._capacity import CapacityLimiter as CapacityLimiter
 from ._capacity import CapacityLimiterStatistics as CapacityLimiterStatistics
+from ._clients import anthropic_client as anthropic_client
+from ._clients import openai_client as openai_client
 from ._concurrency import AutoConcurrency as AutoConcurrency
 from ._core import ReservationError as ReservationError
 from ._core import ReservationState as ReservationState
@@ -100,11 +102,13 @@ __all__ = [
     "TokenRatioStatistics",
     "__version__",
     "amap",
+    "anthropic_client",
     "api_key_hash",
     "call_with_retries",
     "combine_parsers",
     "count_tokens_by_chars",
     "estimate_request_cost",
+    "openai_client",
     "parse_anthropic",
     "parse_any",
     "parse_azure_openai",
