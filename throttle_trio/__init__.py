@@ -41,6 +41,8 @@ from ._parsers import parse_gemini as parse_gemini
 from ._parsers import parse_groq as parse_groq
 from ._parsers import parse_ietf as parse_ietf
 from ._parsers import parse_openai as parse_openai
+from ._presets import anthropic_throttle as anthropic_throttle
+from ._presets import openai_throttle as openai_throttle
 from ._reexport import fixup_module_metadata as _fixup_module_metadata
 from ._registry import RequestKey as RequestKey
 from ._registry import ThrottleRegistry as ThrottleRegistry
@@ -103,12 +105,14 @@ __all__ = [
     "__version__",
     "amap",
     "anthropic_client",
+    "anthropic_throttle",
     "api_key_hash",
     "call_with_retries",
     "combine_parsers",
     "count_tokens_by_chars",
     "estimate_request_cost",
     "openai_client",
+    "openai_throttle",
     "parse_anthropic",
     "parse_any",
     "parse_azure_openai",
