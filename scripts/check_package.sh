@@ -33,7 +33,9 @@ EXTRAS=(
     "redis=coredis"
     "server=hypercorn"
     "cli=httpx2 hypercorn"
-    "all=coredis httpx httpx2 hypercorn trio"
+    "otel=opentelemetry-api"
+    "prometheus=prometheus-client"
+    "all=coredis httpx httpx2 hypercorn trio opentelemetry-api prometheus-client"
 )
 # What `pip install throttle_trio` requires directly: anyio, and below Python 3.13 the
 # typing_extensions it already depends on (a type parameter's default, PEP 696).
@@ -225,6 +227,7 @@ if installed != closure | {"throttle-trio"}:
         f"missing {sorted(closure - installed)}"
     )
 optional = {"trio", "httpx", "httpx2", "httpcore", "coredis", "hypercorn"}
+optional |= {"opentelemetry", "prometheus_client"}
 if loaded := optional & {m.split(".")[0] for m in sys.modules}:
     errors.append(f"import throttle_trio loaded optional packages {sorted(loaded)}")
 

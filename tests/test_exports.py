@@ -40,7 +40,9 @@ NAMESPACES = [
     "throttle_trio.events",
     "throttle_trio.httpx",
     "throttle_trio.httpx2",
+    "throttle_trio.otel",
     "throttle_trio.policy",
+    "throttle_trio.prometheus",
     "throttle_trio.redis",
     "throttle_trio.testing",
 ]
