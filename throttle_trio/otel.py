@@ -68,7 +68,7 @@ if TYPE_CHECKING:
 
     from opentelemetry.util.types import AttributeValue
 
-__all__ = ["DURATION_BUCKETS", "METRICS", "SCOPE", "SPAN_NAME", "OTelListener"]
+__all__ = ["DURATION_BUCKETS", "METRICS", "OTelListener", "SCOPE", "SPAN_NAME"]
 
 SCOPE: Final = "throttle_trio"
 """The instrumentation scope of the meter and the tracer (with the package's version)."""
