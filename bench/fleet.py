@@ -70,6 +70,8 @@ class FleetConfig:
         burst: the shared throttle's burst, requests (1: evenly spaced, as the window needs).
         max_concurrent: requests in flight per process.
         latency: the provider's response time range, seconds.
+        tasks: SDK fleet: tasks per worker process, each asking in turn until the worker's
+            share is done (``None``: one task per request, all started at once).
         max_batch: ``RedisThrottle``'s ``max_batch`` in the SDK workers (the batch CLI keeps its
             default).
     """
@@ -81,6 +83,7 @@ class FleetConfig:
     max_concurrent: int = 8
     latency: tuple[float, float] = (0.02, 0.1)
     max_batch: int | None = None
+    tasks: int | None = None
 
     @property
     def limit(self) -> float:
@@ -260,9 +263,15 @@ async def _sdk_worker(args: argparse.Namespace) -> dict[str, Any]:
             print("ready", flush=True)
             await anyio.to_thread.run_sync(sys.stdin.readline)  # "go"
             started = time.time()
+            numbers = iter(range(args.requests))
+
+            async def asker() -> None:
+                for number in numbers:
+                    await ask(number)
+
             async with anyio.create_task_group() as tg:
-                for number in range(args.requests):
-                    tg.start_soon(ask, number)
+                for _ in range(min(args.tasks or args.requests, args.requests)):
+                    tg.start_soon(asker)
             ended = time.time()
         stats = throttle.statistics()
     return {
@@ -327,6 +336,7 @@ async def run_sdk_fleet(redis_url: str, config: FleetConfig) -> FleetRun:
                         *("--rate", repr(config.limit), "--burst", repr(config.burst)),
                         *("--requests", str(share), "--max-concurrent", str(config.max_concurrent)),
                         *("--max-batch", str(config.max_batch or 0)),
+                        *("--tasks", str(config.tasks or 0)),
                     ]
                     process = await anyio.open_process(command, stderr=None, cwd=ROOT)
                     processes.append((process, bytearray()))
@@ -565,6 +575,7 @@ def main(argv: list[str] | None = None) -> int:
         worker.add_argument("--requests", type=int, required=True)
         worker.add_argument("--max-concurrent", type=int, required=True)
         worker.add_argument("--max-batch", type=int, default=0)
+        worker.add_argument("--tasks", type=int, default=0)
         args = worker.parse_args(argv[1:])
         print(json.dumps(anyio.run(_sdk_worker, args, backend=args.backend)), flush=True)
         return 0
@@ -585,6 +596,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-concurrent", type=int, default=8, help="per process (8)")
     parser.add_argument("--max-batch", type=int, help="RedisThrottle max_batch (SDK fleet)")
     parser.add_argument(
+        "--tasks", type=int, help="SDK fleet: tasks per worker (default: one per request)"
+    )
+    parser.add_argument(
         "--only", choices=["sdk", "batch"], action="append", help="one fleet kind (repeatable)"
     )
     args = parser.parse_args(argv)
@@ -595,6 +609,7 @@ def main(argv: list[str] | None = None) -> int:
         burst=args.burst,
         max_concurrent=args.max_concurrent,
         max_batch=args.max_batch,
+        tasks=args.tasks,
     )
     load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"{_describe(configs)}; load average at start {load}", flush=True)
