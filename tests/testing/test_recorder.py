@@ -264,6 +264,35 @@ def test_play_reports_every_outcome(backend_name: str) -> None:
     check(played.log, *limits).assert_ok()
 
 
+def test_play_refuses_to_reconfigure_a_limiter_that_cannot(backend_name: str) -> None:
+    """Reconfiguration is supported on both loops (the test above plays one on asyncio and on
+    trio, with the same exact instants); what play() cannot do is reconfigure a limiter with
+    no ``reconfigure()``: it says so before any step runs, rather than an AttributeError from
+    a task in the middle of the workload."""
+
+    class NoReconfigure:
+        def __init__(self) -> None:
+            self.calls: list[float] = []
+
+        async def acquire(self, cost: float = 1, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
+            self.calls.append(cost)
+
+    limiter = NoReconfigure()
+
+    async def main():
+        return await play(WORKLOAD, limiter)
+
+    with pytest.raises(TypeError, match=r"NoReconfigure has no reconfigure\(\*\*changes\)"):
+        run_virtual(main, backend=backend_name)
+    assert limiter.calls == []
+
+    async def without_reconfigurations():
+        steps = [step for step in WORKLOAD if isinstance(step, Arrival)]
+        return await play(steps, limiter)
+
+    assert run_virtual(without_reconfigurations, backend=backend_name).count("admitted") == 6
+
+
 def test_steps_check_their_arguments() -> None:
     with pytest.raises(ValueError, match="cost must be > 0"):
         Arrival(0, 0)

@@ -44,7 +44,11 @@ class _Acquiring(Protocol):
 
 
 class _Reserving(Protocol):
-    """A throttle: ``async with throttle.reserve(costs, timeout=..., ticket=...) as slot:``."""
+    """A throttle: ``async with throttle.reserve(costs, timeout=..., ticket=...) as slot:``.
+
+    (Costs as keywords, and options such as a Throttle's ``lane=``, are passed through too;
+    the protocol names only what every throttle takes.)
+    """
 
     def reserve(
         self,
@@ -53,7 +57,6 @@ class _Reserving(Protocol):
         *,
         timeout: float | None = ...,
         ticket: int | None = ...,
-        **more_costs: float,
     ) -> AbstractAsyncContextManager[Any]: ...
 
 
@@ -273,11 +276,18 @@ class RecordingThrottle(Generic[Th]):
         *,
         timeout: float | None = None,  # noqa: ASYNC109 - the throttle's own (fails at once)
         ticket: int | None = None,
+        lane: str | None = None,
         **more_costs: float,
     ) -> AsyncIterator[Any]:
-        """The wrapped throttle's ``reserve()``; the admission is recorded on entry."""
+        """The wrapped throttle's ``reserve()``; the admission is recorded on entry.
+
+        ``lane`` is passed on when given (a :class:`~throttle_trio.Throttle`'s priority lane).
+        """
         requested = self._recorder.now()
-        async with self.inner.reserve(costs, timeout=timeout, ticket=ticket, **more_costs) as slot:
+        inner: Any = self.inner  # its reserve() may take more than the protocol names
+        options: dict[str, Any] = {} if lane is None else {"lane": lane}
+        reserving = inner.reserve(costs, timeout=timeout, ticket=ticket, **options, **more_costs)
+        async with reserving as slot:
             self._recorder.record(dict(slot.costs), requested=requested)
             yield slot
 

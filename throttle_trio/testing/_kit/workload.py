@@ -146,9 +146,21 @@ async def play(
 
     Returns:
         A :class:`Played`.
+
+    Raises:
+        TypeError: the workload reconfigures, and ``limiter`` has no ``reconfigure()`` (said
+            before any step runs, on both loops).
     """
     from ..._exceptions import CostExceedsCapacity
 
+    if any(isinstance(step, Reconfiguration) for step in workload) and not callable(
+        getattr(limiter, "reconfigure", None)
+    ):
+        raise TypeError(
+            f"the workload has Reconfiguration steps, but {type(limiter).__name__} has no "
+            "reconfigure(**changes) method to apply them: give it one (a Throttle's takes the "
+            "limit's name first: wrap it), or play a workload without reconfigurations"
+        )
     arrivals = [step for step in workload if isinstance(step, Arrival)]
     outcomes: list[Outcome] = ["cancelled"] * len(arrivals)
     admitted_at: list[float | None] = [None] * len(arrivals)
