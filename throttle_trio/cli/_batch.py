@@ -9,7 +9,7 @@ import sys
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 from urllib.parse import urlsplit
 
 import anyio
@@ -17,11 +17,13 @@ import httpx2
 
 from .._batch import amap
 from .._exceptions import ThrottleTrioError
+from .._presets import anthropic_throttle, openai_throttle
 from .._registry import api_key_hash
 from .._retry import RetryAfterTooLong, RetryPolicy
 from .._shell import shell_for
 from .._throttle import Throttle
 from ..httpx2 import ThrottledTransport
+from ..policy.sliding_window import SlidingWindow
 from ..policy.token_bucket import TokenBucket
 from ._files import (
     BatchFileError,
@@ -37,11 +39,14 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
     from pathlib import Path
 
+    from ..policy.base import RatePolicy
     from ..redis import RedisThrottle
 
 __all__ = ["BatchOptions", "BatchSummary", "run_batch_file"]
 
 logger = logging.getLogger("throttle_trio")
+
+ANTHROPIC_VERSION = "2023-06-01"  # the Messages API's version header, as the SDKs send it
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,10 @@ class BatchOptions:
     max_retry_after: float | None = None  # None: RetryPolicy's default
     redis_url: str | None = None  # share the limits through Redis (a fleet of batch processes)
     name: str | None = None  # the shared throttle's name (default: from the URL and the key)
+    provider: Literal["openai", "anthropic"] | None = None  # a preset instead of the buckets
+    window_seconds: float | None = None  # sliding windows of this many seconds of each rate
+    itpm: float | None = None  # Anthropic's input tokens per minute (with provider="anthropic")
+    otpm: float | None = None  # Anthropic's output tokens per minute (with provider="anthropic")
 
 
 @dataclass
@@ -143,21 +152,49 @@ def _endpoint(base_url: str, url: str) -> str:
     return str(base.copy_with(path=url))
 
 
-def _limits(options: BatchOptions, *, resuming: bool) -> dict[str, TokenBucket]:
-    limits: dict[str, TokenBucket] = {}
+def _limits(options: BatchOptions, *, resuming: bool) -> dict[str, RatePolicy]:
+    """``--rpm`` and ``--tpm`` as token buckets (``--burst``) or sliding windows (``--window``)."""
+    limits: dict[str, RatePolicy] = {}
     for name, per_minute in (("requests", options.rpm), ("tokens", options.tpm)):
-        if per_minute:
-            burst = per_minute
-            if options.burst_seconds is not None:
-                burst = max(1.0, per_minute / 60 * options.burst_seconds)
-            limits[name] = TokenBucket(
-                per_minute, per=60.0, burst=burst, initial_tokens=0 if resuming else None
-            )
+        if not per_minute:
+            continue
+        if options.window_seconds is not None:
+            # At least one unit per window, or nothing could ever go.
+            window = max(options.window_seconds, 60 / per_minute)
+            limits[name] = SlidingWindow(per_minute / 60 * window, window=window)
+            continue
+        burst = per_minute
+        if options.burst_seconds is not None:
+            burst = max(1.0, per_minute / 60 * options.burst_seconds)
+        limits[name] = TokenBucket(
+            per_minute, per=60.0, burst=burst, initial_tokens=0 if resuming else None
+        )
     return limits
 
 
 def make_throttle(options: BatchOptions, *, resuming: bool) -> Throttle:
-    """The throttle for a run; a resumed run starts with drained buckets."""
+    """The throttle for a run: a provider's preset, or ``--rpm``/``--tpm`` as asked.
+
+    A resumed run starts with drained buckets (the provider's may still be drained by the run
+    that stopped); sliding windows hold only the last seconds, long gone by then.
+    """
+    if options.provider == "openai":
+        assert options.rpm is not None  # the command line requires them with --provider
+        assert options.tpm is not None
+        return openai_throttle(
+            rpm=options.rpm, tpm=options.tpm, max_concurrent=options.max_concurrent
+        )
+    if options.provider == "anthropic":
+        assert options.rpm is not None
+        assert options.itpm is not None
+        assert options.otpm is not None
+        return anthropic_throttle(
+            rpm=options.rpm,
+            input_tpm=options.itpm,
+            output_tpm=options.otpm,
+            max_concurrent=options.max_concurrent,
+            warmup=60.0 if resuming else 0.25,  # a minute below full: drained
+        )
     return Throttle(
         _limits(options, resuming=resuming),
         max_concurrent=options.max_concurrent,
@@ -187,13 +224,21 @@ async def open_throttle(
     from ..redis import RedisThrottle, client_from_url  # the redis extra, only when asked
 
     client = client_from_url(options.redis_url)
+    # A shared throttle runs token buckets (GCRA) only: the command line refuses --window and
+    # --provider openai (sliding windows) with --redis; Anthropic's preset is token buckets.
+    local = make_throttle(options, resuming=False)
+    limits = {
+        name: policy for name, policy in local.limits.items() if isinstance(policy, TokenBucket)
+    }
+    assert len(limits) == len(local.limits)
     async with client:
         yield RedisThrottle(
             client,
             shared_name(options),
-            _limits(options, resuming=False),
+            limits,
             max_concurrent=options.max_concurrent,
-            refund_unused=options.refund_unused,
+            refund_unused=local.refund_unused,
+            adaptive=options.provider is not None,
         )
 
 
@@ -267,7 +312,7 @@ async def _run_with(
 ) -> None:
     shell = shell_for(throttle)
     transport = ThrottledTransport(httpx2.AsyncHTTPTransport(), throttle=throttle, retry=retry)
-    headers = {"authorization": f"Bearer {options.api_key}"} if options.api_key else {}
+    headers = _auth_headers(options)
     progress = Progress(total=len(todo), stream=stream)
     stop = anyio.Event()
     started = time.monotonic()
@@ -367,6 +412,17 @@ async def _run_with(
     if summary.not_done and not (summary.unreachable or summary.retry_after_too_long):
         summary.interrupted = True
     logger.debug("batch finished: %s", summary)
+
+
+def _auth_headers(options: BatchOptions) -> dict[str, str]:
+    """The API key as the provider expects it: Anthropic's ``x-api-key`` (and the API version
+    its Messages API requires), else ``Authorization: Bearer``."""
+    if options.provider == "anthropic":
+        headers = {"anthropic-version": ANTHROPIC_VERSION}
+        if options.api_key:
+            headers["x-api-key"] = options.api_key
+        return headers
+    return {"authorization": f"Bearer {options.api_key}"} if options.api_key else {}
 
 
 def _usage_tokens(response: Mapping[str, Any] | None) -> float:

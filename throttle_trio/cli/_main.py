@@ -101,23 +101,42 @@ def _parser() -> argparse.ArgumentParser:
     batch.add_argument("input", type=Path, help="the requests, one JSON object per line")
     batch.add_argument("-o", "--output", type=Path, required=True, help="results (appended)")
     batch.add_argument("--base-url", required=True, help="e.g. https://api.openai.com/v1")
+    batch.add_argument(
+        "--provider",
+        choices=["openai", "anthropic"],
+        help="the settings that fit the provider's enforcement (per-second slices, max_tokens "
+        "counted up front, refunds only where the provider refunds, backoff on 429s): openai "
+        "needs --rpm and --tpm, anthropic --rpm, --itpm and --otpm",
+    )
     batch.add_argument("--rpm", type=_positive_float, help="requests per minute")
     batch.add_argument("--tpm", type=_positive_float, help="tokens per minute")
+    batch.add_argument(
+        "--itpm", type=_positive_float, help="input tokens per minute (--provider anthropic)"
+    )
+    batch.add_argument(
+        "--otpm", type=_positive_float, help="output tokens per minute (--provider anthropic)"
+    )
     batch.add_argument(
         "--burst",
         type=_positive_float,
         metavar="SECONDS",
-        help="bucket size in seconds of the rate (default: a whole minute; set e.g. 1 for "
-        "providers that enforce per-second slices)",
+        help="bucket size in seconds of the rate (default: a whole minute)",
+    )
+    batch.add_argument(
+        "--window",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="instead of buckets, sliding windows: at most SECONDS of each rate in any "
+        "SECONDS (e.g. 1.05 for providers that enforce per-second slices)",
     )
     batch.add_argument(
         "--max-concurrent", type=_positive_int, default=64, help="requests in flight (64)"
     )
     batch.add_argument(
         "--api-key-env",
-        default="OPENAI_API_KEY",
         metavar="NAME",
-        help="environment variable that holds the API key (OPENAI_API_KEY)",
+        help="environment variable that holds the API key (OPENAI_API_KEY; with --provider "
+        "anthropic, ANTHROPIC_API_KEY, sent as x-api-key)",
     )
     batch.add_argument(
         "--max-attempts", type=_positive_int, default=5, help="attempts per request (5)"
@@ -186,10 +205,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--mode",
-        choices=["settle", "openai"],
+        choices=["settle", "openai", "anthropic"],
         default="settle",
-        help="settle: charge the estimate, adjust to usage (Anthropic-like); openai: count "
-        "prompt + max_tokens up front, enforce per-second slices",
+        help="settle: charge the estimate, adjust to usage; openai: count prompt + max_tokens "
+        "up front, enforce per-second slices (OpenAI's rate-limit guide); anthropic: settle, "
+        "and hold requests to a second's worth (Anthropic's rate-limits page)",
     )
     serve.add_argument(
         "--latency",
@@ -264,10 +284,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     raise AssertionError(f"unknown command {args.command!r}")  # argparse rejects it first
 
 
+def _limit_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the limit options of ``batch`` (``None``: nothing)."""
+    if args.provider == "openai":
+        if args.rpm is None or args.tpm is None:
+            return "--provider openai needs --rpm and --tpm"
+    elif args.provider == "anthropic":
+        if args.rpm is None or args.itpm is None or args.otpm is None:
+            return "--provider anthropic needs --rpm, --itpm and --otpm"
+        if args.tpm is not None:
+            return "--tpm does not go with --provider anthropic (its limits are --itpm and --otpm)"
+        if args.no_refund:
+            return "--no-refund does not go with --provider anthropic (Anthropic refunds)"
+    elif args.itpm is not None or args.otpm is not None:
+        return "--itpm and --otpm need --provider anthropic"
+    elif not (args.rpm or args.tpm):
+        return "give --rpm, --tpm or both (or --provider)"
+    if args.provider is not None:
+        for flag, value in (("--burst", args.burst), ("--window", args.window)):
+            if value is not None:
+                return f"{flag} does not go with --provider (the preset sets the slices)"
+    if args.burst is not None and args.window is not None:
+        return "give --burst or --window, not both"
+    if args.redis is not None and (args.window is not None or args.provider == "openai"):
+        return "--window and --provider openai (sliding windows) do not go with --redis"
+    return None
+
+
 def _batch(args: argparse.Namespace) -> int:
-    if not (args.rpm or args.tpm):
-        print("throttle-trio batch: give --rpm, --tpm or both", file=sys.stderr)
+    problem = _limit_problem(args)
+    if problem:
+        print(f"throttle-trio batch: {problem}", file=sys.stderr)
         return EXIT_USAGE
+    api_key_env = args.api_key_env or (
+        "ANTHROPIC_API_KEY" if args.provider == "anthropic" else "OPENAI_API_KEY"
+    )
     options = BatchOptions(
         input=args.input,
         output=args.output,
@@ -276,7 +327,7 @@ def _batch(args: argparse.Namespace) -> int:
         tpm=args.tpm,
         burst_seconds=args.burst,
         max_concurrent=args.max_concurrent,
-        api_key=os.environ.get(args.api_key_env),
+        api_key=os.environ.get(api_key_env),
         max_attempts=args.max_attempts,
         refund_unused=not args.no_refund,
         grace=args.grace,
@@ -284,6 +335,10 @@ def _batch(args: argparse.Namespace) -> int:
         max_retry_after=args.max_retry_after,
         redis_url=args.redis,
         name=args.name,
+        provider=args.provider,
+        window_seconds=args.window,
+        itpm=args.itpm,
+        otpm=args.otpm,
     )
     if options.name is not None and options.redis_url is None:
         print("throttle-trio batch: --name needs --redis URL", file=sys.stderr)
