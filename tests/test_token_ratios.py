@@ -340,3 +340,12 @@ def test_reads_change_nothing_on_any_history(
             learner.correct(name, {"input_tokens": 100, "tokens": 300})
         assert learner.statistics() == before
         assert list(learner.statistics().ratios) == list(before.ratios)
+
+
+def test_the_learner_is_pure() -> None:
+    """No event loop, no clock, no threads, no I/O: the module imports none of them."""
+    from tests.test_layering import imported_modules
+
+    impure = {"anyio", "trio", "sniffio", "asyncio", "time", "threading", "socket", "os", "io"}
+    imported = imported_modules("throttle_trio._token_ratios")
+    assert {name for name in imported if name.split(".")[0] in impure} == set()

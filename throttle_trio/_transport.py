@@ -119,16 +119,16 @@ def guarded_counter(count_tokens: Callable[[str], int]) -> Callable[[str], int]:
     def count(text: str) -> int:
         nonlocal warned
         try:
-            tokens = count_tokens(text)
-            problem = None
+            tokens: object = count_tokens(text)
+        except Exception as error:  # the user's code: any failure falls back
+            problem = f"raised {error!r}"
+        else:
             if isinstance(tokens, bool) or not isinstance(tokens, int | float):
                 problem = f"returned {type(tokens).__name__} {tokens!r}"
             elif not (math.isfinite(tokens) and tokens >= 0):
                 problem = f"returned {tokens!r}"
-        except Exception as error:  # the user's code: any failure falls back
-            problem = f"raised {error!r}"
-        if problem is None:
-            return math.ceil(tokens)
+            else:
+                return math.ceil(tokens)
         level = logging.DEBUG if warned else logging.WARNING
         warned = True
         if logger.isEnabledFor(level):
