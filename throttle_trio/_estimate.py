@@ -7,6 +7,10 @@ front).  A client that reserves the same estimate tracks the server's bucket.  T
 choices may use the whole output bound), as providers and OpenAI's own cookbook count it;
 prompt tokens come from a counter you can replace with a real tokenizer (the default counts 4
 characters per token, rounded up).
+
+No counter but the provider's own is exact, so the transports correct the prompt estimate by
+the ratio a :class:`~throttle_trio.TokenRatioLearner` learns per model from the usage the
+provider reports.
 """
 
 from __future__ import annotations
@@ -61,7 +65,8 @@ def estimate_request_cost(
     Args:
         body: the request body, parsed or as bytes/str.
         count_tokens: counts the tokens of a text (bring your tokenizer, e.g. tiktoken's
-            ``encoding.encode`` wrapped in ``len``).
+            ``lambda text: len(encoding.encode_ordinary(text))``: ``encode`` raises on special
+            tokens such as ``<|endoftext|>`` in a prompt).
         default_max_tokens: the output bound assumed when the request sets none.
 
     Returns:

@@ -139,9 +139,13 @@ class TokenRatioLearner:
     The transports (:class:`throttle_trio.httpx.ThrottledTransport`) use one by default:
     each request's prompt estimate is scaled by :meth:`correct` before it is reserved, and the
     usage in its response is fed to :meth:`observe`.  With :func:`~throttle_trio.call_with_retries`
-    or your own loop, do the same by hand.  The update rule is argued in the module's
-    docstring: the ratio is the largest of the last ``window`` observations, moved by bounded
-    steps, kept for at most ``max_models`` models.
+    or your own loop, do the same by hand.  The rule: the ratio is the largest of the last
+    ``window`` observations, so a request like the recent ones is not under-reserved; it goes
+    up at once by at most x4 per observation (a wild report moves it one step, logged at debug
+    level), comes down only once ``window`` lower observations in a row have pushed the high
+    one out, then by at most half per observation; it stays within 1/16..16; at most
+    ``max_models`` models are kept.  Why this rule is argued at the top of its module
+    (``throttle_trio/_token_ratios.py``) and in the guide's "Estimates that learn".
 
     Pure and synchronous: no clock, no I/O, no lock; every method can be called outside an
     event loop.
