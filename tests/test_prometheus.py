@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import anyio
 import pytest
@@ -301,3 +302,27 @@ def test_without_the_extra_the_error_names_it() -> None:
     )
     assert 'pip install "throttle_trio[prometheus]"' in result.stdout
     assert "(prometheus_client is not installed)" in result.stdout
+
+
+def test_the_how_to_lists_every_metric_under_both_names() -> None:
+    """docs/how-to/observability.md's table names every instrument and every Prometheus metric,
+    and the OTel names it gives become the Prometheus ones by the exporter's rule."""
+    otel = pytest.importorskip("throttle_trio.otel", reason="needs the otel extra")
+    page = Path(__file__).parent.parent / "docs" / "how-to" / "observability.md"
+    rows = [
+        line for line in page.read_text(encoding="utf-8").splitlines() if line.startswith("| `")
+    ]
+    pairs = {}
+    for row in rows:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        if cells[0].startswith("`throttle_trio.") and cells[1].startswith("`throttle_trio_"):
+            pairs[cells[0].split("`")[1]] = cells[1].split("`")[1]
+    assert set(pairs) == set(otel.METRICS)
+    assert {name.removesuffix("_total") for name in pairs.values()} == set(METRICS)
+    for name, prometheus_name in pairs.items():
+        kind, unit, _ = otel.METRICS[name]
+        assert f"`{unit}`" in next(row for row in rows if row.startswith(f"| `{name}`"))
+        suffix = {"s": "_seconds", "{unit}/s": "_per_second"}.get(unit, "")
+        if kind == "counter":
+            suffix += "_total"
+        assert prometheus_name == name.replace(".", "_") + suffix
