@@ -25,7 +25,8 @@ each divided by the admissions.  The targets printed as PASS/FAIL are the issue'
 round trip per uncontended admission, several limits included (and at most one under
 contention); throughput within 1.3x of the bare round trip, one at a time; at least 15,000
 admissions a second with 50 tasks; ahead of both peers with 50 tasks.  The bare EVALSHA is the
-one an uncontended admission of ``RedisThrottle`` sent, recorded and replayed as it was.
+one an uncontended admission of ``RedisThrottle`` sent, recorded and replayed through the same
+coredis ``Script``.
 """
 
 from __future__ import annotations
@@ -144,29 +145,38 @@ class Counter:
 # -- runners ------------------------------------------------------------------------------------
 
 
-async def _recorded_evalsha(
-    client: Any, admit: Callable[[], Awaitable[object]]
+async def _recorded_script_call(
+    client: Any, new: Callable[[], Any], admit: Callable[[Any], Awaitable[object]]
 ) -> Callable[[], Awaitable[object]]:
-    """The EVALSHA one call of ``admit`` sends (it must send exactly one), as a call that sends
-    it again with the same SHA, keys and arguments from the same client."""
-    sent: list[tuple[Any, Any, Any]] = []
-    evalsha = client.evalsha
+    """What one uncontended admission of a new throttle sends (exactly one EVALSHA), as a call
+    that sends it again through the same coredis ``Script`` with the same keys and arguments:
+    the round trip without throttle_trio's shell around it."""
+    scripts: list[Any] = []
+    sent: list[tuple[Any, Any]] = []
+    register, evalsha = client.register_script, client.evalsha
 
-    def recording(sha: Any, keys: Any = None, args: Any = None) -> Any:
-        sent.append((sha, keys, args))
+    def recording_register(source: Any) -> Any:
+        scripts.append(register(source))
+        return scripts[-1]
+
+    def recording_evalsha(sha: Any, keys: Any = None, args: Any = None) -> Any:
+        sent.append((keys, args))
         return evalsha(sha, keys=keys, args=args)
 
-    client.evalsha = recording
+    client.register_script, client.evalsha = recording_register, recording_evalsha
     try:
-        await admit()
+        await admit(new())
     finally:
-        del client.evalsha  # the class's method again
-    if len(sent) != 1:
-        raise RuntimeError(f"an uncontended admission sent {len(sent)} EVALSHAs, not 1")
-    sha, keys, args = sent[0]
+        del client.register_script, client.evalsha  # the class's methods again
+    if len(scripts) != 1 or len(sent) != 1:
+        raise RuntimeError(
+            f"an uncontended admission registered {len(scripts)} scripts and sent "
+            f"{len(sent)} EVALSHAs, not 1 and 1"
+        )
+    script, (keys, args) = scripts[0], sent[0]
 
     async def replay() -> object:
-        return await evalsha(sha, keys=keys, args=args)
+        return await script(keys=keys, args=args)
 
     return replay
 
@@ -268,15 +278,14 @@ async def _ours(port: int, backend: str, n: int) -> tuple[list[Result], list[flo
     async with coredis.Redis(host="127.0.0.1", port=port) as client:
         counter = Counter(client)
         throttle = new_throttle()
-        # What one admission of a throttle like `throttle` sends, with no Python shell around
-        # it: the EVALSHA its first admission sent, recorded and replayed as it was.
-        bare = new_throttle()
 
-        async def first_admission() -> None:
+        # What one admission of a throttle like `throttle` sends, with no Python shell around
+        # it: the EVALSHA its first admission sent, replayed through the same coredis Script.
+        async def first_admission(bare: RedisThrottle) -> None:
             async with bare.reserve(requests=1, tokens=500):
                 pass
 
-        bare_call = await _recorded_evalsha(client, first_admission)
+        bare_call = await _recorded_script_call(client, new_throttle, first_admission)
 
         async def reserve() -> None:
             async with throttle.reserve(requests=1, tokens=500):
