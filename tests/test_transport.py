@@ -623,3 +623,57 @@ async def test_learning_removes_most_429s_of_a_token_bound_run(
     assert without >= 10
     assert learned <= without // 3
     assert prior == 0
+
+
+async def test_a_tokenizer_swap_mid_run_is_relearned(lib: tuple[ModuleType, Any]) -> None:
+    """The provider counts 1.5x, then 0.75x (a new tokenizer behind the same model name): the
+    ratio holds 1.5 for the window (16 responses), then comes down to 0.75 by halves."""
+    module = lib[0]
+    counts = [156] * 4 + [78] * 18
+
+    def handler(request: Any) -> Any:
+        usage = {"prompt_tokens": counts.pop(0), "completion_tokens": 10}
+        return module.Response(200, json={**COMPLETION, "usage": usage})
+
+    ratios = []
+    async with client_for(lib, handler, throttle=llm_throttle()) as client:
+        learner = client._transport.token_ratios
+        for _ in range(22):
+            await client.post("/chat/completions", json=LONG_BODY)
+            ratios.append(learner.ratio("gpt-test"))
+    assert ratios[:19] == [1.5] * 19  # 4 at 1.5, then 15 lower ones: 1.5 is still in the window
+    assert ratios[19:] == [0.75] * 3  # the 16th lower one pushes it out; 1.5 / 2 = 0.75
+
+
+async def test_anthropic_usage_teaches_its_model(lib: tuple[ModuleType, Any]) -> None:
+    """Anthropic's input_tokens plus cache writes (what its ITPM counts) against the estimate
+    of the system prompt and messages (cache reads do not count)."""
+    module = lib[0]
+    message = {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-test",
+        "content": [{"type": "text", "text": "hi"}],
+        "stop_reason": "end_turn",
+        "usage": {
+            "input_tokens": 100,
+            "cache_creation_input_tokens": 30,
+            "cache_read_input_tokens": 500,
+            "output_tokens": 5,
+        },
+    }
+
+    def handler(request: Any) -> Any:
+        return module.Response(200, json=message)
+
+    body = {
+        "model": "claude-test",
+        "system": "s" * 200,  # 50 tokens
+        "messages": [{"role": "user", "content": "u" * 176}],  # 44 + 4
+        "max_tokens": 64,
+    }
+    async with client_for(lib, handler, throttle=llm_throttle()) as client:
+        await client.post("/v1/messages", json=body)
+        learner = client._transport.token_ratios
+    assert learner.statistics().ratios == {"claude-test": 130 / 98}
