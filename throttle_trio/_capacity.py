@@ -158,9 +158,15 @@ class CapacityLimiter:
         borrowers = self._borrowers
         if borrower in borrowers:  # before queueing, or it would wait for itself
             raise RuntimeError(_ALREADY_HOLDING)
-        # WaitQueue.acquire's checkpoint rule, with its fast path inlined.
-        await backend.checkpoint_if_cancelled()
+        # WaitQueue.acquire's checkpoint rule, with its fast path inlined (behind a waiter it
+        # parks at once, and parking is the checkpoint).
         queue = self._queue
+        if queue.waiting:
+            await queue.wait_in_line(
+                1, self._step(borrower), None, ready=self._token_free, loop=backend
+            )
+            return
+        await backend.checkpoint_if_cancelled()
         if not queue.waiting and len(borrowers) < self._total_tokens:
             borrowers.add(borrower)
             self._admitted += 1
@@ -181,8 +187,13 @@ class CapacityLimiter:
         borrowers = self._borrowers
         if borrower in borrowers:
             raise RuntimeError(_ALREADY_HOLDING)
-        await backend.checkpoint_if_cancelled()
         queue = self._queue
+        if queue.waiting:  # it parks at once: the checkpoint
+            await queue.wait_in_line(
+                1, self._step(borrower), None, ready=self._token_free, loop=backend
+            )
+            return
+        await backend.checkpoint_if_cancelled()
         if not queue.waiting and len(borrowers) < self._total_tokens:
             borrowers.add(borrower)
             self._admitted += 1

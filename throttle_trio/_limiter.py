@@ -182,24 +182,27 @@ class RateLimiter(Generic[P]):
 
         # WaitQueue.acquire's checkpoint rule, with its fast path inlined: nobody waits and the
         # cost fits now (what is available fits, policy.base's rule 4; ready_at decides the rest).
-        await backend.checkpoint_if_cancelled()
-        if not queue.waiting and (
-            policy.available(arrived) >= cost or policy.ready_at(cost, arrived) <= arrived
-        ):
-            policy.consume(cost, arrived)
-            self._admitted += 1
-            self._admitted_cost += cost
-            try:
-                await backend.cancel_shielded_checkpoint()
-            except BaseException:
-                # Not delivered (see _waitqueue): give everything back.  What does not fit is
-                # refill a full bucket lost meanwhile, not a loss.
-                policy.refund(cost, self._now(), admitted_at=arrived)
-                self._admitted -= 1
-                self._admitted_cost -= cost
-                queue.poke()  # a waiter that queued meanwhile may fit now
-                raise
-            return
+        # Behind a waiter it parks at once, and parking is the checkpoint: a pending
+        # cancellation is delivered there, before anything is taken (see WaitQueue.acquire).
+        if not queue.waiting:
+            await backend.checkpoint_if_cancelled()  # it may yield: ask again who waits
+            if not queue.waiting and (
+                policy.available(arrived) >= cost or policy.ready_at(cost, arrived) <= arrived
+            ):
+                policy.consume(cost, arrived)
+                self._admitted += 1
+                self._admitted_cost += cost
+                try:
+                    await backend.cancel_shielded_checkpoint()
+                except BaseException:
+                    # Not delivered (see _waitqueue): give everything back.  What does not
+                    # fit is refill a full bucket lost meanwhile, not a loss.
+                    policy.refund(cost, self._now(), admitted_at=arrived)
+                    self._admitted -= 1
+                    self._admitted_cost -= cost
+                    queue.poke()  # a waiter that queued meanwhile may fit now
+                    raise
+                return
 
         await queue.wait_in_line(
             cost,

@@ -125,6 +125,7 @@ class WaitQueue(Generic[T]):
         "_first",
         "_last",
         "_next_ticket",
+        "_on_timer_cb",
         "_queued_cost",
         "_thread",
         "total_wakeups",
@@ -146,6 +147,7 @@ class WaitQueue(Generic[T]):
         # Wake-ups this queue delivered over its lifetime (tests of I7): hand-offs, pokes and
         # failures, and the timers it moved from ``ready``; not a head's own timer.
         self.total_wakeups = 0
+        self._on_timer_cb = self._on_timer  # one bound method, not one per park or nudge
 
     @property
     def queued_cost(self) -> float:
@@ -176,7 +178,8 @@ class WaitQueue(Generic[T]):
 
         A checkpoint on every call (I5), fast path included: cancellation is checked before
         anything is decided, and the scheduler runs after (shielded, so that an admitted
-        request stays admitted).
+        request stays admitted).  Behind a waiter, the request parks at once, which is the
+        checkpoint.
 
         Args:
             cost: the request's cost, summed in :attr:`queued_cost`.
@@ -205,8 +208,22 @@ class WaitQueue(Generic[T]):
         # follows the call order), then yield with cancellation shielded: a request that was
         # admitted stays admitted.
         backend = current_backend() if loop is None else loop
-        await backend.checkpoint_if_cancelled()
         first = self._first
+        if first is not None and (ticket is None or first.ticket < ticket):
+            # Behind a waiter: it parks at once, and parking is the checkpoint (a pending
+            # cancellation is delivered there, before the request took anything).
+            return await self.wait_in_line(
+                cost,
+                step,
+                payload,
+                deadline=deadline,
+                on_timeout=on_timeout,
+                ticket=ticket,
+                ready=ready,
+                loop=backend,
+            )
+        await backend.checkpoint_if_cancelled()
+        first = self._first  # the checkpoint may have yielded
         if ticket is None:
             ticket = self._next_ticket
             self._next_ticket = ticket + 1
@@ -251,8 +268,9 @@ class WaitQueue(Generic[T]):
 
         For owners that check for cancellation and try their own fast path first (it must be
         taken only when :attr:`waiting` is 0).  Not a checkpoint by itself unless it waits:
-        the caller has just called ``loop.checkpoint_if_cancelled()``.  The arguments are
-        :meth:`acquire`'s.
+        the caller has just called ``loop.checkpoint_if_cancelled()``, or the request goes
+        behind a waiter, so that it parks at once (parking is a checkpoint: a pending
+        cancellation is delivered there).  The arguments are :meth:`acquire`'s.
         """
         thread = get_ident()
         if self.waiting and thread != self._thread:
@@ -273,7 +291,7 @@ class WaitQueue(Generic[T]):
             self._insert(waiter)  # a retry: back to its place in line (rare, O(n))
         self.waiting += 1
         self._queued_cost += cost
-        on_timer = self._on_timer
+        on_timer = self._on_timer_cb
         woken = True
         now = math.nan
         try:
@@ -387,7 +405,7 @@ class WaitQueue(Generic[T]):
                         when = deadline  # it gives up then
                     if when <= deadline:
                         head.alarm = when
-                        head.loop.arm(head, when, self._on_timer)
+                        head.loop.arm(head, when, self._on_timer_cb)
                         return
         self._wake(head, True)
 
