@@ -677,3 +677,23 @@ async def test_anthropic_usage_teaches_its_model(lib: tuple[ModuleType, Any]) ->
         await client.post("/v1/messages", json=body)
         learner = client._transport.token_ratios
     assert learner.statistics().ratios == {"claude-test": 130 / 98}
+
+
+async def test_an_estimate_of_your_own_gets_the_body_bytes_and_is_corrected(
+    lib: tuple[ModuleType, Any],
+) -> None:
+    """With learning on, the library's estimate gets the body parsed once; yours still gets
+    the bytes, and its ``input_tokens`` are scaled like the library's."""
+    module = lib[0]
+    seen: list[object] = []
+
+    def estimate(body: Any) -> dict[str, float]:
+        seen.append(type(body))
+        return {"requests": 1, "input_tokens": 100, "tokens": 200}
+
+    throttle = llm_throttle()
+    async with client_for(lib, counting(module, 150), throttle=throttle, estimate=estimate) as c:
+        for _ in range(2):
+            await c.post("/chat/completions", json=LONG_BODY)
+    assert seen == [bytes, bytes]
+    assert throttle.statistics().limits["tokens"].admitted_cost == 200 + 250

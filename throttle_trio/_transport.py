@@ -224,6 +224,10 @@ class TransportEngine:
         self._registry = registry
         self._key = key
         self._estimate = estimate
+        # The library's estimate takes a parsed body too: with learning on, parse it once.
+        self._takes_documents = estimate is estimate_request_cost or (
+            isinstance(estimate, partial) and estimate.func is estimate_request_cost
+        )
         self._retry = retry if retry is not None else RetryPolicy()
         self._learner = learner
         self._rng = rng
@@ -246,11 +250,19 @@ class TransportEngine:
         self, shell: ThrottleShell, body: bytes | None
     ) -> tuple[dict[str, float], _Learning | None]:
         """The costs to reserve, and what to learn from at the end (``None``: nothing)."""
-        estimate: Mapping[str, float] = self._estimate(body) if body else {"requests": 1}
-        learning = None
-        if self._learner is not None and body and "input_tokens" in estimate:
-            learning = _Learning(self._learner, _model(_json(body)), estimate["input_tokens"])
-            estimate = self._learner.correct(learning.model, estimate)
+        if not body:
+            return ({"requests": 1} if shell.accepts("requests") else {}), None
+        if self._learner is None:
+            estimate: Mapping[str, float] = self._estimate(body)
+            learning = None
+        else:
+            document = _json(body)
+            parsed = self._takes_documents and isinstance(document, dict)
+            estimate = self._estimate(document if parsed else body)
+            learning = None
+            if "input_tokens" in estimate:
+                learning = _Learning(self._learner, _model(document), estimate["input_tokens"])
+                estimate = self._learner.correct(learning.model, estimate)
         costs = {metric: cost for metric, cost in estimate.items() if shell.accepts(metric)}
         return costs, learning
 
