@@ -335,7 +335,24 @@ def test_bodies_that_say_nothing(body: str | bytes) -> None:
 # -- IETF RateLimit and RateLimit-Policy -------------------------------------------------------
 
 IETF = [
-    # draft-ietf-httpapi-ratelimit-headers (-09, -10): one policy.
+    # The examples of draft-ietf-httpapi-ratelimit-headers-11 (sections 3.2, 4.2, 6 and 7).
+    ({"RateLimit-Policy": '"default";q=100;w=10'}, (100.0, None, None)),
+    ({"RateLimit": '"default";r=50;t=30'}, (None, 50.0, 30.0)),
+    ({"RateLimit": '"default";r=999;pk=:dHJpYWwxMjEzMjM=:'}, (None, 999.0, None)),
+    ({"RateLimit": '"problemPolicy";r=0;t=10'}, (None, 0.0, 10.0)),
+    ({"RateLimit": '"default";r=1;t=7'}, (None, 1.0, 7.0)),
+    # Several policies without RateLimit: the quota of the lowest rate.
+    (
+        {"RateLimit-Policy": '"permin";q=50;w=60,"perhr";q=1000;w=3600'},
+        (1000.0, None, None),
+    ),
+    ({"RateLimit-Policy": '"peruser";q=100;w=60;pk=:cHsdsRa894==:'}, (100.0, None, None)),
+    # A content-bytes quota is no request count.
+    (
+        {"RateLimit-Policy": '"peruser";q=65535;qu="content-bytes";w=10;pk=:sdfjLJUOUH==:'},
+        None,
+    ),
+    # Both fields: the quota of the policy RateLimit names.
     (
         {"RateLimit-Policy": '"default";q=100;w=60', "RateLimit": '"default";r=50;t=30'},
         (100.0, 50.0, 30.0),
@@ -343,24 +360,16 @@ IETF = [
     # Several policies: the one with the least remaining binds.
     (
         {
-            "RateLimit-Policy": '"burst";q=100;w=60, "daily";q=1000;w=86400',
+            "RateLimit-Policy": '"burst";q=100;w=60,"daily";q=1000;w=86400',
             "RateLimit": '"burst";r=40;t=20, "daily";r=10;t=36000',
         },
         (1000.0, 10.0, 36000.0),
     ),
-    # RateLimit alone: no quota known.
-    ({"RateLimit": '"default";r=0;t=7'}, (None, 0.0, 7.0)),
-    # RateLimit-Policy alone: the quota of the lowest rate.
-    (
-        {"RateLimit-Policy": '"permin";q=50;w=60, "perhour";q=1000;w=3600'},
-        (1000.0, None, None),
-    ),
-    # A content-bytes quota is not a request count; a partition key is allowed.
+    # What RateLimit says of a content-bytes policy is not read either.
     (
         {
-            "RateLimit-Policy": '"bytes";q=65536;w=60;qu="content-bytes", '
-            '"req";q=10;w=1;pk=:cHsdsRa894==:',
-            "RateLimit": '"bytes";r=0;t=5, "req";r=3;t=1;pk=:cHsdsRa894==:',
+            "RateLimit-Policy": '"bytes";q=65536;w=60;qu="content-bytes", "req";q=10;w=1',
+            "RateLimit": '"bytes";r=0;t=5, "req";r=3;t=1',
         },
         (10.0, 3.0, 1.0),
     ),
