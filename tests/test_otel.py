@@ -326,6 +326,42 @@ def test_without_providers_it_uses_the_global_no_op_ones() -> None:
     listener(events.TimedOut("s", 1.0, 1.0, 1.0))
 
 
+def test_a_listener_made_before_the_global_providers_are_set_records_there() -> None:
+    """In a subprocess: OpenTelemetry's global providers can be set once per process."""
+    code = """if True:
+        from opentelemetry import metrics, trace
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        from throttle_trio import events
+        from throttle_trio.otel import OTelListener
+
+        listener = OTelListener()  # at import time, before the application's setup
+        reader = InMemoryMetricReader()
+        metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+        spans = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(spans))
+        trace.set_tracer_provider(provider)
+        listener(events.Admitted("s", 0.0, 1.0, "requests", 0))
+        scope = reader.get_metrics_data().resource_metrics[0].scope_metrics[0]
+        print(sorted(m.name for m in scope.metrics), len(spans.get_finished_spans()))
+    """
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.split("\n")[0] == (
+        "['throttle_trio.admissions', 'throttle_trio.wait.duration'] 1"
+    )
+
+
 def test_without_the_extra_the_error_names_it() -> None:
     code = (
         "import sys; sys.modules['opentelemetry'] = None\n"

@@ -170,9 +170,10 @@ class OTelListener:
     """An ``on_event`` listener that records OpenTelemetry metrics and wait spans.
 
     Args:
-        meter_provider: where the instruments are created (default: the global provider,
-            ``opentelemetry.metrics.get_meter_provider()``, looked up now).
-        tracer_provider: where the wait spans go (default: the global provider).
+        meter_provider: where the instruments are created (default: the global provider;
+            a listener made before the application sets it records there once it is set,
+            through OpenTelemetry's proxies).
+        tracer_provider: where the wait spans go (default: the global provider, likewise).
         spans: whether to record a span per wait (default ``True``).
 
     Call it with an event (pass it as ``on_event=``); an event type it does not know is
