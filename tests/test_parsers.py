@@ -516,6 +516,15 @@ def test_combine_parsers_checks_its_arguments() -> None:
         tt.combine_parsers(tt.parse_any, "openai")  # type: ignore[arg-type]
 
 
+def test_a_reports_limits_are_read_only_whoever_made_it() -> None:
+    given = {"requests": LimitReport(1.0, 1.0, 1.0)}
+    report = RateLimitHeaders(limits=given)
+    given.clear()  # the report keeps its own copy
+    assert report.limits == {"requests": LimitReport(1.0, 1.0, 1.0)}
+    with pytest.raises(TypeError):
+        report.limits["tokens"] = LimitReport(1.0, 1.0, 1.0)  # type: ignore[index]
+
+
 def test_the_report_defaults_say_nothing() -> None:
     assert RateLimitHeaders() == RateLimitHeaders(
         limits={}, retry_after=None, should_retry=None, ignored=0

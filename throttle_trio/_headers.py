@@ -310,6 +310,10 @@ class RateLimitHeaders:
     should_retry: bool | None = None
     ignored: int = 0
 
+    def __post_init__(self) -> None:
+        if type(self.limits) is not MappingProxyType:  # a parser of your own gave a dict
+            object.__setattr__(self, "limits", MappingProxyType(dict(self.limits)))
+
 
 class ResponseParser(Protocol):
     """Reads what one response says about rate limits: a function of headers, body and time.
