@@ -7,12 +7,12 @@ their own:
 
 * **naive**: everything at once with ``gather``-style concurrency and the retries an SDK does
   (Retry-After honoured up to 60 s, else exponential backoff; 2 retries);
-* **throttle_trio**: a :class:`~throttle_trio.Throttle` with sliding windows of one second
-  (the provider's slices) behind the httpx2 transport.
+* **throttle_trio**: the OpenAI preset (:func:`~throttle_trio.openai_throttle`: sliding
+  windows of the provider's one-second slices) behind the httpx2 transport.
 
 It prints a side-by-side report (makespan against the theoretical minimum, throughput against
-the limits, 429s, tokens wasted in rejected requests) and can write an SVG timeline of the
-admissions the server logged.
+the limits, 429s, tokens wasted in rejected requests) and can draw a timeline of every attempt
+(``--plot``, the ``plot`` extra).
 """
 
 from __future__ import annotations
@@ -28,12 +28,11 @@ import anyio
 import httpx2
 
 from .._estimate import estimate_request_cost
+from .._presets import openai_throttle
 from .._retry import RetryPolicy
-from .._throttle import Throttle
 from ..httpx2 import ThrottledTransport
-from ..policy.sliding_window import SlidingWindow
 from ..testing import FakeLLMServer, serve
-from ._timeline import write_timeline
+from ._timeline import RunTimeline, check_plotting, write_timeline
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -43,7 +42,6 @@ __all__ = ["DemoResult", "run_demo"]
 
 _KEYS = ("naive", "throttled")
 _MAX_TOKENS = 100
-_JITTER_MARGIN = 0.05  # seconds added to the provider's one-second windows
 
 
 @dataclass
@@ -56,6 +54,7 @@ class DemoResult:
     rate_limited: int = 0
     wasted_tokens: int = 0
     makespan: float = 0.0
+    started: float = 0.0
     attempts: list[tuple[float, int, float]] = field(default_factory=list)
 
 
@@ -143,6 +142,8 @@ async def run_demo(
     stream: TextIO = sys.stdout,
 ) -> tuple[DemoResult, DemoResult]:
     """Run both contenders and print the report; see the module docstring."""
+    if plot is not None:
+        check_plotting()  # before the run, not after it
     server = FakeLLMServer(
         rpm=rpm, tpm=tpm, mode="openai", latency=(0.2, 0.8), api_keys=_KEYS, seed=seed
     )
@@ -155,15 +156,8 @@ async def run_demo(
         f"theoretical minimum {minimum:.1f} s\n"
     )
     naive, throttled = DemoResult("naive gather + SDK retries"), DemoResult("throttle_trio")
-    # The provider counts arrivals; requests reach it a few milliseconds after they leave,
-    # unevenly.  Windows a little longer than the provider's absorb that jitter.
-    window = 1.0 + _JITTER_MARGIN
-    throttle = Throttle(
-        requests=SlidingWindow(rpm / 60, window=window),
-        tokens=SlidingWindow(tpm / 60, window=window),
-        max_concurrent=64,
-        refund_unused=False,  # this provider counts max_tokens up front
-    )
+    # The preset for this provider: one-second slices, max_tokens counted up front and kept.
+    throttle = openai_throttle(rpm=rpm, tpm=tpm)
     async with anyio.create_task_group() as tg:
         address = await tg.start(serve, server)
         for result, key in ((naive, "naive"), (throttled, "throttled")):
@@ -180,15 +174,19 @@ async def run_demo(
                 headers={"authorization": f"Bearer {key}"},
                 timeout=120,
             ) as client:
-                started = time.monotonic()
+                result.started = time.monotonic()
                 runner = _naive if key == "naive" else _throttled
                 await runner(client, bodies, result)
-                result.makespan = time.monotonic() - started
+                result.makespan = time.monotonic() - result.started
         tg.cancel_scope.cancel()
     throttled.rate_limited = throttle.statistics().rejections
     _report(stream, naive, throttled, minimum, requests)
     if plot is not None:
-        write_timeline(plot, {r.name: r.attempts for r in (naive, throttled)}, tpm / 60)
+        runs = [
+            RunTimeline(r.name, r.attempts, r.started, r.makespan, r.succeeded, r.failed, requests)
+            for r in (naive, throttled)
+        ]
+        write_timeline(plot, runs, tpm / 60, minimum)
         stream.write(f"timeline written to {plot}\n")
     return naive, throttled
 

@@ -250,7 +250,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--requests", type=_positive_int, default=150, help="requests (150)")
     demo.add_argument("--rpm", type=_positive_int, default=1200, help="requests/min (1200)")
     demo.add_argument("--tpm", type=_positive_int, default=180_000, help="tokens/min (180000)")
-    demo.add_argument("--plot", type=Path, metavar="FILE.svg", help="write a timeline (SVG)")
+    demo.add_argument(
+        "--plot",
+        type=Path,
+        metavar="FILE",
+        help="draw the timeline of both runs to FILE (.svg, .png or .pdf; the plot extra)",
+    )
     return parser
 
 

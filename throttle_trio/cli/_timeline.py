@@ -1,93 +1,142 @@
-"""A small SVG timeline of a demo run: tokens sent per second, accepted and rejected (429),
-against the provider's per-second limit.  No plotting library needed."""
+"""The demo's timeline: what each run sent per second, accepted and rejected, against the limit.
+
+One panel per run, one above the other on a shared time axis (seconds since the run started):
+bars of the tokens its attempts carried per second, accepted (blue) and answered 429 (red,
+stacked on top), the provider's limit as a dashed line, and a vertical line where the run
+ended, labelled with what it achieved (requests done, failed after retries, 429s).  Each panel
+has its own token scale, so the throttled run (which stays at the limit) is as readable as the
+naive one (which bursts to many times it).  Written with matplotlib (the ``plot`` extra) in the
+format the file name says (``.svg``, ``.png``, ``.pdf``).
+"""
 
 from __future__ import annotations
 
-import math
-from typing import TYPE_CHECKING
-from xml.sax.saxutils import escape
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .._extras import missing_extra
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Sequence
     from pathlib import Path
 
-__all__ = ["write_timeline"]
+__all__ = ["RunTimeline", "check_plotting", "draw_timeline", "write_timeline"]
 
-_ACCEPTED, _REJECTED = "#1f77b4", "#d62728"
+_ACCEPTED, _REJECTED, _LIMIT = "#1f77b4", "#d62728", "#333333"
+
+
+@dataclass(frozen=True)
+class RunTimeline:
+    """What one run of the demo did, for its panel.
+
+    Attributes:
+        name: the run's name (the panel's title).
+        attempts: every attempt that reached the provider: (monotonic time, HTTP status,
+            estimated tokens).
+        started: when the run started (same clock).
+        makespan: seconds from the start to the last answer.
+        succeeded: requests answered 200.
+        failed: requests that gave up (after their retries).
+        requests: requests in the batch.
+    """
+
+    name: str
+    attempts: Sequence[tuple[float, int, float]]
+    started: float
+    makespan: float
+    succeeded: int
+    failed: int
+    requests: int
+
+
+def check_plotting() -> None:
+    """Raise a clear ImportError, naming the extra, if matplotlib is not installed."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as error:
+        raise missing_extra("throttle-trio demo --plot", "plot", error) from error
+
+
+def per_second(run: RunTimeline) -> tuple[list[float], list[float]]:
+    """Tokens of accepted and of rejected (429) attempts, per second since the run started."""
+    seconds = max(1, int(run.makespan) + 1)
+    accepted, rejected = [0.0] * seconds, [0.0] * seconds
+    for at, status, tokens in run.attempts:
+        second = min(seconds - 1, max(0, int(at - run.started)))
+        (rejected if status == 429 else accepted)[second] += tokens
+    return accepted, rejected
+
+
+def draw_timeline(runs: Sequence[RunTimeline], tokens_per_second: float, minimum: float) -> Any:
+    """The figure (see the module docstring); ``minimum`` is the theoretical makespan."""
+    check_plotting()
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
+
+    figure = Figure(figsize=(10, 2.8 * len(runs) + 0.8), dpi=100, layout="constrained")
+    axes = figure.subplots(len(runs), 1, sharex=True, squeeze=False)[:, 0]
+    horizon = max([run.makespan for run in runs] + [minimum]) * 1.04 + 1
+    thousands = FuncFormatter(
+        lambda value, _: f"{value / 1000:g}k" if value >= 1000 else f"{value:g}"
+    )
+    for ax, run in zip(axes, runs, strict=True):
+        accepted, rejected = per_second(run)
+        seconds = [second + 0.5 for second in range(len(accepted))]
+        ax.bar(seconds, accepted, width=0.9, color=_ACCEPTED, label="accepted")
+        ax.bar(
+            seconds, rejected, width=0.9, bottom=accepted, color=_REJECTED, label="rejected (429)"
+        )
+        ax.axhline(tokens_per_second, color=_LIMIT, linestyle="--", linewidth=1.2)
+        ax.annotate(
+            f"limit {tokens_per_second:,.0f} tokens/s",
+            xy=(horizon, tokens_per_second),
+            xytext=(-4, 3),
+            textcoords="offset points",
+            ha="right",
+            fontsize=8,
+            color=_LIMIT,
+        )
+        peak = max([a + r for a, r in zip(accepted, rejected, strict=True)] + [tokens_per_second])
+        ax.set_ylim(0, peak * 1.3)
+        ax.yaxis.set_major_formatter(thousands)
+        ax.set_ylabel("tokens sent per second")
+        ax.grid(axis="y", linewidth=0.4, alpha=0.5)
+        rejections = sum(1 for _, status, _ in run.attempts if status == 429)
+        ax.set_title(
+            f"{run.name}: {run.succeeded}/{run.requests} done in {run.makespan:.1f} s, "
+            f"{rejections} attempts answered 429",
+            loc="left",
+            fontsize=10,
+        )
+        ax.axvline(run.makespan, color=_REJECTED if run.failed else _ACCEPTED, linewidth=1.5)
+        if run.failed:
+            ending = (
+                f"ends at {run.makespan:.1f} s:\n{run.failed} requests failed\n"
+                "after their retries (429s)"
+            )
+        else:
+            ending = (
+                f"all done at {run.makespan:.1f} s\n({run.makespan / minimum:.2f}x the minimum)"
+            )
+        right = run.makespan > 0.7 * horizon  # no room on the right: write it on the left
+        ax.annotate(
+            ending,
+            xy=(run.makespan, peak * 1.2),
+            xytext=(-4 if right else 4, 0),
+            textcoords="offset points",
+            ha="right" if right else "left",
+            va="top",
+            fontsize=8,
+        )
+        ax.axvline(minimum, color="#999999", linestyle=":", linewidth=1)
+    axes[0].legend(loc="upper center", fontsize=8, ncols=2, frameon=False)
+    axes[-1].set_xlim(0, horizon)
+    axes[-1].set_xlabel(f"seconds since the run started (dotted: the minimum, {minimum:.1f} s)")
+    return figure
 
 
 def write_timeline(
-    path: Path,
-    runs: Mapping[str, Sequence[tuple[float, int, float]]],
-    tokens_per_second: float,
+    path: Path, runs: Sequence[RunTimeline], tokens_per_second: float, minimum: float
 ) -> None:
-    """One row per run: per second, the tokens of accepted attempts (blue) and of attempts
-    answered 429 (red, stacked), and the limit (dashed).
-
-    Args:
-        path: the SVG file to write.
-        runs: run name -> attempts as (monotonic time, HTTP status, estimated tokens).
-        tokens_per_second: the provider's limit.
-    """
-    width, row_height, left, top = 900, 200, 70, 40
-    height = top + row_height * len(runs) + 10
-    series = {name: _per_second(attempts) for name, attempts in runs.items()}
-    seconds = max((len(bins) for bins in series.values()), default=1)
-    peak = max(
-        [tokens_per_second * 1.25]
-        + [accepted + rejected for bins in series.values() for accepted, rejected in bins]
-    )
-    plot_width = width - left - 20
-    bar = plot_width / max(seconds, 1)
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        'font-family="sans-serif" font-size="12">',
-        f'<rect width="{width}" height="{height}" fill="white"/>',
-        f'<text x="{left}" y="20" font-size="14">tokens sent per second: '
-        f'<tspan fill="{_ACCEPTED}">accepted</tspan>, <tspan fill="{_REJECTED}">rejected '
-        f"(429)</tspan>; dashed: the limit, {tokens_per_second:,.0f}/s</text>",
-    ]
-    for row, (name, bins) in enumerate(series.items()):
-        y0 = top + row * row_height
-        base = y0 + row_height - 30
-        scale = (row_height - 55) / peak
-        parts.append(f'<text x="{left}" y="{y0 + 12}">{escape(name)}</text>')
-        for i, (accepted, rejected) in enumerate(bins):
-            x, w = left + i * bar, max(bar - 2, 1)
-            for value, offset, color in (
-                (accepted, 0.0, _ACCEPTED),
-                (rejected, accepted, _REJECTED),
-            ):
-                if value:
-                    h, y = value * scale, base - (offset + value) * scale
-                    parts.append(
-                        f'<rect x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}" '
-                        f'fill="{color}"/>'
-                    )
-        limit_y = base - tokens_per_second * scale
-        parts.append(
-            f'<line x1="{left}" y1="{limit_y:.1f}" x2="{left + plot_width}" y2="{limit_y:.1f}" '
-            'stroke="black" stroke-dasharray="4 3"/>'
-        )
-        parts.append(
-            f'<line x1="{left}" y1="{base}" x2="{left + plot_width}" y2="{base}" stroke="#888"/>'
-        )
-        step = max(1, math.ceil(seconds / 15))
-        for second in range(0, seconds + 1, step):
-            parts.append(
-                f'<text x="{left + second * bar:.1f}" y="{base + 14}" '
-                f'text-anchor="middle">{second}s</text>'
-            )
-    parts.append("</svg>")
-    path.write_text("\n".join(parts) + "\n")
-
-
-def _per_second(attempts: Sequence[tuple[float, int, float]]) -> list[tuple[float, float]]:
-    """(accepted tokens, rejected tokens) per second since the first attempt."""
-    if not attempts:
-        return []
-    start = min(t for t, _, _ in attempts)
-    bins = [[0.0, 0.0] for _ in range(int(max(t for t, _, _ in attempts) - start) + 1)]
-    for t, status, tokens in attempts:
-        bins[int(t - start)][1 if status == 429 else 0] += tokens
-    return [(accepted, rejected) for accepted, rejected in bins]
+    """Draw the timeline and write it to ``path`` (the format from its suffix)."""
+    draw_timeline(runs, tokens_per_second, minimum).savefig(path)
