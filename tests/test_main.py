@@ -5,8 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pytest
-
 import throttle_trio
 from tests.test_exports import ROOT
 
@@ -41,10 +39,6 @@ def test_no_command_is_a_usage_error() -> None:
     assert "the following arguments are required: command" in result.stderr
 
 
-@pytest.mark.xfail(
-    reason="the throttle-trio command has no --version yet (throttle_trio/cli/_main.py)",
-    strict=True,
-)
 def test_version() -> None:
     result = run("--version")
     assert (result.returncode, result.stdout.strip()) == (

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 
+from .._version import __version__
 from ._batch import BatchOptions, run_batch_file
 from ._files import BatchFileError
 
@@ -83,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Keep LLM batches inside the provider's limits, without wasting quota.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
         "--backend", choices=["asyncio", "trio"], default="asyncio", help="event loop to run on"
     )
