@@ -92,6 +92,9 @@ def test_a_429_proves_its_cost_minus_what_was_left() -> None:
         (1000, None, 3.0, 60.0),
         (1000, 0, 1e9, MAX_LEARNED_PERIOD),
         (1000, 0, 1e-6, 1.0),
+        (14_400, 14_370, 179.56, 14_400 * 179.56 / 30),  # Groq's requests per day
+        (18_000, 17_997, 7.66, 60.0),  # Groq's tokens per minute: a short reset, a minute
+        (1000, 1000, 30.0, 60.0),  # nothing spent: nothing to infer from
     ],
 )
 def test_learned_periods(

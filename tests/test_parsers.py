@@ -67,11 +67,6 @@ def test_groq_documentation_sample(parser: Parser) -> None:
     assert (report.retry_after, report.ignored) == (2.0, 0)
 
 
-@pytest.mark.xfail(
-    reason="learned_period() assumes a minute when less than a tenth of a limit is spent: "
-    "Groq's 14400 requests per day are learned as 14400 per minute (see the report of issue #14)",
-    strict=True,
-)
 def test_groq_daily_requests_are_learned_per_day() -> None:
     """The period of a learned limit comes from the reset: Groq's requests limit is per day."""
     throttle = tt.Throttle(learn_limits=True)
