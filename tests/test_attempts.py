@@ -17,6 +17,7 @@ from throttle_trio import (
     Throttle,
     TokenBucket,
     call_with_retries,
+    events,
 )
 
 if TYPE_CHECKING:
@@ -190,3 +191,27 @@ async def test_an_exception_from_send_leaves_the_estimate_and_frees_the_slot() -
 def test_errors_are_not_httpx_errors() -> None:
     assert issubclass(RetryAfterTooLong, tt.ThrottleTrioError)
     assert not issubclass(RetryAfterTooLong, OSError)
+
+
+async def test_a_429_that_is_not_retried_still_pauses_the_key() -> None:
+    """The last attempt's 429 closes the gate for every other request on the key (the design:
+    a 429 pauses the whole shared limiter), and the pause is reported as the server's."""
+    seen: list[events.Event] = []
+    throttle = tt.Throttle(requests=tt.TokenBucket(10), on_event=seen.append)
+
+    async def send() -> tuple[int, dict[str, str]]:
+        return 429, {"retry-after": "7"}
+
+    response = await tt.call_with_retries(
+        throttle,
+        send,
+        lambda response: tt.ResponseInfo(response[0], response[1]),
+        costs={"requests": 1},
+        retry=tt.RetryPolicy(max_attempts=1),
+    )
+    assert response[0] == 429  # returned as it is, for the caller's own error
+    stats = throttle.statistics()
+    assert stats.pauses == 1
+    assert stats.paused_until == anyio.current_time() + 7
+    (paused,) = [e for e in seen if isinstance(e, events.Paused)]
+    assert paused.reason == "retry-after"

@@ -104,7 +104,7 @@ async def test_the_sdk_does_not_retry_the_transport_does(make: Any) -> None:
                 await call(giving_up)
     assert (server.stats.admitted, server.stats.rate_limited) == (2, 2)  # no SDK retry
     stats = throttle.statistics()
-    assert (stats.rejections, stats.pauses) == (2, 1)  # a 429 not retried pauses nothing
+    assert (stats.rejections, stats.pauses) == (2, 2)  # a 429 not retried pauses the key too
 
 
 async def call(client: openai.AsyncOpenAI | anthropic.AsyncAnthropic) -> None:

@@ -236,17 +236,17 @@ async def handle_failure(
         if pauses:
             await shell.pause_for(delay.pause)
         raise RetryAfterTooLong(delay.delay, policy.max_retry_after)
+    wait = delay.pause if delay is not None else policy.backoff(attempt, rng())
+    if pauses:
+        # The gate closes for every request on the key, also when this one gives up.
+        await shell.pause_for(wait)
     if not policy.should_retry(status, report, attempt):
         return None
     if logger.isEnabledFor(logging.INFO):
         logger.info(
             "attempt %d got %d: %s", attempt, status, "pausing the key" if pauses else "backing off"
         )
-    wait = delay.pause if delay is not None else policy.backoff(attempt, rng())
-    if pauses:
-        await shell.pause_for(wait)
-        return 0.0  # the gate holds this request back too, with its ticket
-    return wait
+    return 0.0 if pauses else wait  # 0.0: the gate holds this request back, with its ticket
 
 
 def time_for_retry(shell: ThrottleShell, wait: float, deadline: float) -> bool:

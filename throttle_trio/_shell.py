@@ -145,7 +145,7 @@ class LocalShell:
         self.throttle.record_overload()
 
     async def pause_for(self, seconds: float) -> None:
-        self.throttle.pause_for(seconds)
+        self.throttle.pause_for(seconds, reason="retry-after")
 
     @property
     def paused_until(self) -> float | None:
