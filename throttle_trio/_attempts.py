@@ -24,7 +24,7 @@ from ._shell import shell_for
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
 
-    from ._headers import HeadersLike
+    from ._headers import HeadersLike, ResponseParser
     from ._shell import Slot, ThrottleShell
     from ._throttle import Throttle
     from .redis import RedisThrottle
@@ -45,11 +45,14 @@ class ResponseInfo:
         headers: the response headers (any mapping, or (name, value) pairs).
         usage: the real usage per metric (``{"tokens": 812}``), or ``None`` if unknown (the
             estimate then stands).
+        body: an error response's body, if read, for the parsers that read bodies (Gemini's
+            ``retryDelay``), or ``None``.
     """
 
     status: int
     headers: HeadersLike
     usage: Mapping[str, float] | None = None
+    body: bytes | str | None = None
 
 
 async def call_with_retries(
@@ -62,6 +65,7 @@ async def call_with_retries(
     discard: Callable[[R], Awaitable[None]] | None = None,
     rng: Callable[[], float] = random.random,
     wall_clock: Callable[[], float] = time.time,
+    parser: ResponseParser | None = None,
 ) -> R:
     """Send one request through ``throttle``, retrying as ``retry`` says, and return the last
     response.
@@ -97,6 +101,8 @@ async def call_with_retries(
         discard: releases a response that will not be returned.
         rng: a source of uniform numbers in [0, 1) for the jitter.
         wall_clock: UNIX time, for HTTP-date and RFC 3339 headers.
+        parser: reads each response's rate-limit signals (default: every built-in dialect,
+            :func:`~throttle_trio.parse_any`).
     """
     shell = shell_for(throttle)
 
@@ -117,6 +123,7 @@ async def call_with_retries(
         discard=discard,
         rng=rng,
         wall_clock=wall_clock,
+        parser=parser,
     )
 
 
@@ -133,6 +140,7 @@ async def attempts(
     replayable: bool = True,
     rng: Callable[[], float] = random.random,
     wall_clock: Callable[[], float] = time.time,
+    parser: ResponseParser | None = None,
 ) -> R:
     """The retry loop of :func:`call_with_retries` and of the transports.
 
@@ -164,7 +172,7 @@ async def attempts(
         try:
             info = inspect(response)
             now = wall_clock()
-            report = parse_rate_limit_headers(info.headers, now)
+            report = parse_rate_limit_headers(info.headers, now, body=info.body, parser=parser)
             await shell.observe(report, slot)
             if info.status < 400:
                 return await succeeded(slot, response, info)

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     import openai
 
     from ._estimate import RequestCost
+    from ._headers import ResponseParser
     from ._registry import ThrottleRegistry
     from ._retry import RetryPolicy
     from ._throttle import Throttle
@@ -53,6 +54,7 @@ def openai_client(
     retry: RetryPolicy | None = None,
     key: Callable[[RequestLike], Hashable] | None = None,
     estimate: Callable[[Mapping[str, Any] | bytes | str], RequestCost] | None = None,
+    parser: ResponseParser | None = None,
     transport: Any = None,
     **options: Any,
 ) -> openai.AsyncOpenAI:
@@ -75,6 +77,8 @@ def openai_client(
         retry: the transport's retry policy (default ``RetryPolicy()``).
         key: computes a request's registry key (see ``ThrottledTransport``).
         estimate: a request's costs from its JSON body (see ``ThrottledTransport``).
+        parser: reads each response's rate-limit signals (default: every built-in dialect;
+            see ``ThrottledTransport``).
         transport: the transport the throttled one wraps (an ``AsyncBaseTransport`` of the
             SDK's HTTP library; default: its ``AsyncHTTPTransport`` with the SDK's connection
             limits).
@@ -88,7 +92,7 @@ def openai_client(
     """
     sdk = _import_sdk("openai", "throttle_trio.openai_client")
     client: openai.AsyncOpenAI = _client(
-        sdk, sdk.AsyncOpenAI, throttle, registry, retry, key, estimate, transport, options
+        sdk, sdk.AsyncOpenAI, throttle, registry, retry, key, estimate, parser, transport, options
     )
     return client
 
@@ -100,6 +104,7 @@ def anthropic_client(
     retry: RetryPolicy | None = None,
     key: Callable[[RequestLike], Hashable] | None = None,
     estimate: Callable[[Mapping[str, Any] | bytes | str], RequestCost] | None = None,
+    parser: ResponseParser | None = None,
     transport: Any = None,
     **options: Any,
 ) -> anthropic.AsyncAnthropic:
@@ -125,6 +130,8 @@ def anthropic_client(
         retry: the transport's retry policy (default ``RetryPolicy()``).
         key: computes a request's registry key (see ``ThrottledTransport``).
         estimate: a request's costs from its JSON body (see ``ThrottledTransport``).
+        parser: reads each response's rate-limit signals (default: every built-in dialect;
+            see ``ThrottledTransport``).
         transport: the transport the throttled one wraps (default: the SDK's HTTP library's
             ``AsyncHTTPTransport`` with the SDK's connection limits).
         **options: passed to ``anthropic.AsyncAnthropic``: ``api_key``, ``base_url``,
@@ -137,7 +144,16 @@ def anthropic_client(
     """
     sdk = _import_sdk("anthropic", "throttle_trio.anthropic_client")
     client: anthropic.AsyncAnthropic = _client(
-        sdk, sdk.AsyncAnthropic, throttle, registry, retry, key, estimate, transport, options
+        sdk,
+        sdk.AsyncAnthropic,
+        throttle,
+        registry,
+        retry,
+        key,
+        estimate,
+        parser,
+        transport,
+        options,
     )
     return client
 
@@ -157,6 +173,7 @@ def _client(
     retry: RetryPolicy | None,
     key: Callable[[RequestLike], Hashable] | None,
     estimate: Callable[[Mapping[str, Any] | bytes | str], RequestCost] | None,
+    parser: ResponseParser | None,
     transport: Any,
     options: dict[str, Any],
 ) -> Any:
@@ -175,7 +192,13 @@ def _client(
         limits = getattr(sdk, "DEFAULT_CONNECTION_LIMITS", None)
         transport = http.AsyncHTTPTransport(**({"limits": limits} if limits else {}))
     wrapped = throttled(
-        transport, throttle=throttle, registry=registry, key=key, estimate=estimate, retry=retry
+        transport,
+        throttle=throttle,
+        registry=registry,
+        key=key,
+        estimate=estimate,
+        retry=retry,
+        parser=parser,
     )
     options.setdefault("max_retries", 0)  # the transport retries
     return client_class(http_client=http_class(transport=wrapped), **options)

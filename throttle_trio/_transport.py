@@ -41,6 +41,7 @@ from ._token_ratios import TokenRatioLearner
 from ._usage import UsageReader
 
 if TYPE_CHECKING:
+    from ._headers import ResponseParser
     from ._shell import Slot, ThrottleShell
     from ._throttle import Throttle
     from .redis import RedisThrottle
@@ -80,6 +81,9 @@ class ResponseLike(Protocol):
     def status_code(self) -> int: ...
     @property
     def headers(self) -> Mapping[str, str]: ...
+    @property
+    def content(self) -> bytes: ...
+    async def aread(self) -> bytes: ...
     async def aclose(self) -> None: ...
 
 
@@ -202,6 +206,8 @@ class TransportEngine:
         learner: scales each estimate's ``input_tokens`` by the ratio learned for the
             request's ``model`` and learns from the usage of each success (``None``: the
             estimate is reserved as it is).
+        parser: reads each response's rate-limit signals (default: every built-in dialect,
+            :func:`~throttle_trio.parse_any`).
     """
 
     def __init__(
@@ -213,6 +219,7 @@ class TransportEngine:
         estimate: Callable[[Mapping[str, Any] | bytes | str], RequestCost],
         retry: RetryPolicy | None,
         learner: TokenRatioLearner | None = None,
+        parser: ResponseParser | None = None,
         rng: Callable[[], float] = random.random,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -230,6 +237,7 @@ class TransportEngine:
         )
         self._retry = retry if retry is not None else RetryPolicy()
         self._learner = learner
+        self._parser = parser
         self._rng = rng
         self._wall_clock = wall_clock
         self._warned_no_usage = False
@@ -302,7 +310,7 @@ class TransportEngine:
         return await attempts(
             shell,
             costs,
-            partial(send, request),
+            partial(_send_reading_errors, send, request),
             _inspect,
             succeeded,
             self._retry,
@@ -311,6 +319,7 @@ class TransportEngine:
             replayable=body is not None,
             rng=self._rng,
             wall_clock=self._wall_clock,
+            parser=self._parser,
         )
 
     def _finisher(
@@ -345,8 +354,33 @@ class _Learning:
         self.estimated = estimated
 
 
+# An error body at most this long (by its content-length) is read for the parsers: Gemini's
+# 429s (about 2 KB) say how long to wait only there.  The SDK reads it again from memory.
+_MAX_ERROR_BODY = 64 * 1024
+
+
+async def _send_reading_errors(send: Callable[[Req], Awaitable[Resp]], request: Req) -> Resp:
+    response = await send(request)
+    if response.status_code >= 400:
+        length = response.headers.get("content-length", "")
+        if length.isdigit() and int(length) <= _MAX_ERROR_BODY:
+            try:
+                await response.aread()
+            except BaseException:
+                await response.aclose()
+                raise
+    return response
+
+
 def _inspect(response: ResponseLike) -> ResponseInfo:
-    return ResponseInfo(response.status_code, response.headers)  # usage: from the body, later
+    # Usage: from a success's body, later.  An error's body, if read above, for the parsers.
+    body = None
+    if response.status_code >= 400:
+        try:
+            body = response.content
+        except Exception:  # httpx.ResponseNotRead: no content-length, or a long one
+            body = None
+    return ResponseInfo(response.status_code, response.headers, body=body)
 
 
 async def _close(response: ResponseLike) -> None:
@@ -380,6 +414,7 @@ def engine_options(
     retry: RetryPolicy | None,
     learn_estimates: bool | TokenRatioLearner = True,
     count_tokens: Callable[[str], int] | None = None,
+    parser: ResponseParser | None = None,
 ) -> TransportEngine:
     """The engine for a transport's constructor arguments (shared by both transports).
 
@@ -415,4 +450,5 @@ def engine_options(
         estimate=estimate if estimate is not None else estimate_request_cost,
         retry=retry,
         learner=learner,
+        parser=parser,
     )

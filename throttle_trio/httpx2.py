@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Hashable, Mapping
 
     from ._estimate import RequestCost
+    from ._headers import ResponseParser
     from ._registry import ThrottleRegistry
     from ._retry import RetryPolicy
     from ._throttle import Throttle
@@ -81,6 +82,11 @@ class ThrottledTransport(httpx2.AsyncBaseTransport):
             (e.g. tiktoken's ``lambda text: len(encoding.encode_ordinary(text))``); the
             learned ratio still corrects it.  A text it fails on (raises, or returns anything
             but a number >= 0) is counted at 4 characters per token, with a warning.
+        parser: reads what each response says about the key's limits and retrying (default:
+            every built-in dialect, :func:`~throttle_trio.parse_any`); one provider's, such as
+            :func:`~throttle_trio.parse_anthropic`, or a
+            :class:`~throttle_trio.ResponseParser` of your own.  An error response's body (up
+            to 64 KiB by its content-length) is read for it.
 
     Raises:
         TypeError: neither or both of ``throttle`` and ``registry``, both ``estimate`` and
@@ -101,12 +107,13 @@ class ThrottledTransport(httpx2.AsyncBaseTransport):
         retry: RetryPolicy | None = None,
         learn_estimates: bool | TokenRatioLearner = True,
         count_tokens: Callable[[str], int] | None = None,
+        parser: ResponseParser | None = None,
     ) -> None:
         if transport is not None and not isinstance(transport, httpx2.AsyncBaseTransport):
             raise wrong_library("transport", transport, "httpx2")
         self._transport = transport if transport is not None else httpx2.AsyncHTTPTransport()
         self._engine = engine_options(
-            throttle, registry, key, estimate, retry, learn_estimates, count_tokens
+            throttle, registry, key, estimate, retry, learn_estimates, count_tokens, parser
         )
 
     @property
