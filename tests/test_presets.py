@@ -38,28 +38,40 @@ NO_POOL_TIMEOUT = httpx.Timeout(60.0, pool=None)  # the queue is the batch's own
 
 
 def test_openai_preset_slices_both_limits_and_keeps_the_estimate() -> None:
-    throttle = tt.openai_throttle(rpm=500, tpm=200_000)
-    requests, tokens = throttle.limits["requests"], throttle.limits["tokens"]
-    assert isinstance(requests, tt.SlidingWindow)
-    assert isinstance(tokens, tt.SlidingWindow)
-    assert requests.limit == pytest.approx(500 / 60)
-    assert tokens.limit == pytest.approx(200_000 / 60)
-    assert requests.window == tokens.window == 1.03
-    # Named after the metrics of OpenAI's headers, plus a pace of one request at a time.
-    assert set(throttle.limits) == {"requests", "requests_per_second", "tokens"}
-    pace = throttle.limits["requests_per_second"]
-    assert isinstance(pace, tt.TokenBucket)
-    assert pace.burst == 1
-    assert pace.units_per_second == pytest.approx(500 / 60)
+    throttle = tt.openai_throttle(rpm=600, tpm=180_000)
+    assert {name: repr(policy) for name, policy in throttle.limits.items()} == {
+        "requests": "SlidingWindow(limit=10.0, window=1.03) (the first window counting 0.25 s "
+        "longer)",
+        # A pace of one request at a time.
+        "requests_per_second": "TokenBucket(rate=600, per=60.0, burst=1)",
+        "tokens": "SlidingWindow(limit=3000.0, window=1.03) (the first window counting 0.25 s "
+        "longer)",
+    }  # named after the metrics of OpenAI's headers
     assert throttle.refund_unused is False
     assert throttle.statistics().max_concurrent == 64
 
 
 def test_openai_preset_a_rate_below_one_per_slice_gets_the_slice_of_one() -> None:
     throttle = tt.openai_throttle(rpm=30, tpm=30, slice_seconds=1.0, margin=0.0)
-    requests = throttle.limits["requests"]
-    assert isinstance(requests, tt.SlidingWindow)
-    assert (requests.limit, requests.window) == (1.0, 2.0)
+    assert repr(throttle.limits["requests"]).startswith("SlidingWindow(limit=1.0, window=2.0)")
+
+
+async def test_openai_preset_paces_and_its_first_window_counts_warmup_longer() -> None:
+    # 16 requests a second (one every 1/16 s), windows of 1 + 1/32 s: binary fractions, exact
+    # on both virtual clocks.
+    throttle = tt.openai_throttle(rpm=960, tpm=960_000, margin=1 / 32, warmup=0.25)
+    times = []
+    for _ in range(19):
+        await throttle.acquire(requests=1, tokens=1)
+        times.append(anyio.current_time())
+    assert times[:16] == [i / 16 for i in range(16)]  # paced, not all at once
+    # The 17th waits for the first to leave its window: 1 + 1/32 s after it, plus the warmup.
+    assert times[16:] == [1.28125, 1.28125 + 1 / 16, 1.28125 + 2 / 16]
+    # After the first window, a window is 1 + 1/32 s again.
+    for _ in range(16):
+        await throttle.acquire(requests=1, tokens=1)
+        times.append(anyio.current_time())
+    assert times[32] == times[16] + 1 + 1 / 32
 
 
 def test_anthropic_preset_slices_requests_and_settles_minute_token_buckets() -> None:
