@@ -66,21 +66,21 @@ class AutoConcurrency:
         initial: int | None = None,
         headroom: float = 1.5,
     ) -> None:
-        self.ceiling = _check_int("ceiling", ceiling, 1)
-        self.floor = _check_int("floor", floor, 1)
+        self.ceiling: int = _check_int("ceiling", ceiling, 1)
+        self.floor: int = _check_int("floor", floor, 1)
         if self.floor > self.ceiling:
             raise ValueError(f"floor must be <= ceiling ({ceiling!r}), got {floor!r}")
-        self.initial = self.ceiling if initial is None else _check_int("initial", initial, 1)
+        self.initial: int = self.ceiling if initial is None else _check_int("initial", initial, 1)
         if not self.floor <= self.initial <= self.ceiling:
             raise ValueError(
                 f"initial must be between floor ({floor!r}) and ceiling ({ceiling!r}), "
                 f"got {initial!r}"
             )
-        self.headroom = check_positive("headroom", headroom)
+        self.headroom: float = check_positive("headroom", headroom)
         if self.headroom < 1:
             raise ValueError(f"headroom must be >= 1, got {headroom!r}")
-        self._cap = self.initial
-        self._latency = math.nan
+        self._cap: int = self.initial
+        self._latency: float = math.nan
         self._costs: dict[str, float] = {}  # metric -> mean cost per request
 
     def __repr__(self) -> str:
