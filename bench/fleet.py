@@ -470,9 +470,11 @@ def _describe(configs: list[FleetConfig]) -> str:
 
 def _print_run(number: int, result: FleetRun) -> None:
     print(f"run {number}: {result.line()}", flush=True)
+    lead_in = (
+        "" if math.isnan(result.lead_in) else f" (first request {result.lead_in:.3f} s after go)"
+    )
     print(
-        f"       provider's span {result.provider_span:.2f} s (its first request "
-        f"{result.lead_in:.3f} s after go); "
+        f"       provider's span {result.provider_span:.2f} s{lead_in}; "
         f"{result.admitted} admitted; the tightest {result.consecutive} consecutive "
         f"admissions spanned {result.tightest:.4f} s; {result.failed} failed; the 429s arrived "
         f"{', '.join(f'{e * 1000:.1f}' for e in result.early) or '-'} ms too early",
