@@ -375,6 +375,31 @@ async def test_the_prompt_estimate_learns_what_the_provider_counts(
     )
 
 
+async def test_a_retry_reserves_with_what_was_learned_since_its_first_attempt(
+    lib: tuple[ModuleType, Any],
+) -> None:
+    """While the first attempt is out (it meets a 429), another response teaches the ratio
+    1.5: the retry queues with the corrected estimate, not the stale one."""
+    module = lib[0]
+    throttle = llm_throttle()
+    learner = tt.TokenRatioLearner()
+    calls = 0
+
+    def handler(request: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            learner.observe("gpt-test", estimated=LONG_INPUT, counted=156)  # meanwhile
+            return module.Response(429, headers={"retry-after": "1"})
+        return counting(module, 156)(request)
+
+    async with client_for(lib, handler, throttle=throttle, learn_estimates=learner) as client:
+        await client.post("/chat/completions", json=LONG_BODY)
+    tokens = throttle.statistics().limits["tokens"]
+    assert tokens.admitted_cost == (LONG_INPUT + 100) + (156 + 100)
+    assert calls == 2
+
+
 async def test_learning_can_be_turned_off_or_shared(lib: tuple[ModuleType, Any]) -> None:
     module = lib[0]
     throttle = llm_throttle()

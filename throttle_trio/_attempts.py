@@ -141,13 +141,16 @@ async def attempts(
     rng: Callable[[], float] = random.random,
     wall_clock: Callable[[], float] = time.time,
     parser: ResponseParser | None = None,
+    recost: Callable[[], Mapping[str, float]] | None = None,
 ) -> R:
     """The retry loop of :func:`call_with_retries` and of the transports.
 
     ``succeeded(slot, response, info)`` takes over a success's slot (it must release it, now
     or later: a transport keeps it until the body is closed) and returns what to return.
     ``queue_timeout`` caps each wait in the queue (the transports pass the pool timeout);
-    a request that is not ``replayable`` (a streaming body) is never retried.
+    a request that is not ``replayable`` (a streaming body) is never retried.  ``recost()``,
+    if given, gives a retry its costs again (the transports apply the token ratio learned
+    since the first attempt); otherwise every attempt reserves ``costs``.
     """
     started = anyio.current_time()
     deadline = math.inf if policy.total_timeout is None else started + policy.total_timeout
@@ -158,6 +161,8 @@ async def attempts(
         wait_at_most = deadline - anyio.current_time()
         if queue_timeout is not None:
             wait_at_most = min(wait_at_most, queue_timeout)
+        if attempt > 1 and recost is not None:
+            costs = recost()
         slot = await shell.acquire(
             costs,
             ticket=ticket,

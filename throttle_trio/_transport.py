@@ -256,23 +256,31 @@ class TransportEngine:
 
     def _costs(
         self, shell: ThrottleShell, body: bytes | None
-    ) -> tuple[dict[str, float], _Learning | None]:
-        """The costs to reserve, and what to learn from at the end (``None``: nothing)."""
+    ) -> tuple[dict[str, float], _Learning | None, Callable[[], dict[str, float]] | None]:
+        """The costs to reserve, what to learn from at the end (``None``: nothing), and how a
+        retry recomputes its costs with what was learned since (``None``: it keeps them)."""
         if not body:
-            return ({"requests": 1} if shell.accepts("requests") else {}), None
+            return ({"requests": 1} if shell.accepts("requests") else {}), None, None
         if self._learner is None:
             estimate: Mapping[str, float] = self._estimate(body)
             learning = None
+            recost = None
         else:
             document = _json(body)
             parsed = self._takes_documents and isinstance(document, dict)
-            estimate = self._estimate(document if parsed else body)
-            learning = None
-            if "input_tokens" in estimate:
-                learning = _Learning(self._learner, _model(document), estimate["input_tokens"])
-                estimate = self._learner.correct(learning.model, estimate)
+            raw = self._estimate(document if parsed else body)
+            estimate, learning, recost = raw, None, None
+            if "input_tokens" in raw:
+                learner, model = self._learner, _model(document)
+                learning = _Learning(learner, model, raw["input_tokens"])
+                estimate = learner.correct(model, raw)
+
+                def recost() -> dict[str, float]:
+                    corrected = learner.correct(model, raw)
+                    return {m: cost for m, cost in corrected.items() if shell.accepts(m)}
+
         costs = {metric: cost for metric, cost in estimate.items() if shell.accepts(metric)}
-        return costs, learning
+        return costs, learning, recost
 
     def _no_usage(self) -> None:
         level = logging.DEBUG if self._warned_no_usage else logging.INFO
@@ -295,7 +303,7 @@ class TransportEngine:
         """Send ``request`` through its throttle; see the module docstring."""
         shell = shell_for(self.throttle_for(request))
         body = _body(request)
-        costs, learning = self._costs(shell, body)
+        costs, learning, recost = self._costs(shell, body)
         timeouts = request.extensions.get("timeout") or {}
         pool = timeouts.get("pool") if isinstance(timeouts, Mapping) else None
 
@@ -320,6 +328,7 @@ class TransportEngine:
             rng=self._rng,
             wall_clock=self._wall_clock,
             parser=self._parser,
+            recost=recost,
         )
 
     def _finisher(
