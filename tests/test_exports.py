@@ -32,6 +32,7 @@ INTERNAL_MODULES = {
     "throttle_trio._shell": "one interface to either throttle for the layers above",
     "throttle_trio._shield": "a shield that also holds against asyncio's own cancellation",
     "throttle_trio._events": "the event records, re-exported by throttle_trio.events",
+    "throttle_trio._metrics": "the metric catalogue and measurements of otel and prometheus",
 }
 # The public namespaces: each has a sorted ``__all__`` that lists what it offers.
 NAMESPACES = [

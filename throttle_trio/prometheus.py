@@ -39,112 +39,25 @@ try:
 except ImportError as _error:  # pragma: no cover - exercised in a subprocess by the tests
     raise missing_extra("throttle_trio.prometheus", "prometheus", _error) from _error
 
-from ._events import (
-    Admitted,
-    Event,
-    FallbackEntered,
-    FallbackExited,
-    LimitLearned,
-    LimitLowered,
-    Paused,
-    RateChanged,
-    Rejected,
-    Settled,
-    TimedOut,
-)
+from ._metrics import CATALOGUE, DURATION_BUCKETS, MAX_SERIES, LabelValue, Metric, measure
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
+    from ._events import Event
+
 __all__ = ["DURATION_BUCKETS", "METRICS", "PrometheusListener"]
 
-DURATION_BUCKETS: Final[tuple[float, ...]] = (
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
-)  # fmt: skip
-"""The default buckets of the duration histograms, in seconds (those of throttle_trio.otel)."""
-
 METRICS: Final[Mapping[str, tuple[str, tuple[str, ...], str]]] = {
-    # name (a counter's samples add _total): (type, labels, help)
-    "throttle_trio_admissions": (
-        "counter",
-        ("source", "binding"),
-        "Requests admitted, by the limit that held them back last",
-    ),
-    "throttle_trio_wait_duration_seconds": (
-        "histogram",
-        ("source", "binding"),
-        "Time admitted requests waited in line, by the limit that held them back last",
-    ),
-    "throttle_trio_would_wait_duration_seconds": (
-        "histogram",
-        ("source", "binding"),
-        "Shadow mode: how long an enforcing throttle would have made a request wait",
-    ),
-    "throttle_trio_timeouts": (
-        "counter",
-        ("source",),
-        "Requests that gave up waiting (their timeout)",
-    ),
-    "throttle_trio_rejections": (
-        "counter",
-        ("source", "status"),
-        "Attempts the server rejected (429, 529)",
-    ),
-    "throttle_trio_rejection_shortfall": (
-        "counter",
-        ("source", "metric"),
-        "Units a rejection proved the throttle was ahead of the server, by metric",
-    ),
-    "throttle_trio_pauses": (
-        "counter",
-        ("source", "reason"),
-        "Times the gate was closed or its closing extended, by reason",
-    ),
-    "throttle_trio_pause_duration_seconds": (
-        "histogram",
-        ("source", "reason"),
-        "Length of each pause (or of its extension), by reason",
-    ),
-    "throttle_trio_rate_per_second": (
-        "gauge",
-        ("source", "limit"),
-        "A limit's rate after the adaptive controller changed it or a limit was learned",
-    ),
-    "throttle_trio_rate_changes": (
-        "counter",
-        ("source", "limit", "cause"),
-        "Rate changes by the adaptive controller, by cause (overload, recovery)",
-    ),
-    "throttle_trio_limit_lowerings": (
-        "counter",
-        ("source", "limit"),
-        "Times header feedback lowered a limit to what the server reported",
-    ),
-    "throttle_trio_usage": (
-        "counter",
-        ("source", "metric", "kind"),
-        "Units reserved (kind=estimate) and really used (kind=actual) by settled requests",
-    ),
-    "throttle_trio_fallbacks": (
-        "counter",
-        ("source", "reason"),
-        "Times a Redis throttle lost Redis and admitted through its local fallback",
-    ),
-    "throttle_trio_fallback_active": (
-        "gauge",
-        ("source",),
-        "1 while a Redis throttle admits through its local fallback",
-    ),
-    "throttle_trio_fallback_duration_seconds": (
-        "histogram",
-        ("source",),
-        "Time a Redis throttle spent on its local fallback, per outage",
-    ),
+    metric.prometheus_name: (
+        metric.prometheus_type,
+        tuple(label.prometheus for label in metric.labels),
+        metric.description,
+    )
+    for metric in CATALOGUE
 }
-"""Every metric the listener updates: name -> (type, label names, help)."""
-
-_NONE: Final = "none"  # the binding of a request that nothing held back
-_MAX_CHILDREN: Final = 4096  # a bound on the cache of labelled children
+"""Every metric the listener updates: name -> (type, label names, help); a counter's samples
+add ``_total``.  The how-to's table describes them."""
 
 
 @final
@@ -166,7 +79,7 @@ class PrometheusListener:
     PromQL treats as no label).
     """
 
-    __slots__ = ("_children", "_dispatch", "_metrics", "_registry")
+    __slots__ = ("_metrics", "_registry", "_series")
 
     def __init__(
         self,
@@ -176,22 +89,27 @@ class PrometheusListener:
     ) -> None:
         bounds = _check_buckets(buckets)
         self._registry = prometheus_client.REGISTRY if registry is None else registry
+        # By the catalogue's (OpenTelemetry's) name, which the measurements carry.
         self._metrics: dict[str, Any] = {}
+        # Per series (metric, label values): the labelled child's update method, cached.
+        self._series: dict[tuple[str, tuple[LabelValue, ...]], Callable[[float], None]] = {}
         try:
-            for name, (kind, labels, documentation) in METRICS.items():
-                if kind == "counter":
-                    metric: Any = prometheus_client.Counter(
+            for metric in CATALOGUE:
+                name, documentation = metric.prometheus_name, metric.description
+                labels = [label.prometheus for label in metric.labels]
+                if metric.kind == "counter":
+                    collector: Any = prometheus_client.Counter(
                         name, documentation, labels, registry=self._registry
                     )
-                elif kind == "gauge":
-                    metric = prometheus_client.Gauge(
+                elif metric.kind in ("gauge", "updowncounter"):
+                    collector = prometheus_client.Gauge(
                         name, documentation, labels, registry=self._registry
                     )
                 else:
-                    metric = prometheus_client.Histogram(
+                    collector = prometheus_client.Histogram(
                         name, documentation, labels, registry=self._registry, buckets=bounds
                     )
-                self._metrics[name] = metric
+                self._metrics[metric.name] = collector
         except ValueError as error:  # "Duplicated timeseries in CollectorRegistry"
             self.unregister()
             raise ValueError(
@@ -199,19 +117,6 @@ class PrometheusListener:
                 "PrometheusListener per registry and pass it to every throttle (each "
                 "throttle's name is its source label)"
             ) from None
-        self._children: dict[tuple[str, ...], Any] = {}
-        self._dispatch: dict[type[Any], Callable[[Any], None]] = {
-            Admitted: self._admitted,
-            TimedOut: self._timed_out,
-            Settled: self._settled,
-            Rejected: self._rejected,
-            Paused: self._paused,
-            RateChanged: self._rate_changed,
-            LimitLowered: self._limit_lowered,
-            LimitLearned: self._limit_learned,
-            FallbackEntered: self._fallback_entered,
-            FallbackExited: self._fallback_exited,
-        }
 
     @property
     def registry(self) -> prometheus_client.CollectorRegistry:
@@ -221,83 +126,43 @@ class PrometheusListener:
     def unregister(self) -> None:
         """Remove the metrics from the registry (they stop being served; the listener then
         updates metrics that nobody reads).  Another listener may then register."""
-        for metric in self._metrics.values():
-            self._registry.unregister(metric)
+        for collector in self._metrics.values():
+            self._registry.unregister(collector)
         self._metrics.clear()
-        if hasattr(self, "_children"):
-            self._children.clear()
+        self._series.clear()
 
     def __call__(self, event: Event) -> None:
-        handler = self._dispatch.get(type(event))
-        if handler is not None and self._metrics:
-            handler(event)
+        if not self._metrics:  # unregistered
+            return
+        for metric, value, labels in measure(event):
+            key = (metric.name, labels)
+            update = self._series.get(key)
+            if update is None:
+                update = self._new_series(metric, labels, key)
+            update(value)
 
     def __repr__(self) -> str:
         return f"PrometheusListener(registered={bool(self._metrics)})"
 
-    def _child(self, name: str, *labels: str) -> Any:
-        """The metric ``name`` with these label values, cached."""
-        key = (name, *labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._metrics[name].labels(*labels)
-            if len(self._children) < _MAX_CHILDREN:
-                self._children[key] = child
-        return child
-
-    # -- handlers ------------------------------------------------------------------------------
-
-    def _admitted(self, event: Admitted) -> None:
-        binding = event.binding if event.binding is not None else _NONE
-        self._child("throttle_trio_admissions", event.source, binding).inc()
-        self._child("throttle_trio_wait_duration_seconds", event.source, binding).observe(
-            event.waited
-        )
-        if event.would_wait is not None and event.would_wait > 0:
-            name = "throttle_trio_would_wait_duration_seconds"
-            self._child(name, event.source, binding).observe(event.would_wait)
-
-    def _timed_out(self, event: TimedOut) -> None:
-        self._child("throttle_trio_timeouts", event.source).inc()
-
-    def _settled(self, event: Settled) -> None:
-        for metric, value in event.estimate.items():
-            self._child("throttle_trio_usage", event.source, metric, "estimate").inc(value)
-        for metric, value in event.usage.items():
-            self._child("throttle_trio_usage", event.source, metric, "actual").inc(value)
-
-    def _rejected(self, event: Rejected) -> None:
-        status = "" if event.status is None else str(event.status)
-        self._child("throttle_trio_rejections", event.source, status).inc()
-        for metric, value in event.shortfall.items():
-            self._child("throttle_trio_rejection_shortfall", event.source, metric).inc(value)
-
-    def _paused(self, event: Paused) -> None:
-        self._child("throttle_trio_pauses", event.source, event.reason).inc()
-        name = "throttle_trio_pause_duration_seconds"
-        self._child(name, event.source, event.reason).observe(event.seconds)
-
-    def _rate_changed(self, event: RateChanged) -> None:
-        self._child("throttle_trio_rate_per_second", event.source, event.limit).set(event.rate)
-        name = "throttle_trio_rate_changes"
-        self._child(name, event.source, event.limit, event.cause).inc()
-
-    def _limit_lowered(self, event: LimitLowered) -> None:
-        self._child("throttle_trio_limit_lowerings", event.source, event.limit).inc()
-
-    def _limit_learned(self, event: LimitLearned) -> None:
-        # A learned limit is named after its metric.
-        rate = event.limit / event.per
-        self._child("throttle_trio_rate_per_second", event.source, event.metric).set(rate)
-
-    def _fallback_entered(self, event: FallbackEntered) -> None:
-        self._child("throttle_trio_fallbacks", event.source, event.reason).inc()
-        self._child("throttle_trio_fallback_active", event.source).inc()
-
-    def _fallback_exited(self, event: FallbackExited) -> None:
-        self._child("throttle_trio_fallback_active", event.source).dec()
-        name = "throttle_trio_fallback_duration_seconds"
-        self._child(name, event.source).observe(event.seconds)
+    def _new_series(
+        self,
+        metric: Metric,
+        labels: tuple[LabelValue, ...],
+        key: tuple[str, tuple[LabelValue, ...]],
+    ) -> Callable[[float], None]:
+        """The update method of ``metric``'s child with these label values (a value the event
+        did not know, ``None``, is the empty label), cached."""
+        child = self._metrics[metric.name].labels(*["" if v is None else str(v) for v in labels])
+        update: Callable[[float], None]
+        if metric.kind == "gauge":
+            update = child.set
+        elif metric.kind == "histogram":
+            update = child.observe
+        else:  # a counter, or an up-down counter's gauge
+            update = child.inc
+        if len(self._series) < MAX_SERIES:
+            self._series[key] = update
+        return update
 
 
 def _check_buckets(buckets: Sequence[float]) -> tuple[float, ...]:
