@@ -15,13 +15,16 @@ provider:
 * **batch CLI fleet**: 2 ``throttle-trio batch --redis URL --name NAME`` processes (asyncio and
   trio), each with its own input file (half the total), the same ``--rpm``.
 
-Each run reports the 429s the provider answered (target 0) and the makespan against the ideal
-``total / rate`` seconds (target at most 1.10x).  The SDK fleet's makespan runs from "go" to the
-last worker's last response; the batch fleet's from the first request the provider received to
-the last response it sent (process start-up, imports and the Redis connection are no part of the
-throttle).  Also shown: the most admissions in any 1 s window (the provider's limit is
-``rate``), and the fewest seconds spanned by ``rate + 1`` consecutive admissions (under 1 s is a
-429).
+Each round runs both fleets with the throttle at the provider's rate and ``DEFAULT_MARGIN``
+(5%) below it, side by side (``--throttle-rate`` chooses others).  Each run reports the 429s the
+provider answered (target 0) and the makespan against the ideal ``total / rate`` seconds (target
+at most 1.10x).  The SDK fleet's makespan runs from "go" to the last worker's last response; the
+batch fleet's from the first request the provider received to the last response it sent
+(process start-up, imports and the Redis connection are no part of the throttle).  Also shown:
+the most admissions in any 1 s window, how close the fleet came to the window (the fewest
+seconds spanned by ``rate + 1`` consecutive admissions), and, for each 429, how long before its
+window allowed it the request arrived (from arrival times: approximate to a few ms, since the
+provider decides after reading the body).
 
 Every load is bounded (a fixed number of requests; each run has a deadline) and loopback only.
 """
