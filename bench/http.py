@@ -93,6 +93,7 @@ import openai
 import throttle_trio as tt
 from throttle_trio.httpx2 import ThrottledTransport
 from throttle_trio.testing import FakeLLMServer, FakeServerStats, serve
+from throttle_trio.testing._fake_limits import KeyLimits, Metric
 
 from ._report import Check, Table, fmt
 from .baselines import BlogSlidingWindow
@@ -221,8 +222,10 @@ async def _serve_child(config: dict[str, Any]) -> None:
     """The child process: serve, print the URL, answer ``stats`` lines until stdin closes."""
     server = FakeLLMServer(
         rpm=config["rpm"],
-        tpm=config["tpm"],
-        mode="settle",
+        tpm=config.get("tpm"),
+        itpm=config.get("itpm"),
+        otpm=config.get("otpm"),
+        mode=config.get("mode", "settle"),
         latency=(config["latency"][0], config["latency"][1]),
         api_keys=[config["key"]],
         seed=config["seed"],
@@ -255,8 +258,9 @@ def _read_line(stream: IO[str], timeout: float) -> str:
 class ServerProcess:
     """A fresh fake server in a child process, for one contender."""
 
-    def __init__(self, key: str, seed: int) -> None:
+    def __init__(self, key: str, seed: int, limits: dict[str, Any] | None = None) -> None:
         config = {"rpm": RPM, "tpm": TPM, "latency": list(LATENCY), "key": key, "seed": seed}
+        config.update(limits or {})
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bench.http", "--serve", json.dumps(config)],
             cwd=ROOT,
@@ -341,6 +345,16 @@ class Recorder(httpx2.AsyncBaseTransport):
         response = await self._inner.handle_async_request(request)
         if response.status_code == 429:
             run.rejected_at.append(time.monotonic())
+            if len(run.rejected_at) <= 3:  # what the server said, for the notes
+                await response.aread()
+                try:
+                    error = response.json().get("error", {})
+                except ValueError:
+                    error = {}
+                message = error.get("message", "") if isinstance(error, dict) else ""
+                run.notes.append(
+                    f"429 at {run.rejected_at[-1] - run.started:.3f} s: {str(message)[:160]}"
+                )
         return response
 
     async def aclose(self) -> None:
@@ -563,9 +577,15 @@ class Result:
     server: ServerSummary
 
 
-def run_entry(entry: Entry, workload: Workload, seed: int, cap: float) -> Result:
+def run_entry(
+    entry: Entry,
+    workload: Workload,
+    seed: int,
+    cap: float,
+    limits: dict[str, Any] | None = None,
+) -> Result:
     key = f"sk-bench-{entry.slug}"
-    server = ServerProcess(key, seed)
+    server = ServerProcess(key, seed, limits)
     try:
         run = Run(workload, server.base_url, key, seed)
         cancelled = False
@@ -711,6 +731,209 @@ def _machine() -> str:
     )
 
 
+# --- the provider presets against the matching provider modes (issue 12) ---------------------
+
+PRESET_REQUESTS = 300
+PRESET_LIMITS: dict[str, dict[str, Any]] = {
+    # OpenAI: 50 requests and 5,000 tokens a second; about 425 tokens per estimate make the
+    # tokens bind (about 11 requests a second), the slices set the pace.
+    "openai": {"mode": "openai", "rpm": RPM, "tpm": TPM},
+    # Anthropic: 50 requests a second; OTPM binds (150 reserved per request, about 94 used),
+    # ITPM (about 275 per request) a little below it.
+    "anthropic": {"mode": "anthropic", "rpm": RPM, "tpm": None, "itpm": 60_000, "otpm": 24_000},
+}
+MAKESPAN_TARGET = 1.05
+
+
+def preset_throttle(provider: str) -> tt.Throttle:
+    limits = PRESET_LIMITS[provider]
+    if provider == "openai":
+        return tt.openai_throttle(rpm=limits["rpm"], tpm=limits["tpm"])
+    return tt.anthropic_throttle(
+        rpm=limits["rpm"], input_tpm=limits["itpm"], output_tpm=limits["otpm"]
+    )
+
+
+async def preset_sdk(run: Run, *, provider: str) -> None:
+    """The provider's SDK (``max_retries=0``) over the throttled transport with its preset."""
+    throttle = preset_throttle(provider)
+    transport = ThrottledTransport(Recorder(httpx2.AsyncHTTPTransport(), run), throttle=throttle)
+    http_client = httpx2.AsyncClient(transport=transport, timeout=httpx2.Timeout(600, pool=None))
+    call: Callable[[Item], Awaitable[object]]
+    try:
+        if provider == "openai":
+            client: Any = _sdk_client(run, http_client, max_retries=0)
+            call = functools.partial(_sdk_create, client)
+        else:
+            import anthropic  # only for this row
+
+            client = anthropic.AsyncAnthropic(
+                api_key=run.key,
+                base_url=run.base_url.removesuffix("/v1"),
+                http_client=http_client,
+                max_retries=0,
+            )
+
+            async def call(item: Item) -> object:
+                return await client.messages.create(
+                    model=MODEL,
+                    max_tokens=item.max_tokens,
+                    messages=_messages(item),
+                    extra_headers={"x-bench-id": str(item.index)},
+                )
+
+        stalls: list[tuple[float, float]] = []
+
+        async def watch_the_loop() -> None:
+            # How late a 5 ms sleep wakes: the loop's stalls, which delay admitted requests.
+            while True:
+                before = time.monotonic()
+                await anyio.sleep(0.005)
+                late = time.monotonic() - before - 0.005
+                if late > 0.02:
+                    stalls.append((before - run.started, late))
+
+        async with client, anyio.create_task_group() as tg:
+            tg.start_soon(watch_the_loop)
+            async with anyio.create_task_group() as requests:
+                for item in run.workload.items:
+                    requests.start_soon(run.guarded, call, item)
+            tg.cancel_scope.cancel()
+        worst = sorted(stalls, key=lambda stall: -stall[1])[:3]
+        run.notes.append(
+            f"loop stalls above 20 ms: {len(stalls)}; the longest: "
+            + ", ".join(f"{late * 1000:.0f} ms at {at:.2f} s" for at, late in worst)
+        )
+    finally:
+        stats = throttle.statistics()
+        run.notes.append(
+            f"throttle: rejections {stats.rejections}, pauses {stats.pauses}, rates now "
+            + ", ".join(f"{name} {lim.rate:,.2f}/s" for name, lim in stats.limits.items())
+        )
+
+
+def fastest_schedule(provider: str, workload: Workload) -> float:
+    """Seconds from the first admission to the last that the provider's own enforcement
+    allows for these requests in this order: each admitted at the first instant it fits the
+    server's limits (the fake's own accounting), every estimate settled at once to its
+    expected usage in settle modes (a lower bound: a real one waits for the response)."""
+    limits = PRESET_LIMITS[provider]
+    per_minute: dict[Metric, int] = {"requests": limits["rpm"]}
+    if provider == "openai":
+        per_minute["tokens"] = limits["tpm"]
+        key = KeyLimits(per_minute, 1.0, 0.0)
+    else:
+        per_minute["input_tokens"] = limits["itpm"]
+        per_minute["output_tokens"] = limits["otpm"]
+        key = KeyLimits(per_minute, None, 0.0, request_slice=1.0)
+    now = 0.0
+    for item in workload.items:
+        costs: dict[Metric, int] = {
+            "requests": 1,
+            "tokens": item.estimate,
+            "input_tokens": item.prompt_tokens,
+            "output_tokens": item.max_tokens,
+        }
+        while (wait := key.check(costs, now).wait) > 0:
+            now += wait
+        key.charge(costs, now)
+        if provider != "openai":
+            used = round(item.max_tokens * sum(COMPLETION) / 2)
+            key.settle({"output_tokens": used - item.max_tokens}, now)
+    return now
+
+
+@dataclass(frozen=True, slots=True)
+class PresetResult:
+    provider: str
+    backend: str
+    run: int
+    result: Result
+    fastest: float
+
+    @property
+    def makespan_ratio(self) -> float:
+        return self.result.server.span / self.fastest if self.fastest > 0 else math.nan
+
+    @property
+    def passed(self) -> bool:
+        r = self.result
+        return (
+            not r.cancelled
+            and r.server.rate_limited == 0
+            and r.run.ok == r.n
+            and self.makespan_ratio <= MAKESPAN_TARGET
+        )
+
+
+def run_presets(args: argparse.Namespace) -> int:
+    """``--presets``: each provider's preset against the matching fake mode, ``--runs`` times
+    on each loop; PASS when a run has no 429, every request answered and a makespan within
+    ``MAKESPAN_TARGET`` of the fastest schedule the provider allows."""
+    n = args.requests or PRESET_REQUESTS
+    providers = args.provider or ["openai", "anthropic"]
+    backends = args.backend or ["asyncio", "trio"]
+    results: list[PresetResult] = []
+    print(_machine(), flush=True)
+    for provider in providers:
+        workload = Workload.generate(n, args.seed)
+        fastest = fastest_schedule(provider, workload)
+        limits = {k: v for k, v in PRESET_LIMITS[provider].items() if v is not None}
+        print(
+            f"{provider}: {n} requests (seed {args.seed}) against mode={limits}; fastest "
+            f"schedule the provider allows: {fastest:.2f} s to the last admission",
+            flush=True,
+        )
+        entry = Entry(
+            f"{provider} preset",
+            f"preset-{provider}",
+            "",
+            functools.partial(preset_sdk, provider=provider),
+        )
+        for backend in backends:
+            for number in range(1, args.runs + 1):
+                run_entry_ = dataclasses.replace(
+                    entry, backend=backend, slug=f"{entry.slug}-{number}"
+                )
+                result = run_entry(
+                    run_entry_,
+                    workload,
+                    args.seed,
+                    2 * fastest + 30,
+                    limits=PRESET_LIMITS[provider],
+                )
+                preset = PresetResult(provider, backend, number, result, fastest)
+                results.append(preset)
+                s = result.server
+                print(
+                    f"  {provider} [{backend}] run {number}: "
+                    f"{'PASS' if preset.passed else 'FAIL'}: {s.rate_limited} 429s, "
+                    f"{result.run.ok}/{n} ok, first->last admission {s.span:.2f} s = "
+                    f"{preset.makespan_ratio:.3f} x the fastest schedule "
+                    f"(the limit used: {1 / preset.makespan_ratio:.3f} of what the provider "
+                    "allows)",
+                    flush=True,
+                )
+                for note in result.run.notes:
+                    print(f"      {note}", flush=True)
+    print()
+    for provider in providers:
+        for backend in backends:
+            mine = [r for r in results if (r.provider, r.backend) == (provider, backend)]
+            if not mine:
+                continue
+            passed = sum(r.passed for r in mine)
+            zero = sum(r.result.server.rate_limited == 0 for r in mine)
+            ratios = sorted(r.makespan_ratio for r in mine)
+            print(
+                f"{'PASS' if passed == len(mine) else 'FAIL'} {provider} preset [{backend}]: "
+                f"{zero}/{len(mine)} runs with zero 429s, {passed}/{len(mine)} within "
+                f"{MAKESPAN_TARGET}x; makespan / fastest: min {ratios[0]:.3f}, median "
+                f"{percentile(ratios, 0.5):.3f}, max {ratios[-1]:.3f}"
+            )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.http",
@@ -730,11 +953,25 @@ def main(argv: list[str] | None = None) -> int:
         choices=range(1, len(ENTRIES) + 1),
         help="run only this row (1-based, repeatable)",
     )
+    parser.add_argument(
+        "--presets",
+        action="store_true",
+        help="instead: each provider preset against the matching fake mode (issue 12)",
+    )
+    parser.add_argument("--runs", type=int, default=10, help="runs per preset and loop (10)")
+    parser.add_argument(
+        "--provider", action="append", choices=["openai", "anthropic"], help="with --presets"
+    )
+    parser.add_argument(
+        "--backend", action="append", choices=["asyncio", "trio"], help="with --presets"
+    )
     parser.add_argument("--serve", help=argparse.SUPPRESS)  # the server child's config (JSON)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.serve:
         anyio.run(_serve_child, json.loads(args.serve), backend="asyncio")
         return 0
+    if args.presets:
+        return run_presets(args)
     n = args.requests or (1_000 if args.quick else 1_500)
     workload = Workload.generate(n, args.seed)
     minimum = workload.expected_minimum()

@@ -27,16 +27,18 @@ rate-limits page, docs.anthropic.com/en/api/rate-limits.)  So the presets build:
   than the slice (the first one ``warmup`` longer: the first requests of a run leave late
   behind its start-up work), so that no slice the provider counts from arrival times ever
   holds more, whatever the trip times do within the margin; ``requests_per_second``, a token
-  bucket of the same rate holding one request, paces a slice's requests one by one (sent at
-  one instant, the first of them would reach the provider late behind the connections they
-  open, later than the next slice's on open connections: measured, 30 ms and more for 20
-  requests on loopback); ``refund_unused=False`` (the estimate, prompt plus ``max_tokens``,
+  bucket of the same rate holding a fifth of a slice's requests, paces them (sent at one
+  instant, the first of them would reach the provider late behind the connections they open,
+  later than the next slice's on open connections: measured, 30 ms and more for 20 requests
+  on loopback; and a stall of the program delays all that were admitted and not yet sent);
+  ``refund_unused=False`` (the estimate, prompt plus ``max_tokens``,
   stays charged, as OpenAI keeps it).
 * :func:`anthropic_throttle`: ``requests`` as a :class:`TokenBucket` holding one slice's
   worth (at least one request), ``input_tokens`` and ``output_tokens`` as token buckets of a
   minute's worth; each bucket holds ``margin`` seconds of its rate less than the provider's
   (which costs no rate, only that much burst) and starts ``warmup`` seconds of its rate below
-  that (the first requests open the connections); ``refund_unused=True`` (Anthropic settles).
+  that (the first requests open the connections, and the program stalls when the first
+  responses come back); ``refund_unused=True`` (Anthropic settles).
 
 Both are ``adaptive`` (a 429, 529 or 5xx halves the rates, successes win them back) and name
 their limits after the metrics of the providers' rate-limit headers, so that the header
@@ -67,7 +69,9 @@ _MINUTE = 60.0
 DEFAULT_MAX_CONCURRENT = 64
 DEFAULT_SLICE = 1.0
 DEFAULT_MARGIN = 0.03
-DEFAULT_WARMUP = 0.25
+# The first requests of a run open the connections, and the program stalls when the first
+# response comes back (the openai SDK: 0.2 to 1 s in ``python -m bench.http --presets``).
+DEFAULT_WARMUP = 1.0
 
 
 @final
@@ -187,6 +191,13 @@ def _slice_window(
     return _WarmWindow(window, warmup)
 
 
+def _pace(per_minute: float, slice_seconds: float) -> TokenBucket:
+    """``per_minute``, a fifth of a slice's share at a time (at least one unit)."""
+    return TokenBucket(
+        per_minute, per=_MINUTE, burst=max(1.0, per_minute * slice_seconds / _MINUTE / 5)
+    )
+
+
 def _short_bucket(per_minute: float, holds: float, margin: float, warmup: float) -> TokenBucket:
     """A bucket refilled at ``per_minute``, holding ``holds`` less ``margin`` s of the rate,
     and starting ``warmup`` s of the rate below that.
@@ -218,7 +229,7 @@ def openai_throttle(
     ``requests`` and ``tokens`` are sliding windows holding one slice's share of the
     per-minute limits (``rpm / 60`` requests and ``tpm / 60`` tokens at the default one-second
     slice) over ``slice_seconds + margin`` seconds (the first window ``warmup`` longer), and
-    ``requests_per_second`` sends the requests of a slice one by one, at ``rpm / 60`` a second;
+    ``requests_per_second`` paces them at ``rpm / 60`` a second, a fifth of a slice at a time;
     unused estimates are not refunded; the
     rates back off on 429s and server errors (``adaptive``).  The price of the margin is a
     fraction ``margin / (slice_seconds + margin)`` of the rate (3% by default).
@@ -240,8 +251,9 @@ def openai_throttle(
             without meeting a slice that is still full.
         warmup: seconds longer the first window's admissions count (>= 0): the first requests
             of a run reach the provider later after they leave than the ones after them
-            (start-up work, new connections); measured on loopback, up to 80 ms for the first
-            of 80 requests started at once.
+            (start-up work, new connections, and the program's stall when the first response
+            comes back: the openai SDK's took 0.2 to 1 s in ``python -m bench.http
+            --presets``).  Costs that much once, at the start.
 
     Raises:
         TypeError: a parameter is not a number (``max_concurrent``: not an int or ``None``).
@@ -255,10 +267,11 @@ def openai_throttle(
     warmup = check_non_negative("warmup", warmup)
     return Throttle(
         requests=_slice_window(rpm, slice_seconds, margin, warmup),
-        # Paced: a slice's requests leave one by one, not at one instant, so the first ones
-        # do not reach the provider late behind the connections they open (a delay the next
-        # slice's requests, on open connections, do not have) and meet a slice still full.
-        requests_per_second=TokenBucket(rpm, per=_MINUTE, burst=1),
+        # Paced: a slice's requests leave a fifth of it at a time, not all at one instant, so
+        # that few are between their admission and the wire when the program stalls (a stall
+        # delays them, not the next slice's) and the first ones do not reach the provider
+        # late behind the connections they open.
+        requests_per_second=_pace(rpm, slice_seconds),
         tokens=_slice_window(tpm, slice_seconds, margin, warmup),
         max_concurrent=max_concurrent,
         refund_unused=False,
@@ -303,8 +316,9 @@ def anthropic_throttle(
             with when it left, without finding a bucket emptier than the throttle's.
         warmup: seconds of each rate the buckets start below full (>= 0).  Anthropic's
             buckets start when the first request arrives, which opens a connection (and a TLS
-            session) on its way: the requests that follow on open connections arrive sooner
-            after they leave, and would find less refilled than the throttle counted.
+            session) on its way and may wait behind the program's start-up work: the requests
+            that follow arrive sooner after they leave, and would find less refilled than the
+            throttle counted.  Costs that much of the burst once, at the start.
 
     Raises:
         TypeError: a parameter is not a number (``max_concurrent``: not an int or ``None``).
