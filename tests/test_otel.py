@@ -310,6 +310,24 @@ def test_every_instrument_is_declared_with_its_unit_and_kind() -> None:
             assert metric.data.is_monotonic == (kind == "counter")
 
 
+def test_past_the_bound_on_cached_attributes_every_series_is_still_recorded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The cache of attribute sets stops growing at MAX_SERIES (should a caller vary names
+    freely); a series past it is built again on each record, and recorded all the same."""
+    import throttle_trio.otel
+
+    monkeypatch.setattr(throttle_trio.otel, "MAX_SERIES", 2)
+    telemetry = Telemetry(spans=False)
+    for _ in range(2):
+        for source in ("a", "b", "c"):
+            telemetry.listener(events.Rejected(source, 0.0, 0, status=429))
+    status = "http.response.status_code"
+    assert telemetry.values("throttle_trio.rejections") == {
+        attrs(source) | {(status, 429)}: 2 for source in ("a", "b", "c")
+    }
+
+
 def test_spans_can_be_turned_off_and_bad_arguments_are_refused() -> None:
     telemetry = Telemetry(spans=False)
     telemetry.listener(events.Admitted("s", 1.0, 1.0, "requests", 0))

@@ -186,6 +186,39 @@ def test_every_metric_is_registered_as_declared(registry: CollectorRegistry) -> 
     assert found == expected
 
 
+def test_both_adapters_list_one_catalogue(registry: CollectorRegistry) -> None:
+    """The same metrics in the same order, with the same help, and the same buckets."""
+    otel = pytest.importorskip("throttle_trio.otel", reason="needs the otel extra")
+    assert [text for _type, _labels, text in METRICS.values()] == [
+        text for _kind, _unit, text in otel.METRICS.values()
+    ]
+    assert otel.DURATION_BUCKETS is DURATION_BUCKETS
+    # OpenTelemetry's up-down counter is a gauge in Prometheus, as the exporter makes it.
+    assert otel.METRICS["throttle_trio.fallback.active"][0] == "updowncounter"
+    assert METRICS["throttle_trio_fallback_active"][0] == "gauge"
+
+
+def test_past_the_bound_on_cached_children_every_series_is_still_updated(
+    registry: CollectorRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cache of labelled children stops growing at MAX_SERIES (should a caller vary names
+    freely); a series past it is looked up on each update, and counted all the same."""
+    import throttle_trio.prometheus
+
+    monkeypatch.setattr(throttle_trio.prometheus, "MAX_SERIES", 2)
+    listen = PrometheusListener(registry)
+    for _ in range(2):
+        for source in ("a", "b", "c"):
+            listen(events.Admitted(source, 0.0, 0.5, None, 0))
+    samples = scrape(registry)
+    assert samples["throttle_trio_admissions_total"] == {
+        labels(source, binding="none"): 2 for source in ("a", "b", "c")
+    }
+    assert samples["throttle_trio_wait_duration_seconds_sum"] == {
+        labels(source, binding="none"): 1.0 for source in ("a", "b", "c")
+    }
+
+
 def test_one_listener_per_registry_and_unregister(registry: CollectorRegistry) -> None:
     first = PrometheusListener(registry)
     with pytest.raises(ValueError, match="create one PrometheusListener per registry"):

@@ -39,7 +39,7 @@ that :mod:`throttle_trio.prometheus` uses.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Final, final
+from typing import TYPE_CHECKING, Final, final
 
 from ._extras import missing_extra
 
@@ -107,21 +107,16 @@ class OTelListener:
         self._record: dict[str, Callable[[float, _Attributes], None]] = {}
         for metric in CATALOGUE:
             name, unit, description = metric.name, metric.unit, metric.description
-            instrument: Any
             if metric.kind == "counter":
-                instrument = meter.create_counter(name, unit, description)
-                self._record[name] = instrument.add
+                self._record[name] = meter.create_counter(name, unit, description).add
             elif metric.kind == "updowncounter":
-                instrument = meter.create_up_down_counter(name, unit, description)
-                self._record[name] = instrument.add
+                self._record[name] = meter.create_up_down_counter(name, unit, description).add
             elif metric.kind == "gauge":
-                instrument = meter.create_gauge(name, unit, description)
-                self._record[name] = instrument.set
+                self._record[name] = meter.create_gauge(name, unit, description).set
             else:
-                instrument = meter.create_histogram(
+                self._record[name] = meter.create_histogram(
                     name, unit, description, explicit_bucket_boundaries_advisory=DURATION_BUCKETS
-                )
-                self._record[name] = instrument.record
+                ).record
         # Per series (metric, label values): its recording method and attributes, built once
         # (few sources, limits, reasons).
         self._series: dict[
