@@ -53,8 +53,8 @@ pacing to the minutes of a long Retry-After.  OpenTelemetry: advised (a view may
 Prometheus: the default of ``PrometheusListener(buckets=...)``."""
 
 MAX_SERIES: Final = 4096
-"""A bound on each adapter's cache of what it built per series (label values), should a caller
-vary names freely: past it, a new series is built on each record."""
+"""A bound on each adapter's cache, per metric, of what it built per series (label values),
+should a caller vary names freely: past it, a new series is built again on each record."""
 
 Kind: TypeAlias = Literal["counter", "updowncounter", "gauge", "histogram"]
 """An OpenTelemetry instrument.  Prometheus has no up-down counter: it is a gauge there."""

@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from opentelemetry.util.types import AttributeValue
 
     _Attributes = Mapping[str, AttributeValue]
+    _Record = Callable[[float, _Attributes], None]
 
 __all__ = ["DURATION_BUCKETS", "METRICS", "OTelListener", "SCOPE", "SPAN_NAME"]
 
@@ -90,7 +91,7 @@ class OTelListener:
     listener may serve throttles on several event loops and threads.
     """
 
-    __slots__ = ("_record", "_series", "_tracer")
+    __slots__ = ("_instruments", "_tracer")
 
     def __init__(
         self,
@@ -103,34 +104,33 @@ class OTelListener:
             raise TypeError(f"spans must be a bool, got {type(spans).__name__} {spans!r}")
         meter = metrics.get_meter(SCOPE, __version__, meter_provider)
         self._tracer = trace.get_tracer(SCOPE, __version__, tracer_provider) if spans else None
-        # Each instrument's recording method: add, set or record (value, attributes).
-        self._record: dict[str, Callable[[float, _Attributes], None]] = {}
+        # Per instrument: its recording method (add, set or record: value, attributes) and the
+        # attributes of each series (label values) it has recorded, built once: few sources,
+        # limits and reasons.
+        self._instruments: dict[str, tuple[_Record, dict[tuple[LabelValue, ...], _Attributes]]]
+        self._instruments = {}
         for metric in CATALOGUE:
             name, unit, description = metric.name, metric.unit, metric.description
+            record: _Record
             if metric.kind == "counter":
-                self._record[name] = meter.create_counter(name, unit, description).add
+                record = meter.create_counter(name, unit, description).add
             elif metric.kind == "updowncounter":
-                self._record[name] = meter.create_up_down_counter(name, unit, description).add
+                record = meter.create_up_down_counter(name, unit, description).add
             elif metric.kind == "gauge":
-                self._record[name] = meter.create_gauge(name, unit, description).set
+                record = meter.create_gauge(name, unit, description).set
             else:
-                self._record[name] = meter.create_histogram(
+                record = meter.create_histogram(
                     name, unit, description, explicit_bucket_boundaries_advisory=DURATION_BUCKETS
                 ).record
-        # Per series (metric, label values): its recording method and attributes, built once
-        # (few sources, limits, reasons).
-        self._series: dict[
-            tuple[str, tuple[LabelValue, ...]],
-            tuple[Callable[[float, _Attributes], None], _Attributes],
-        ] = {}
+            self._instruments[name] = (record, {})
 
     def __call__(self, event: Event) -> None:
         for metric, value, labels in measure(event):
-            key = (metric.name, labels)
-            series = self._series.get(key)
-            if series is None:
-                series = self._new_series(metric, labels, key)
-            series[0](value, series[1])
+            record, series = self._instruments[metric.name]
+            attributes = series.get(labels)
+            if attributes is None:
+                attributes = _attributes(metric, labels, series)
+            record(value, attributes)
         if self._tracer is not None:
             if type(event) is Admitted:
                 if event.waited > 0:
@@ -142,24 +142,6 @@ class OTelListener:
 
     def __repr__(self) -> str:
         return f"OTelListener(spans={self._tracer is not None})"
-
-    def _new_series(
-        self,
-        metric: Metric,
-        labels: tuple[LabelValue, ...],
-        key: tuple[str, tuple[LabelValue, ...]],
-    ) -> tuple[Callable[[float, _Attributes], None], _Attributes]:
-        """The recording method and the attributes of ``metric`` with these label values (a
-        value the event did not know, ``None``, is left out), cached."""
-        attributes = {
-            label.attribute: value
-            for label, value in zip(metric.labels, labels, strict=True)
-            if value is not None
-        }
-        series = (self._record[metric.name], attributes)
-        if len(self._series) < MAX_SERIES:
-            self._series[key] = series
-        return series
 
     def _span(
         self,
@@ -194,3 +176,20 @@ class OTelListener:
         if timed_out:
             span.set_status(trace.StatusCode.ERROR, "timed out waiting for the throttle")
         span.end(end_time=end)
+
+
+def _attributes(
+    metric: Metric,
+    labels: tuple[LabelValue, ...],
+    series: dict[tuple[LabelValue, ...], _Attributes],
+) -> _Attributes:
+    """The attributes of ``metric`` with these label values (a value the event did not know,
+    ``None``, is left out), cached in ``series`` up to :data:`MAX_SERIES`."""
+    attributes = {
+        label.attribute: value
+        for label, value in zip(metric.labels, labels, strict=True)
+        if value is not None
+    }
+    if len(series) < MAX_SERIES:
+        series[labels] = attributes
+    return attributes

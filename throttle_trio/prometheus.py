@@ -91,8 +91,8 @@ class PrometheusListener:
         self._registry = prometheus_client.REGISTRY if registry is None else registry
         # By the catalogue's (OpenTelemetry's) name, which the measurements carry.
         self._metrics: dict[str, Any] = {}
-        # Per series (metric, label values): the labelled child's update method, cached.
-        self._series: dict[tuple[str, tuple[LabelValue, ...]], Callable[[float], None]] = {}
+        # Per metric, as _metrics: each series' (label values') child's update method, cached.
+        self._series: dict[str, dict[tuple[LabelValue, ...], Callable[[float], None]]] = {}
         try:
             for metric in CATALOGUE:
                 name, documentation = metric.prometheus_name, metric.description
@@ -110,6 +110,7 @@ class PrometheusListener:
                         name, documentation, labels, registry=self._registry, buckets=bounds
                     )
                 self._metrics[metric.name] = collector
+                self._series[metric.name] = {}
         except ValueError as error:  # "Duplicated timeseries in CollectorRegistry"
             self.unregister()
             raise ValueError(
@@ -135,10 +136,10 @@ class PrometheusListener:
         if not self._metrics:  # unregistered
             return
         for metric, value, labels in measure(event):
-            key = (metric.name, labels)
-            update = self._series.get(key)
+            series = self._series[metric.name]
+            update = series.get(labels)
             if update is None:
-                update = self._new_series(metric, labels, key)
+                update = self._new_series(metric, labels, series)
             update(value)
 
     def __repr__(self) -> str:
@@ -148,10 +149,11 @@ class PrometheusListener:
         self,
         metric: Metric,
         labels: tuple[LabelValue, ...],
-        key: tuple[str, tuple[LabelValue, ...]],
+        series: dict[tuple[LabelValue, ...], Callable[[float], None]],
     ) -> Callable[[float], None]:
         """The update method of ``metric``'s child with these label values (a value the event
-        did not know, ``None``, is the empty label), cached."""
+        did not know, ``None``, is the empty label), cached in ``series`` up to
+        :data:`~throttle_trio._metrics.MAX_SERIES`."""
         child = self._metrics[metric.name].labels(*["" if v is None else str(v) for v in labels])
         update: Callable[[float], None]
         if metric.kind == "gauge":
@@ -160,8 +162,8 @@ class PrometheusListener:
             update = child.observe
         else:  # a counter, or an up-down counter's gauge
             update = child.inc
-        if len(self._series) < MAX_SERIES:
-            self._series[key] = update
+        if len(series) < MAX_SERIES:
+            series[labels] = update
         return update
 
 
