@@ -11,6 +11,9 @@
 #      dependencies and nothing else, and `import throttle_trio` works there.
 #   5. Each extra resolves to the top-level requirements declared below and nothing more
 #      (`pip install --dry-run --ignore-installed --report` against the built wheel).
+#   6. The wheel with the `testing` extra, installed into a fresh venv: the kit imports without
+#      the server extra (no hypercorn), and a user's test file using the pytest plugin (virtual
+#      clocks on both loops, the fake provider) passes in an empty directory, with no conftest.
 #
 # Needs the dev extra (build, twine) in $PYTHON (default: the repository's .venv), and PyPI
 # (or the pip cache) for the build backend and the dependencies.  Runs from any directory.
@@ -35,7 +38,9 @@ EXTRAS=(
     "cli=httpx2 hypercorn"
     "otel=opentelemetry-api"
     "prometheus=prometheus-client"
-    "all=coredis httpx httpx2 hypercorn trio opentelemetry-api prometheus-client"
+    "plot=matplotlib"
+    "testing=trio looptime httpx hypothesis pytest"
+    "all=coredis httpx httpx2 hypercorn trio opentelemetry-api prometheus-client matplotlib"
 )
 # What `pip install throttle_trio` requires directly: anyio, and below Python 3.13 the
 # typing_extensions it already depends on (a type parameter's default, PEP 696).
@@ -318,5 +323,71 @@ for error in errors:
 if errors:
     sys.exit(1)
 EOF
+
+# ----------------------------------------------------------------------------- the testing kit
+step "installing the wheel with the testing extra into a fresh venv"
+KIT="$WORK/venv-testing"
+"$PYTHON" -m venv "$KIT" || fail "python -m venv"
+KPY="$KIT/bin/python"
+"$KPY" -m pip install --quiet "throttle_trio[testing] @ file://$WHEEL" >"$WORK/install-testing.log" 2>&1 \
+    || { cat "$WORK/install-testing.log" >&2; fail "pip install of the wheel with [testing]"; }
+(cd "$WORK" && "$KPY" - <<'EOF') || fail "the testing kit without the server extra (see above)"
+import importlib.util, sys
+
+import throttle_trio.testing as kit
+import throttle_trio.testing._pytest_plugin
+import throttle_trio.testing.oracle
+import throttle_trio.testing.stateful
+import throttle_trio.testing.strategies
+
+errors = []
+if "site-packages" not in kit.__file__:
+    errors.append(f"imported {kit.__file__}, not the installed wheel")
+if importlib.util.find_spec("hypercorn") is not None:
+    errors.append("[testing] installed hypercorn (the server extra)")
+if loaded := {"hypercorn", "coredis"} & {m.split(".")[0] for m in sys.modules}:
+    errors.append(f"the kit loaded {sorted(loaded)}")
+for error in errors:
+    print(f"  - {error}", file=sys.stderr)
+if errors:
+    sys.exit(1)
+EOF
+# A user's first test file, in an empty directory: no conftest, no pytest configuration.
+PROJECT="$WORK/user-project"
+mkdir "$PROJECT"
+cat >"$PROJECT/test_user.py" <<'EOF'
+import anyio
+import httpx
+import pytest
+
+import throttle_trio as tt
+from throttle_trio.httpx import ThrottledTransport
+
+pytestmark = pytest.mark.tt_virtual_clock
+
+
+async def test_paced(tt_backend):
+    limiter = tt.RateLimiter(tt.TokenBucket(rate=8, burst=2))
+    for _ in range(4):
+        await limiter.acquire()
+    assert anyio.current_time() == 0.25
+
+
+@pytest.mark.tt_fake_llm(rpm=60)
+async def test_the_fake_provider(tt_fake_llm, tt_fake_llm_transport):
+    throttle = tt.Throttle(requests=tt.TokenBucket(60, per=60, burst=1))
+    transport = ThrottledTransport(tt_fake_llm_transport, throttle=throttle)
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    async with httpx.AsyncClient(transport=transport, base_url="http://fake/v1") as client:
+        for _ in range(3):
+            (await client.post("/chat/completions", json=body)).raise_for_status()
+    assert (tt_fake_llm.stats.admitted, tt_fake_llm.stats.rate_limited) == (3, 0)
+    assert anyio.current_time() == 2
+EOF
+(cd "$PROJECT" && "$KPY" -m pytest -q -p no:cacheprovider >"$WORK/user-pytest.log" 2>&1) \
+    || { cat "$WORK/user-pytest.log" >&2; fail "a user's test file with the testing extra"; }
+grep -q "4 passed" "$WORK/user-pytest.log" \
+    || { cat "$WORK/user-pytest.log" >&2; fail "a user's test file: expected 4 passed"; }
+step "[testing]: the kit imports without hypercorn; a user's test file: $(tail -n 1 "$WORK/user-pytest.log")"
 
 step "all checks passed in $((SECONDS - START)) s"
