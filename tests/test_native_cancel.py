@@ -151,8 +151,9 @@ def throttle_scenario() -> Scenario:
         assert math.floor(requests.available) == 5 - spent
         assert stats.admitted == len(held) + spent
         assert requests.admitted_cost == len(held) + spent
-        # The holder's cancel; on a real clock a full bucket drops the refill of microseconds.
-        assert math.isclose(requests.refunded, len(held), abs_tol=1e-6)
+        # The holder's cancel; on a real clock a full bucket drops what refilled meanwhile (at
+        # one unit an hour, 1e-3 is 3.6 s of a loaded machine): a bound, not a duration.
+        assert len(held) - 1e-3 <= requests.refunded <= len(held)
 
     return Scenario(lambda: throttle.reserve(requests=1), hold, check)
 

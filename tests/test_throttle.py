@@ -262,7 +262,7 @@ async def test_misuse_of_a_reservation_is_a_clear_error() -> None:
         with pytest.raises(
             ValueError, match=r"^unknown usage 'token': this throttle counts requests, tokens$"
         ):
-            slot._throttle._adjust(slot, {"token": 1}, refund=True)
+            slot._throttle._adjust(slot._booking, {"token": 1}, refund=True)
     with pytest.raises(
         RuntimeError, match=r"^settle\(\) called on a reservation after it was released$"
     ):
