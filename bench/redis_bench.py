@@ -149,10 +149,11 @@ async def _recorded_script_call(
     client: Any, new: Callable[[], Any], admit: Callable[[Any], Awaitable[object]]
 ) -> Callable[[], Awaitable[object]]:
     """What one uncontended admission of a new throttle sends (exactly one EVALSHA), as a call
-    that sends it again through the same coredis ``Script`` with the same keys and arguments:
-    the round trip without throttle_trio's shell around it."""
+    that sends it again with the same keys and arguments: through the coredis ``Script`` the
+    throttle registered (the round trip without throttle_trio's shell around it), or, if it
+    registered none (a script shared by throttles), as a plain EVALSHA of the same SHA."""
     scripts: list[Any] = []
-    sent: list[tuple[Any, Any]] = []
+    sent: list[tuple[Any, Any, Any]] = []
     register, evalsha = client.register_script, client.evalsha
 
     def recording_register(source: Any) -> Any:
@@ -160,7 +161,7 @@ async def _recorded_script_call(
         return scripts[-1]
 
     def recording_evalsha(sha: Any, keys: Any = None, args: Any = None) -> Any:
-        sent.append((keys, args))
+        sent.append((sha, keys, args))
         return evalsha(sha, keys=keys, args=args)
 
     client.register_script, client.evalsha = recording_register, recording_evalsha
@@ -168,15 +169,17 @@ async def _recorded_script_call(
         await admit(new())
     finally:
         del client.register_script, client.evalsha  # the class's methods again
-    if len(scripts) != 1 or len(sent) != 1:
+    if len(scripts) > 1 or len(sent) != 1:
         raise RuntimeError(
             f"an uncontended admission registered {len(scripts)} scripts and sent "
             f"{len(sent)} EVALSHAs, not 1 and 1"
         )
-    script, (keys, args) = scripts[0], sent[0]
+    sha, keys, args = sent[0]
 
     async def replay() -> object:
-        return await script(keys=keys, args=args)
+        if scripts:
+            return await scripts[0](keys=keys, args=args)
+        return await evalsha(sha, keys=keys, args=args)
 
     return replay
 
