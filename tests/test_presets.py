@@ -352,3 +352,15 @@ async def test_the_anthropic_preset_over_loopback() -> None:
         statuses = await over_loopback(server, throttle, "/messages")
     assert statuses == [200] * 60
     assert server.stats.rate_limited == 0
+
+
+def test_the_classmethods_are_the_presets() -> None:
+    """``Throttle.for_openai`` / ``for_anthropic`` build what the preset functions build."""
+    assert repr(tt.Throttle.for_openai(rpm=600, tpm=60_000, max_concurrent=8)) == repr(
+        tt.openai_throttle(rpm=600, tpm=60_000, max_concurrent=8)
+    )
+    assert repr(
+        tt.Throttle.for_anthropic(rpm=50, input_tpm=40_000, output_tpm=8_000, margin=0.1)
+    ) == repr(tt.anthropic_throttle(rpm=50, input_tpm=40_000, output_tpm=8_000, margin=0.1))
+    with pytest.raises(ValueError, match="rpm"):
+        tt.Throttle.for_openai(rpm=-1, tpm=60_000)

@@ -469,6 +469,57 @@ class Throttle:
         self._would_wait = 0
         self._would_wait_time = 0.0
 
+    @classmethod
+    def for_openai(
+        cls,
+        *,
+        rpm: float,
+        tpm: float,
+        max_concurrent: int | None = 64,
+        slice_seconds: float = 1.0,
+        margin: float = 0.03,
+        warmup: float = 1.0,
+    ) -> Throttle:
+        """The throttle that fits OpenAI's enforcement: per-second slices, ``max_tokens`` kept,
+        adaptive (see :func:`throttle_trio.openai_throttle`, which this calls)."""
+        from ._presets import openai_throttle
+
+        return openai_throttle(
+            rpm=rpm,
+            tpm=tpm,
+            max_concurrent=max_concurrent,
+            slice_seconds=slice_seconds,
+            margin=margin,
+            warmup=warmup,
+        )
+
+    @classmethod
+    def for_anthropic(
+        cls,
+        *,
+        rpm: float,
+        input_tpm: float,
+        output_tpm: float,
+        max_concurrent: int | None = 64,
+        slice_seconds: float = 1.0,
+        margin: float = 0.03,
+        warmup: float = 1.0,
+    ) -> Throttle:
+        """The throttle that fits Anthropic's enforcement: a second's worth of requests,
+        input and output tokens in continuously refilled buckets, settled, adaptive (see
+        :func:`throttle_trio.anthropic_throttle`, which this calls)."""
+        from ._presets import anthropic_throttle
+
+        return anthropic_throttle(
+            rpm=rpm,
+            input_tpm=input_tpm,
+            output_tpm=output_tpm,
+            max_concurrent=max_concurrent,
+            slice_seconds=slice_seconds,
+            margin=margin,
+            warmup=warmup,
+        )
+
     def _source(self) -> str:
         """What events call this throttle."""
         return self._name if self._name is not None else repr(self)

@@ -22,7 +22,7 @@ async def run_server(
     port: int,
     rpm: int | None,
     tpm: int | None,
-    mode: Literal["settle", "openai"],
+    mode: Literal["settle", "openai", "anthropic"],
     latency: tuple[float, float],
     error_rate: float,
     itpm: int | None = None,
