@@ -906,3 +906,147 @@ async def test_serve_names_the_extra_when_hypercorn_is_missing(
     monkeypatch.setitem(sys.modules, "hypercorn.config", None)
     with pytest.raises(ImportError, match=r'pip install "throttle_trio\[server\]"'):
         await serve(FakeLLMServer())
+
+
+# -- token_factor: a provider whose tokenizer is not the client's ---------------------------
+
+
+def messages_body(content: str, model: str = "claude-fake") -> dict[str, Any]:
+    return {"model": model, "max_tokens": 10, "messages": [{"role": "user", "content": content}]}
+
+
+async def test_token_factor_scales_the_prompt_charged_and_reported() -> None:
+    # 400 characters: 100 tokens at 4 a token, counted 130 by a 1.3 tokenizer.
+    server = FakeLLMServer(tpm=60_000, itpm=60_000, token_factor=1.3, completion_tokens=10)
+    async with client(server) as http:
+        response = await http.post("/chat/completions", json=chat("x" * 400, max_tokens=50))
+        assert response.json()["usage"] == {
+            "prompt_tokens": 130,
+            "completion_tokens": 10,
+            "total_tokens": 140,
+        }
+        assert response.headers["x-ratelimit-remaining-tokens"] == str(60_000 - 130 - 50)
+        message = await http.post("/messages", json=messages_body("y" * 400))
+        assert message.json()["usage"]["input_tokens"] == 130
+        # Token arrays are the provider's tokens already: not scaled (3 + ceil(100 * 1.3)).
+        body = {"model": "m", "prompt": [[1, 2, 3], "z" * 400], "max_tokens": 5}
+        completion = await http.post("/completions", json=body)
+        assert completion.json()["usage"]["prompt_tokens"] == 3 + 130
+    admissions = server.stats.admissions
+    assert [a.tokens for a in admissions] == [130 + 50, 130 + 10, 133 + 5 * 2]  # 2 prompts
+    assert admissions[0].usage == 140
+
+
+async def test_token_factor_per_model_and_its_slices_in_openai_mode() -> None:
+    factors = {"big": 1.5, "small": 0.7}
+    server = FakeLLMServer(tpm=6_000, mode="openai", token_factor=factors)  # 100 a second
+    async with client(server) as http:
+
+        async def prompt_tokens(model: str) -> int:
+            body = {**chat("x" * 240, max_tokens=1), "model": model}  # 60 tokens at 4 a token
+            response = await http.post("/chat/completions", json=body)
+            if response.status_code != 200:
+                return -response.status_code
+            return int(response.json()["usage"]["prompt_tokens"])
+
+        assert await prompt_tokens("small") == 42
+        assert await prompt_tokens("big") == -429  # 42 + 1 + 90 + 1 > 100 in this second
+        await anyio.sleep(1)
+        assert await prompt_tokens("big") == 90
+        await anyio.sleep(1)
+        assert await prompt_tokens("other") == 60  # not in the mapping: 4 characters a token
+    assert [server.token_factor(m) for m in ("big", "small", "other")] == [1.5, 0.7, 1.0]
+    assert server.stats.max_tokens_in(1.0) == 91
+
+
+def test_a_token_factor_range_draws_one_factor_per_model_from_the_seed() -> None:
+    models = [f"model-{i}" for i in range(50)]
+    server = FakeLLMServer(token_factor=(0.7, 1.5), seed=3)
+    drawn = [server.token_factor(model) for model in models]
+    assert all(0.7 <= f <= 1.5 for f in drawn)
+    assert len(set(drawn)) == 50
+    assert min(drawn) < 0.8
+    assert max(drawn) > 1.4
+    # The same seed, the same factors, whatever the order they are asked in.
+    again = FakeLLMServer(token_factor=(0.7, 1.5), seed=3)
+    assert [again.token_factor(m) for m in reversed(models)] == drawn[::-1]
+    other = FakeLLMServer(token_factor=(0.7, 1.5), seed=4)
+    assert [other.token_factor(m) for m in models] != drawn
+    assert FakeLLMServer(token_factor=(1.2, 1.2)).token_factor("any") == 1.2
+
+
+async def test_a_token_factor_range_draws_nothing_from_the_servers_stream() -> None:
+    # Latency and completion lengths come out the same with or without the factors.
+    def server(factor: Any) -> FakeLLMServer:
+        return FakeLLMServer(latency=(0.1, 1.0), token_factor=factor, seed=9)
+
+    lengths = []
+    for plain in (server(1.0), server((0.7, 1.5))):
+        async with client(plain) as http:
+            body = chat("x" * 400, max_tokens=100)
+            lengths.append(
+                [
+                    (await http.post("/chat/completions", json=body)).json()["usage"][
+                        "completion_tokens"
+                    ]
+                    for _ in range(5)
+                ]
+            )
+    assert lengths[0] == lengths[1]
+
+
+@pytest.mark.parametrize(
+    ("factor", "error", "message"),
+    [
+        (0, ValueError, "token_factor must be a finite number > 0, got 0"),
+        (-1.0, ValueError, "token_factor must be a finite number > 0, got -1.0"),
+        (math.nan, ValueError, "token_factor must be a finite number > 0, got nan"),
+        (math.inf, ValueError, "token_factor must be a finite number > 0, got inf"),
+        (True, TypeError, "token_factor must be a number, got bool True"),
+        ("1.5", TypeError, "token_factor must be a number, got str '1.5'"),
+        ((1.5, 0.7), ValueError, "token_factor must be a (low, high) pair with low <= high"),
+        ((0.0, 1.0), ValueError, "token_factor's low must be a finite number > 0, got 0.0"),
+        ((1.0,), ValueError, "token_factor must be a number, a {model: factor} mapping or"),
+        ({"m": 0}, ValueError, "token_factor['m'] must be a finite number > 0, got 0"),
+        ({"": 1.0}, TypeError, "token_factor's models must be non-empty strs, got ''"),
+        ({1: 1.0}, TypeError, "token_factor's models must be non-empty strs, got 1"),
+    ],
+)
+def test_bad_token_factors_are_refused_with_their_name(
+    factor: Any, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error) as caught:
+        FakeLLMServer(token_factor=factor)
+    assert str(caught.value).startswith(message)
+
+
+# -- a 429 names the limit that bound it -----------------------------------------------------
+
+
+async def test_a_slice_429_names_the_slice_not_the_minute() -> None:
+    server = FakeLLMServer(tpm=300_000, mode="openai")  # 5,000 tokens in any second
+    async with client(server) as http:
+        first = await http.post("/chat/completions", json=chat(max_tokens=4_000))
+        assert first.status_code == 200
+        await anyio.sleep(0.25)
+        refused = await http.post("/chat/completions", json=chat(max_tokens=2_000))
+    assert refused.status_code == 429
+    assert refused.json()["error"]["message"] == (
+        "Rate limit reached for gpt-fake on tokens per min (TPM), enforced per 1s: "
+        "Limit 5000 per 1s, Used 4000 in the last 1s, Requested 2000. "
+        "Please try again in 750ms."
+    )
+
+
+async def test_an_anthropic_short_bucket_429_names_the_short_bucket() -> None:
+    server = FakeLLMServer(rpm=120, mode="anthropic")  # 2 requests a second, 2 at once
+    async with client(server) as http:
+        statuses = [
+            (await http.post("/messages", json=messages_body("hi"))).status_code for _ in range(3)
+        ]
+        refused = await http.post("/messages", json=messages_body("hi"))
+    assert statuses == [200, 200, 429]
+    assert refused.json()["error"]["message"] == (
+        "This request would exceed your organization's rate limit of 120 requests per minute, "
+        "enforced as 2 per 1s (used 2 of those 2, requested 1). Please try again later."
+    )

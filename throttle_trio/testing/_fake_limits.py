@@ -179,6 +179,11 @@ class SliceWindow:
         self._entries.append((now, cost))
         self._used += cost
 
+    def used(self, now: float) -> int:
+        """Units admitted in the window that ends at ``now``."""
+        self._expire(now)
+        return self._used
+
 
 @dataclass(frozen=True, slots=True)
 class LimitCheck:
@@ -188,8 +193,12 @@ class LimitCheck:
         wait: seconds until it could go (0: it may go now; ``inf``: never, it is too large).
         metric: the limit that binds (``None`` when it may go).
         limit: that limit's per-minute value.
-        used: units of that limit in use now.
+        used: units in use now of what binds: the minute's bucket, or with ``slice_seconds``
+            the slice (OpenAI mode's window, Anthropic mode's short requests bucket).
         cost: the request's cost in that metric.
+        slice_seconds: ``None`` when the per-minute bucket binds; else the length of the
+            short-term limit that does, in seconds.
+        slice_limit: that short-term limit's allowance (units per ``slice_seconds``).
     """
 
     wait: float
@@ -197,6 +206,8 @@ class LimitCheck:
     limit: int = 0
     used: int = 0
     cost: int = 0
+    slice_seconds: float | None = None
+    slice_limit: float = 0.0
 
 
 @final
@@ -238,19 +249,41 @@ class KeyLimits:
             self._short["requests"] = MinuteBucket(rpm, now, capacity=capacity)
 
     def check(self, costs: Mapping[Metric, int], now: float) -> LimitCheck:
-        """Whether one request costing ``costs`` may go at ``now``, and if not, when."""
+        """Whether one request costing ``costs`` may go at ``now``, and if not, when.
+
+        The answer names what binds: the per-minute bucket, or (``slice_seconds`` set) the
+        short-term limit, with its own allowance and use, so that a 429 can say which.
+        """
         worst = LimitCheck(0.0)
         for metric, bucket in self._buckets.items():
             cost = costs.get(metric, 0)
-            waits = [bucket.wait(cost, now)]
-            if metric in self._slices:
-                waits.append(self._slices[metric].wait(cost, now))
-            if metric in self._short:
-                waits.append(self._short[metric].wait(cost, now))
-            wait = max(waits)
+            wait = bucket.wait(cost, now)
             if wait > worst.wait:
                 used = bucket.limit - math.floor(bucket.level(now))
                 worst = LimitCheck(wait, metric, bucket.limit, max(0, used), cost)
+            window = self._slices.get(metric)
+            if window is not None and (wait := window.wait(cost, now)) > worst.wait:
+                worst = LimitCheck(
+                    wait,
+                    metric,
+                    bucket.limit,
+                    window.used(now),
+                    cost,
+                    slice_seconds=window.length,
+                    slice_limit=window.allowance,
+                )
+            short = self._short.get(metric)
+            if short is not None and (wait := short.wait(cost, now)) > worst.wait:
+                used = math.ceil(round(short.capacity - short.level(now), 6))
+                worst = LimitCheck(
+                    wait,
+                    metric,
+                    bucket.limit,
+                    max(0, used),
+                    cost,
+                    slice_seconds=short.capacity / short.rate,
+                    slice_limit=short.capacity,
+                )
         return worst
 
     def charge(self, costs: Mapping[Metric, int], now: float) -> None:

@@ -229,6 +229,42 @@ def _check_range(name: str, value: object, *, high: float = math.inf) -> tuple[f
     return number, number
 
 
+def _check_token_factor(
+    value: object,
+) -> tuple[dict[str | None, float], tuple[float, float] | None]:
+    """``token_factor`` as (fixed factors by model, ``None`` for every model; a range)."""
+
+    def factor(number: object, where: str = "") -> float:
+        if isinstance(number, bool) or not isinstance(number, int | float):
+            raise TypeError(
+                f"token_factor{where} must be a number, got {type(number).__name__} {number!r}"
+            )
+        if not (number > 0 and math.isfinite(number)):
+            raise ValueError(f"token_factor{where} must be a finite number > 0, got {number!r}")
+        return float(number)
+
+    if isinstance(value, tuple):
+        if len(value) != 2:
+            raise ValueError(
+                f"token_factor must be a number, a {{model: factor}} mapping or a (low, high) "
+                f"pair, got {value!r}"
+            )
+        low, high = factor(value[0], "'s low"), factor(value[1], "'s high")
+        if low > high:
+            raise ValueError(
+                f"token_factor must be a (low, high) pair with low <= high, got {value!r}"
+            )
+        return {}, (low, high)
+    if isinstance(value, Mapping):
+        factors: dict[str | None, float] = {}
+        for model, number in value.items():
+            if not isinstance(model, str) or not model:
+                raise TypeError(f"token_factor's models must be non-empty strs, got {model!r}")
+            factors[model] = factor(number, f"[{model!r}]")
+        return factors, None
+    return {None: factor(value)}, None
+
+
 def _header(scope: Scope, name: bytes) -> str | None:
     """The first value of header ``name`` (lowercase), decoded as Latin-1."""
     for key, value in scope.get("headers", ()):
@@ -249,9 +285,20 @@ class FakeLLMServer:
     run on virtual time is reproducible.  Use one server within one event loop at a time.
 
     Each request is charged on arrival: one request, and an estimate of its tokens,
-    ``prompt + max_tokens * n`` (prompt tokens are the characters of the texts / 4; the
-    bound is ``max_completion_tokens`` or ``max_tokens``, else ``default_max_tokens``); the
-    prompt alone counts against ``itpm``, the output bound alone against ``otpm``.
+    ``prompt + max_tokens * n`` (prompt tokens are the characters of the texts / 4, times the
+    model's ``token_factor``; the bound is ``max_completion_tokens`` or ``max_tokens``, else
+    ``default_max_tokens``); the prompt alone counts against ``itpm``, the output bound alone
+    against ``otpm``.
+
+    ``token_factor`` makes the server count like a provider whose tokenizer is not the
+    client's: every provider tokenizes with its own vocabulary, and a different one per model
+    family (OpenAI's ``cl100k_base`` for GPT-4 and ``o200k_base`` for GPT-4o, Anthropic's
+    own for Claude), so the same prompt is a different number of tokens per model and no
+    client-side rule (characters / 4, or one model's tokenizer) matches all of them.  The
+    prompt tokens of a request for ``model`` are ``ceil(characters / 4 * factor)`` (token
+    arrays, already the provider's tokens, are not scaled), and that count is what is
+    charged, what ``usage.prompt_tokens`` (``usage.input_tokens``) reports and what
+    ``itpm`` sees.  The arithmetic is the fake's own, like the rest of its accounting.
 
     * ``mode="settle"``: per-minute token buckets holding one minute of capacity; the
       estimate is adjusted to the real usage when the response completes (failed requests
@@ -290,6 +337,13 @@ class FakeLLMServer:
             ``(low, high)`` range of fractions drawn uniformly.
         default_max_tokens: the output bound of a request that sets none (tokens per choice).
         model: the model named in responses to requests that name none.
+        token_factor: how many prompt tokens this provider counts per 4 characters, per
+            model: a number for every model; a mapping ``{model: factor}`` (models not
+            in it: 1.0); or a ``(low, high)`` range, a factor drawn uniformly per model from
+            ``seed`` and the model's name (the same model, the same factor, whatever the
+            order of the requests; another seed, another draw).  Factors are finite and
+            > 0; 1.0 (the default) counts 4 characters a token.  :meth:`token_factor` says
+            what a model gets.
         api_keys: accepted keys; when given, requests need ``Authorization: Bearer <key>``
             or, for ``/v1/messages``, ``x-api-key: <key>`` (else 401), and each key has its
             own limits.  ``None``: no auth, one set of limits.
@@ -320,6 +374,8 @@ class FakeLLMServer:
         "_default_max_tokens",
         "_embedding_dimensions",
         "_error_rate",
+        "_factor_range",
+        "_factors",
         "_keys",
         "_latency",
         "_mode",
@@ -327,6 +383,7 @@ class FakeLLMServer:
         "_per_minute",
         "_random",
         "_rpm",
+        "_seed",
         "_sequence",
         "_slice",
         "_stream_chunk_tokens",
@@ -349,6 +406,7 @@ class FakeLLMServer:
         completion_tokens: float | tuple[float, float] = (0.25, 1.0),
         default_max_tokens: int = 256,
         model: str = "fake-llm",
+        token_factor: float | Mapping[str, float] | tuple[float, float] = 1.0,
         api_keys: Iterable[str] | None = None,
         seed: int = 0,
         clock: Callable[[], float] = anyio.current_time,
@@ -386,6 +444,8 @@ class FakeLLMServer:
         if not isinstance(model, str) or not model:
             raise TypeError(f"model must be a non-empty str, got {model!r}")
         self._model = model
+        self._factors, self._factor_range = _check_token_factor(token_factor)
+        self._seed = seed
         if api_keys is None:
             self._api_keys: frozenset[str] | None = None
         else:
@@ -443,6 +503,29 @@ class FakeLLMServer:
         """``"settle"``, ``"openai"`` or ``"anthropic"``: how requests are charged (see the
         class docstring)."""
         return self._mode
+
+    def token_factor(self, model: str) -> float:
+        """The factor by which this server scales the prompt tokens of ``model`` (see
+        ``token_factor`` in the class docstring): 1.0 counts 4 characters a token."""
+        if not isinstance(model, str):
+            raise TypeError(f"model must be a str, got {type(model).__name__} {model!r}")
+        if self._factor_range is not None:
+            low, high = self._factor_range
+            # Seeded by the seed and the name alone (a str seed hashes with SHA-512, the same
+            # in every process), not drawn from the server's stream: the factor does not
+            # depend on which model's request came first, and no other draw moves.
+            return random.Random(f"token_factor:{self._seed}:{model}").uniform(low, high)
+        return self._factors.get(model, self._factors.get(None, 1.0))
+
+    def _counted(self, request: ParsedRequest) -> ParsedRequest:
+        """``request`` with its prompt tokens as this server counts them (``token_factor``)."""
+        factor = self.token_factor(request.model)
+        if factor == 1.0:
+            return request
+        text = request.prompt_tokens - request.array_tokens
+        # round() first: 100 * 1.1 is 110.00000000000001, which is 110 tokens, not 111.
+        scaled = math.ceil(round(text * factor, 6)) + request.array_tokens
+        return dataclasses.replace(request, prompt_tokens=scaled)
 
     @property
     def stats(self) -> FakeServerStats:
@@ -550,6 +633,7 @@ class FakeLLMServer:
         except BadRequest as error:
             await reject(400, error.message, param=error.param)
             return
+        request = self._counted(request)
 
         now = self._clock()
         costs = _costs(request)
@@ -689,6 +773,14 @@ class FakeLLMServer:
                     f"length or max_tokens."
                 )
                 headers.append(("x-should-retry", "false"))
+            elif check.slice_seconds is not None:
+                message = (
+                    f"This request would exceed your organization's rate limit of "
+                    f"{check.limit:,} {anthropic_name}, enforced as {check.slice_limit:,.6g} "
+                    f"per {check.slice_seconds:.6g}s (used {check.used:,} of those "
+                    f"{check.slice_limit:,.6g}, requested {check.cost:,}). Please try again "
+                    f"later."
+                )
             else:
                 message = (
                     f"This request would exceed your organization's rate limit of "
@@ -706,10 +798,19 @@ class FakeLLMServer:
             )
             headers.append(("x-should-retry", "false"))
         else:
+            if check.slice_seconds is not None:
+                # The per-second slice bound, not the minute: say so, with the slice's
+                # numbers (the minute's "Limit 300000, Used 0" reads as a 429 for nothing).
+                per = f"{check.slice_seconds:.6g}s"
+                numbers = (
+                    f", enforced per {per}: Limit {check.slice_limit:.6g} per {per}, "
+                    f"Used {check.used} in the last {per}"
+                )
+            else:
+                numbers = f": Limit {check.limit}, Used {check.used}"
             message = (
-                f"Rate limit reached for {request.model} on {name}: Limit {check.limit}, "
-                f"Used {check.used}, Requested {check.cost}. "
-                f"Please try again in {format_go_duration(check.wait)}."
+                f"Rate limit reached for {request.model} on {name}{numbers}, "
+                f"Requested {check.cost}. Please try again in {format_go_duration(check.wait)}."
             )
             headers += retry_after_headers(check.wait)
         body = error_body(message, "rate_limit_exceeded", code="rate_limit_exceeded")

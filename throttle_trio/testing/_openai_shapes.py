@@ -67,7 +67,8 @@ class ParsedRequest:
     Attributes:
         endpoint: which API it called.
         model: the model asked for (the server's default when absent).
-        prompt_tokens: input tokens (characters / 4, rounded up per text).
+        prompt_tokens: input tokens (characters / 4, rounded up per text; token arrays count
+            their length), before the server's ``token_factor``.
         max_tokens: the output bound per choice (0 for embeddings).
         prompts: prompts in the request (completions accept a list; else 1).
         n: choices per prompt.
@@ -75,6 +76,8 @@ class ParsedRequest:
         include_usage: send a final chunk with ``usage`` (``stream_options.include_usage``).
         inputs: the texts (or token arrays, as text) to embed.
         dimensions: embedding dimensions.
+        array_tokens: the part of ``prompt_tokens`` given as token arrays: already the
+            provider's tokens, which no tokenizer factor scales.
     """
 
     endpoint: Endpoint
@@ -87,6 +90,7 @@ class ParsedRequest:
     include_usage: bool = False
     inputs: tuple[str, ...] = ()
     dimensions: int = 0
+    array_tokens: int = 0
 
     @property
     def choices(self) -> int:
@@ -152,6 +156,10 @@ def _prompt_tokens(prompt: str | list[int]) -> int:
     return count_text_tokens(prompt) if isinstance(prompt, str) else len(prompt)
 
 
+def _array_tokens(prompts: list[str | list[int]]) -> int:
+    return sum(len(prompt) for prompt in prompts if not isinstance(prompt, str))
+
+
 def parse_request(
     endpoint: Endpoint,
     raw: bytes,
@@ -201,6 +209,7 @@ def parse_request(
             model,
             prompt_tokens=sum(_prompt_tokens(item) for item in inputs),
             max_tokens=0,
+            array_tokens=_array_tokens(inputs),
             prompts=len(inputs),
             inputs=tuple(item if isinstance(item, str) else json.dumps(item) for item in inputs),
             dimensions=dimensions,
@@ -218,11 +227,13 @@ def parse_request(
                 )
             texts += _content_texts(message.get("content"))
         prompt_tokens = sum(count_text_tokens(text) for text in texts)
+        array_tokens = 0
         prompts = 1
         bound_name = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
     else:
         prompt_list = _prompt_list(body.get("prompt"), "prompt")
         prompt_tokens = sum(_prompt_tokens(prompt) for prompt in prompt_list)
+        array_tokens = _array_tokens(prompt_list)
         prompts = len(prompt_list)
         bound_name = "max_tokens"
     max_tokens = _positive_int(body, bound_name, default_max_tokens, 2**31 - 1)
@@ -236,6 +247,7 @@ def parse_request(
         n=n,
         stream=stream,
         include_usage=include_usage,
+        array_tokens=array_tokens,
     )
 
 
