@@ -123,6 +123,7 @@ class Item:
     index: int
     prompt: str  # 4 characters per token, as both the fake and the library count
     max_tokens: int
+    model: str = MODEL
 
     @property
     def prompt_tokens(self) -> int:
@@ -143,7 +144,9 @@ class Workload:
     items: tuple[Item, ...]
 
     @classmethod
-    def generate(cls, n: int, seed: int) -> Workload:
+    def generate(cls, n: int, seed: int, models: tuple[str, ...] = (MODEL,)) -> Workload:
+        """``n`` requests; with several ``models``, each request names one drawn at random
+        (drawn after the rest, so the prompts and bounds are those of one model)."""
         rng = random.Random(seed)
         items = []
         for i in range(n):
@@ -151,6 +154,8 @@ class Workload:
             text = " ".join(rng.choice(_WORDS) for _ in range(tokens))
             text = (text + " " + text)[: 4 * tokens]
             items.append(Item(i, text, rng.randint(*MAX_TOKENS)))
+        if len(models) > 1:
+            items = [dataclasses.replace(item, model=rng.choice(models)) for item in items]
         return cls(tuple(items))
 
     @property
@@ -226,6 +231,7 @@ async def _serve_child(config: dict[str, Any]) -> None:
         itpm=config.get("itpm"),
         otpm=config.get("otpm"),
         mode=config.get("mode", "settle"),
+        token_factor=_token_factor(config.get("token_factor", 1.0)),
         latency=(config["latency"][0], config["latency"][1]),
         api_keys=[config["key"]],
         seed=config["seed"],
@@ -245,6 +251,11 @@ async def _serve_child(config: dict[str, Any]) -> None:
                 summary = ServerSummary.of(server.stats, time.process_time())
                 print(json.dumps(dataclasses.asdict(summary)), flush=True)
         tg.cancel_scope.cancel()
+
+
+def _token_factor(value: Any) -> Any:
+    """``token_factor`` from JSON: a [low, high] list is the server's (low, high) range."""
+    return (value[0], value[1]) if isinstance(value, list) else value
 
 
 def _read_line(stream: IO[str], timeout: float) -> str:
@@ -380,7 +391,7 @@ def _sdk_default_http(run: Run) -> httpx2.AsyncClient:
 
 async def _sdk_create(client: openai.AsyncOpenAI, item: Item) -> object:
     return await client.chat.completions.create(
-        model=MODEL,
+        model=item.model,
         messages=_messages(item),  # type: ignore[arg-type]
         max_tokens=item.max_tokens,
         extra_headers={"x-bench-id": str(item.index)},
@@ -754,10 +765,14 @@ def preset_throttle(provider: str) -> tt.Throttle:
     )
 
 
-async def preset_sdk(run: Run, *, provider: str) -> None:
-    """The provider's SDK (``max_retries=0``) over the throttled transport with its preset."""
+async def preset_sdk(run: Run, *, provider: str, learn: bool = True, pool: int = 0) -> None:
+    """The provider's SDK (``max_retries=0``) over the throttled transport with its preset
+    (``learn``: the transport's ``learn_estimates``); every request a task at once, or with
+    ``pool``, that many tasks taking the requests one after another."""
     throttle = preset_throttle(provider)
-    transport = ThrottledTransport(Recorder(httpx2.AsyncHTTPTransport(), run), throttle=throttle)
+    transport = ThrottledTransport(
+        Recorder(httpx2.AsyncHTTPTransport(), run), throttle=throttle, learn_estimates=learn
+    )
     http_client = httpx2.AsyncClient(transport=transport, timeout=httpx2.Timeout(600, pool=None))
     call: Callable[[Item], Awaitable[object]]
     try:
@@ -776,7 +791,7 @@ async def preset_sdk(run: Run, *, provider: str) -> None:
 
             async def call(item: Item) -> object:
                 return await client.messages.create(
-                    model=MODEL,
+                    model=item.model,
                     max_tokens=item.max_tokens,
                     messages=_messages(item),
                     extra_headers={"x-bench-id": str(item.index)},
@@ -796,8 +811,18 @@ async def preset_sdk(run: Run, *, provider: str) -> None:
         async with client, anyio.create_task_group() as tg:
             tg.start_soon(watch_the_loop)
             async with anyio.create_task_group() as requests:
-                for item in run.workload.items:
-                    requests.start_soon(run.guarded, call, item)
+                if pool:
+                    queue = iter(run.workload.items)
+
+                    async def worker() -> None:
+                        for item in queue:
+                            await run.guarded(call, item)
+
+                    for _ in range(pool):
+                        requests.start_soon(worker)
+                else:
+                    for item in run.workload.items:
+                        requests.start_soon(run.guarded, call, item)
             tg.cancel_scope.cancel()
         worst = sorted(stalls, key=lambda stall: -stall[1])[:3]
         run.notes.append(
@@ -810,13 +835,26 @@ async def preset_sdk(run: Run, *, provider: str) -> None:
             f"throttle: rejections {stats.rejections}, pauses {stats.pauses}, rates now "
             + ", ".join(f"{name} {lim.rate:,.2f}/s" for name, lim in stats.limits.items())
         )
+        if transport.token_ratios is not None:
+            learned = transport.token_ratios.statistics()
+            run.notes.append(
+                "learned ratios: "
+                + ", ".join(f"{model} {ratio:.3f}" for model, ratio in learned.ratios.items())
+                + f" ({learned.observed} observed)"
+            )
 
 
-def fastest_schedule(provider: str, workload: Workload) -> float:
+def fastest_schedule(
+    provider: str, workload: Workload, factor: Callable[[str], float] | None = None
+) -> float:
     """Seconds from the first admission to the last that the provider's own enforcement
     allows for these requests in this order: each admitted at the first instant it fits the
     server's limits (the fake's own accounting), every estimate settled at once to its
-    expected usage in settle modes (a lower bound: a real one waits for the response)."""
+    expected usage in settle modes (a lower bound: a real one waits for the response).
+
+    ``factor``: the server's ``token_factor`` per model; each prompt is then counted as the
+    server counts it, ``ceil(prompt_tokens * factor)``.
+    """
     limits = PRESET_LIMITS[provider]
     per_minute: dict[Metric, int] = {"requests": limits["rpm"]}
     if provider == "openai":
@@ -828,10 +866,13 @@ def fastest_schedule(provider: str, workload: Workload) -> float:
         key = KeyLimits(per_minute, None, 0.0, request_slice=1.0)
     now = 0.0
     for item in workload.items:
+        prompt = item.prompt_tokens
+        if factor is not None:
+            prompt = math.ceil(round(prompt * factor(item.model), 6))
         costs: dict[Metric, int] = {
             "requests": 1,
-            "tokens": item.estimate,
-            "input_tokens": item.prompt_tokens,
+            "tokens": prompt + item.max_tokens,
+            "input_tokens": prompt,
             "output_tokens": item.max_tokens,
         }
         while (wait := key.check(costs, now).wait) > 0:
@@ -934,6 +975,122 @@ def run_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- a provider whose tokenizer is not the client's (issue 12, third target) ----------------
+
+FACTOR_RANGE = (0.7, 1.5)
+FACTOR_MODELS = ("fake-a", "fake-b", "fake-c")
+FACTOR_REJECTED_TARGET = 0.01
+FACTOR_MAKESPAN_TARGET = 1.15
+
+
+@dataclass(frozen=True, slots=True)
+class FactorResult:
+    backend: str
+    learn: bool
+    pool: int
+    run: int
+    factors: dict[str, float]
+    result: Result
+    fastest: float
+
+    @property
+    def rejected(self) -> float:
+        """429s per request."""
+        return self.result.server.rate_limited / self.result.n
+
+    @property
+    def makespan_ratio(self) -> float:
+        return self.result.server.span / self.fastest if self.fastest > 0 else math.nan
+
+    @property
+    def passed(self) -> bool:
+        r = self.result
+        return (
+            not r.cancelled
+            and r.run.ok == r.n
+            and self.rejected <= FACTOR_REJECTED_TARGET
+            and self.makespan_ratio <= FACTOR_MAKESPAN_TARGET
+        )
+
+
+def run_token_factor(args: argparse.Namespace) -> int:
+    """``--token-factor``: the OpenAI preset through the httpx2 transport against
+    ``mode="openai"`` whose prompt tokens are the client's estimate times a factor drawn per
+    run and per model in ``FACTOR_RANGE`` (``token_factor=(0.7, 1.5)``, the server seeded
+    per run), ``max_tokens`` charged up front, with the transport's ``learn_estimates`` on
+    and, for contrast, off.  PASS when a run has at most ``FACTOR_REJECTED_TARGET`` of its
+    requests answered 429, every request answered, and a makespan within
+    ``FACTOR_MAKESPAN_TARGET`` of the fastest schedule the provider allows for the requests
+    as it counts them."""
+    n = args.requests or PRESET_REQUESTS
+    backends = args.backend or ["asyncio", "trio"]
+    learning = [True, False] if args.learn is None else [args.learn == "on"]
+    pool = args.pool
+    submitted = f"pools of {pool} tasks" if pool else "every request a task at once"
+    workload = Workload.generate(n, args.seed, FACTOR_MODELS)
+    print(_machine(), flush=True)
+    print(
+        f"token factor: {n} requests (seed {args.seed}) over models {', '.join(FACTOR_MODELS)}, "
+        f"prompts {PROMPT_TOKENS[0]}-{PROMPT_TOKENS[1]} tokens at 4 characters a token, "
+        f"max_tokens {MAX_TOKENS[0]}-{MAX_TOKENS[1]}, against mode='openai' (RPM {RPM:,}, "
+        f"TPM {TPM:,}: {TPM // 60:,} tokens a second bind) counting each model's prompts times "
+        f"a factor drawn per run in {FACTOR_RANGE}; the OpenAI preset, {submitted}",
+        flush=True,
+    )
+    limits = {**PRESET_LIMITS["openai"], "token_factor": list(FACTOR_RANGE)}
+    results: list[FactorResult] = []
+    for learn in learning:
+        for backend in backends:
+            for number in range(1, args.runs + 1):
+                seed = args.seed + number  # the server's: one draw of factors per run
+                referee = FakeLLMServer(token_factor=FACTOR_RANGE, seed=seed)
+                factors = {model: referee.token_factor(model) for model in FACTOR_MODELS}
+                fastest = fastest_schedule("openai", workload, referee.token_factor)
+                slug = f"factor-{'learn' if learn else 'raw'}-{number}"
+                entry = Entry(
+                    f"openai preset, learn_estimates={learn}",
+                    slug,
+                    backend,
+                    functools.partial(preset_sdk, provider="openai", learn=learn, pool=pool),
+                )
+                result = run_entry(entry, workload, seed, 2 * fastest + 30, limits=limits)
+                outcome = FactorResult(backend, learn, pool, number, factors, result, fastest)
+                results.append(outcome)
+                s = result.server
+                shown = ", ".join(f"{model} {f:.3f}" for model, f in factors.items())
+                print(
+                    f"  learn={'on' if learn else 'off'} pool={pool} [{backend}] run {number} "
+                    "(factors "
+                    f"{shown}): {'PASS' if outcome.passed else 'FAIL'}: {s.rate_limited} 429s "
+                    f"= {outcome.rejected:.1%} of requests, {result.run.ok}/{n} ok, "
+                    f"first->last admission {s.span:.2f} s = {outcome.makespan_ratio:.3f} x "
+                    f"the provider's bound ({fastest:.2f} s)",
+                    flush=True,
+                )
+                for note in result.run.notes:
+                    print(f"      {note}", flush=True)
+    print()
+    for learn in learning:
+        for backend in backends:
+            mine = [r for r in results if (r.learn, r.backend) == (learn, backend)]
+            if not mine:
+                continue
+            passed = sum(r.passed for r in mine)
+            rejected = sorted(r.rejected for r in mine)
+            ratios = sorted(r.makespan_ratio for r in mine)
+            print(
+                f"{'PASS' if passed == len(mine) else 'FAIL'} token factor "
+                f"{FACTOR_RANGE[0]}-{FACTOR_RANGE[1]}, learn_estimates="
+                f"{'on' if learn else 'off'}, {submitted} [{backend}]: {passed}/{len(mine)} runs "
+                "with <= "
+                f"{FACTOR_REJECTED_TARGET:.0%} rejected and <= {FACTOR_MAKESPAN_TARGET}x; "
+                f"rejected max {rejected[-1]:.1%}, median {percentile(rejected, 0.5):.1%}; "
+                f"makespan / bound: min {ratios[0]:.3f}, median {percentile(ratios, 0.5):.3f}, "
+                f"max {ratios[-1]:.3f}"
+            )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.http",
@@ -958,12 +1115,34 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="instead: each provider preset against the matching fake mode (issue 12)",
     )
-    parser.add_argument("--runs", type=int, default=10, help="runs per preset and loop (10)")
+    parser.add_argument(
+        "--token-factor",
+        action="store_true",
+        help=(
+            "instead: the OpenAI preset against mode='openai' counting prompts times a factor "
+            f"drawn per run and model in {FACTOR_RANGE} (issue 12)"
+        ),
+    )
+    parser.add_argument(
+        "--learn", choices=["on", "off"], help="with --token-factor: only this (default both)"
+    )
+    parser.add_argument(
+        "--pool",
+        type=int,
+        default=16,
+        help="with --token-factor: tasks taking the requests in turn (16; 0: all at once)",
+    )
+    parser.add_argument(
+        "--runs", type=int, default=10, help="runs per preset (or factor setting) and loop (10)"
+    )
     parser.add_argument(
         "--provider", action="append", choices=["openai", "anthropic"], help="with --presets"
     )
     parser.add_argument(
-        "--backend", action="append", choices=["asyncio", "trio"], help="with --presets"
+        "--backend",
+        action="append",
+        choices=["asyncio", "trio"],
+        help="with --presets or --token-factor",
     )
     parser.add_argument("--serve", help=argparse.SUPPRESS)  # the server child's config (JSON)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
@@ -972,6 +1151,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.presets:
         return run_presets(args)
+    if args.token_factor:
+        return run_token_factor(args)
     n = args.requests or (1_000 if args.quick else 1_500)
     workload = Workload.generate(n, args.seed)
     minimum = workload.expected_minimum()
