@@ -57,6 +57,15 @@ The contenders (one after the other, each in a fresh event loop, against a fresh
      unchanged: the margin a client needs because its bucket starts refilling at its first
      admission, which can come a second before the first request reaches the server.
 
+``--token-factor`` (issue 12's third target): the OpenAI preset through the httpx2 transport
+against ``mode="openai"`` whose tokenizer is not the client's: the server counts each model's
+prompt tokens times a factor drawn per run and per model in 0.7-1.5
+(``FakeLLMServer(token_factor=(0.7, 1.5), seed=...)``, three models), and charges
+``max_tokens`` up front.  Per run: the factors, the 429s per request (target <= 1 %) and the
+time from the first admission to the last over the fastest schedule the provider allows for
+the requests as it counts them (target <= 1.15x), with ``learn_estimates`` on and off, the
+requests taken by ``--pool`` tasks in turn (16) or all at once (``--pool 0``).
+
 ``--quick`` runs 1,000 requests and skips the trio and "starts short" rows (about a minute; its
 sustained phase lasts about 10 s, so one-off losses of a tenth of a second show as 1 %).  Every
 run is bounded: cancelled after ``2 x`` its expected minimum plus 30 s, and reported.
