@@ -774,13 +774,24 @@ def preset_throttle(provider: str) -> tt.Throttle:
     )
 
 
-async def preset_sdk(run: Run, *, provider: str, learn: bool = True, pool: int = 0) -> None:
+async def preset_sdk(
+    run: Run,
+    *,
+    provider: str,
+    learn: bool = True,
+    pool: int = 0,
+    initial_ratio: float | None = None,
+) -> None:
     """The provider's SDK (``max_retries=0``) over the throttled transport with its preset
-    (``learn``: the transport's ``learn_estimates``); every request a task at once, or with
-    ``pool``, that many tasks taking the requests one after another."""
+    (``learn``: the transport's ``learn_estimates``, with ``initial_ratio`` its learner's
+    prior); every request a task at once, or with ``pool``, that many tasks taking the
+    requests one after another."""
     throttle = preset_throttle(provider)
+    learner: bool | tt.TokenRatioLearner = learn
+    if learn and initial_ratio is not None:
+        learner = tt.TokenRatioLearner(initial_ratio=initial_ratio)
     transport = ThrottledTransport(
-        Recorder(httpx2.AsyncHTTPTransport(), run), throttle=throttle, learn_estimates=learn
+        Recorder(httpx2.AsyncHTTPTransport(), run), throttle=throttle, learn_estimates=learner
     )
     http_client = httpx2.AsyncClient(transport=transport, timeout=httpx2.Timeout(600, pool=None))
     call: Callable[[Item], Awaitable[object]]
@@ -1036,6 +1047,8 @@ def run_token_factor(args: argparse.Namespace) -> int:
     learning = [True, False] if args.learn is None else [args.learn == "on"]
     pool = args.pool
     submitted = f"pools of {pool} tasks" if pool else "every request a task at once"
+    if args.initial_ratio is not None:
+        submitted += f", learner initial_ratio={args.initial_ratio:g}"
     workload = Workload.generate(n, args.seed, FACTOR_MODELS)
     print(_machine(), flush=True)
     print(
@@ -1060,7 +1073,13 @@ def run_token_factor(args: argparse.Namespace) -> int:
                     f"openai preset, learn_estimates={learn}",
                     slug,
                     backend,
-                    functools.partial(preset_sdk, provider="openai", learn=learn, pool=pool),
+                    functools.partial(
+                        preset_sdk,
+                        provider="openai",
+                        learn=learn,
+                        pool=pool,
+                        initial_ratio=args.initial_ratio,
+                    ),
                 )
                 result = run_entry(entry, workload, seed, 2 * fastest + 30, limits=limits)
                 outcome = FactorResult(backend, learn, pool, number, factors, result, fastest)
@@ -1140,6 +1159,11 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=16,
         help="with --token-factor: tasks taking the requests in turn (16; 0: all at once)",
+    )
+    parser.add_argument(
+        "--initial-ratio",
+        type=float,
+        help="with --token-factor: the learner's prior before a model's first response (1.0)",
     )
     parser.add_argument(
         "--runs", type=int, default=10, help="runs per preset (or factor setting) and loop (10)"
