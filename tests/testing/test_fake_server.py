@@ -1046,6 +1046,7 @@ async def test_an_anthropic_short_bucket_429_names_the_short_bucket() -> None:
         ]
         refused = await http.post("/messages", json=messages_body("hi"))
     assert statuses == [200, 200, 429]
+    assert refused.headers["retry-after"] == "1"  # 0.5 s to the next request, rounded up
     assert refused.json()["error"]["message"] == (
         "This request would exceed your organization's rate limit of 120 requests per minute, "
         "enforced as 2 per 1s (used 2 of those 2, requested 1). Please try again later."

@@ -781,6 +781,7 @@ class FakeLLMServer:
                     f"{check.slice_limit:,.6g}, requested {check.cost:,}). Please try again "
                     f"later."
                 )
+                headers += retry_after_headers(check.wait, milliseconds=False)
             else:
                 message = (
                     f"This request would exceed your organization's rate limit of "
