@@ -117,7 +117,7 @@ import logging
 import math
 from functools import partial
 from types import MappingProxyType, TracebackType
-from typing import TYPE_CHECKING, Any, Literal, final
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, final
 
 import anyio
 import anyio.lowlevel
@@ -135,12 +135,27 @@ from ._exceptions import CostExceedsCapacity, RateLimitTimeout
 from ._feedback import PendingLevel, reported_level, shortfall
 from ._redis._connect import client_from_url
 from ._redis._line import BOOKED, LEADING, PICKED, QUEUED, Line, Waiter
+from ._redis._protocol import (
+    Acquire,
+    Adjust,
+    Booked,
+    BookingRequest,
+    Cut,
+    Exceeds,
+    Foreign,
+    Grow,
+    Late,
+    Lower,
+    MalformedReply,
+    OutOfRange,
+    Pause,
+    ReadState,
+    Reply,
+    Request,
+    Unbook,
+)
 from ._redis._script import (
-    FOREIGN,
-    LATE,
     MAX_US,
-    OK,
-    RANGE,
     RATE_ONE,
     SCRIPT,
     SPAN_US,
@@ -169,7 +184,7 @@ from ._validate import check_cost, check_non_negative, check_optional_timeout
 from .policy.gcra import GCRA
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     from coredis.client import Client
     from coredis.commands.script import Script
@@ -195,6 +210,8 @@ __all__ = [
 ]
 
 logger: logging.Logger = logging.getLogger("throttle_trio")
+
+R = TypeVar("R", bound=Reply)
 
 # Errors that mean "Redis cannot answer now" rather than "Redis answered no".
 _UNAVAILABLE = (RedisConnectionError, TimeoutError, ClusterDownError, TryAgainError)
@@ -794,7 +811,6 @@ class RedisThrottle:
             if waiter is None:
                 break
             waiter.state = PICKED
-            waiter.index = len(members)
             self._held += 1
             members.append(waiter)
         self._batch_left = len(members)
@@ -827,20 +843,20 @@ class RedisThrottle:
                 for limit in self._limits
                 if any(waiter.costs.get(limit.metric) for waiter in members)
             ]
-        args: list[int | str] = ["acquire", len(used), len(members)]
-        args += [limit.tau for limit in used]
+        requests = []
         for waiter in members:
             costs, deadline = waiter.costs, waiter.deadline
-            incs = [
+            incs = tuple(
                 limit.interval.charge(cost) if (cost := costs.get(limit.metric)) else 0
                 for limit in used
-            ]
-            waiter.used, waiter.incs = used, incs
+            )
+            waiter.used = used
             max_wait = -1 if deadline == math.inf else max(0, math.floor((deadline - now) * 1e6))
-            args.append(max_wait if max_wait <= MAX_US else -1)  # nothing is booked that late
-            args += incs
+            # nothing is booked that late
+            requests.append(BookingRequest(max_wait if max_wait <= MAX_US else -1, incs))
+        request = Acquire(tuple(limit.tau for limit in used), tuple(requests))
         try:
-            reply = await self._call("acquire", used, args)
+            reply = await self._call(request, used)
         except BackendUnavailable as exc:
             if self._fallback is None:
                 self._unavailable += len(members)
@@ -861,37 +877,33 @@ class RedisThrottle:
                 waiter.state = BOOKED
             return
         replied = anyio.current_time()
-        stride = 4 + 4 * len(used)
-        base = 2
-        for waiter in members:
-            code = reply[base]
-            if code == OK:
-                waiter.admit_at = replied + reply[base + 1] / 1e6
-                waiter.reply, waiter.base = reply, base
+        for waiter, asked, outcome in zip(members, requests, reply.outcomes, strict=True):
+            if type(outcome) is Booked:
+                waiter.admit_at = replied + outcome.wait / 1e6
+                waiter.booking = outcome
                 self._booked += 1
-            elif code == LATE:
+            elif type(outcome) is Late:
                 self._timeouts += 1
                 waiter.error = self._timeout_error(waiter.costs, waiter.timeout)
-            elif code == RANGE:  # its instant, or a limit's state, would be after 2**53 µs
-                index = reply[base + 1]
-                where = "the shared pause" if index == 0 else f"limit {used[index - 1].name!r}"
+            elif type(outcome) is OutOfRange:  # its instant, or a limit's, after 2**53 µs
+                index = outcome.limit
+                where = "the shared pause" if index is None else f"limit {used[index].name!r}"
                 shown = ", ".join(f"{metric}={cost!r}" for metric, cost in waiter.costs.items())
                 waiter.error = RedisBackendError(
                     f"reserve({shown}) cannot be booked for throttle {self._name!r}: "
                     f"{where} would hold it until after 2**53 µs on Redis's clock (the year "
                     f"2255), the latest time the script stores; nothing was booked"
                 )
-            else:  # EXCEEDS: the limits Redis holds differ from ours
-                index = reply[base + 1] - 1
-                limit = used[index]
+            else:  # Exceeds: the limits Redis holds differ from ours
+                assert type(outcome) is Exceeds
+                limit = used[outcome.limit]
                 waiter.error = CostExceedsCapacity(
                     f"{limit.metric} must be <= the capacity Redis holds for limit "
                     f"{limit.name!r} ({limit.tau} µs of burst), got "
-                    f"{waiter.costs[limit.metric]!r} ({waiter.incs[index]} µs): do all "
+                    f"{waiter.costs[limit.metric]!r} ({asked.incs[outcome.limit]} µs): do all "
                     f"processes configure {self._name!r} alike?"
                 )
             waiter.state = BOOKED
-            base += stride
 
     async def _admit(self, waiter: Waiter, arrived: float, backend: Backend) -> RedisReservation:
         """Sleep until the booked instant (or admit through the fallback); hand the role on."""
@@ -917,9 +929,10 @@ class RedisThrottle:
                     await self._unbook(waiter)
                     raise
                 self._booked -= 1
-                reply, base = waiter.reply, waiter.base
-                self._booked_wait += reply[base + 1] / 1e6
-                reservation._server_admitted_at = reply[base + 2] / 1e6
+                booking = waiter.booking
+                assert booking is not None
+                self._booked_wait += booking.wait / 1e6
+                reservation._server_admitted_at = booking.start / 1e6
                 costs, marks = waiter.costs, reservation._marks
                 for limit in self._limits:
                     if limit.metric in costs:  # marked even at cost 0, so settle may charge it
@@ -1008,28 +1021,53 @@ class RedisThrottle:
 
     async def _unbook(self, waiter: Waiter) -> None:
         """Give back a booking whose caller was cancelled before its instant."""
-        reply, base = waiter.reply, waiter.base
-        charged: list[_Limit] = []
-        args: list[int | str] = ["unbook", 0, reply[base + 2], reply[base + 3]]
-        for i, (limit, inc) in enumerate(zip(waiter.used, waiter.incs, strict=True)):
-            if inc:
-                at = base + 4 + 4 * i
-                charged.append(limit)
-                args += [inc, reply[at + 3], reply[at], reply[at + 1], reply[at + 2]]
-        args[1] = len(charged)
+        booking = waiter.booking
+        assert booking is not None
+        charged = [
+            limit
+            for limit, part in zip(waiter.used, booking.limits, strict=True)
+            if part is not None
+        ]
+        request = Unbook.of(booking)
         try:
-            answer = await self._call("unbook", charged, args)
+            answer = await self._call(request, charged)
         except RedisBackendError as exc:
             logger.warning("%r could not give back a cancelled booking (it stands): %s", self, exc)
             return
         self._unbooked += 1
-        if answer[2] != 1:  # credited like a refund, as far as later bookings allow
-            incs = [inc for inc in waiter.incs if inc]
-            for i, (limit, inc) in enumerate(zip(charged, incs, strict=True)):
-                limit.dropped += limit.interval.units(inc - answer[3 + i])
+        if not answer.exact:  # credited like a refund, as far as later bookings allow
+            for limit, part, credited in zip(charged, request.limits, answer.credited, strict=True):
+                limit.dropped += limit.interval.units(part.inc - credited)
 
-    async def _call(self, op: str, limits: list[_Limit], args: list[int | str]) -> list[Any]:
-        """One shielded round trip of the script; raises our errors, never coredis's."""
+    async def _call(self, request: Request[R], limits: Sequence[_Limit]) -> R:
+        """One round trip of ``request`` (:meth:`_round_trip`), its reply read through the
+        protocol; ``limits`` are the limits it passes, in order.  Raises our errors."""
+        op = request.op
+        raw = await self._round_trip(op, limits, request.encode())
+        try:
+            reply = request.decode(raw)
+        except MalformedReply as exc:
+            raise RedisBackendError(
+                f"Redis answered the throttle script for {self._name!r} ({op}) with a "
+                f"malformed reply: {exc.detail}"
+            ) from None
+        if type(reply) is Foreign:
+            key = self._gate if reply.key == 0 else limits[reply.key - 1].key
+            raise RedisBackendError(
+                f"key {key!r} holds data throttle_trio did not write (a Redis {reply.kind}); "
+                f"delete it, or choose another name or prefix for throttle {self._name!r}"
+            )
+        assert not isinstance(reply, Foreign)
+        for limit, scale in zip(limits, reply.rates, strict=True):  # every reply ends with them
+            limit.scale = scale
+        if self._in_outage:
+            self._in_outage = False
+            logger.warning("Redis is back for %r: admitting through it again", self)
+        return reply
+
+    async def _round_trip(self, op: str, limits: Sequence[_Limit], args: list[int | str]) -> Any:
+        """One shielded round trip of the script: its raw reply; raises our errors, never
+        coredis's."""
         keys = [self._gate, *(limit.key for limit in limits)]
         self._round_trips += 1
         timeout = self._redis_timeout
@@ -1058,23 +1096,7 @@ class RedisThrottle:
                 ) from exc
         if reply is None:  # the deadline passed
             raise self._unavailable_error(op, f"no answer within redis_timeout={timeout!r} seconds")
-        result = list(reply)  # the script returns an array
-        if result[0] == FOREIGN:
-            index, kind = result[2], result[3]
-            if isinstance(kind, bytes):
-                kind = kind.decode()
-            raise RedisBackendError(
-                f"key {keys[index]!r} holds data throttle_trio did not write (a Redis {kind}); "
-                f"delete it, or choose another name or prefix for throttle {self._name!r}"
-            )
-        if limits:  # every other reply ends with the adaptive rate of each limit passed
-            for limit, scale in zip(limits, result[-len(limits) :], strict=True):
-                limit.scale = scale
-            del result[-len(limits) :]
-        if self._in_outage:
-            self._in_outage = False
-            logger.warning("Redis is back for %r: admitting through it again", self)
-        return result
+        return reply
 
     def _unavailable_error(self, op: str, detail: str) -> BackendUnavailable:
         return BackendUnavailable(
@@ -1166,9 +1188,9 @@ class RedisThrottle:
                     )
                     deltas.append((limit, delta, us, us != asked))
         if deltas:
-            args: list[int | str] = ["adjust", len(deltas), *(us for _, _, us, _ in deltas)]
+            request = Adjust(tuple(us for _, _, us, _ in deltas))
             try:
-                reply = await self._call("adjust", [limit for limit, _, _, _ in deltas], args)
+                reply = await self._call(request, [limit for limit, _, _, _ in deltas])
             except BackendUnavailable as exc:
                 self._enter_fallback(exc)
                 logger.warning("%r lost a settle while Redis was unavailable: %s", self, exc)
@@ -1177,7 +1199,7 @@ class RedisThrottle:
                 if delta > 0:
                     limit.overdraft += limit.interval.units(us) if clamped else delta
                 else:
-                    credited = -reply[2 + i]
+                    credited = -reply.applied[i]
                     if credited >= -us and not clamped:
                         limit.refunded += -delta
                     else:
@@ -1234,7 +1256,7 @@ class RedisThrottle:
         self._pauses += 1
         self._paused_locally = max(self._paused_locally, anyio.current_time() + seconds)
         try:
-            await self._call("pause", [], ["pause", 0, microseconds_up(seconds)])
+            await self._call(Pause(microseconds_up(seconds)), [])
         except BackendUnavailable as exc:
             self._enter_fallback(exc)
 
@@ -1289,9 +1311,10 @@ class RedisThrottle:
                 targets.append((limit, level_us))
         if not targets:
             return
-        args: list[int | str] = ["limit", len(targets), *(level for _, level in targets)]
         try:
-            await self._call("limit", [limit for limit, _ in targets], args)
+            await self._call(
+                Lower(tuple(level for _, level in targets)), [limit for limit, _ in targets]
+            )
         except BackendUnavailable as exc:
             self._enter_fallback(exc)
 
@@ -1315,20 +1338,19 @@ class RedisThrottle:
             self._local.record_overload()
             if anyio.current_time() < self._fallback_until:
                 return
-        args: list[int | str] = [
-            "cut",
+        request = Cut(
             len(self._limits),
             _CUT_FACTOR,
             _RATE_FLOOR,
             self._cooldown_us,
             max(_RATE_MEMORY_US, self._cooldown_us),
-        ]
+        )
         try:
-            reply = await self._call("cut", self._limits, args)
+            reply = await self._call(request, self._limits)
         except BackendUnavailable as exc:
             self._enter_fallback(exc)
             return
-        if reply[2]:
+        if reply.changed:
             self._rate_cuts += 1
             if logger.isEnabledFor(logging.DEBUG):
                 rates = ", ".join(f"{lim.name}={lim.effective_rate:g}/s" for lim in self._limits)
@@ -1355,14 +1377,9 @@ class RedisThrottle:
                 return
         if all(limit.scale >= RATE_ONE for limit in self._limits):
             return
-        args: list[int | str] = [
-            "grow",
-            len(self._limits),
-            _RATE_STEP,
-            max(_RATE_MEMORY_US, self._cooldown_us),
-        ]
+        request = Grow(len(self._limits), _RATE_STEP, max(_RATE_MEMORY_US, self._cooldown_us))
         try:
-            await self._call("grow", self._limits, args)
+            await self._call(request, self._limits)
         except BackendUnavailable as exc:
             self._enter_fallback(exc)
 
@@ -1409,9 +1426,10 @@ class RedisThrottle:
                 charges.append((limit, us))
         if not charges:
             return
-        args: list[int | str] = ["adjust", len(charges), *(us for _, us in charges)]
         try:
-            await self._call("adjust", [limit for limit, _ in charges], args)
+            await self._call(
+                Adjust(tuple(us for _, us in charges)), [limit for limit, _ in charges]
+            )
         except BackendUnavailable as exc:
             self._enter_fallback(exc)
 
@@ -1446,11 +1464,10 @@ class RedisThrottle:
         Raises:
             BackendUnavailable: Redis cannot be reached (also with a fallback).
         """
-        reply = await self._call("state", self._limits, ["state", len(self._limits)])
-        now, pause, last = reply[1], reply[2], reply[3]
+        reply = await self._call(ReadState(len(self._limits)), self._limits)
+        now, pause, last = reply.now, reply.paused_until, reply.last
         available = {}
-        for i, limit in enumerate(self._limits):
-            tat = reply[4 + i]
+        for limit, tat in zip(self._limits, reply.tats, strict=True):
             used = limit.interval.units(max(0, tat - now)) if tat >= 0 else 0.0
             available[limit.name] = limit.burst - used * limit.scale / RATE_ONE
         return RedisThrottleState(
@@ -1593,11 +1610,12 @@ class RedisRateLimiter:
             return amount
         us = self._throttle._bounded(asked, "a refund", f"refund({amount!r})")
         try:
-            reply = await self._throttle._call("adjust", [limit], ["adjust", 1, -us])
+            reply = await self._throttle._call(Adjust((-us,)), [limit])
         except BackendUnavailable as exc:
             self._throttle._enter_fallback(exc)
             return amount
-        credited = limit.interval.units(-reply[2]) if -reply[2] < asked else amount
+        got = -reply.applied[0]
+        credited = limit.interval.units(got) if got < asked else amount
         limit.refunded += credited
         limit.dropped += amount - credited
         return amount - credited

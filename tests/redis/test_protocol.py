@@ -1,5 +1,6 @@
 """The script's protocol without a server: requests as ARGV, replies as records, and every
-malformed reply refused with a message that names the item.
+malformed reply refused with a message that names the item (by the shell too, as a
+RedisBackendError).
 
 The replies here are laid out by hand, as the Lua script writes them (its comments in
 ``throttle_trio/_redis/_script.py``), independently of the decoder; the tests against a real
@@ -9,8 +10,9 @@ server (``test_script.py``, and every test of the shell) check that the script a
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, cast
 
+import anyio
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -44,6 +46,7 @@ from throttle_trio._redis._protocol import (
     UnbookReply,
 )
 from throttle_trio._redis._script import EXCEEDS, FOREIGN, LATE, MAX_US, OK, RANGE, RATE_ONE
+from throttle_trio.redis import GCRALimit, RedisBackendError, RedisThrottle
 
 NOW = 1_800_000_000_000_000  # a Redis clock reading in µs (2027)
 S = 1_000_000
@@ -551,3 +554,44 @@ def test_a_long_value_is_shown_cut() -> None:
         r"got 'x{76}\.\.\.",
         got,
     )
+
+
+# -- the shell --------------------------------------------------------------------------------
+
+
+class ScriptedClient:
+    """Stands for a coredis client: its one script answers each call with the next reply."""
+
+    def __init__(self, *replies: object) -> None:
+        self.replies = list(replies)
+        self.calls: list[list[Any]] = []
+
+    def register_script(self, script: str) -> Any:
+        async def call(*, keys: list[str], args: list[Any]) -> object:
+            self.calls.append(args)
+            return self.replies.pop(0)
+
+        return call
+
+
+@pytest.mark.anyio
+async def test_the_shell_raises_a_malformed_reply_as_a_backend_error() -> None:
+    """No server: a reply that does not fit is RedisBackendError naming the throttle, the
+    operation and the item, never an IndexError from deep inside the shell."""
+    start_mismatch = [OK, NOW, OK, S, NOW, 0, -1, -1, -1, NOW + 2 * S, RATE_ONE]
+    client = ScriptedClient(start_mismatch, [OK, NOW, 0, 0, RATE_ONE])
+    throttle = RedisThrottle(cast("Any", client), "fake", requests=GCRALimit(1, burst=2))
+    with anyio.fail_after(5), pytest.raises(RedisBackendError) as raised:
+        await throttle.acquire(requests=1)
+    assert str(raised.value) == (
+        "Redis answered the throttle script for 'fake' (acquire) with a malformed reply: "
+        f"item 4 (request 0: the start) must be an integer in [{NOW + S}, {NOW + S}], got {NOW}"
+    )
+    assert client.calls == [["acquire", 1, 1, 2 * S, -1, S]]
+    with anyio.fail_after(5), pytest.raises(RedisBackendError) as raised:
+        await throttle.state()
+    assert str(raised.value) == (
+        "Redis answered the throttle script for 'fake' (state) with a malformed reply: "
+        "the reply must have 6 items (OK, now, p, l, a TAT per limit, a rate per limit), got 5"
+    )
+    assert throttle.statistics().in_flight == 0
