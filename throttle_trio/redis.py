@@ -847,8 +847,10 @@ class RedisThrottle:
         for waiter in members:
             costs, deadline = waiter.costs, waiter.deadline
             incs = tuple(
-                limit.interval.charge(cost) if (cost := costs.get(limit.metric)) else 0
-                for limit in used
+                [
+                    limit.interval.charge(cost) if (cost := costs.get(limit.metric)) else 0
+                    for limit in used
+                ]
             )
             waiter.used = used
             max_wait = -1 if deadline == math.inf else max(0, math.floor((deadline - now) * 1e6))

@@ -108,11 +108,13 @@ def test_unbook_gives_back_the_limits_a_booking_charged_in_order() -> None:
         wait=S,
         start=NOW + S,
         prior_last=NOW,
-        limits=(
-            LimitBooking(2 * S, NOW, NOW, NOW - S, NOW + 3 * S),
-            None,
-            LimitBooking(S, -1, -1, -1, NOW + 2 * S),
-        ),
+        incs=(2 * S, 0, S),
+        parts=(NOW, NOW, NOW - S, NOW + 3 * S, 0, 0, 0, 0, -1, -1, -1, NOW + 2 * S),
+    )
+    assert booked.limits == (
+        LimitBooking(2 * S, NOW, NOW, NOW - S, NOW + 3 * S),
+        None,
+        LimitBooking(S, -1, -1, -1, NOW + 2 * S),
     )
     assert Unbook.of(booked) == Unbook(
         NOW + S,
@@ -153,24 +155,26 @@ def test_an_acquire_reply_as_records() -> None:
     reply += [LATE, 2 * S, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
     reply += [EXCEEDS, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
     reply += [RATE_ONE, RATE_ONE // 2]
-    assert request.decode(reply) == AcquireReply(
+    decoded = request.decode(reply)
+    assert decoded == AcquireReply(
         now=NOW,
         outcomes=(
-            Booked(
-                0,
-                NOW,
-                0,
-                (
-                    LimitBooking(S, NOW, NOW, 0, NOW + S),
-                    LimitBooking(5 * S, -1, -1, -1, NOW + 5 * S),
-                ),
-            ),
-            Booked(S, NOW + S, 0, (LimitBooking(S, NOW + S, NOW + S, NOW, NOW + 2 * S), None)),
+            Booked(0, NOW, 0, (S, 5 * S), (NOW, NOW, 0, NOW + S, -1, -1, -1, NOW + 5 * S)),
+            Booked(S, NOW + S, 0, (S, 0), (NOW + S, NOW + S, NOW, NOW + 2 * S, 0, 0, 0, 0)),
             Late(2 * S),
             Exceeds(0),
         ),
         rates=(RATE_ONE, RATE_ONE // 2),
     )
+    assert isinstance(decoded, AcquireReply)
+    first, second = decoded.outcomes[:2]
+    assert isinstance(first, Booked)
+    assert isinstance(second, Booked)
+    assert first.limits == (
+        LimitBooking(S, NOW, NOW, 0, NOW + S),
+        LimitBooking(5 * S, -1, -1, -1, NOW + 5 * S),
+    )
+    assert second.limits == (LimitBooking(S, NOW + S, NOW + S, NOW, NOW + 2 * S), None)
 
 
 def test_the_other_replies_as_records() -> None:
@@ -240,22 +244,17 @@ def acquire_and_reply(draw: st.DrawFn) -> tuple[Acquire, AcquireReply]:
         if choice == "booked":
             wait = draw(st.integers(0, 10 * S if max_wait < 0 else max_wait))
             start = NOW + wait
+            parts: list[int] = []
+            for inc in incs:
+                if inc:
+                    parts.append(draw(st.sampled_from([-1, NOW - S, INT64_MIN])))
+                    parts.append(draw(st.sampled_from([-1, NOW])))
+                    parts.append(draw(st.sampled_from([-1, 0, NOW])))
+                    parts.append(start + inc)
+                else:
+                    parts += [0, 0, 0, 0]
             outcome = Booked(
-                wait,
-                start,
-                draw(st.sampled_from([0, INT64_MIN, NOW, start])),
-                tuple(
-                    LimitBooking(
-                        inc,
-                        draw(st.sampled_from([-1, NOW - S, INT64_MIN])),
-                        draw(st.sampled_from([-1, NOW])),
-                        draw(st.sampled_from([-1, 0, NOW])),
-                        start + inc,
-                    )
-                    if inc
-                    else None
-                    for inc in incs
-                ),
+                wait, start, draw(st.sampled_from([0, INT64_MIN, NOW, start])), incs, tuple(parts)
             )
         elif choice == "late":
             outcome = Late(draw(st.integers(max_wait + 1, MAX_US - NOW)))
@@ -315,7 +314,7 @@ def with_item(reply: list[Any], at: int, value: object) -> list[Any]:
 
 def test_the_valid_reply_of_the_malformed_cases_decodes() -> None:
     assert ONE.decode(ONE_BOOKED) == AcquireReply(
-        NOW, (Booked(0, NOW, 0, (LimitBooking(S, -1, -1, -1, NOW + S),)),), (RATE_ONE,)
+        NOW, (Booked(0, NOW, 0, (S,), (-1, -1, -1, NOW + S)),), (RATE_ONE,)
     )
 
 
@@ -364,7 +363,8 @@ def test_the_valid_reply_of_the_malformed_cases_decodes() -> None:
         ),
         (
             with_item(ONE_BOOKED, 3, True),
-            f"item 3 (request 0: the wait) must be an integer in [0, {S}], got True",
+            f"item 3 (request 0: its wait or index) must be an integer in [{INT64_MIN}, {MAX_US}], "
+            "got True",
         ),
         (
             with_item(ONE_BOOKED, 4, NOW + 1),
@@ -595,3 +595,21 @@ async def test_the_shell_raises_a_malformed_reply_as_a_backend_error() -> None:
         "the reply must have 6 items (OK, now, p, l, a TAT per limit, a rate per limit), got 5"
     )
     assert throttle.statistics().in_flight == 0
+
+
+def test_an_item_of_a_later_request_is_named() -> None:
+    """The whole batch is checked at once; the first item that does not fit is named by its
+    place: the request, the limit, the field."""
+    two = Acquire((2 * S,), (BookingRequest(-1, (S,)), BookingRequest(-1, (S,))))
+    first = [OK, 0, NOW, 0, -1, -1, -1, NOW + S]
+    second = [OK, S, NOW + S, NOW, NOW + S, "x", NOW, NOW + 2 * S]
+    assert malformed(two, [OK, NOW, *first, *second, RATE_ONE]) == (
+        "malformed reply to acquire: item 15 (request 1, limit 0: prior f) must be an integer "
+        f"in [{INT64_MIN}, {MAX_US}], got 'x'"
+    )
+    second[5] = NOW
+    second[7] = NOW
+    assert malformed(two, [OK, NOW, *first, *second, RATE_ONE]) == (
+        "malformed reply to acquire: item 17 (request 1, limit 0: its new TAT) must be an "
+        f"integer in [{NOW + S}, {MAX_US}], got {NOW}"
+    )

@@ -41,12 +41,22 @@ Pure: no coredis, no event loop; tested without a server (``tests/redis/test_pro
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Final, Protocol, TypeAlias, TypeVar, final
+from typing import (
+    TYPE_CHECKING,
+    ClassVar,
+    Final,
+    NoReturn,
+    Protocol,
+    TypeAlias,
+    TypeVar,
+    cast,
+    final,
+)
 
 from ._script import EXCEEDS, FOREIGN, LATE, MAX_US, OK, RANGE, RATE_ONE
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
 __all__ = [
     "INT64_MIN",
@@ -141,7 +151,21 @@ class Booked:
     wait: int
     start: int
     prior_last: int  # the gate's latest booking before this one
-    limits: tuple[LimitBooking | None, ...]  # per limit passed; None: a limit it does not use
+    incs: tuple[int, ...]  # its charge per limit passed, as the request sent it (0: unused)
+    # Per limit passed, as the script wrote them: prior t, f, u and the TAT it left (see
+    # `limits`); kept flat, so that a booking costs one record (most are never given back).
+    parts: tuple[int, ...]
+
+    @property
+    def limits(self) -> tuple[LimitBooking | None, ...]:
+        """Per limit passed, what this booking did to it; ``None``: a limit it does not use."""
+        parts = self.parts
+        return tuple(
+            LimitBooking(inc, parts[4 * i], parts[4 * i + 1], parts[4 * i + 2], parts[4 * i + 3])
+            if inc
+            else None
+            for i, inc in enumerate(self.incs)
+        )
 
 
 @final
@@ -239,31 +263,52 @@ def _shown(value: object) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def _fail(op: str, at: int, what: str, expected: str, value: object) -> MalformedReply:
+    return MalformedReply(op, f"item {at} ({what}) must be {expected}, got {_shown(value)}")
+
+
 def _int(
-    op: str, reply: Sequence[object], at: int, low: int, high: int, what: str, *args: object
+    op: str, items: Sequence[object], at: int, low: int, high: int, what: str, *args: object
 ) -> int:
-    """``reply[at]``, an ``int`` in ``[low, high]``; ``what`` it is: ``what.format(*args)``
+    """``items[at]``, an ``int`` in ``[low, high]``; ``what`` it is: ``what.format(*args)``
     (formatted only for the error)."""
-    value = reply[at]
+    value = items[at]
     if type(value) is not int or not low <= value <= high:
-        raise MalformedReply(
-            op,
-            f"item {at} ({what.format(*args)}) must be an integer in [{low}, {high}], "
-            f"got {_shown(value)}",
-        )
+        raise _fail(op, at, what.format(*args), f"an integer in [{low}, {high}]", value)
     return value
 
 
+def _ints(
+    op: str,
+    items: Sequence[object],
+    start: int,
+    stop: int,
+    low: int,
+    high: int,
+    name: Callable[[int], str],
+) -> Sequence[int]:
+    """``items``, once ``items[start:stop]`` are checked to be ``int`` in ``[low, high]``: at C
+    speed when they are (a batch's reply has hundreds); else the first that is not is named
+    (``name(at)``)."""
+    chunk = items[start:stop]
+    if chunk and not (
+        set(map(type, chunk)) == {int}
+        and low <= min(cast("Sequence[int]", chunk))
+        and max(cast("Sequence[int]", chunk)) <= high
+    ):
+        for at in range(start, stop):
+            _int(op, items, at, low, high, name(at))
+    return cast("Sequence[int]", items)
+
+
 def _zeros(
-    op: str, reply: Sequence[object], start: int, stop: int, what: str, *args: object
+    op: str, items: Sequence[object], start: int, stop: int, what: str, *args: object
 ) -> None:
-    """``reply[start:stop]`` are all 0."""
+    """``items[start:stop]`` are all 0."""
     for at in range(start, stop):
-        value = reply[at]
+        value = items[at]
         if value != 0 or type(value) is not int:
-            raise MalformedReply(
-                op, f"item {at} ({what.format(*args)}) must be 0, got {_shown(value)}"
-            )
+            raise _fail(op, at, what.format(*args), "0", value)
 
 
 def _head(op: str, reply: object, n: int) -> Sequence[object] | Foreign:
@@ -282,28 +327,25 @@ def _head(op: str, reply: object, n: int) -> Sequence[object] | Foreign:
         if isinstance(kind, bytes):
             kind = kind.decode(errors="replace")
         if not isinstance(kind, str):
-            raise MalformedReply(
-                op, f"item 3 (the foreign key's type) must be a string, got {_shown(kind)}"
-            )
+            raise _fail(op, 3, "the foreign key's type", "a string", kind)
         return Foreign(now, key, kind)
     if code != OK or type(code) is not int:
-        raise MalformedReply(op, f"item 0 (the code) must be OK ({OK}), got {_shown(code)}")
+        raise _fail(op, 0, "the code", f"OK ({OK})", code)
     return reply
 
 
-def _length(op: str, reply: Sequence[object], expected: int, layout: str) -> None:
-    if len(reply) != expected:
+def _length(op: str, items: Sequence[object], expected: int, layout: str) -> None:
+    if len(items) != expected:
         raise MalformedReply(
-            op, f"the reply must have {expected} items ({layout}), got {len(reply)}"
+            op, f"the reply must have {expected} items ({layout}), got {len(items)}"
         )
 
 
-def _rates(op: str, reply: Sequence[object], n: int) -> tuple[int, ...]:
-    """The rates at the end of ``reply``, one per limit passed."""
-    start = len(reply) - n
-    return tuple(
-        _int(op, reply, start + i, 1, RATE_ONE, "the rate of limit {}", i) for i in range(n)
-    )
+def _rates(op: str, items: Sequence[object], n: int) -> tuple[int, ...]:
+    """The rates at the end of ``items``, one per limit passed."""
+    start = len(items) - n
+    _ints(op, items, start, len(items), 1, RATE_ONE, lambda at: f"the rate of limit {at - start}")
+    return tuple(cast("Sequence[int]", items[start:]))
 
 
 def _ack(op: str, reply: object, n: int) -> Ack | Foreign:
@@ -362,98 +404,80 @@ class Acquire:
 
     def decode(self, reply: object) -> AcquireReply | Foreign:
         op, n = "acquire", len(self.taus)
-        items = _head(op, reply, n)
-        if isinstance(items, Foreign):
-            return items
+        checked = _head(op, reply, n)
+        if isinstance(checked, Foreign):
+            return checked
         stride = 4 + 4 * n
-        _length(
-            op,
-            items,
-            2 + stride * len(self.requests) + n,
-            f"OK, now, {stride} per request, a rate per limit",
-        )
-        now = _int(op, items, 1, 0, MAX_US, "now")
+        length = 2 + stride * len(self.requests) + n
+        _length(op, checked, length, f"OK, now, {stride} per request, a rate per limit")
+        now = _int(op, checked, 1, 0, MAX_US, "now")
+        # The others but the rates are times, waits, codes or indices: first all of them at
+        # once, within the widest bounds; then each within its own.
+        items = _ints(op, checked, 2, length - n, INT64_MIN, MAX_US, self._item)
+        rates = _rates(op, items, n)
         outcomes: list[Outcome] = []
         base = 2
         for j, request in enumerate(self.requests):
-            code = items[base]
-            if code == OK and type(code) is int:
-                outcomes.append(self._booked(items, base, j, request, now))
+            if items[base] == OK:
+                # The usual case, checked inline (a batch books up to max_batch requests):
+                # the wait within the request's max wait, the start ``now + wait``, each limit
+                # it uses left with a TAT after the start, the others all 0.
+                wait = items[base + 1]
+                start = now + wait
+                parts = tuple(items[base + 4 : base + stride])
+                fits = wait >= 0 and (request.max_wait < 0 or wait <= request.max_wait)
+                fits = fits and items[base + 2] == start
+                at = 0
+                for inc in request.incs:
+                    if not fits:
+                        break
+                    fits = (
+                        parts[at + 3] >= start
+                        if inc
+                        else not (parts[at] or parts[at + 1] or parts[at + 2] or parts[at + 3])
+                    )
+                    at += 4
+                if not fits:
+                    self._misbooked(items, base, j, request, now)
+                outcomes.append(Booked(wait, start, items[base + 3], request.incs, parts))
             else:
                 outcomes.append(self._refused(items, base, j, request))
             base += stride
-        return AcquireReply(now, tuple(outcomes), _rates(op, items, n))
+        return AcquireReply(now, tuple(outcomes), rates)
 
-    def _booked(
-        self, items: Sequence[object], base: int, j: int, request: BookingRequest, now: int
-    ) -> Booked:
+    def _item(self, at: int) -> str:
+        """What item ``at`` (>= 2) of an OK reply is, but the rates (for an error message)."""
+        j, k = divmod(at - 2, 4 + 4 * len(self.taus))
+        if k < 4:
+            return (
+                f"request {j}: "
+                + ("the code", "its wait or index", "the start", "the gate's prior l")[k]
+            )
+        i, field = divmod(k - 4, 4)
+        return f"request {j}, limit {i}: " + ("prior t", "prior f", "prior u", "its new TAT")[field]
+
+    def _misbooked(
+        self, items: Sequence[int], base: int, j: int, request: BookingRequest, now: int
+    ) -> NoReturn:
+        """Raise for the first item of a booked request's part that does not fit."""
         op = "acquire"
         longest = MAX_US if request.max_wait < 0 else request.max_wait
         wait = _int(op, items, base + 1, 0, longest, "request {}: the wait", j)
         start = _int(op, items, base + 2, now + wait, now + wait, "request {}: the start", j)
-        prior_last = _int(
-            op, items, base + 3, INT64_MIN, MAX_US, "request {}: the gate's prior l", j
-        )
-        limits: list[LimitBooking | None] = []
-        at = base + 4
         for i, inc in enumerate(request.incs):
+            at = base + 4 + 4 * i
             if inc:
-                limits.append(
-                    LimitBooking(
-                        inc,
-                        _int(
-                            op, items, at, INT64_MIN, MAX_US, "request {}, limit {}: prior t", j, i
-                        ),
-                        _int(
-                            op,
-                            items,
-                            at + 1,
-                            INT64_MIN,
-                            MAX_US,
-                            "request {}, limit {}: prior f",
-                            j,
-                            i,
-                        ),
-                        _int(
-                            op,
-                            items,
-                            at + 2,
-                            INT64_MIN,
-                            MAX_US,
-                            "request {}, limit {}: prior u",
-                            j,
-                            i,
-                        ),
-                        _int(
-                            op,
-                            items,
-                            at + 3,
-                            start,
-                            MAX_US,
-                            "request {}, limit {}: its new TAT",
-                            j,
-                            i,
-                        ),
-                    )
-                )
+                _int(op, items, at + 3, start, MAX_US, self._item(at + 3))
             else:
                 _zeros(op, items, at, at + 4, "request {}, limit {}: not used", j, i)
-                limits.append(None)
-            at += 4
-        return Booked(wait, start, prior_last, tuple(limits))
+        raise AssertionError("a booked request that fits, found not to")  # pragma: no cover
 
     def _refused(
-        self, items: Sequence[object], base: int, j: int, request: BookingRequest
+        self, items: Sequence[int], base: int, j: int, request: BookingRequest
     ) -> Late | Exceeds | OutOfRange:
         op, n = "acquire", len(self.taus)
         code = items[base]
         outcome: Late | Exceeds | OutOfRange
-        if type(code) is not int or code not in (LATE, EXCEEDS, RANGE):
-            raise MalformedReply(
-                op,
-                f"item {base} (request {j}: the code) must be OK, LATE, EXCEEDS or RANGE "
-                f"({OK}, {LATE}, {EXCEEDS}, {RANGE}), got {_shown(code)}",
-            )
         if code == LATE:
             if request.max_wait < 0:
                 raise MalformedReply(op, f"item {base} (request {j}): LATE, but it has no max wait")
@@ -470,13 +494,21 @@ class Acquire:
                     f"{request.incs[index]} is within the burst {self.taus[index]}",
                 )
             outcome = Exceeds(index)
-        else:  # RANGE: 0 is the gate
+        elif code == RANGE:  # 0 is the gate
             index = _int(op, items, base + 1, 0, n, "request {}: where it is out of range", j) - 1
             if index >= 0 and not request.incs[index]:
                 raise MalformedReply(
                     op, f"item {base} (request {j}): RANGE on limit {index}, which it does not use"
                 )
             outcome = OutOfRange(index if index >= 0 else None)
+        else:
+            raise _fail(
+                op,
+                base,
+                f"request {j}: the code",
+                f"OK, LATE, EXCEEDS or RANGE ({OK}, {LATE}, {EXCEEDS}, {RANGE})",
+                code,
+            )
         _zeros(op, items, base + 2, base + 4 + 4 * n, "request {}: not booked", j)
         return outcome
 
