@@ -134,6 +134,7 @@ from ._eventloop import current_backend, running_backend
 from ._exceptions import CostExceedsCapacity, RateLimitTimeout
 from ._feedback import PendingLevel, reported_level, shortfall
 from ._redis._connect import client_from_url
+from ._redis._fallback import Fallback
 from ._redis._line import BOOKED, LEADING, PICKED, QUEUED, Line, Waiter
 from ._redis._protocol import (
     Acquire,
@@ -179,9 +180,8 @@ from ._redis._types import (
 from ._reexport import fixup_module_metadata as _fixup_module_metadata
 from ._reserve import ReserveContext, check_costs, check_max_concurrent, merge_costs, metric_of
 from ._shield import finish_then_cancel
-from ._throttle import Reservation, ReservationError, Throttle
+from ._throttle import Reservation, ReservationError
 from ._validate import check_cost, check_non_negative, check_optional_timeout
-from .policy.gcra import GCRA
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -191,6 +191,7 @@ if TYPE_CHECKING:
 
     from ._eventloop import Backend
     from ._headers import RateLimitHeaders
+    from .policy.gcra import GCRA
     from .policy.token_bucket import TokenBucket
 
 __all__ = [
@@ -495,19 +496,14 @@ class RedisThrottle:
         "_clamped",
         "_cooldown_us",
         "_fallback",
-        "_fallback_admissions",
-        "_fallback_until",
         "_gate",
         "_held",
-        "_in_outage",
         "_limits",
         "_line",
-        "_local",
         "_max_batch",
         "_max_concurrent",
         "_metrics",
         "_name",
-        "_outages",
         "_paused_locally",
         "_pauses",
         "_rate_cuts",
@@ -560,20 +556,17 @@ class RedisThrottle:
             raise TypeError(
                 f"on_unavailable must be 'raise' or a LocalFallback, got {on_unavailable!r}"
             )
-        self._fallback = on_unavailable if isinstance(on_unavailable, LocalFallback) else None
-        self._local: Throttle | None = None
-        if self._fallback is not None:
-            share = self._fallback.fraction
-            # Its share of the rate *and* of the burst: N processes at 1/N hold one burst between
-            # them, whatever they did before the outage and however long they idle in it.
-            self._local = Throttle(
-                {
-                    limit.name: GCRA(limit.rate * share, burst=limit.burst * share)
-                    for limit in self._limits
-                },
+        self._fallback = (
+            Fallback(
+                on_unavailable,
+                self._limits,
                 refund_unused=refund_unused,
                 adaptive=adaptive,
+                owner=self,
             )
+            if isinstance(on_unavailable, LocalFallback)
+            else None
+        )
         self._redis_timeout = check_optional_timeout(redis_timeout)
         self.refund_unused: bool = refund_unused
         self._adaptive = bool(adaptive)
@@ -591,8 +584,6 @@ class RedisThrottle:
         self._turn = 0  # the first of them not yet admitted nor gone
         self._booked = 0  # of which, booked in Redis and sleeping until their instant
         self._held = 0  # concurrency slots held: admitted reservations, and the booking head
-        self._fallback_until = -math.inf
-        self._in_outage = False
         self._admitted = 0
         self._wait_time = 0.0
         self._booked_wait = 0.0
@@ -602,8 +593,6 @@ class RedisThrottle:
         self._rejections = 0
         self._timeouts = 0
         self._unavailable = 0
-        self._outages = 0
-        self._fallback_admissions = 0
         self._clamped = 0
         self._paused_locally = -math.inf  # the latest pause this process asked for (anyio clock)
         self._clamp_logged: set[str] = set()
@@ -800,7 +789,8 @@ class RedisThrottle:
         self._held += 1
         members = self._batch = [head]
         self._turn = 0
-        if now < self._fallback_until:  # in an outage: the fallback admits, one at a time
+        fallback = self._fallback
+        if fallback is not None and fallback.active(now):  # it admits, one at a time
             head.fallback = True
             head.state = BOOKED
             self._batch_left = 1
@@ -914,7 +904,14 @@ class RedisThrottle:
             if waiter.error is not None:
                 raise waiter.error
             if waiter.fallback:
-                await self._admit_locally(reservation, waiter.deadline, waiter.timeout)
+                assert self._fallback is not None
+                try:
+                    reservation._local = await self._fallback.admit(
+                        reservation._costs, waiter.deadline
+                    )
+                except RateLimitTimeout:
+                    self._timeouts += 1
+                    raise self._timeout_error(reservation._costs, waiter.timeout) from None
             else:
                 wait = waiter.admit_at - backend.current_time()
                 try:
@@ -994,33 +991,6 @@ class RedisThrottle:
             self._held -= 1
             self._booked_one(waiter)
 
-    async def _admit_locally(
-        self,
-        reservation: RedisReservation,
-        deadline: float,
-        timeout: float | None,  # noqa: ASYNC109
-    ) -> None:
-        assert self._local is not None
-        assert self._fallback is not None
-        costs, share = reservation._costs, self._fallback.fraction
-        for limit in self._limits:  # the fallback's capacities: its share of each burst
-            cost, capacity = costs.get(limit.metric, 0.0), limit.burst * share
-            if cost > capacity:
-                raise CostExceedsCapacity(
-                    f"{limit.metric} must be <= {capacity!r} while Redis is unavailable (the "
-                    f"local fallback holds fraction={share!r} of the burst {limit.burst!r} of "
-                    f"limit {limit.name!r}), got {cost!r}"
-                )
-        remaining = None
-        if deadline != math.inf:
-            remaining = max(0.0, deadline - anyio.current_time())
-        try:
-            reservation._local = await self._local.acquire(reservation._costs, timeout=remaining)
-        except RateLimitTimeout:
-            self._timeouts += 1
-            raise self._timeout_error(reservation._costs, timeout) from None
-        self._fallback_admissions += 1
-
     async def _unbook(self, waiter: Waiter) -> None:
         """Give back a booking whose caller was cancelled before its instant."""
         booking = waiter.booking
@@ -1062,9 +1032,8 @@ class RedisThrottle:
         assert not isinstance(reply, Foreign)
         for limit, scale in zip(limits, reply.rates, strict=True):  # every reply ends with them
             limit.scale = scale
-        if self._in_outage:
-            self._in_outage = False
-            logger.warning("Redis is back for %r: admitting through it again", self)
+        if self._fallback is not None and self._fallback.in_outage:
+            self._fallback.redis_is_back()
         return reply
 
     async def _round_trip(self, op: str, limits: Sequence[_Limit], args: list[int | str]) -> Any:
@@ -1110,16 +1079,7 @@ class RedisThrottle:
         if self._fallback is None:
             self._unavailable += 1
             raise exc
-        self._fallback_until = anyio.current_time() + self._fallback.retry_interval
-        if not self._in_outage:
-            self._in_outage = True
-            self._outages += 1
-            logger.warning(
-                "%s; %r admits through a local fallback at %g of its rates until Redis is back",
-                str(exc),  # the text: a handler that keeps records would pin the dead connection
-                self,
-                self._fallback.fraction,
-            )
+        self._fallback.enter(exc)
 
     def _timeout_error(self, costs: Mapping[str, float], timeout: float | None) -> RateLimitTimeout:
         shown = ", ".join(f"{metric}={cost!r}" for metric, cost in costs.items())
@@ -1253,8 +1213,8 @@ class RedisThrottle:
         if seconds > MAX_SPAN:
             self._bounded(SPAN_US + 1, "a pause", f"{call} is {seconds:g} s")
             seconds = MAX_SPAN
-        if self._local is not None:
-            self._local.pause_for(seconds)
+        if self._fallback is not None:
+            self._fallback.local.pause_for(seconds)
         self._pauses += 1
         self._paused_locally = max(self._paused_locally, anyio.current_time() + seconds)
         try:
@@ -1279,8 +1239,8 @@ class RedisThrottle:
         Raises:
             BackendUnavailable: Redis cannot be reached and there is no fallback.
         """
-        if self._local is not None:
-            self._local.observe(report)
+        if self._fallback is not None:
+            self._fallback.local.observe(report)
         now = anyio.current_time()
         targets: list[tuple[_Limit, int]] = []
         for metric, info in report.limits.items():
@@ -1336,9 +1296,9 @@ class RedisThrottle:
         await anyio.lowlevel.checkpoint_if_cancelled()
         if not self._adaptive:
             return
-        if self._local is not None:
-            self._local.record_overload()
-            if anyio.current_time() < self._fallback_until:
+        if self._fallback is not None:
+            self._fallback.local.record_overload()
+            if self._fallback.active(anyio.current_time()):
                 return
         request = Cut(
             len(self._limits),
@@ -1373,9 +1333,9 @@ class RedisThrottle:
         await anyio.lowlevel.checkpoint_if_cancelled()
         if not self._adaptive:
             return
-        if self._local is not None:
-            self._local.record_success()
-            if anyio.current_time() < self._fallback_until:
+        if self._fallback is not None:
+            self._fallback.local.record_success()
+            if self._fallback.active(anyio.current_time()):
                 return
         if all(limit.scale >= RATE_ONE for limit in self._limits):
             return
@@ -1482,7 +1442,8 @@ class RedisThrottle:
 
     def statistics(self) -> RedisThrottleStatistics:
         """Return a snapshot of this process's view (no round trip; see the dataclass)."""
-        batch = self._batch_left
+        batch, fallback = self._batch_left, self._fallback
+        now = anyio.current_time()
         return RedisThrottleStatistics(
             tasks_waiting=self._line.waiting + batch,
             booked=self._booked,
@@ -1498,10 +1459,10 @@ class RedisThrottle:
             rejections=self._rejections,
             timeouts=self._timeouts,
             unavailable=self._unavailable,
-            outages=self._outages,
-            fallback_active=anyio.current_time() < self._fallback_until,
-            fallback_admissions=self._fallback_admissions,
-            fallback=self._local.statistics() if self._local is not None else None,
+            outages=fallback.outages if fallback is not None else 0,
+            fallback_active=fallback is not None and fallback.active(now),
+            fallback_admissions=fallback.admissions if fallback is not None else 0,
+            fallback=fallback.local.statistics() if fallback is not None else None,
             clamped=self._clamped,
             limits={
                 limit.name: RedisLimitStatistics(
