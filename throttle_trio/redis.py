@@ -113,8 +113,6 @@ Every process of a fleet must configure the same limits for the same ``name``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal, final
-
 from ._extras import missing_extra
 
 try:
@@ -123,9 +121,9 @@ except ImportError as _error:  # pragma: no cover - exercised in a subprocess by
     raise missing_extra("throttle_trio.redis", "redis", _error) from _error
 
 from ._redis._connect import client_from_url as client_from_url
+from ._redis._limiter import RedisRateLimiter as RedisRateLimiter
 from ._redis._throttle import RedisReservation as RedisReservation
 from ._redis._throttle import RedisThrottle as RedisThrottle
-from ._redis._throttle import refund, try_acquire
 from ._redis._types import DEFAULT_MAX_BATCH as DEFAULT_MAX_BATCH
 from ._redis._types import MAX_SPAN as MAX_SPAN
 from ._redis._types import BackendUnavailable as BackendUnavailable
@@ -135,17 +133,7 @@ from ._redis._types import RedisBackendError as RedisBackendError
 from ._redis._types import RedisLimitStatistics as RedisLimitStatistics
 from ._redis._types import RedisThrottleState as RedisThrottleState
 from ._redis._types import RedisThrottleStatistics as RedisThrottleStatistics
-from ._redis._types import as_limit
 from ._reexport import fixup_module_metadata as _fixup_module_metadata
-from ._validate import check_cost, check_non_negative
-
-if TYPE_CHECKING:
-    from types import TracebackType
-
-    from coredis.client import Client
-
-    from .policy.gcra import GCRA
-    from .policy.token_bucket import TokenBucket
 
 __all__ = [
     "BackendUnavailable",
@@ -163,105 +151,4 @@ __all__ = [
     "client_from_url",
 ]
 
-
-@final
-class RedisRateLimiter:
-    """One rate limit shared through Redis: the distributed :class:`~throttle_trio.RateLimiter`.
-
-    ``async with limiter:`` takes one unit, ``await limiter.acquire(5)`` a weighted cost, and
-    ``await limiter.try_acquire()`` takes units only if they fit now (one round trip; unlike the
-    local limiter's, it is async).  Built on :class:`RedisThrottle` (one limit named ``rate``,
-    key ``prefix:{name}:rate``), with the same queueing, booking and failure behaviour.
-
-    Args:
-        client: an entered coredis client (see :class:`RedisThrottle`).
-        name: the limiter's name, shared by every process.
-        limit: the rate: a :class:`GCRALimit` (a GCRA or TokenBucket is read as one).
-        prefix: the first part of every key, as for :class:`RedisThrottle`.
-        on_unavailable: what to do when Redis cannot be reached, as for :class:`RedisThrottle`.
-        redis_timeout: seconds a round trip may take, as for :class:`RedisThrottle`.
-    """
-
-    __slots__ = ("_capacity", "_throttle")
-
-    def __init__(
-        self,
-        client: Client[Any],
-        name: str,
-        limit: GCRALimit | GCRA | TokenBucket,
-        *,
-        prefix: str = "throttle_trio",
-        on_unavailable: Literal["raise"] | LocalFallback = "raise",
-        redis_timeout: float | None = 5.0,
-        max_batch: int = DEFAULT_MAX_BATCH,
-    ) -> None:
-        checked = as_limit("limit", limit)
-        self._capacity = checked.burst
-        self._throttle = RedisThrottle(
-            client,
-            name,
-            {"rate": checked},
-            max_batch=max_batch,
-            prefix=prefix,
-            on_unavailable=on_unavailable,
-            redis_timeout=redis_timeout,
-        )
-
-    def __repr__(self) -> str:
-        return f"RedisRateLimiter({self._throttle.name!r}, capacity={self._capacity!r})"
-
-    @property
-    def throttle(self) -> RedisThrottle:
-        """The :class:`RedisThrottle` underneath (its ``state()``, ``pause_for()``, keys)."""
-        return self._throttle
-
-    # `timeout=` as in RateLimiter.acquire: it fails at once when the wait is known to be longer.
-    async def acquire(self, cost: float = 1, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
-        """Wait until ``cost`` units may go, then take them (see :meth:`RedisThrottle.reserve`).
-
-        Raises:
-            CostExceedsCapacity: ``cost`` is above the burst.
-            RateLimitTimeout: not admitted within ``timeout``.
-            BackendUnavailable: Redis cannot be reached and there is no fallback.
-        """
-        cost = check_cost(cost, self._capacity)
-        (await self._throttle.acquire(rate=cost, timeout=timeout)).release()
-
-    async def try_acquire(self, cost: float = 1) -> bool:
-        """Take ``cost`` units if they fit now and nobody in this process waits.
-
-        Never books a future instant.  One round trip (none if someone here waits).  A
-        checkpoint for cancellation only when the round trip is made.
-        """
-        cost = check_cost(cost, self._capacity)
-        reservation = await try_acquire(self._throttle, {"rate": cost})
-        if reservation is None:
-            return False
-        reservation.release()
-        return True
-
-    async def refund(self, amount: float) -> float:
-        """Give back ``amount`` units that were acquired but not used; returns the units dropped.
-
-        A refund never lifts the bucket above its burst, nor frees room that a request booked
-        in the future relies on.  One shielded round trip.
-        """
-        return await refund(self._throttle, check_non_negative("amount", amount))
-
-    def statistics(self) -> RedisThrottleStatistics:
-        """This process's view of the limiter (the limit is named ``"rate"``)."""
-        return self._throttle.statistics()
-
-    async def __aenter__(self) -> None:
-        await self.acquire()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        return None
-
-
-_fixup_module_metadata(__name__, globals())  # client_from_url claims this namespace
+_fixup_module_metadata(__name__, globals())  # the private modules' names claim this namespace
