@@ -498,7 +498,7 @@ class RedisThrottle:
             {"gate": self._gate, **{limit.name: limit.key for limit in self._limits}}
         )
 
-    # -- admission ---------------------------------------------------------------------------
+    # -- admission: the local line, batches booked in one round trip -------------------------
 
     def _check_costs(self, costs: dict[str, float]) -> dict[str, float]:
         capacities = self._capacities
@@ -884,6 +884,35 @@ class RedisThrottle:
             for limit, part, credited in zip(charged, request.limits, answer.credited, strict=True):
                 limit.dropped += limit.interval.units(part.inc - credited)
 
+    async def _try_acquire(self, costs: dict[str, float]) -> RedisReservation | None:
+        """Admit ``costs`` only if they fit now and nobody here waits (RedisRateLimiter)."""
+        backend = current_backend()
+        await backend.checkpoint_if_cancelled()
+        if self._line.waiting or self._booking or self._held >= self._max_concurrent:
+            return None
+        now = backend.current_time()
+        waiter = Waiter(costs, self._line.take_ticket(), now, 0.0)
+        await self._book(waiter, 1, now)
+        try:
+            return await self._admit(waiter, now, backend)
+        except RateLimitTimeout:
+            self._timeouts -= 1  # a refusal, not a timeout
+            return None
+
+    def _release_slot(self) -> None:
+        full = self._held >= self._max_concurrent
+        self._held -= 1
+        if full and not self._booking:  # only a freed slot can let the front go
+            self._line.wake_front()
+
+    def _timeout_error(self, costs: Mapping[str, float], timeout: float | None) -> RateLimitTimeout:
+        shown = ", ".join(f"{metric}={cost!r}" for metric, cost in costs.items())
+        return RateLimitTimeout(
+            f"reserve({shown}) could not be admitted within timeout={timeout!r} seconds"
+        )
+
+    # -- round trips: the script through the protocol, Redis's failures as ours --------------
+
     async def _call(self, request: Request[R], limits: Sequence[_Limit]) -> R:
         """One round trip of ``request`` (:meth:`_round_trip`), its reply read through the
         protocol; ``limits`` are the limits it passes, in order.  Raises our errors."""
@@ -954,12 +983,6 @@ class RedisThrottle:
             raise exc
         self._fallback.enter(exc)
 
-    def _timeout_error(self, costs: Mapping[str, float], timeout: float | None) -> RateLimitTimeout:
-        shown = ", ".join(f"{metric}={cost!r}" for metric, cost in costs.items())
-        return RateLimitTimeout(
-            f"reserve({shown}) could not be admitted within timeout={timeout!r} seconds"
-        )
-
     def _bounded(self, us: int, kind: str, detail: str) -> int:
         """``us``, an amount for the script (µs, either sign), within ``MAX_SPAN``: a larger one
         is clamped to it, counted, and logged the first time for ``kind``."""
@@ -979,22 +1002,89 @@ class RedisThrottle:
             )
         return SPAN_US if us > 0 else -SPAN_US
 
-    async def _try_acquire(self, costs: dict[str, float]) -> RedisReservation | None:
-        """Admit ``costs`` only if they fit now and nobody here waits (RedisRateLimiter)."""
-        backend = current_backend()
-        await backend.checkpoint_if_cancelled()
-        if self._line.waiting or self._booking or self._held >= self._max_concurrent:
-            return None
-        now = backend.current_time()
-        waiter = Waiter(costs, self._line.take_ticket(), now, 0.0)
-        await self._book(waiter, 1, now)
-        try:
-            return await self._admit(waiter, now, backend)
-        except RateLimitTimeout:
-            self._timeouts -= 1  # a refusal, not a timeout
-            return None
+    # -- the shared gate, and what Redis holds -----------------------------------------------
 
-    # -- after admission ---------------------------------------------------------------------
+    async def pause_for(self, seconds: float) -> None:
+        """Close the shared gate for ``seconds`` from now, for every process.
+
+        No request of any process is booked before the gate opens (a booking already made
+        stands).  A later end extends the pause; an earlier one does not shorten it.  One
+        shielded round trip; the local fallback, if any, is paused too.
+
+        A pause longer than :data:`MAX_SPAN` (365 days) is clamped to it, logged once and
+        counted in :attr:`RedisThrottleStatistics.clamped`.  To honour a server's Retry-After
+        within your retry policy, pass ``policy.server_delay(headers, time.time()).pause`` (the
+        delay capped at :attr:`~throttle_trio.RetryPolicy.max_retry_after`).
+
+        Args:
+            seconds: how long to close the gate (a finite number >= 0).
+
+        Raises:
+            ValueError: ``seconds`` is negative, NaN or infinite.
+            BackendUnavailable: Redis cannot be reached and there is no fallback.
+        """
+        await self._pause(check_non_negative("seconds", seconds), f"pause_for({seconds!r})")
+
+    async def pause_until(self, deadline: float) -> None:
+        """Close the gate until ``deadline`` (anyio clock, seconds; ``math.inf``: for
+        :data:`MAX_SPAN`): see :meth:`pause_for`."""
+        if math.isnan(deadline):
+            raise ValueError(f"deadline must be a time, got {deadline!r}")
+        seconds = max(0.0, deadline - anyio.current_time())
+        await self._pause(seconds, f"pause_until({deadline!r})")
+
+    async def _pause(self, seconds: float, call: str) -> None:
+        if seconds > MAX_SPAN:
+            self._bounded(SPAN_US + 1, "a pause", f"{call} is {seconds:g} s")
+            seconds = MAX_SPAN
+        if self._fallback is not None:
+            self._fallback.local.pause_for(seconds)
+        self._pauses += 1
+        self._paused_locally = max(self._paused_locally, anyio.current_time() + seconds)
+        try:
+            await self._call(Pause(microseconds_up(seconds)), [])
+        except BackendUnavailable as exc:
+            self._enter_fallback(exc)
+
+    @property
+    def paused_until(self) -> float | None:
+        """When the shared gate opens (anyio clock) as far as this process knows: the latest
+        pause it asked for itself (another process's pause shows in its next admission)."""
+        until = self._paused_locally
+        backend = running_backend()  # outside a loop: as it was last seen
+        if until == -math.inf or (backend is not None and until <= backend.current_time()):
+            return None
+        return until
+
+    async def state(self) -> RedisThrottleState:
+        """Read what Redis holds for this throttle now (one round trip; changes nothing).
+
+        Raises:
+            BackendUnavailable: Redis cannot be reached (also with a fallback).
+        """
+        reply = await self._call(ReadState(len(self._limits)), self._limits)
+        now, pause, last = reply.now, reply.paused_until, reply.last
+        available = {}
+        for limit, tat in zip(self._limits, reply.tats, strict=True):
+            used = limit.interval.units(max(0, tat - now)) if tat >= 0 else 0.0
+            available[limit.name] = limit.burst - used * limit.scale / RATE_ONE
+        return RedisThrottleState(
+            server_time=now / 1e6,
+            paused_for=(pause - now) / 1e6 if pause > now else None,
+            booked_for=(last - now) / 1e6 if last > now else None,
+            available=MappingProxyType(available),
+            rates=MappingProxyType({limit.name: limit.effective_rate for limit in self._limits}),
+        )
+
+    # ========================================================================================
+    # Feedback: settles and refunds, header reports, 429 shortfalls, the adaptive rate (AIMD).
+    # The same bookkeeping as the local Throttle's (throttle_trio._throttle), on this shell's own
+    # fields (each _Limit's admitted_cost, refunded, overdraft, dropped, scale and pending; each
+    # reservation's _costs, _marks and _admitted_at), with the rules of throttle_trio._feedback;
+    # kept together here so that the shared throttle core can take it over in one piece.  Its
+    # constants (_CUT_FACTOR, _RATE_FLOOR, _RATE_STEP, _COOLDOWN_US, _RATE_MEMORY_US) are at the
+    # top of the module.
+    # ========================================================================================
 
     async def _adjust(
         self, reservation: RedisReservation, usage: Mapping[str, float], *, refund: bool
@@ -1064,56 +1154,6 @@ class RedisThrottle:
         limit.dropped += amount - credited
         return amount - credited
 
-    def _release_slot(self) -> None:
-        full = self._held >= self._max_concurrent
-        self._held -= 1
-        if full and not self._booking:  # only a freed slot can let the front go
-            self._line.wake_front()
-
-    # -- the shared gate, feedback, state ----------------------------------------------------
-
-    async def pause_for(self, seconds: float) -> None:
-        """Close the shared gate for ``seconds`` from now, for every process.
-
-        No request of any process is booked before the gate opens (a booking already made
-        stands).  A later end extends the pause; an earlier one does not shorten it.  One
-        shielded round trip; the local fallback, if any, is paused too.
-
-        A pause longer than :data:`MAX_SPAN` (365 days) is clamped to it, logged once and
-        counted in :attr:`RedisThrottleStatistics.clamped`.  To honour a server's Retry-After
-        within your retry policy, pass ``policy.server_delay(headers, time.time()).pause`` (the
-        delay capped at :attr:`~throttle_trio.RetryPolicy.max_retry_after`).
-
-        Args:
-            seconds: how long to close the gate (a finite number >= 0).
-
-        Raises:
-            ValueError: ``seconds`` is negative, NaN or infinite.
-            BackendUnavailable: Redis cannot be reached and there is no fallback.
-        """
-        await self._pause(check_non_negative("seconds", seconds), f"pause_for({seconds!r})")
-
-    async def pause_until(self, deadline: float) -> None:
-        """Close the gate until ``deadline`` (anyio clock, seconds; ``math.inf``: for
-        :data:`MAX_SPAN`): see :meth:`pause_for`."""
-        if math.isnan(deadline):
-            raise ValueError(f"deadline must be a time, got {deadline!r}")
-        seconds = max(0.0, deadline - anyio.current_time())
-        await self._pause(seconds, f"pause_until({deadline!r})")
-
-    async def _pause(self, seconds: float, call: str) -> None:
-        if seconds > MAX_SPAN:
-            self._bounded(SPAN_US + 1, "a pause", f"{call} is {seconds:g} s")
-            seconds = MAX_SPAN
-        if self._fallback is not None:
-            self._fallback.local.pause_for(seconds)
-        self._pauses += 1
-        self._paused_locally = max(self._paused_locally, anyio.current_time() + seconds)
-        try:
-            await self._call(Pause(microseconds_up(seconds)), [])
-        except BackendUnavailable as exc:
-            self._enter_fallback(exc)
-
     async def observe(
         self, report: RateLimitHeaders, reservation: RedisReservation | None = None
     ) -> None:
@@ -1168,6 +1208,34 @@ class RedisThrottle:
         try:
             await self._call(
                 Lower(tuple(level for _, level in targets)), [limit for limit, _ in targets]
+            )
+        except BackendUnavailable as exc:
+            self._enter_fallback(exc)
+
+    async def rejected(self, report: RateLimitHeaders, reservation: RedisReservation) -> None:
+        """A 429 answered ``reservation``: charge each shared limit the shortfall it proves.
+
+        The same rule as :meth:`throttle_trio.Throttle.rejected`
+        (:func:`throttle_trio._feedback.shortfall`): the server had ``remaining`` when the
+        request arrived, less than its cost, so the fleet was ahead by at least the difference.
+        One shielded round trip, only when there is a shortfall.
+        """
+        charges: list[tuple[_Limit, int]] = []
+        for metric, info in report.limits.items():
+            limit = self._by_name.get(metric)
+            if limit is None or limit.name not in reservation._marks:
+                continue
+            proven = shortfall(reservation._costs.get(limit.metric, 0.0), info.remaining)
+            if proven > 0:
+                us = self._bounded(
+                    limit.interval.charge(proven), "a 429 shortfall", f"{metric}={proven:g}"
+                )
+                charges.append((limit, us))
+        if not charges:
+            return
+        try:
+            await self._call(
+                Adjust(tuple(us for _, us in charges)), [limit for limit, _ in charges]
             )
         except BackendUnavailable as exc:
             self._enter_fallback(exc)
@@ -1237,7 +1305,10 @@ class RedisThrottle:
         except BackendUnavailable as exc:
             self._enter_fallback(exc)
 
-    # -- the interface of every throttle (throttle_trio._shell.ThrottleShell) -----------------
+    # ========================================================================================
+    # End of the feedback.
+
+    # -- the interface of every throttle (throttle_trio._shell.ThrottleShell) ----------------
     # What the transports, call_with_retries, the batch runners and the CLI call, so that a
     # fleet gets every door one process has.
 
@@ -1259,44 +1330,6 @@ class RedisThrottle:
         """``slot``'s request was never sent (:meth:`RedisReservation.cancel`)."""
         await slot.cancel()
 
-    async def rejected(self, report: RateLimitHeaders, reservation: RedisReservation) -> None:
-        """A 429 answered ``reservation``: charge each shared limit the shortfall it proves.
-
-        The same rule as :meth:`throttle_trio.Throttle.rejected`
-        (:func:`throttle_trio._feedback.shortfall`): the server had ``remaining`` when the
-        request arrived, less than its cost, so the fleet was ahead by at least the difference.
-        One shielded round trip, only when there is a shortfall.
-        """
-        charges: list[tuple[_Limit, int]] = []
-        for metric, info in report.limits.items():
-            limit = self._by_name.get(metric)
-            if limit is None or limit.name not in reservation._marks:
-                continue
-            proven = shortfall(reservation._costs.get(limit.metric, 0.0), info.remaining)
-            if proven > 0:
-                us = self._bounded(
-                    limit.interval.charge(proven), "a 429 shortfall", f"{metric}={proven:g}"
-                )
-                charges.append((limit, us))
-        if not charges:
-            return
-        try:
-            await self._call(
-                Adjust(tuple(us for _, us in charges)), [limit for limit, _ in charges]
-            )
-        except BackendUnavailable as exc:
-            self._enter_fallback(exc)
-
-    @property
-    def paused_until(self) -> float | None:
-        """When the shared gate opens (anyio clock) as far as this process knows: the latest
-        pause it asked for itself (another process's pause shows in its next admission)."""
-        until = self._paused_locally
-        backend = running_backend()  # outside a loop: as it was last seen
-        if until == -math.inf or (backend is not None and until <= backend.current_time()):
-            return None
-        return until
-
     @property
     def rejections(self) -> int:
         """Attempts the server rejected, seen by this process."""
@@ -1311,26 +1344,6 @@ class RedisThrottle:
         in this process.  The shared state lives in Redis, so a registry may drop a pristine
         one and make it again later without granting a burst."""
         return not (self._line.waiting or self._booking or self._held)
-
-    async def state(self) -> RedisThrottleState:
-        """Read what Redis holds for this throttle now (one round trip; changes nothing).
-
-        Raises:
-            BackendUnavailable: Redis cannot be reached (also with a fallback).
-        """
-        reply = await self._call(ReadState(len(self._limits)), self._limits)
-        now, pause, last = reply.now, reply.paused_until, reply.last
-        available = {}
-        for limit, tat in zip(self._limits, reply.tats, strict=True):
-            used = limit.interval.units(max(0, tat - now)) if tat >= 0 else 0.0
-            available[limit.name] = limit.burst - used * limit.scale / RATE_ONE
-        return RedisThrottleState(
-            server_time=now / 1e6,
-            paused_for=(pause - now) / 1e6 if pause > now else None,
-            booked_for=(last - now) / 1e6 if last > now else None,
-            available=MappingProxyType(available),
-            rates=MappingProxyType({limit.name: limit.effective_rate for limit in self._limits}),
-        )
 
     def statistics(self) -> RedisThrottleStatistics:
         """Return a snapshot of this process's view (no round trip; see the dataclass)."""
