@@ -7,7 +7,8 @@ the ones above it.
   or throttles, so it checks them independently;
 * the library does not import the command line;
 * no module reaches into another module's private names (``_name``): what crosses a module
-  boundary is named without an underscore.
+  boundary is named without an underscore;
+* every layer logs to its own child of the ``throttle_trio`` logger.
 """
 
 from __future__ import annotations
@@ -269,3 +270,41 @@ def test_no_module_reaches_into_another_modules_private_names() -> None:
         if found:
             offenders[name] = found
     assert offenders == {}
+
+
+def logger_names() -> dict[str, set[str]]:
+    """The names every module of the package passes to ``logging.getLogger``, by module."""
+    found: dict[str, set[str]] = {}
+    for name in module_names():
+        path = module_path(name)
+        assert path is not None
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "getLogger"
+            ):
+                assert len(node.args) == 1, (name, ast.unparse(node))
+                argument = node.args[0]
+                assert isinstance(argument, ast.Constant), (name, ast.unparse(node))
+                found.setdefault(name, set()).add(str(argument.value))
+    return found
+
+
+def test_every_layer_logs_under_throttle_trio() -> None:
+    """A level or filter set on ``"throttle_trio"`` reaches every record: each module logs to
+    its layer's child of it (``throttle_trio.limiter``, ``.transport``, ``.redis``, ``.cli``,
+    ...) or to ``throttle_trio`` itself, never to a logger of its own elsewhere."""
+    names = logger_names()
+    assert names  # the walk finds them
+    outside = {
+        module: sorted(loggers)
+        for module, loggers in names.items()
+        if any(not (n == "throttle_trio" or n.startswith("throttle_trio.")) for n in loggers)
+    }
+    assert outside == {}
+    assert names["throttle_trio._limiter"] == {"throttle_trio.limiter"}
+    assert names["throttle_trio._attempts"] == {"throttle_trio.transport"}
+    assert names["throttle_trio._redis._throttle"] == {"throttle_trio.redis"}
+    assert names["throttle_trio._redis._fallback"] == {"throttle_trio.redis"}
+    assert names["throttle_trio.cli._batch"] == {"throttle_trio.cli"}

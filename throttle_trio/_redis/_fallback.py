@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Fallback", "SharedLimit"]
 
-logger = logging.getLogger("throttle_trio")
+logger = logging.getLogger("throttle_trio.redis")
 
 
 class SharedLimit(Protocol):

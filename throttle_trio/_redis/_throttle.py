@@ -83,7 +83,7 @@ if TYPE_CHECKING:
 
 __all__ = ["RedisReservation", "RedisThrottle", "refund", "try_acquire"]
 
-logger: logging.Logger = logging.getLogger("throttle_trio")
+logger = logging.getLogger("throttle_trio.redis")
 
 R = TypeVar("R", bound=Reply)
 

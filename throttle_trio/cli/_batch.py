@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BatchOptions", "BatchSummary", "run_batch_file"]
 
-logger = logging.getLogger("throttle_trio")
+logger = logging.getLogger("throttle_trio.cli")
 
 
 @dataclass(frozen=True)
