@@ -6,7 +6,9 @@ The Lua script (:mod:`throttle_trio._redis._script`) takes ``KEYS`` (the gate, t
 limit passed) and ``ARGV`` (the operation, ``n`` the number of limits passed, then the
 operation's integers), and answers an array of integers.  This module is the only code that
 writes those arguments or reads those replies: one frozen dataclass per request, whose
-``encode()`` gives ``ARGV`` and whose ``decode(reply)`` gives its reply record.  Decoding checks
+``encode()`` gives ``ARGV`` and whose ``decode(reply)`` gives its reply record (also a frozen
+dataclass; the two records made per request of a batch, :class:`BookingRequest` and
+:class:`Booked`, are named tuples, which are made in half the time).  Decoding checks
 the reply's shape (its length, every element an ``int``) and bounds (every time within
 ``[INT64_MIN, MAX_US]``, every wait, code, flag, index and rate within its own range, and what
 the request fixes: a charge is applied as sent, a credit is at most what was asked, a booking
@@ -45,11 +47,11 @@ from typing import (
     TYPE_CHECKING,
     ClassVar,
     Final,
+    NamedTuple,
     NoReturn,
     Protocol,
     TypeAlias,
     TypeVar,
-    cast,
     final,
 )
 
@@ -143,10 +145,12 @@ class LimitBooking:
     tat: int
 
 
-@final
-@dataclass(frozen=True, slots=True)
-class Booked:
-    """A request booked at ``start``: ``wait`` µs after ``now``."""
+class Booked(NamedTuple):
+    """A request booked at ``start``: ``wait`` µs after ``now``.
+
+    A named tuple, not a frozen dataclass as the other records: one is made per request of a
+    batch, on the admission path, and a named tuple is made in half the time.
+    """
 
     wait: int
     start: int
@@ -258,6 +262,9 @@ class Ack:
 # -- reading a reply --------------------------------------------------------------------------
 
 
+_INT: Final = frozenset({int})
+
+
 def _shown(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
@@ -290,15 +297,11 @@ def _ints(
     """``items``, once ``items[start:stop]`` are checked to be ``int`` in ``[low, high]``: at C
     speed when they are (a batch's reply has hundreds); else the first that is not is named
     (``name(at)``)."""
-    chunk = items[start:stop]
-    if chunk and not (
-        set(map(type, chunk)) == {int}
-        and low <= min(cast("Sequence[int]", chunk))
-        and max(cast("Sequence[int]", chunk)) <= high
-    ):
+    chunk: Sequence[int] = items[start:stop]  # type: ignore[assignment]  # checked here:
+    if chunk and not (set(map(type, chunk)) == _INT and low <= min(chunk) and max(chunk) <= high):
         for at in range(start, stop):
             _int(op, items, at, low, high, name(at))
-    return cast("Sequence[int]", items)
+    return items  # type: ignore[return-value]
 
 
 def _zeros(
@@ -313,7 +316,7 @@ def _zeros(
 
 def _head(op: str, reply: object, n: int) -> Sequence[object] | Foreign:
     """The checks every reply gets: an array whose code is OK or FOREIGN (read whole here)."""
-    if not isinstance(reply, list | tuple):
+    if not isinstance(reply, (list, tuple)):
         raise MalformedReply(op, f"the reply must be an array, got {_shown(reply)}")
     if len(reply) < 2:
         raise MalformedReply(op, f"the reply must have at least 2 items, got {_shown(reply)}")
@@ -334,18 +337,22 @@ def _head(op: str, reply: object, n: int) -> Sequence[object] | Foreign:
     return reply
 
 
-def _length(op: str, items: Sequence[object], expected: int, layout: str) -> None:
+def _length(op: str, items: Sequence[object], expected: int, layout: str, *args: object) -> None:
+    """``items`` has ``expected`` items, laid out as ``layout.format(*args)`` says."""
     if len(items) != expected:
         raise MalformedReply(
-            op, f"the reply must have {expected} items ({layout}), got {len(items)}"
+            op, f"the reply must have {expected} items ({layout.format(*args)}), got {len(items)}"
         )
 
 
 def _rates(op: str, items: Sequence[object], n: int) -> tuple[int, ...]:
     """The rates at the end of ``items``, one per limit passed."""
     start = len(items) - n
-    _ints(op, items, start, len(items), 1, RATE_ONE, lambda at: f"the rate of limit {at - start}")
-    return tuple(cast("Sequence[int]", items[start:]))
+    rates: tuple[int, ...] = tuple(items[start:])  # type: ignore[arg-type]  # checked here:
+    if rates and not (set(map(type, rates)) == _INT and min(rates) >= 1 and max(rates) <= RATE_ONE):
+        for i in range(n):
+            _int(op, items, start + i, 1, RATE_ONE, "the rate of limit {}", i)
+    return rates
 
 
 def _ack(op: str, reply: object, n: int) -> Ack | Foreign:
@@ -377,10 +384,8 @@ class Request(Protocol[R_co]):
         ...
 
 
-@final
-@dataclass(frozen=True, slots=True)
-class BookingRequest:
-    """One request of an :class:`Acquire` batch."""
+class BookingRequest(NamedTuple):
+    """One request of an :class:`Acquire` batch (a named tuple, as :class:`Booked`)."""
 
     max_wait: int  # µs; -1: none
     incs: tuple[int, ...]  # its charge per limit passed (µs at the configured rate); 0: unused
@@ -409,7 +414,7 @@ class Acquire:
             return checked
         stride = 4 + 4 * n
         length = 2 + stride * len(self.requests) + n
-        _length(op, checked, length, f"OK, now, {stride} per request, a rate per limit")
+        _length(op, checked, length, "OK, now, {} per request, a rate per limit", stride)
         now = _int(op, checked, 1, 0, MAX_US, "now")
         # The others but the rates are times, waits, codes or indices: first all of them at
         # once, within the widest bounds; then each within its own.
