@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ResponseInfo", "call_with_retries"]
 
-logger = logging.getLogger("throttle_trio")
+logger = logging.getLogger("throttle_trio.transport")
 
 R = TypeVar("R")
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["RateLimiter", "RateLimiterStatistics"]
 
-logger = logging.getLogger("throttle_trio")
+logger = logging.getLogger("throttle_trio.limiter")
 
 P = TypeVar("P", bound=RatePolicy)
 

@@ -18,6 +18,7 @@ import pytest
 
 import throttle_trio as tt
 from throttle_trio._headers import LimitReport
+from throttle_trio._redis._protocol import Adjust
 from throttle_trio._redis._script import MAX_US, OK, RANGE, SPAN_US
 from throttle_trio.redis import (
     MAX_SPAN,
@@ -135,7 +136,7 @@ async def test_the_script_refuses_an_argument_out_of_range_and_writes_nothing(
         await throttle.pause_for(3600)
         before = await snapshot(client, keys)
         with pytest.raises(RedisBackendError) as raised:
-            await throttle._call(args[0], used, args)
+            await throttle._round_trip(args[0], used, args)
         assert await snapshot(client, keys) == before
     assert (
         f"throttle_trio: argument {argument} of {args[0]} must be an integer in {bounds}, "
@@ -187,7 +188,7 @@ async def test_a_time_after_2_53_is_never_stored(client: coredis.Redis[bytes], n
         await client.pexpire(key, 60_000)
         before = await snapshot(client, [throttle.keys["gate"], key])
         with pytest.raises(RedisBackendError) as raised:
-            await throttle._call("adjust", [limit], ["adjust", 1, SPAN_US])
+            await throttle._call(Adjust((SPAN_US,)), [limit])
         assert await snapshot(client, [throttle.keys["gate"], key]) == before
         await client.hset(key, {"t": str(MAX_US + 1)})
         with pytest.raises(RedisBackendError, match=r"holds data throttle_trio did not write"):

@@ -133,7 +133,7 @@ async def test_adaptive_rate_fields_and_exact_scaling(
 async def test_unknown_operation_is_an_error(client: coredis.Redis[bytes], name: str) -> None:
     throttle = RedisThrottle(client, name, requests=GCRALimit(1000))
     with pytest.raises(RedisBackendError, match=r"throttle_trio: unknown operation nonsense"):
-        await throttle._call("nonsense", [], ["nonsense", 0])
+        await throttle._round_trip("nonsense", [], ["nonsense", 0])
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any, final
 if TYPE_CHECKING:
     import anyio
 
+    from ._protocol import Booked
+
 __all__ = ["BOOKED", "GONE", "LEADING", "PICKED", "QUEUED", "Line", "Waiter"]
 
 # A waiter's state.
@@ -41,16 +43,13 @@ class Waiter:
 
     __slots__ = (
         "admit_at",
-        "base",
+        "booking",
         "costs",
         "deadline",
         "done",
         "error",
         "event",
         "fallback",
-        "incs",
-        "index",
-        "reply",
         "state",
         "ticket",
         "timeout",
@@ -72,12 +71,9 @@ class Waiter:
         self.error: BaseException | None = None  # raised in the waiter's own task
         self.fallback = False  # admit through the local fallback
         self.admit_at = math.nan  # the booked instant on the anyio clock
-        self.reply: list[Any] = []  # the script's reply, and where this request's part starts
-        self.base = 0
-        self.used: list[Any] = []  # the limits the round trip passed, and this request's incs
-        self.incs: list[int] = []
-        # Its place in its batch; admitted (or gone); waiting for the ones before it to go.
-        self.index = 0
+        self.booking: Booked | None = None  # what the script booked for it
+        self.used: list[Any] = []  # the limits the round trip passed, in order
+        # Admitted (or gone); waiting for the ones before it in its batch to go.
         self.done = False
         self.turn_wait = False
 

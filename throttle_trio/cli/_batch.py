@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BatchOptions", "BatchSummary", "run_batch_file"]
 
-logger = logging.getLogger("throttle_trio")
+logger = logging.getLogger("throttle_trio.cli")
 
 ANTHROPIC_VERSION = "2023-06-01"  # the Messages API's version header, as the SDKs send it
 

@@ -1,0 +1,145 @@
+"""The local fallback of a :class:`~throttle_trio.redis.RedisThrottle`: while Redis cannot be
+reached, a local :class:`~throttle_trio.Throttle` admits at a share of each limit.
+
+Theory of operation
+-------------------
+The outage state machine, per throttle and process:
+
+* **up** (``until`` in the past): every head books in Redis.
+* A round trip fails with :class:`~throttle_trio.redis.BackendUnavailable`: :meth:`Fallback.enter`
+  sets ``until`` to now plus ``retry_interval`` and, on the first failure of an outage, logs a
+  warning and counts the outage.  Until then every head admits through the local throttle, one
+  request at a time, without asking Redis (:meth:`Fallback.admit`).
+* Once ``until`` is past, the next head tries Redis again: another failure starts another
+  interval of the same outage; an answer ends the outage (:meth:`Fallback.redis_is_back`, logged).
+
+The local throttle is created full (its share of each burst) and kept between outages; the
+shared pause, header feedback and adaptive rate reach it too (the shell forwards them to
+:attr:`Fallback.local`).  See :class:`~throttle_trio.redis.LocalFallback` for the bound.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import TYPE_CHECKING, Protocol, final
+
+import anyio
+
+from .._exceptions import CostExceedsCapacity
+from .._throttle import Throttle
+from ..policy.gcra import GCRA
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from .._throttle import Reservation
+    from ._types import BackendUnavailable, LocalFallback
+
+__all__ = ["Fallback", "SharedLimit"]
+
+logger = logging.getLogger("throttle_trio.redis")
+
+
+class SharedLimit(Protocol):
+    """What the fallback needs to know of each limit of its throttle."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def metric(self) -> str: ...
+    @property
+    def rate(self) -> float:
+        """Units per second, as configured."""
+        ...
+
+    @property
+    def burst(self) -> float: ...
+
+
+@final
+class Fallback:
+    """A throttle's local fallback and its outage state (see the module docstring)."""
+
+    __slots__ = (
+        "_capacities",
+        "_owner",
+        "admissions",
+        "fraction",
+        "in_outage",
+        "local",
+        "outages",
+        "retry_interval",
+        "until",
+    )
+
+    def __init__(
+        self,
+        config: LocalFallback,
+        limits: Sequence[SharedLimit],
+        *,
+        refund_unused: bool,
+        adaptive: bool,
+        owner: object,
+    ) -> None:
+        share = self.fraction = config.fraction
+        self.retry_interval = config.retry_interval
+        # Its share of the rate *and* of the burst: N processes at 1/N hold one burst between
+        # them, whatever they did before the outage and however long they idle in it.
+        self.local = Throttle(
+            {limit.name: GCRA(limit.rate * share, burst=limit.burst * share) for limit in limits},
+            refund_unused=refund_unused,
+            adaptive=adaptive,
+        )
+        self._capacities = [(limit.name, limit.metric, limit.burst) for limit in limits]
+        self._owner = owner  # the throttle, for the log records
+        self.until = -math.inf  # the fallback admits until then (anyio clock)
+        self.in_outage = False
+        self.outages = 0
+        self.admissions = 0
+
+    def active(self, now: float) -> bool:
+        """Whether the fallback admits at ``now`` (Redis is not asked)."""
+        return now < self.until
+
+    def enter(self, exc: BackendUnavailable) -> None:
+        """Redis failed (``exc``): admit locally for ``retry_interval`` seconds from now."""
+        self.until = anyio.current_time() + self.retry_interval
+        if not self.in_outage:
+            self.in_outage = True
+            self.outages += 1
+            logger.warning(
+                "%s; %r admits through a local fallback at %g of its rates until Redis is back",
+                str(exc),  # the text: a handler that keeps records would pin the dead connection
+                self._owner,
+                self.fraction,
+            )
+
+    def redis_is_back(self) -> None:
+        """Redis answered during an outage: it admits again."""
+        self.in_outage = False
+        logger.warning("Redis is back for %r: admitting through it again", self._owner)
+
+    async def admit(self, costs: Mapping[str, float], deadline: float) -> Reservation:
+        """Admit ``costs`` through the local throttle, by ``deadline`` (anyio clock; ``inf``:
+        none).
+
+        Raises:
+            CostExceedsCapacity: a cost above the fallback's share of its limit's burst.
+            RateLimitTimeout: not admitted by ``deadline``.
+        """
+        share = self.fraction
+        for name, metric, burst in self._capacities:  # its share of each burst
+            cost, capacity = costs.get(metric, 0.0), burst * share
+            if cost > capacity:
+                raise CostExceedsCapacity(
+                    f"{metric} must be <= {capacity!r} while Redis is unavailable (the local "
+                    f"fallback holds fraction={share!r} of the burst {burst!r} of limit "
+                    f"{name!r}), got {cost!r}"
+                )
+        remaining = None
+        if deadline != math.inf:
+            remaining = max(0.0, deadline - anyio.current_time())
+        reservation = await self.local.acquire(costs, timeout=remaining)
+        self.admissions += 1
+        return reservation

@@ -1,0 +1,1400 @@
+"""The shell of :class:`~throttle_trio.redis.RedisThrottle`: its local line, the booking of
+batches, the round trips, and the bookkeeping of this process.
+
+How it works is the theory of operation of :mod:`throttle_trio.redis`.  The script's arguments
+and replies go through :mod:`throttle_trio._redis._protocol`; the outage state and the local
+fallback are :mod:`throttle_trio._redis._fallback`'s.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from functools import partial
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, final
+
+import anyio
+import anyio.lowlevel
+from coredis.exceptions import ClusterDownError, RedisError, TryAgainError
+from coredis.exceptions import ConnectionError as RedisConnectionError
+
+from .._eventloop import current_backend, running_backend
+from .._exceptions import CostExceedsCapacity, RateLimitTimeout
+from .._feedback import PendingLevel, reported_level, shortfall
+from .._reserve import ReserveContext, check_costs, check_max_concurrent, merge_costs, metric_of
+from .._shield import finish_then_cancel
+from .._throttle import Reservation, ReservationError
+from .._validate import check_non_negative, check_optional_timeout
+from ._fallback import Fallback
+from ._line import BOOKED, LEADING, PICKED, QUEUED, Line, Waiter
+from ._protocol import (
+    Acquire,
+    Adjust,
+    Booked,
+    BookingRequest,
+    Cut,
+    Exceeds,
+    Foreign,
+    Grow,
+    Late,
+    Lower,
+    MalformedReply,
+    OutOfRange,
+    Pause,
+    ReadState,
+    Reply,
+    Request,
+    Unbook,
+)
+from ._script import (
+    MAX_US,
+    RATE_ONE,
+    SCRIPT,
+    SPAN_US,
+    Interval,
+    gate_key,
+    limit_key,
+    microseconds_up,
+)
+from ._types import (
+    DEFAULT_MAX_BATCH,
+    MAX_SPAN,
+    BackendUnavailable,
+    GCRALimit,
+    LocalFallback,
+    RedisBackendError,
+    RedisLimitStatistics,
+    RedisThrottleState,
+    RedisThrottleStatistics,
+    as_limit,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from coredis.client import Client
+    from coredis.commands.script import Script
+
+    from .._eventloop import Backend
+    from .._headers import RateLimitHeaders
+    from ..policy.gcra import GCRA
+    from ..policy.token_bucket import TokenBucket
+
+__all__ = ["RedisReservation", "RedisThrottle", "refund", "try_acquire"]
+
+logger = logging.getLogger("throttle_trio.redis")
+
+R = TypeVar("R", bound=Reply)
+
+# Errors that mean "Redis cannot answer now" rather than "Redis answered no".
+_UNAVAILABLE = (RedisConnectionError, TimeoutError, ClusterDownError, TryAgainError)
+
+# The adaptive rate (AIMD), in millionths of the configured rate (RATE_ONE), as the local
+# Throttle's AIMD defaults: an overload halves it (at most once per cooldown), a success adds
+# 1/100 of the configured rate, never above it, never below 1/100 of it.
+_CUT_FACTOR = RATE_ONE // 2
+_RATE_FLOOR = RATE_ONE // 100
+_RATE_STEP = RATE_ONE // 100
+_COOLDOWN_US = 1_000_000
+# A lowered rate is forgotten once its bucket is full and nothing was reported for this long.
+_RATE_MEMORY_US = 3_600_000_000
+
+
+@final
+class _Limit:
+    __slots__ = (
+        "admitted_cost",
+        "burst",
+        "dropped",
+        "interval",
+        "key",
+        "metric",
+        "name",
+        "overdraft",
+        "pending",
+        "rate",
+        "refunded",
+        "scale",
+        "tau",
+    )
+
+    def __init__(self, name: str, limit: GCRALimit, key: str) -> None:
+        self.name = name
+        self.metric = metric_of(name)
+        self.key = key
+        self.burst = limit.burst
+        self.rate = limit.rate / limit.per
+        self.interval = Interval(limit.rate, limit.per)
+        self.tau = self.interval.charge(limit.burst)  # the same rounding as every charge
+        self.admitted_cost = 0.0  # monotonic: also the mark used by header feedback
+        self.refunded = 0.0
+        self.overdraft = 0.0
+        self.dropped = 0.0
+        self.scale = RATE_ONE  # the shared adaptive rate, as the last reply reported it
+        self.pending = PendingLevel()  # header feedback: the last report (two must agree)
+
+    @property
+    def effective_rate(self) -> float:
+        """Units per second admitted now, as far as this process knows."""
+        return self.rate * self.scale / RATE_ONE
+
+
+def _check_max_batch(value: object) -> int:
+    """Accept an int >= 1 (``max_batch``)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"max_batch must be an int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"max_batch must be >= 1, got {value!r}")
+    return value
+
+
+def _check_name(what: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str, got {type(value).__name__} {value!r}")
+    if not value or "{" in value or "}" in value:
+        raise ValueError(f"{what} must be a non-empty str without '{{' or '}}', got {value!r}")
+    return value
+
+
+_PENDING, _ACTIVE, _RELEASED = 0, 1, 2
+
+
+@final
+class RedisReservation:
+    """An admitted request of a :class:`RedisThrottle`: its slot and what it was charged.
+
+    The counterpart of :class:`~throttle_trio.Reservation`, with the same life cycle; the methods
+    that change the shared state are async (one shielded round trip each):
+
+    * ``await settle(tokens=812)`` with the real usage, then :meth:`release`;
+    * :meth:`release` without a settle: the estimate stands;
+    * ``await cancel()``: the request was never sent, everything is refunded;
+    * ``await reject(requests=1)``: the server rejected the attempt; it costs what you keep.
+
+    A reservation is owned by no task: any task may settle or release it.
+    """
+
+    __slots__ = (
+        "_admitted_at",
+        "_costs",
+        "_local",
+        "_marks",
+        "_server_admitted_at",
+        "_settled",
+        "_state",
+        "_throttle",
+        "ticket",
+    )
+
+    def __init__(self, throttle: RedisThrottle, costs: dict[str, float], ticket: int) -> None:
+        self._throttle = throttle
+        self._costs = costs
+        self.ticket: int = ticket
+        """The place in line in this process; pass it to a retry so that it keeps its turn."""
+        self._state = _PENDING
+        self._settled = False
+        self._admitted_at = math.nan
+        self._server_admitted_at = math.nan
+        self._marks: dict[str, float] = {}
+        self._local: Reservation | None = None
+
+    @property
+    def costs(self) -> Mapping[str, float]:
+        """What this reservation is charged now, per metric."""
+        if self._local is not None:
+            return self._local.costs
+        return MappingProxyType(self._costs)
+
+    @property
+    def admitted_at(self) -> float:
+        """When it was admitted (anyio clock); NaN before."""
+        return self._admitted_at
+
+    @property
+    def server_admitted_at(self) -> float:
+        """The instant Redis booked for it (Unix seconds, Redis's clock); NaN if the local
+        fallback admitted it."""
+        return self._server_admitted_at
+
+    @property
+    def via_fallback(self) -> bool:
+        """Admitted by the local fallback while Redis was unavailable."""
+        return self._local is not None
+
+    @property
+    def active(self) -> bool:
+        """Admitted and not yet released."""
+        return self._state == _ACTIVE
+
+    def __repr__(self) -> str:
+        state = ("pending", "active", "released")[self._state]
+        via = " via fallback" if self._local is not None else ""
+        return f"<RedisReservation {state}{via} ticket={self.ticket} costs={self._costs}>"
+
+    def _check_active(self, method: str) -> None:
+        if self._state != _ACTIVE:
+            when = "before it was admitted" if self._state == _PENDING else "after it was released"
+            raise ReservationError(f"{method}() called on a reservation {when}")
+
+    async def settle(self, **actual: float) -> None:
+        """Adjust the charges to the real usage, per metric (``tokens=812``).
+
+        A metric not named keeps its estimate.  Below the estimate, the difference is refunded
+        (if the throttle's ``refund_unused`` is true), never lifting a bucket above full;
+        above it, the overdraft is charged as a debt repaid before later admissions.  One
+        shielded round trip (none if nothing changes).
+
+        Raises:
+            ReservationError: settled twice, or after :meth:`release`.
+            ValueError: an unknown metric or a negative usage.
+            BackendUnavailable: Redis cannot be reached and there is no fallback.
+        """
+        self._check_active("settle")
+        if self._settled:
+            raise ReservationError("settle() called twice on the same reservation")
+        if self._local is not None:  # admitted by the fallback: settled there
+            self._local.settle(**actual)
+            self._settled = True
+            return
+        self._settled = True
+        try:
+            await self._throttle._adjust(self, actual, refund=self._throttle.refund_unused)
+        except BaseException:
+            self._settled = False
+            raise
+
+    def release(self) -> None:
+        """Give the concurrency slot back.  Without a settle, the estimate stands.
+
+        Idempotent: releasing twice does nothing the second time.  Not async: it touches only
+        this process.
+        """
+        if self._state == _ACTIVE:
+            self._state = _RELEASED
+            if self._local is not None:
+                self._local.release()
+            self._throttle._release_slot()
+
+    async def cancel(self) -> None:
+        """The request was never sent: refund every charge and release the slot.
+
+        Raises:
+            ReservationError: the reservation is not active.
+            BackendUnavailable: Redis cannot be reached and there is no fallback (the slot is
+                released all the same).
+        """
+        self._check_active("cancel")
+        if self._local is not None:
+            self._local.cancel()
+            self.release()
+            return
+        try:
+            await self._throttle._adjust(self, dict.fromkeys(self._costs, 0.0), refund=True)
+        finally:
+            self.release()
+
+    async def reject(self, **kept: float) -> None:
+        """The server rejected this attempt (a 429): keep only ``kept``, refund the rest.
+
+        For LLM APIs a rejected attempt typically costs one request and no tokens:
+        ``await reservation.reject(requests=1)``.  The slot is released; retry with
+        ``throttle.reserve(..., ticket=reservation.ticket)`` to keep the original turn.
+        """
+        self._check_active("reject")
+        self._throttle._rejections += 1
+        if self._local is not None:
+            self._local.reject(**kept)
+            self.release()
+            return
+        usage = dict.fromkeys(self._costs, 0.0)
+        usage.update(kept)
+        try:
+            await self._throttle._adjust(self, usage, refund=True)
+        finally:
+            self.release()
+
+
+@final
+class RedisThrottle:
+    """Several rate limits shared through Redis, plus a per-process concurrency cap.
+
+    The distributed counterpart of :class:`~throttle_trio.Throttle` (see the module docstring for
+    how it works): the same ``reserve``/``acquire``, ticket and timeout semantics, the same
+    metric naming (``tokens_per_day`` counts ``tokens``).  Methods that change the shared state
+    (settle, cancel, reject, pauses, header feedback, the adaptive rate) are async.
+
+    Args:
+        client: a coredis ``Redis`` or ``RedisCluster`` client, which the application enters
+            (``async with``) and exits in one long-lived task.
+        name: the throttle's name, shared by every process that shares its limits (no ``{`` or
+            ``}``).  Never put an API key in it: use :func:`throttle_trio.api_key_hash`.
+        limits: limit name -> :class:`GCRALimit`, as a mapping.
+        max_concurrent: at most this many reservations of *this process* hold a slot at once
+            (an int >= 1, or ``None`` for no cap).
+        max_batch: at most this many requests of this process booked in one round trip (an
+            int >= 1; default :data:`DEFAULT_MAX_BATCH`): the head books for itself and the
+            next waiters in line.  It is also the most a process may send late after an event
+            loop stall (see the module docstring); ``1`` gives the tightest bound, at one round
+            trip per admission.
+        prefix: the first part of every key (``prefix:{name}`` and ``prefix:{name}:<limit>``;
+            the braces are a hash tag that keeps a throttle on one Redis Cluster slot).
+        refund_unused: whether a settle refunds an estimate above the real usage.
+        adaptive: back off on overload, for the whole fleet: :meth:`record_overload` (a 429,
+            529 or 5xx seen by any process) halves the shared rate of every limit (at most once
+            a second) and :meth:`record_success` adds 1/100 of the configured rate back, never
+            above it, never below 1/100 of it (AIMD, as :class:`~throttle_trio.Throttle`).
+        on_unavailable: ``"raise"`` (:class:`BackendUnavailable`) or a :class:`LocalFallback`.
+        redis_timeout: seconds one round trip may take before Redis counts as unavailable
+            (``None``: wait as long as coredis does).
+        **more_limits: limits as keywords (``requests=GCRALimit(500, per=60)``).
+
+    Raises:
+        TypeError: a limit is not a GCRALimit (a GCRA or TokenBucket is read as one), or an
+            argument has the wrong type.
+        ValueError: no limits, a bad name, or an argument out of range.
+    """
+
+    __slots__ = (
+        "_adaptive",
+        "_admitted",
+        "_batch",
+        "_batch_left",
+        "_booked",
+        "_booked_wait",
+        "_booking",
+        "_by_name",
+        "_capacities",
+        "_clamp_logged",
+        "_clamped",
+        "_cooldown_us",
+        "_fallback",
+        "_gate",
+        "_held",
+        "_limits",
+        "_line",
+        "_max_batch",
+        "_max_concurrent",
+        "_metrics",
+        "_name",
+        "_paused_locally",
+        "_pauses",
+        "_rate_cuts",
+        "_redis_timeout",
+        "_rejections",
+        "_round_trips",
+        "_script",
+        "_timeouts",
+        "_turn",
+        "_unavailable",
+        "_unbooked",
+        "_wait_time",
+        "refund_unused",
+    )
+
+    def __init__(
+        self,
+        client: Client[Any],
+        name: str,
+        limits: Mapping[str, GCRALimit | GCRA | TokenBucket] | None = None,
+        /,
+        *,
+        max_concurrent: int | None = None,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        prefix: str = "throttle_trio",
+        refund_unused: bool = True,
+        adaptive: bool = False,
+        on_unavailable: Literal["raise"] | LocalFallback = "raise",
+        redis_timeout: float | None = 5.0,
+        **more_limits: GCRALimit | GCRA | TokenBucket,
+    ) -> None:
+        self._name = _check_name("name", name)
+        prefix = _check_name("prefix", prefix)
+        merged = {**limits, **more_limits} if limits else more_limits
+        if not merged:
+            raise ValueError("a RedisThrottle needs at least one limit, got none")
+        self._limits = [
+            _Limit(limit_name, as_limit(limit_name, value), limit_key(prefix, name, limit_name))
+            for limit_name, value in merged.items()
+            if _check_name("limit name", limit_name)
+        ]
+        self._by_name = {limit.name: limit for limit in self._limits}
+        self._metrics = frozenset(limit.metric for limit in self._limits)
+        self._capacities: dict[str, float] = {}  # metric -> the smallest burst that counts it
+        for limit in self._limits:
+            known = self._capacities.get(limit.metric, math.inf)
+            self._capacities[limit.metric] = min(known, limit.burst)
+        self._max_concurrent = check_max_concurrent(max_concurrent)
+        if on_unavailable != "raise" and not isinstance(on_unavailable, LocalFallback):
+            raise TypeError(
+                f"on_unavailable must be 'raise' or a LocalFallback, got {on_unavailable!r}"
+            )
+        self._fallback = (
+            Fallback(
+                on_unavailable,
+                self._limits,
+                refund_unused=refund_unused,
+                adaptive=adaptive,
+                owner=self,
+            )
+            if isinstance(on_unavailable, LocalFallback)
+            else None
+        )
+        self._redis_timeout = check_optional_timeout(redis_timeout)
+        self.refund_unused: bool = refund_unused
+        self._adaptive = bool(adaptive)
+        self._cooldown_us = _COOLDOWN_US  # every process sends the same; tests may lower it
+        self._rate_cuts = 0
+        self._gate = gate_key(prefix, name)
+        self._script: Script[Any] = client.register_script(SCRIPT)
+        self._line = Line()
+        self._max_batch = _check_max_batch(max_batch)
+        # A head holds the booking role from its round trip until every request it booked is
+        # admitted or gone; _batch_left counts those.
+        self._booking = False
+        self._batch_left = 0
+        self._batch: list[Waiter] = []  # the requests of the latest batch, in booking order
+        self._turn = 0  # the first of them not yet admitted nor gone
+        self._booked = 0  # of which, booked in Redis and sleeping until their instant
+        self._held = 0  # concurrency slots held: admitted reservations, and the booking head
+        self._admitted = 0
+        self._wait_time = 0.0
+        self._booked_wait = 0.0
+        self._round_trips = 0
+        self._unbooked = 0
+        self._pauses = 0
+        self._rejections = 0
+        self._timeouts = 0
+        self._unavailable = 0
+        self._clamped = 0
+        self._paused_locally = -math.inf  # the latest pause this process asked for (anyio clock)
+        self._clamp_logged: set[str] = set()
+
+    def __repr__(self) -> str:
+        limits = ", ".join(
+            f"{limit.name}={limit.rate:g}/s burst {limit.burst:g}" for limit in self._limits
+        )
+        cap = "" if self._max_concurrent == math.inf else f", max_concurrent={self._max_concurrent}"
+        return f"RedisThrottle({self._name!r}, {limits}{cap})"
+
+    @property
+    def name(self) -> str:
+        """The name shared by every process of the fleet."""
+        return self._name
+
+    @property
+    def metrics(self) -> frozenset[str]:
+        """The metrics this throttle counts (costs it accepts in :meth:`reserve`)."""
+        return self._metrics
+
+    def accepts(self, metric: str) -> bool:
+        """Whether :meth:`reserve` accepts a cost for ``metric`` (as :meth:`Throttle.accepts`)."""
+        return metric in self._metrics
+
+    @property
+    def keys(self) -> Mapping[str, str]:
+        """The Redis keys: ``"gate"`` (pause and booking order), then one per limit name."""
+        return MappingProxyType(
+            {"gate": self._gate, **{limit.name: limit.key for limit in self._limits}}
+        )
+
+    # -- admission: the local line, batches booked in one round trip -------------------------
+
+    def _check_costs(self, costs: dict[str, float]) -> dict[str, float]:
+        capacities = self._capacities
+        for metric, cost in costs.items():  # the usual case, checked fast
+            capacity = capacities.get(metric)
+            if (
+                capacity is None
+                or not (cost.__class__ is int or cost.__class__ is float)
+                or not 0 <= cost <= capacity
+            ):
+                break
+        else:
+            return costs
+        return check_costs(
+            costs,
+            accepts=self._metrics.__contains__,
+            metrics=self._metrics,
+            capacities=[(limit.name, limit.metric, limit.burst) for limit in self._limits],
+        )
+
+    def reserve(
+        self,
+        costs: Mapping[str, float] | None = None,
+        /,
+        *,
+        timeout: float | None = None,
+        ticket: int | None = None,
+        **more_costs: float,
+    ) -> ReserveContext[RedisReservation]:
+        """Wait for admission, as an async context manager that yields a :class:`RedisReservation`.
+
+        ``async with throttle.reserve(requests=1, tokens=estimate) as slot:`` queues in this
+        process, takes a slot, books the earliest shared instant in Redis (one round trip,
+        which also books for up to ``max_batch - 1`` waiters behind it) and sleeps until it;
+        leaving the block releases the slot.  A checkpoint, even when admitted at once.  If
+        cancelled, it took nothing: a booking is given back.
+
+        Args:
+            timeout: seconds to wait at most, queueing included; fails at once (and books
+                nothing) when the booked instant would be later.
+            ticket: a previous reservation's ticket, so that a retry keeps its turn.
+            costs: cost per metric, as a mapping.
+            **more_costs: cost per metric, as keywords (>= 0); metrics not named cost 0.
+
+        Raises:
+            ValueError: an unknown metric, or a negative or non-finite cost.
+            CostExceedsCapacity: a cost above its limit's burst (at once, no round trip).
+            RateLimitTimeout: not admitted within ``timeout``.
+            BackendUnavailable: Redis cannot be reached and there is no fallback.
+            RedisBackendError: a key holds data this module did not write.
+        """
+        return ReserveContext(
+            partial(
+                self._acquire,
+                self._check_costs(merge_costs(costs, more_costs)),
+                check_optional_timeout(timeout),
+                ticket,
+            )
+        )
+
+    # `timeout=` rather than a cancel scope: it fails at once when the wait is known to be longer.
+    async def acquire(
+        self,
+        costs: Mapping[str, float] | None = None,
+        /,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+        ticket: int | None = None,
+        **more_costs: float,
+    ) -> RedisReservation:
+        """Like :meth:`reserve`, but returns the reservation; you must release it yourself."""
+        return await self._acquire(
+            self._check_costs(merge_costs(costs, more_costs)),
+            check_optional_timeout(timeout),
+            ticket,
+        )
+
+    async def _acquire(
+        self,
+        costs: dict[str, float],
+        timeout: float | None,  # noqa: ASYNC109
+        ticket: int | None,
+    ) -> RedisReservation:
+        backend = current_backend()
+        await backend.checkpoint_if_cancelled()
+        arrived = backend.current_time()
+        line = self._line
+        if ticket is None:
+            ticket = line.take_ticket()
+            first = not line.waiting
+        else:
+            first = line.is_first(ticket)
+        deadline = math.inf if timeout is None else arrived + timeout
+        waiter = Waiter(costs, ticket, deadline, timeout)
+        if first and not self._booking and self._held < self._max_concurrent:
+            waiter.state = LEADING  # the fast path: nobody here waits, nothing is booked
+        else:
+            await self._wait_in_line(waiter, backend)
+        if waiter.state == LEADING:
+            await self._book(waiter, self._max_batch, backend.current_time())
+        return await self._admit(waiter, arrived, backend)
+
+    async def _wait_in_line(self, waiter: Waiter, backend: Backend) -> None:
+        """Wait until ``waiter`` takes the booking role, or a head has booked for it."""
+        line = self._line
+        event = waiter.event = anyio.Event()
+        line.add(waiter)
+        deadline = waiter.deadline
+        try:
+            while True:
+                state = waiter.state
+                if state == QUEUED:
+                    if (
+                        line.front() is waiter
+                        and not self._booking
+                        and self._held < self._max_concurrent
+                    ):
+                        line.pop_front()
+                        waiter.state = LEADING
+                        return
+                    if deadline == math.inf:
+                        await event.wait()
+                    elif backend.current_time() >= deadline:
+                        line.discard(waiter)
+                        self._timeouts += 1
+                        raise self._timeout_error(waiter.costs, waiter.timeout)
+                    else:
+                        with anyio.CancelScope(deadline=deadline):
+                            await event.wait()
+                elif state == PICKED:
+                    await event.wait()  # the head's round trip: bounded by redis_timeout
+                else:
+                    return
+                if event.is_set() and waiter.state != BOOKED:  # woken to look again
+                    event = waiter.event = anyio.Event()
+        except BaseException:
+            if waiter.state == QUEUED:
+                line.discard(waiter)
+                raise
+            if waiter.state == PICKED:
+                # Cancelled while a head books for it: the booking may already be in Redis.
+                # Wait for the reply (shielded, bounded by redis_timeout) to give it back.
+                with anyio.CancelScope(shield=True):
+                    while waiter.state == PICKED:
+                        if waiter.event.is_set():
+                            waiter.event = anyio.Event()
+                        await waiter.event.wait()
+            if waiter.state == BOOKED:
+                await self._give_back(waiter)
+            raise
+
+    async def _book(self, head: Waiter, most: int, now: float) -> None:
+        """Take the booking role and book ``head`` and up to ``most - 1`` waiters behind it.
+
+        Every waiter it books gets its outcome (and is woken), whatever happens here; ``head``
+        handles its own in :meth:`_admit`.  The role is held until every one of them has been
+        admitted or has given its booking back: a process has at most ``max_batch`` bookings
+        outstanding.
+        """
+        self._booking = True
+        self._held += 1
+        members = self._batch = [head]
+        self._turn = 0
+        fallback = self._fallback
+        if fallback is not None and fallback.active(now):  # it admits, one at a time
+            head.fallback = True
+            head.state = BOOKED
+            self._batch_left = 1
+            return
+        line = self._line
+        while len(members) < most and self._held < self._max_concurrent:
+            waiter = line.pop_front()
+            if waiter is None:
+                break
+            waiter.state = PICKED
+            self._held += 1
+            members.append(waiter)
+        self._batch_left = len(members)
+        try:
+            await self._book_in_redis(members, now)
+        except BaseException as exc:  # not an error of ours: the others must not wait forever
+            for waiter in members:
+                if waiter.state != BOOKED:
+                    waiter.error = (
+                        exc
+                        if waiter is head
+                        else RedisBackendError(f"the round trip that booked it failed: {exc!r}")
+                    )
+                    waiter.state = BOOKED
+                    if waiter.event is not None:
+                        waiter.event.set()
+            return
+        for waiter in members[1:]:
+            assert waiter.event is not None
+            waiter.event.set()
+
+    async def _book_in_redis(self, members: list[Waiter], now: float) -> None:
+        """One round trip that books every member, in order, and sets each one's outcome."""
+        if len(members) == 1:
+            costs = members[0].costs
+            used = [limit for limit in self._limits if costs.get(limit.metric)]
+        else:
+            used = [
+                limit
+                for limit in self._limits
+                if any(waiter.costs.get(limit.metric) for waiter in members)
+            ]
+        requests = []
+        for waiter in members:
+            costs, deadline = waiter.costs, waiter.deadline
+            incs = tuple(
+                [
+                    limit.interval.charge(cost) if (cost := costs.get(limit.metric)) else 0
+                    for limit in used
+                ]
+            )
+            waiter.used = used
+            max_wait = -1 if deadline == math.inf else max(0, math.floor((deadline - now) * 1e6))
+            # nothing is booked that late
+            requests.append(BookingRequest(max_wait if max_wait <= MAX_US else -1, incs))
+        request = Acquire(tuple(limit.tau for limit in used), tuple(requests))
+        try:
+            reply = await self._call(request, used)
+        except BackendUnavailable as exc:
+            if self._fallback is None:
+                self._unavailable += len(members)
+                for waiter in members:  # each its own error, with the same cause
+                    waiter.error = BackendUnavailable(str(exc))
+                    waiter.error.__cause__ = exc.__cause__
+                    waiter.state = BOOKED
+                return
+            self._enter_fallback(exc)
+            for waiter in members:
+                waiter.fallback = True
+                waiter.state = BOOKED
+            return
+        except RedisBackendError as exc:
+            for waiter in members:
+                waiter.error = RedisBackendError(str(exc))
+                waiter.error.__cause__ = exc.__cause__
+                waiter.state = BOOKED
+            return
+        replied = anyio.current_time()
+        for waiter, asked, outcome in zip(members, requests, reply.outcomes, strict=True):
+            if type(outcome) is Booked:
+                waiter.admit_at = replied + outcome.wait / 1e6
+                waiter.booking = outcome
+                self._booked += 1
+            elif type(outcome) is Late:
+                self._timeouts += 1
+                waiter.error = self._timeout_error(waiter.costs, waiter.timeout)
+            elif type(outcome) is OutOfRange:  # its instant, or a limit's, after 2**53 µs
+                index = outcome.limit
+                where = "the shared pause" if index is None else f"limit {used[index].name!r}"
+                shown = ", ".join(f"{metric}={cost!r}" for metric, cost in waiter.costs.items())
+                waiter.error = RedisBackendError(
+                    f"reserve({shown}) cannot be booked for throttle {self._name!r}: "
+                    f"{where} would hold it until after 2**53 µs on Redis's clock (the year "
+                    f"2255), the latest time the script stores; nothing was booked"
+                )
+            else:  # Exceeds: the limits Redis holds differ from ours
+                assert type(outcome) is Exceeds
+                limit = used[outcome.limit]
+                waiter.error = CostExceedsCapacity(
+                    f"{limit.metric} must be <= the capacity Redis holds for limit "
+                    f"{limit.name!r} ({limit.tau} µs of burst), got "
+                    f"{waiter.costs[limit.metric]!r} ({asked.incs[outcome.limit]} µs): do all "
+                    f"processes configure {self._name!r} alike?"
+                )
+            waiter.state = BOOKED
+
+    async def _admit(self, waiter: Waiter, arrived: float, backend: Backend) -> RedisReservation:
+        """Sleep until the booked instant (or admit through the fallback); hand the role on."""
+        reservation = RedisReservation(self, waiter.costs, waiter.ticket)
+        try:
+            if waiter.error is not None:
+                raise waiter.error
+            if waiter.fallback:
+                assert self._fallback is not None
+                try:
+                    reservation._local = await self._fallback.admit(
+                        reservation._costs, waiter.deadline
+                    )
+                except RateLimitTimeout:
+                    self._timeouts += 1
+                    raise self._timeout_error(reservation._costs, waiter.timeout) from None
+            else:
+                wait = waiter.admit_at - backend.current_time()
+                try:
+                    if wait > 0:
+                        await anyio.sleep(wait)
+                    else:
+                        # The round trip (or the wake-up) was the schedule point: this is the
+                        # cancellation point, and a cancelled caller gives its booking back.
+                        await backend.checkpoint_if_cancelled()
+                    if self._batch[self._turn] is not waiter:
+                        await self._wait_for_turn(waiter)
+                except BaseException:
+                    self._booked -= 1
+                    await self._unbook(waiter)
+                    raise
+                self._booked -= 1
+                booking = waiter.booking
+                assert booking is not None
+                self._booked_wait += booking.wait / 1e6
+                reservation._server_admitted_at = booking.start / 1e6
+                costs, marks = waiter.costs, reservation._marks
+                for limit in self._limits:
+                    if limit.metric in costs:  # marked even at cost 0, so settle may charge it
+                        limit.admitted_cost += costs[limit.metric]
+                        marks[limit.name] = limit.admitted_cost
+        except BaseException:
+            self._held -= 1
+            raise
+        finally:
+            self._booked_one(waiter)
+        now = backend.current_time()
+        reservation._state = _ACTIVE
+        reservation._admitted_at = now
+        self._admitted += 1
+        self._wait_time += now - arrived
+        return reservation
+
+    async def _wait_for_turn(self, waiter: Waiter) -> None:
+        """Wait until every request booked before ``waiter`` in its batch has gone.
+
+        The requests of a batch are woken together; the scheduler may run them in any order
+        (trio reverses a batch of runnable tasks half of the time), and those booked for the
+        same instant would then return out of line.  Each one that goes wakes the next.
+        """
+        event = waiter.event = anyio.Event()
+        waiter.turn_wait = True
+        try:
+            while self._batch[self._turn] is not waiter:
+                await event.wait()
+                event = waiter.event = anyio.Event()
+        finally:
+            waiter.turn_wait = False
+
+    def _booked_one(self, waiter: Waiter) -> None:
+        """A request of the batch was admitted or is gone: the next one's turn; the last one
+        hands the booking role on."""
+        waiter.done = True
+        batch = self._batch
+        while self._turn < len(batch) and batch[self._turn].done:
+            self._turn += 1
+        self._batch_left -= 1
+        if not self._batch_left:
+            self._booking = False
+            self._line.wake_front()
+        elif batch[self._turn].turn_wait:
+            nxt = batch[self._turn].event
+            assert nxt is not None
+            nxt.set()
+
+    async def _give_back(self, waiter: Waiter) -> None:
+        """A picked waiter was cancelled before it saw its booking: give the booking back."""
+        try:
+            if waiter.error is None and not waiter.fallback:
+                self._booked -= 1
+                await self._unbook(waiter)
+        finally:
+            self._held -= 1
+            self._booked_one(waiter)
+
+    async def _unbook(self, waiter: Waiter) -> None:
+        """Give back a booking whose caller was cancelled before its instant."""
+        booking = waiter.booking
+        assert booking is not None
+        charged = [
+            limit
+            for limit, part in zip(waiter.used, booking.limits, strict=True)
+            if part is not None
+        ]
+        request = Unbook.of(booking)
+        try:
+            answer = await self._call(request, charged)
+        except RedisBackendError as exc:
+            logger.warning("%r could not give back a cancelled booking (it stands): %s", self, exc)
+            return
+        self._unbooked += 1
+        if not answer.exact:  # credited like a refund, as far as later bookings allow
+            for limit, part, credited in zip(charged, request.limits, answer.credited, strict=True):
+                limit.dropped += limit.interval.units(part.inc - credited)
+
+    async def _try_acquire(self, costs: dict[str, float]) -> RedisReservation | None:
+        """Admit ``costs`` only if they fit now and nobody here waits (RedisRateLimiter)."""
+        backend = current_backend()
+        await backend.checkpoint_if_cancelled()
+        if self._line.waiting or self._booking or self._held >= self._max_concurrent:
+            return None
+        now = backend.current_time()
+        waiter = Waiter(costs, self._line.take_ticket(), now, 0.0)
+        await self._book(waiter, 1, now)
+        try:
+            return await self._admit(waiter, now, backend)
+        except RateLimitTimeout:
+            self._timeouts -= 1  # a refusal, not a timeout
+            return None
+
+    def _release_slot(self) -> None:
+        full = self._held >= self._max_concurrent
+        self._held -= 1
+        if full and not self._booking:  # only a freed slot can let the front go
+            self._line.wake_front()
+
+    def _timeout_error(self, costs: Mapping[str, float], timeout: float | None) -> RateLimitTimeout:
+        shown = ", ".join(f"{metric}={cost!r}" for metric, cost in costs.items())
+        return RateLimitTimeout(
+            f"reserve({shown}) could not be admitted within timeout={timeout!r} seconds"
+        )
+
+    # -- round trips: the script through the protocol, Redis's failures as ours --------------
+
+    async def _call(self, request: Request[R], limits: Sequence[_Limit]) -> R:
+        """One round trip of ``request`` (:meth:`_round_trip`), its reply read through the
+        protocol; ``limits`` are the limits it passes, in order.  Raises our errors."""
+        op = request.op
+        raw = await self._round_trip(op, limits, request.encode())
+        try:
+            reply = request.decode(raw)
+        except MalformedReply as exc:
+            raise RedisBackendError(
+                f"Redis answered the throttle script for {self._name!r} ({op}) with a "
+                f"malformed reply: {exc.detail}"
+            ) from None
+        if type(reply) is Foreign:
+            key = self._gate if reply.key == 0 else limits[reply.key - 1].key
+            raise RedisBackendError(
+                f"key {key!r} holds data throttle_trio did not write (a Redis {reply.kind}); "
+                f"delete it, or choose another name or prefix for throttle {self._name!r}"
+            )
+        assert not isinstance(reply, Foreign)
+        for limit, scale in zip(limits, reply.rates, strict=True):  # every reply ends with them
+            limit.scale = scale
+        if self._fallback is not None and self._fallback.in_outage:
+            self._fallback.redis_is_back()
+        return reply
+
+    async def _round_trip(self, op: str, limits: Sequence[_Limit], args: list[int | str]) -> Any:
+        """One shielded round trip of the script: its raw reply; raises our errors, never
+        coredis's."""
+        keys = [self._gate, *(limit.key for limit in limits)]
+        self._round_trips += 1
+        timeout = self._redis_timeout
+        deadline = math.inf if timeout is None else anyio.current_time() + timeout
+        reply: Any = None
+
+        async def round_trip() -> Any:
+            with anyio.CancelScope(deadline=deadline):  # bounded by redis_timeout
+                return await self._script(keys=keys, args=args)
+            return None  # the deadline passed
+
+        # Shielded: a cancelled round trip may have run on the server, so it runs to its end
+        # and the caller gives back what it booked.  Also against asyncio's own task.cancel(),
+        # which anyio's shield lets in: that one is delivered when the round trip is over.
+        with anyio.CancelScope(shield=True):
+            try:
+                reply = await finish_then_cancel(round_trip)
+            except _UNAVAILABLE as exc:
+                raise self._unavailable_error(op, f"{type(exc).__name__}: {exc}") from exc
+            except RedisError as exc:
+                if str(exc).startswith("OOM "):  # maxmemory with noeviction: nothing written
+                    raise self._unavailable_error(op, f"{type(exc).__name__}: {exc}") from exc
+                raise RedisBackendError(
+                    f"Redis refused the throttle script for {self._name!r} ({op}): "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+        if reply is None:  # the deadline passed
+            raise self._unavailable_error(op, f"no answer within redis_timeout={timeout!r} seconds")
+        return reply
+
+    def _unavailable_error(self, op: str, detail: str) -> BackendUnavailable:
+        return BackendUnavailable(
+            f"Redis is unavailable for throttle {self._name!r} ({op}): {detail}"
+        )
+
+    def _enter_fallback(self, exc: BackendUnavailable) -> None:
+        """Redis failed: re-raise ``exc`` (counted) without a fallback, else start using it."""
+        if self._fallback is None:
+            self._unavailable += 1
+            raise exc
+        self._fallback.enter(exc)
+
+    def _bounded(self, us: int, kind: str, detail: str) -> int:
+        """``us``, an amount for the script (µs, either sign), within ``MAX_SPAN``: a larger one
+        is clamped to it, counted, and logged the first time for ``kind``."""
+        if -SPAN_US <= us <= SPAN_US:
+            return us
+        self._clamped += 1
+        if kind not in self._clamp_logged:
+            self._clamp_logged.add(kind)
+            logger.warning(
+                "%r clamped %s to MAX_SPAN=%.0f s (365 days), the longest span the Redis script "
+                "takes: %s (further clamps of %s are counted in statistics().clamped)",
+                self,
+                kind,
+                MAX_SPAN,
+                detail,
+                kind,
+            )
+        return SPAN_US if us > 0 else -SPAN_US
+
+    # -- the shared gate, and what Redis holds -----------------------------------------------
+
+    async def pause_for(self, seconds: float) -> None:
+        """Close the shared gate for ``seconds`` from now, for every process.
+
+        No request of any process is booked before the gate opens (a booking already made
+        stands).  A later end extends the pause; an earlier one does not shorten it.  One
+        shielded round trip; the local fallback, if any, is paused too.
+
+        A pause longer than :data:`MAX_SPAN` (365 days) is clamped to it, logged once and
+        counted in :attr:`RedisThrottleStatistics.clamped`.  To honour a server's Retry-After
+        within your retry policy, pass ``policy.server_delay(headers, time.time()).pause`` (the
+        delay capped at :attr:`~throttle_trio.RetryPolicy.max_retry_after`).
+
+        Args:
+            seconds: how long to close the gate (a finite number >= 0).
+
+        Raises:
+            ValueError: ``seconds`` is negative, NaN or infinite.
+            BackendUnavailable: Redis cannot be reached and there is no fallback.
+        """
+        await self._pause(check_non_negative("seconds", seconds), f"pause_for({seconds!r})")
+
+    async def pause_until(self, deadline: float) -> None:
+        """Close the gate until ``deadline`` (anyio clock, seconds; ``math.inf``: for
+        :data:`MAX_SPAN`): see :meth:`pause_for`."""
+        if math.isnan(deadline):
+            raise ValueError(f"deadline must be a time, got {deadline!r}")
+        seconds = max(0.0, deadline - anyio.current_time())
+        await self._pause(seconds, f"pause_until({deadline!r})")
+
+    async def _pause(self, seconds: float, call: str) -> None:
+        if seconds > MAX_SPAN:
+            self._bounded(SPAN_US + 1, "a pause", f"{call} is {seconds:g} s")
+            seconds = MAX_SPAN
+        if self._fallback is not None:
+            self._fallback.local.pause_for(seconds)
+        self._pauses += 1
+        self._paused_locally = max(self._paused_locally, anyio.current_time() + seconds)
+        try:
+            await self._call(Pause(microseconds_up(seconds)), [])
+        except BackendUnavailable as exc:
+            self._enter_fallback(exc)
+
+    @property
+    def paused_until(self) -> float | None:
+        """When the shared gate opens (anyio clock) as far as this process knows: the latest
+        pause it asked for itself (another process's pause shows in its next admission)."""
+        until = self._paused_locally
+        backend = running_backend()  # outside a loop: as it was last seen
+        if until == -math.inf or (backend is not None and until <= backend.current_time()):
+            return None
+        return until
+
+    async def state(self) -> RedisThrottleState:
+        """Read what Redis holds for this throttle now (one round trip; changes nothing).
+
+        Raises:
+            BackendUnavailable: Redis cannot be reached (also with a fallback).
+        """
+        reply = await self._call(ReadState(len(self._limits)), self._limits)
+        now, pause, last = reply.now, reply.paused_until, reply.last
+        available = {}
+        for limit, tat in zip(self._limits, reply.tats, strict=True):
+            used = limit.interval.units(max(0, tat - now)) if tat >= 0 else 0.0
+            available[limit.name] = limit.burst - used * limit.scale / RATE_ONE
+        return RedisThrottleState(
+            server_time=now / 1e6,
+            paused_for=(pause - now) / 1e6 if pause > now else None,
+            booked_for=(last - now) / 1e6 if last > now else None,
+            available=MappingProxyType(available),
+            rates=MappingProxyType({limit.name: limit.effective_rate for limit in self._limits}),
+        )
+
+    # ========================================================================================
+    # Feedback: settles and refunds, header reports, 429 shortfalls, the adaptive rate (AIMD).
+    # The same bookkeeping as the local Throttle's (throttle_trio._throttle), on this shell's own
+    # fields (each _Limit's admitted_cost, refunded, overdraft, dropped, scale and pending; each
+    # reservation's _costs, _marks and _admitted_at), with the rules of throttle_trio._feedback;
+    # kept together here so that the shared throttle core can take it over in one piece.  Its
+    # constants (_CUT_FACTOR, _RATE_FLOOR, _RATE_STEP, _COOLDOWN_US, _RATE_MEMORY_US) are at the
+    # top of the module.
+    # ========================================================================================
+
+    async def _adjust(
+        self, reservation: RedisReservation, usage: Mapping[str, float], *, refund: bool
+    ) -> None:
+        checked: dict[str, float] = {}
+        for metric, value in usage.items():
+            if metric not in self._metrics:
+                known = ", ".join(sorted(self._metrics))
+                raise ValueError(f"unknown usage {metric!r}: this throttle counts {known}")
+            checked[metric] = check_non_negative(metric, value)
+        deltas: list[tuple[_Limit, float, int, bool]] = []
+        for metric, actual in checked.items():
+            delta = actual - reservation._costs.get(metric, 0.0)
+            if delta == 0 or (delta < 0 and not refund):
+                continue
+            for limit in self._limits:
+                if limit.metric == metric and limit.name in reservation._marks:
+                    asked = (
+                        limit.interval.charge(delta)
+                        if delta > 0
+                        else -limit.interval.credit(-delta)
+                    )
+                    kind = "an overdraft" if delta > 0 else "a refund"
+                    us = self._bounded(
+                        asked, kind, f"{metric}={actual!r} for limit {limit.name!r}, {delta:+g}"
+                    )
+                    deltas.append((limit, delta, us, us != asked))
+        if deltas:
+            request = Adjust(tuple(us for _, _, us, _ in deltas))
+            try:
+                reply = await self._call(request, [limit for limit, _, _, _ in deltas])
+            except BackendUnavailable as exc:
+                self._enter_fallback(exc)
+                logger.warning("%r lost a settle while Redis was unavailable: %s", self, exc)
+                return
+            for i, (limit, delta, us, clamped) in enumerate(deltas):
+                if delta > 0:
+                    limit.overdraft += limit.interval.units(us) if clamped else delta
+                else:
+                    credited = -reply.applied[i]
+                    if credited >= -us and not clamped:
+                        limit.refunded += -delta
+                    else:
+                        got = limit.interval.units(credited)
+                        limit.refunded += got
+                        limit.dropped += -delta - got
+        for metric, actual in checked.items():
+            if refund or actual > reservation._costs.get(metric, 0.0):
+                reservation._costs[metric] = actual
+
+    async def _refund(self, amount: float) -> float:
+        """Give back ``amount`` units of the first limit (:meth:`RedisRateLimiter.refund`);
+        returns the units dropped."""
+        limit = self._limits[0]
+        asked = limit.interval.credit(amount)
+        if not asked:
+            return amount
+        us = self._bounded(asked, "a refund", f"refund({amount!r})")
+        try:
+            reply = await self._call(Adjust((-us,)), [limit])
+        except BackendUnavailable as exc:
+            self._enter_fallback(exc)
+            return amount
+        got = -reply.applied[0]
+        credited = limit.interval.units(got) if got < asked else amount
+        limit.refunded += credited
+        limit.dropped += amount - credited
+        return amount - credited
+
+    async def observe(
+        self, report: RateLimitHeaders, reservation: RedisReservation | None = None
+    ) -> None:
+        """Feed a response's rate-limit headers back into the shared limits.
+
+        The rules of :meth:`throttle_trio.Throttle.observe`, from one implementation
+        (:mod:`throttle_trio._feedback`): for each metric the server reports, the level it
+        implies now is ``remaining``, plus the refill since ``reservation`` was admitted, minus
+        what this process charged since; a limit is lowered only when the report before also
+        asked for it, to the higher of the two levels (the smaller cut), and never raised.
+        Admissions by other processes since the response are not subtracted (this process
+        cannot know them), so the correction errs on the generous side by those.  One shielded
+        round trip when a cut is due; the local fallback, if any, is synced too.
+
+        Raises:
+            BackendUnavailable: Redis cannot be reached and there is no fallback.
+        """
+        if self._fallback is not None:
+            self._fallback.local.observe(report)
+        now = anyio.current_time()
+        targets: list[tuple[_Limit, int]] = []
+        for metric, info in report.limits.items():
+            limit = self._by_name.get(metric)
+            if limit is None or info.remaining is None:
+                continue
+            level = info.remaining
+            if reservation is not None and limit.name in reservation._marks:
+                level = reported_level(
+                    info.remaining,
+                    charged_since=limit.admitted_cost - reservation._marks[limit.name],
+                    refill_rate=limit.effective_rate,
+                    resumed_at=reservation._admitted_at,
+                    now=now,
+                )
+            target = limit.pending.target(
+                level,
+                charged=limit.admitted_cost,
+                now=now,
+                refill_rate=limit.effective_rate,
+                first=not limit.admitted_cost,
+            )
+            missing = math.nan if target is None else limit.burst - target
+            if missing > 0:
+                level_us = self._bounded(
+                    limit.interval.charge(missing),
+                    "a header-feedback level",
+                    f"{metric} remaining={info.remaining!r} (level {target:g})",
+                )
+                targets.append((limit, level_us))
+        if not targets:
+            return
+        try:
+            await self._call(
+                Lower(tuple(level for _, level in targets)), [limit for limit, _ in targets]
+            )
+        except BackendUnavailable as exc:
+            self._enter_fallback(exc)
+
+    async def rejected(self, report: RateLimitHeaders, reservation: RedisReservation) -> None:
+        """A 429 answered ``reservation``: charge each shared limit the shortfall it proves.
+
+        The same rule as :meth:`throttle_trio.Throttle.rejected`
+        (:func:`throttle_trio._feedback.shortfall`): the server had ``remaining`` when the
+        request arrived, less than its cost, so the fleet was ahead by at least the difference.
+        One shielded round trip, only when there is a shortfall.
+        """
+        charges: list[tuple[_Limit, int]] = []
+        for metric, info in report.limits.items():
+            limit = self._by_name.get(metric)
+            if limit is None or limit.name not in reservation._marks:
+                continue
+            proven = shortfall(reservation._costs.get(limit.metric, 0.0), info.remaining)
+            if proven > 0:
+                us = self._bounded(
+                    limit.interval.charge(proven), "a 429 shortfall", f"{metric}={proven:g}"
+                )
+                charges.append((limit, us))
+        if not charges:
+            return
+        try:
+            await self._call(
+                Adjust(tuple(us for _, us in charges)), [limit for limit, _ in charges]
+            )
+        except BackendUnavailable as exc:
+            self._enter_fallback(exc)
+
+    async def record_overload(self) -> None:
+        """The server is overloaded (a 429, 529 or 5xx): with ``adaptive``, cut the fleet's rate.
+
+        Every limit's shared rate is halved, down to 1/100 of its configured rate, at most once
+        per second: Redis decides, on its clock, so that the 429s that many processes see for
+        one wave of requests cut once (:attr:`RedisThrottleStatistics.rate_cuts` counts the
+        reports of this process that did).  Each bucket keeps its level; it refills more slowly.
+        One shielded round trip; the local fallback, if any, backs off too (alone while it
+        admits: Redis is not asked then).  Without ``adaptive``, nothing.
+
+        Raises:
+            BackendUnavailable: Redis cannot be reached and there is no fallback.
+        """
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        if not self._adaptive:
+            return
+        if self._fallback is not None:
+            self._fallback.local.record_overload()
+            if self._fallback.active(anyio.current_time()):
+                return
+        request = Cut(
+            len(self._limits),
+            _CUT_FACTOR,
+            _RATE_FLOOR,
+            self._cooldown_us,
+            max(_RATE_MEMORY_US, self._cooldown_us),
+        )
+        try:
+            reply = await self._call(request, self._limits)
+        except BackendUnavailable as exc:
+            self._enter_fallback(exc)
+            return
+        if reply.changed:
+            self._rate_cuts += 1
+            if logger.isEnabledFor(logging.DEBUG):
+                rates = ", ".join(f"{lim.name}={lim.effective_rate:g}/s" for lim in self._limits)
+                logger.debug("%r: overload, shared rates cut to %s", self, rates)
+
+    async def record_success(self) -> None:
+        """A request succeeded: with ``adaptive``, raise the fleet's rate a little.
+
+        Every limit's shared rate gains 1/100 of its configured rate, never above it.  One
+        shielded round trip, made only while the last reply this process saw had a rate below
+        the configured one (a process that has not seen a cut yet sees it in its next
+        admission; until then its successes are not counted, which errs on the slow side).
+        The local fallback, if any, recovers too (alone while it admits).
+
+        Raises:
+            BackendUnavailable: Redis cannot be reached and there is no fallback.
+        """
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        if not self._adaptive:
+            return
+        if self._fallback is not None:
+            self._fallback.local.record_success()
+            if self._fallback.active(anyio.current_time()):
+                return
+        if all(limit.scale >= RATE_ONE for limit in self._limits):
+            return
+        request = Grow(len(self._limits), _RATE_STEP, max(_RATE_MEMORY_US, self._cooldown_us))
+        try:
+            await self._call(request, self._limits)
+        except BackendUnavailable as exc:
+            self._enter_fallback(exc)
+
+    # ========================================================================================
+    # End of the feedback.
+
+    # -- the interface of every throttle (throttle_trio._shell.ThrottleShell) ----------------
+    # What the transports, call_with_retries, the batch runners and the CLI call, so that a
+    # fleet gets every door one process has.
+
+    async def settle(self, slot: RedisReservation, usage: Mapping[str, float]) -> None:
+        """Settle ``slot`` to the real usage (:meth:`RedisReservation.settle`)."""
+        await slot.settle(**usage)
+
+    async def reject(
+        self, slot: RedisReservation, kept: Mapping[str, float], report: RateLimitHeaders | None
+    ) -> None:
+        """The server rejected ``slot``'s attempt: with the 429's ``report``, first cut each
+        limit by the shortfall it proves (:meth:`rejected`), then keep ``kept`` and refund the
+        rest (:meth:`RedisReservation.reject`)."""
+        if report is not None:
+            await self.rejected(report, slot)
+        await slot.reject(**kept)
+
+    async def cancel(self, slot: RedisReservation) -> None:
+        """``slot``'s request was never sent (:meth:`RedisReservation.cancel`)."""
+        await slot.cancel()
+
+    @property
+    def rejections(self) -> int:
+        """Attempts the server rejected, seen by this process."""
+        return self._rejections
+
+    def record_clamped(self, count: int) -> None:
+        """Count ``count`` numbers a response reported out of range (see ``statistics()``)."""
+        self._clamped += count
+
+    def is_pristine(self) -> bool:
+        """Whether forgetting this object loses nothing: nobody waits and nothing is in flight
+        in this process.  The shared state lives in Redis, so a registry may drop a pristine
+        one and make it again later without granting a burst."""
+        return not (self._line.waiting or self._booking or self._held)
+
+    def statistics(self) -> RedisThrottleStatistics:
+        """Return a snapshot of this process's view (no round trip; see the dataclass)."""
+        batch, fallback = self._batch_left, self._fallback
+        now = anyio.current_time()
+        return RedisThrottleStatistics(
+            tasks_waiting=self._line.waiting + batch,
+            booked=self._booked,
+            in_flight=self._held - batch,
+            max_concurrent=self._max_concurrent,
+            admitted=self._admitted,
+            total_wait_time=self._wait_time,
+            booked_wait_time=self._booked_wait,
+            round_trips=self._round_trips,
+            unbooked=self._unbooked,
+            pauses=self._pauses,
+            rate_cuts=self._rate_cuts,
+            rejections=self._rejections,
+            timeouts=self._timeouts,
+            unavailable=self._unavailable,
+            outages=fallback.outages if fallback is not None else 0,
+            fallback_active=fallback is not None and fallback.active(now),
+            fallback_admissions=fallback.admissions if fallback is not None else 0,
+            fallback=fallback.local.statistics() if fallback is not None else None,
+            clamped=self._clamped,
+            limits={
+                limit.name: RedisLimitStatistics(
+                    metric=limit.metric,
+                    key=limit.key,
+                    capacity=limit.burst,
+                    rate=limit.effective_rate,
+                    configured_rate=limit.rate,
+                    admitted_cost=limit.admitted_cost,
+                    refunded=limit.refunded,
+                    overdraft=limit.overdraft,
+                    dropped=limit.dropped,
+                )
+                for limit in self._limits
+            },
+        )
+
+
+# -- what RedisRateLimiter (throttle_trio._redis._limiter) needs beyond the public surface ---
+
+
+async def try_acquire(throttle: RedisThrottle, costs: dict[str, float]) -> RedisReservation | None:
+    """Admit ``costs`` only if they fit now and nobody in this process waits: one round trip
+    that books nothing in the future (``None``: they do not fit, or someone waits)."""
+    return await throttle._try_acquire(costs)
+
+
+async def refund(throttle: RedisThrottle, amount: float) -> float:
+    """Give back ``amount`` units of ``throttle``'s first limit; returns the units dropped."""
+    return await throttle._refund(amount)
