@@ -275,19 +275,24 @@ class ThrottleCore(Generic[L]):
 
     # -- admission -----------------------------------------------------------------------------
 
-    def admitted_now(self, booking: Booking, now: float, arrived: float) -> None:
+    def admitted_now(
+        self, booking: Booking, now: float, arrived: float, *, charged: bool = True
+    ) -> None:
         """Record an admission the store has charged: the state, the counters, the marks.
 
         Every limit is marked, even at cost 0: a settle may charge it, and header feedback
         counts from its mark (set again by :meth:`resumed` when the task runs again).
+        ``charged=False``: another store admitted it (the Redis throttle's local fallback), so
+        these limits were not charged and are not marked.
         """
         costs, marks = booking.costs, booking.marks
-        for limit in self.limits.values():
-            cost = costs.get(limit.metric)
-            if cost:
-                limit.admitted_cost += cost
-                limit.unsent += cost
-            marks[limit.name] = limit.net_charged
+        if charged:
+            for limit in self.limits.values():
+                cost = costs.get(limit.metric)
+                if cost:
+                    limit.admitted_cost += cost
+                    limit.unsent += cost
+                marks[limit.name] = limit.net_charged
         self.admitted += 1
         self.wait_time += now - arrived
         booking.state = ReservationState.ACTIVE

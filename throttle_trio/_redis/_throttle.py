@@ -19,13 +19,19 @@ import anyio.lowlevel
 from coredis.exceptions import ClusterDownError, RedisError, TryAgainError
 from coredis.exceptions import ConnectionError as RedisConnectionError
 
+from .._core import (
+    Adjustment,
+    Booking,
+    Ledger,
+    ReservationState,
+    ThrottleCore,
+)
 from .._eventloop import current_backend, running_backend
 from .._exceptions import CostExceedsCapacity, RateLimitTimeout
-from .._feedback import PendingLevel, reported_level, shortfall
-from .._reserve import ReserveContext, check_costs, check_max_concurrent, merge_costs, metric_of
+from .._reserve import ReserveContext, check_max_concurrent, merge_costs
 from .._shield import finish_then_cancel
-from .._throttle import Reservation, ReservationError
 from .._validate import check_non_negative, check_optional_timeout
+from ..policy.adaptive import DEFAULT_COOLDOWN, DEFAULT_DECREASE, DEFAULT_DIVISOR
 from ._fallback import Fallback
 from ._line import BOOKED, LEADING, PICKED, QUEUED, Line, Waiter
 from ._protocol import (
@@ -78,6 +84,7 @@ if TYPE_CHECKING:
 
     from .._eventloop import Backend
     from .._headers import RateLimitHeaders
+    from .._throttle import Reservation
     from ..policy.gcra import GCRA
     from ..policy.token_bucket import TokenBucket
 
@@ -93,51 +100,41 @@ _UNAVAILABLE = (RedisConnectionError, TimeoutError, ClusterDownError, TryAgainEr
 # The adaptive rate (AIMD), in millionths of the configured rate (RATE_ONE), as the local
 # Throttle's AIMD defaults: an overload halves it (at most once per cooldown), a success adds
 # 1/100 of the configured rate, never above it, never below 1/100 of it.
-_CUT_FACTOR = RATE_ONE // 2
-_RATE_FLOOR = RATE_ONE // 100
-_RATE_STEP = RATE_ONE // 100
-_COOLDOWN_US = 1_000_000
+_CUT_FACTOR = round(RATE_ONE * DEFAULT_DECREASE)
+_RATE_FLOOR = RATE_ONE // DEFAULT_DIVISOR
+_RATE_STEP = RATE_ONE // DEFAULT_DIVISOR
+_COOLDOWN_US = round(DEFAULT_COOLDOWN * 1_000_000)
 # A lowered rate is forgotten once its bucket is full and nothing was reported for this long.
 _RATE_MEMORY_US = 3_600_000_000
 
 
 @final
-class _Limit:
-    __slots__ = (
-        "admitted_cost",
-        "burst",
-        "dropped",
-        "interval",
-        "key",
-        "metric",
-        "name",
-        "overdraft",
-        "pending",
-        "rate",
-        "refunded",
-        "scale",
-        "tau",
-    )
+class _Limit(Ledger):
+    """One shared limit: its counters (the core's ledger), its key and the script's units."""
+
+    __slots__ = ("burst", "interval", "key", "rate", "scale", "tau")
 
     def __init__(self, name: str, limit: GCRALimit, key: str) -> None:
-        self.name = name
-        self.metric = metric_of(name)
+        super().__init__(name)
         self.key = key
         self.burst = limit.burst
         self.rate = limit.rate / limit.per
         self.interval = Interval(limit.rate, limit.per)
         self.tau = self.interval.charge(limit.burst)  # the same rounding as every charge
-        self.admitted_cost = 0.0  # monotonic: also the mark used by header feedback
-        self.refunded = 0.0
-        self.overdraft = 0.0
-        self.dropped = 0.0
         self.scale = RATE_ONE  # the shared adaptive rate, as the last reply reported it
-        self.pending = PendingLevel()  # header feedback: the last report (two must agree)
 
     @property
     def effective_rate(self) -> float:
         """Units per second admitted now, as far as this process knows."""
         return self.rate * self.scale / RATE_ONE
+
+    def refill_rate(self) -> float:
+        """What header feedback credits as refill (the core asks): the effective rate."""
+        return self.rate * self.scale / RATE_ONE
+
+    def capacity(self) -> float:
+        """The largest cost it admits at once."""
+        return self.burst
 
 
 def _check_max_batch(value: object) -> int:
@@ -157,7 +154,8 @@ def _check_name(what: str, value: object) -> str:
     return value
 
 
-_PENDING, _ACTIVE, _RELEASED = 0, 1, 2
+_ACTIVE = ReservationState.ACTIVE
+_RELEASED = ReservationState.RELEASED
 
 
 @final
@@ -175,41 +173,30 @@ class RedisReservation:
     A reservation is owned by no task: any task may settle or release it.
     """
 
-    __slots__ = (
-        "_admitted_at",
-        "_costs",
-        "_local",
-        "_marks",
-        "_server_admitted_at",
-        "_settled",
-        "_state",
-        "_throttle",
-        "ticket",
-    )
+    __slots__ = ("_booking", "_local", "_server_admitted_at", "_throttle")
 
     def __init__(self, throttle: RedisThrottle, costs: dict[str, float], ticket: int) -> None:
         self._throttle = throttle
-        self._costs = costs
-        self.ticket: int = ticket
-        """The place in line in this process; pass it to a retry so that it keeps its turn."""
-        self._state = _PENDING
-        self._settled = False
-        self._admitted_at = math.nan
+        self._booking = Booking(costs, ticket)
         self._server_admitted_at = math.nan
-        self._marks: dict[str, float] = {}
         self._local: Reservation | None = None
+
+    @property
+    def ticket(self) -> int:
+        """The place in line in this process; pass it to a retry so that it keeps its turn."""
+        return self._booking.ticket
 
     @property
     def costs(self) -> Mapping[str, float]:
         """What this reservation is charged now, per metric."""
         if self._local is not None:
             return self._local.costs
-        return MappingProxyType(self._costs)
+        return MappingProxyType(self._booking.costs)
 
     @property
     def admitted_at(self) -> float:
         """When it was admitted (anyio clock); NaN before."""
-        return self._admitted_at
+        return self._booking.admitted_at
 
     @property
     def server_admitted_at(self) -> float:
@@ -223,19 +210,22 @@ class RedisReservation:
         return self._local is not None
 
     @property
+    def state(self) -> ReservationState:
+        """Pending, active or released."""
+        return self._booking.state
+
+    @property
     def active(self) -> bool:
         """Admitted and not yet released."""
-        return self._state == _ACTIVE
+        return self._booking.state is _ACTIVE
 
     def __repr__(self) -> str:
-        state = ("pending", "active", "released")[self._state]
+        booking = self._booking
         via = " via fallback" if self._local is not None else ""
-        return f"<RedisReservation {state}{via} ticket={self.ticket} costs={self._costs}>"
-
-    def _check_active(self, method: str) -> None:
-        if self._state != _ACTIVE:
-            when = "before it was admitted" if self._state == _PENDING else "after it was released"
-            raise ReservationError(f"{method}() called on a reservation {when}")
+        return (
+            f"<RedisReservation {booking.state.value}{via} ticket={booking.ticket} "
+            f"costs={booking.costs}>"
+        )
 
     async def settle(self, **actual: float) -> None:
         """Adjust the charges to the real usage, per metric (``tokens=812``).
@@ -250,18 +240,17 @@ class RedisReservation:
             ValueError: an unknown metric or a negative usage.
             BackendUnavailable: Redis cannot be reached and there is no fallback.
         """
-        self._check_active("settle")
-        if self._settled:
-            raise ReservationError("settle() called twice on the same reservation")
+        booking = self._booking
+        booking.check_settle()
         if self._local is not None:  # admitted by the fallback: settled there
             self._local.settle(**actual)
-            self._settled = True
+            booking.settled = True
             return
-        self._settled = True
+        booking.settled = True
         try:
             await self._throttle._adjust(self, actual, refund=self._throttle.refund_unused)
         except BaseException:
-            self._settled = False
+            booking.settled = False
             raise
 
     def release(self) -> None:
@@ -270,8 +259,8 @@ class RedisReservation:
         Idempotent: releasing twice does nothing the second time.  Not async: it touches only
         this process.
         """
-        if self._state == _ACTIVE:
-            self._state = _RELEASED
+        if self._booking.state is _ACTIVE:
+            self._booking.state = _RELEASED
             if self._local is not None:
                 self._local.release()
             self._throttle._release_slot()
@@ -284,13 +273,14 @@ class RedisReservation:
             BackendUnavailable: Redis cannot be reached and there is no fallback (the slot is
                 released all the same).
         """
-        self._check_active("cancel")
+        self._booking.check_active("cancel")
         if self._local is not None:
             self._local.cancel()
             self.release()
             return
         try:
-            await self._throttle._adjust(self, dict.fromkeys(self._costs, 0.0), refund=True)
+            usage = dict.fromkeys(self._booking.costs, 0.0)
+            await self._throttle._adjust(self, usage, refund=True)
         finally:
             self.release()
 
@@ -301,14 +291,13 @@ class RedisReservation:
         ``await reservation.reject(requests=1)``.  The slot is released; retry with
         ``throttle.reserve(..., ticket=reservation.ticket)`` to keep the original turn.
         """
-        self._check_active("reject")
-        self._throttle._rejections += 1
+        self._booking.check_active("reject")
+        self._throttle._core.rejections += 1
         if self._local is not None:
             self._local.reject(**kept)
             self.release()
             return
-        usage = dict.fromkeys(self._costs, 0.0)
-        usage.update(kept)
+        usage = ThrottleCore.all_but(self._booking, kept)
         try:
             await self._throttle._adjust(self, usage, refund=True)
         finally:
@@ -357,17 +346,15 @@ class RedisThrottle:
 
     __slots__ = (
         "_adaptive",
-        "_admitted",
         "_batch",
         "_batch_left",
         "_booked",
         "_booked_wait",
         "_booking",
-        "_by_name",
         "_capacities",
         "_clamp_logged",
-        "_clamped",
         "_cooldown_us",
+        "_core",
         "_fallback",
         "_gate",
         "_held",
@@ -375,21 +362,15 @@ class RedisThrottle:
         "_line",
         "_max_batch",
         "_max_concurrent",
-        "_metrics",
         "_name",
         "_paused_locally",
-        "_pauses",
         "_rate_cuts",
         "_redis_timeout",
-        "_rejections",
         "_round_trips",
         "_script",
-        "_timeouts",
         "_turn",
         "_unavailable",
         "_unbooked",
-        "_wait_time",
-        "refund_unused",
     )
 
     def __init__(
@@ -418,8 +399,11 @@ class RedisThrottle:
             for limit_name, value in merged.items()
             if _check_name("limit name", limit_name)
         ]
-        self._by_name = {limit.name: limit for limit in self._limits}
-        self._metrics = frozenset(limit.metric for limit in self._limits)
+        # The rules and counters both throttles share (_core); the limits stay a list here,
+        # in the order of the script's keys.
+        self._core: ThrottleCore[_Limit] = ThrottleCore(
+            self._limits, refund_unused=refund_unused, learn_limits=False
+        )
         self._capacities: dict[str, float] = {}  # metric -> the smallest burst that counts it
         for limit in self._limits:
             known = self._capacities.get(limit.metric, math.inf)
@@ -441,7 +425,6 @@ class RedisThrottle:
             else None
         )
         self._redis_timeout = check_optional_timeout(redis_timeout)
-        self.refund_unused: bool = refund_unused
         self._adaptive = bool(adaptive)
         self._cooldown_us = _COOLDOWN_US  # every process sends the same; tests may lower it
         self._rate_cuts = 0
@@ -457,16 +440,10 @@ class RedisThrottle:
         self._turn = 0  # the first of them not yet admitted nor gone
         self._booked = 0  # of which, booked in Redis and sleeping until their instant
         self._held = 0  # concurrency slots held: admitted reservations, and the booking head
-        self._admitted = 0
-        self._wait_time = 0.0
         self._booked_wait = 0.0
         self._round_trips = 0
         self._unbooked = 0
-        self._pauses = 0
-        self._rejections = 0
-        self._timeouts = 0
         self._unavailable = 0
-        self._clamped = 0
         self._paused_locally = -math.inf  # the latest pause this process asked for (anyio clock)
         self._clamp_logged: set[str] = set()
 
@@ -483,13 +460,22 @@ class RedisThrottle:
         return self._name
 
     @property
+    def refund_unused(self) -> bool:
+        """Whether a settle refunds an estimate above the real usage."""
+        return self._core.refund_unused
+
+    @refund_unused.setter
+    def refund_unused(self, value: bool) -> None:
+        self._core.refund_unused = value
+
+    @property
     def metrics(self) -> frozenset[str]:
         """The metrics this throttle counts (costs it accepts in :meth:`reserve`)."""
-        return self._metrics
+        return self._core.metrics
 
     def accepts(self, metric: str) -> bool:
         """Whether :meth:`reserve` accepts a cost for ``metric`` (as :meth:`Throttle.accepts`)."""
-        return metric in self._metrics
+        return self._core.accepts(metric)
 
     @property
     def keys(self) -> Mapping[str, str]:
@@ -512,12 +498,7 @@ class RedisThrottle:
                 break
         else:
             return costs
-        return check_costs(
-            costs,
-            accepts=self._metrics.__contains__,
-            metrics=self._metrics,
-            capacities=[(limit.name, limit.metric, limit.burst) for limit in self._limits],
-        )
+        return self._core.check_costs(costs, _Limit.capacity)
 
     def reserve(
         self,
@@ -623,7 +604,7 @@ class RedisThrottle:
                         await event.wait()
                     elif backend.current_time() >= deadline:
                         line.discard(waiter)
-                        self._timeouts += 1
+                        self._core.timeouts += 1
                         raise self._timeout_error(waiter.costs, waiter.timeout)
                     else:
                         with anyio.CancelScope(deadline=deadline):
@@ -748,7 +729,7 @@ class RedisThrottle:
                 waiter.booking = outcome
                 self._booked += 1
             elif type(outcome) is Late:
-                self._timeouts += 1
+                self._core.timeouts += 1
                 waiter.error = self._timeout_error(waiter.costs, waiter.timeout)
             elif type(outcome) is OutOfRange:  # its instant, or a limit's, after 2**53 µs
                 index = outcome.limit
@@ -780,11 +761,11 @@ class RedisThrottle:
                 assert self._fallback is not None
                 try:
                     reservation._local = await self._fallback.admit(
-                        reservation._costs, waiter.deadline
+                        reservation._booking.costs, waiter.deadline
                     )
                 except RateLimitTimeout:
-                    self._timeouts += 1
-                    raise self._timeout_error(reservation._costs, waiter.timeout) from None
+                    self._core.timeouts += 1
+                    raise self._timeout_error(waiter.costs, waiter.timeout) from None
             else:
                 wait = waiter.admit_at - backend.current_time()
                 try:
@@ -805,21 +786,17 @@ class RedisThrottle:
                 assert booking is not None
                 self._booked_wait += booking.wait / 1e6
                 reservation._server_admitted_at = booking.start / 1e6
-                costs, marks = waiter.costs, reservation._marks
-                for limit in self._limits:
-                    if limit.metric in costs:  # marked even at cost 0, so settle may charge it
-                        limit.admitted_cost += costs[limit.metric]
-                        marks[limit.name] = limit.admitted_cost
         except BaseException:
             self._held -= 1
             raise
         finally:
             self._booked_one(waiter)
         now = backend.current_time()
-        reservation._state = _ACTIVE
-        reservation._admitted_at = now
-        self._admitted += 1
-        self._wait_time += now - arrived
+        core = self._core
+        # Charged in Redis (not by the fallback): the core marks every limit; the task runs
+        # again now, so its request may leave from now on.
+        core.admitted_now(reservation._booking, now, arrived, charged=reservation._local is None)
+        core.resumed(reservation._booking, now)
         return reservation
 
     async def _wait_for_turn(self, waiter: Waiter) -> None:
@@ -896,7 +873,7 @@ class RedisThrottle:
         try:
             return await self._admit(waiter, now, backend)
         except RateLimitTimeout:
-            self._timeouts -= 1  # a refusal, not a timeout
+            self._core.timeouts -= 1  # a refusal, not a timeout
             return None
 
     def _release_slot(self) -> None:
@@ -988,7 +965,7 @@ class RedisThrottle:
         is clamped to it, counted, and logged the first time for ``kind``."""
         if -SPAN_US <= us <= SPAN_US:
             return us
-        self._clamped += 1
+        self._core.clamped += 1
         if kind not in self._clamp_logged:
             self._clamp_logged.add(kind)
             logger.warning(
@@ -1039,7 +1016,7 @@ class RedisThrottle:
             seconds = MAX_SPAN
         if self._fallback is not None:
             self._fallback.local.pause_for(seconds)
-        self._pauses += 1
+        self._core.pauses += 1
         self._paused_locally = max(self._paused_locally, anyio.current_time() + seconds)
         try:
             await self._call(Pause(microseconds_up(seconds)), [])
@@ -1089,51 +1066,32 @@ class RedisThrottle:
     async def _adjust(
         self, reservation: RedisReservation, usage: Mapping[str, float], *, refund: bool
     ) -> None:
-        checked: dict[str, float] = {}
-        for metric, value in usage.items():
-            if metric not in self._metrics:
-                known = ", ".join(sorted(self._metrics))
-                raise ValueError(f"unknown usage {metric!r}: this throttle counts {known}")
-            checked[metric] = check_non_negative(metric, value)
-        deltas: list[tuple[_Limit, float, int, bool]] = []
-        for metric, actual in checked.items():
-            delta = actual - reservation._costs.get(metric, 0.0)
-            if delta == 0 or (delta < 0 and not refund):
-                continue
-            for limit in self._limits:
-                if limit.metric == metric and limit.name in reservation._marks:
-                    asked = (
-                        limit.interval.charge(delta)
-                        if delta > 0
-                        else -limit.interval.credit(-delta)
-                    )
-                    kind = "an overdraft" if delta > 0 else "a refund"
-                    us = self._bounded(
-                        asked, kind, f"{metric}={actual!r} for limit {limit.name!r}, {delta:+g}"
-                    )
-                    deltas.append((limit, delta, us, us != asked))
-        if deltas:
-            request = Adjust(tuple(us for _, _, us, _ in deltas))
+        core, booking = self._core, reservation._booking
+        checked, changes = core.adjustments(booking, usage, refund=refund)
+        sent: list[tuple[Adjustment[_Limit], int, bool]] = []
+        for change in changes:
+            limit, delta = change.limit, change.delta
+            asked = limit.interval.charge(delta) if delta > 0 else -limit.interval.credit(-delta)
+            kind = "an overdraft" if delta > 0 else "a refund"
+            us = self._bounded(asked, kind, f"{limit.metric} for limit {limit.name!r}, {delta:+g}")
+            sent.append((change, us, us != asked))
+        if sent:
+            request = Adjust(tuple(us for _, us, _ in sent))
             try:
-                reply = await self._call(request, [limit for limit, _, _, _ in deltas])
+                reply = await self._call(request, [change.limit for change, _, _ in sent])
             except BackendUnavailable as exc:
                 self._enter_fallback(exc)
                 logger.warning("%r lost a settle while Redis was unavailable: %s", self, exc)
                 return
-            for i, (limit, delta, us, clamped) in enumerate(deltas):
-                if delta > 0:
-                    limit.overdraft += limit.interval.units(us) if clamped else delta
+            for i, (change, us, clamped) in enumerate(sent):
+                interval = change.limit.interval
+                if change.delta > 0:
+                    core.applied(change, interval.units(us) if clamped else change.delta)
                 else:
                     credited = -reply.applied[i]
-                    if credited >= -us and not clamped:
-                        limit.refunded += -delta
-                    else:
-                        got = limit.interval.units(credited)
-                        limit.refunded += got
-                        limit.dropped += -delta - got
-        for metric, actual in checked.items():
-            if refund or actual > reservation._costs.get(metric, 0.0):
-                reservation._costs[metric] = actual
+                    full = credited >= -us and not clamped
+                    core.applied(change, -change.delta if full else interval.units(credited))
+        core.settled(booking, checked, refund=refund)
 
     async def _refund(self, amount: float) -> float:
         """Give back ``amount`` units of the first limit (:meth:`RedisRateLimiter.refund`);
@@ -1174,33 +1132,16 @@ class RedisThrottle:
         if self._fallback is not None:
             self._fallback.local.observe(report)
         now = anyio.current_time()
+        booking = None if reservation is None else reservation._booking
         targets: list[tuple[_Limit, int]] = []
-        for metric, info in report.limits.items():
-            limit = self._by_name.get(metric)
-            if limit is None or info.remaining is None:
-                continue
-            level = info.remaining
-            if reservation is not None and limit.name in reservation._marks:
-                level = reported_level(
-                    info.remaining,
-                    charged_since=limit.admitted_cost - reservation._marks[limit.name],
-                    refill_rate=limit.effective_rate,
-                    resumed_at=reservation._admitted_at,
-                    now=now,
-                )
-            target = limit.pending.target(
-                level,
-                charged=limit.admitted_cost,
-                now=now,
-                refill_rate=limit.effective_rate,
-                first=not limit.admitted_cost,
-            )
-            missing = math.nan if target is None else limit.burst - target
+        for target in self._core.feedback(report, booking, now, _Limit.refill_rate):
+            limit = target.limit
+            missing = limit.burst - target.level
             if missing > 0:
                 level_us = self._bounded(
                     limit.interval.charge(missing),
                     "a header-feedback level",
-                    f"{metric} remaining={info.remaining!r} (level {target:g})",
+                    f"{limit.metric} level {target.level:g}",
                 )
                 targets.append((limit, level_us))
         if not targets:
@@ -1221,16 +1162,12 @@ class RedisThrottle:
         One shielded round trip, only when there is a shortfall.
         """
         charges: list[tuple[_Limit, int]] = []
-        for metric, info in report.limits.items():
-            limit = self._by_name.get(metric)
-            if limit is None or limit.name not in reservation._marks:
-                continue
-            proven = shortfall(reservation._costs.get(limit.metric, 0.0), info.remaining)
-            if proven > 0:
-                us = self._bounded(
-                    limit.interval.charge(proven), "a 429 shortfall", f"{metric}={proven:g}"
-                )
-                charges.append((limit, us))
+        for change in self._core.shortfalls(report, reservation._booking):
+            limit, proven = change.limit, change.delta
+            us = self._bounded(
+                limit.interval.charge(proven), "a 429 shortfall", f"{limit.metric}={proven:g}"
+            )
+            charges.append((limit, us))
         if not charges:
             return
         try:
@@ -1333,11 +1270,11 @@ class RedisThrottle:
     @property
     def rejections(self) -> int:
         """Attempts the server rejected, seen by this process."""
-        return self._rejections
+        return self._core.rejections
 
     def record_clamped(self, count: int) -> None:
         """Count ``count`` numbers a response reported out of range (see ``statistics()``)."""
-        self._clamped += count
+        self._core.clamped += count
 
     def is_pristine(self) -> bool:
         """Whether forgetting this object loses nothing: nobody waits and nothing is in flight
@@ -1354,21 +1291,21 @@ class RedisThrottle:
             booked=self._booked,
             in_flight=self._held - batch,
             max_concurrent=self._max_concurrent,
-            admitted=self._admitted,
-            total_wait_time=self._wait_time,
+            admitted=self._core.admitted,
+            total_wait_time=self._core.wait_time,
             booked_wait_time=self._booked_wait,
             round_trips=self._round_trips,
             unbooked=self._unbooked,
-            pauses=self._pauses,
+            pauses=self._core.pauses,
             rate_cuts=self._rate_cuts,
-            rejections=self._rejections,
-            timeouts=self._timeouts,
+            rejections=self._core.rejections,
+            timeouts=self._core.timeouts,
             unavailable=self._unavailable,
             outages=fallback.outages if fallback is not None else 0,
             fallback_active=fallback is not None and fallback.active(now),
             fallback_admissions=fallback.admissions if fallback is not None else 0,
             fallback=fallback.local.statistics() if fallback is not None else None,
-            clamped=self._clamped,
+            clamped=self._core.clamped,
             limits={
                 limit.name: RedisLimitStatistics(
                     metric=limit.metric,

@@ -18,6 +18,14 @@ from .._validate import check_non_negative, check_positive
 
 __all__ = ["AIMD"]
 
+# The defaults, named so that the Redis throttle's shared AIMD (in its script) uses the same.
+#: An overload multiplies the rate by this.
+DEFAULT_DECREASE = 0.5
+#: The floor, and the step a success adds, are the ceiling divided by this.
+DEFAULT_DIVISOR = 100
+#: Seconds after a decrease during which overload signals are ignored.
+DEFAULT_COOLDOWN = 1.0
+
 
 @final
 class AIMD:
@@ -47,18 +55,20 @@ class AIMD:
         ceiling: float,
         *,
         floor: float | None = None,
-        decrease: float = 0.5,
+        decrease: float = DEFAULT_DECREASE,
         increase: float | None = None,
-        cooldown: float = 1.0,
+        cooldown: float = DEFAULT_COOLDOWN,
     ) -> None:
         self._ceiling = check_positive("ceiling", ceiling)
-        self._floor = ceiling / 100 if floor is None else check_positive("floor", floor)
+        self._floor = ceiling / DEFAULT_DIVISOR if floor is None else check_positive("floor", floor)
         if self._floor > self._ceiling:
             raise ValueError(f"floor must be <= ceiling ({ceiling!r}), got {floor!r}")
         self._decrease = check_positive("decrease", decrease)
         if not self._decrease < 1:
             raise ValueError(f"decrease must be < 1, got {decrease!r}")
-        self._increase = ceiling / 100 if increase is None else check_positive("increase", increase)
+        self._increase = (
+            ceiling / DEFAULT_DIVISOR if increase is None else check_positive("increase", increase)
+        )
         self._cooldown = check_non_negative("cooldown", cooldown)
         self._rate = self._ceiling
         self._last_decrease = -math.inf
