@@ -291,3 +291,29 @@ async def test_options_are_typed_keywords() -> None:
 
 def test_item_result_repr_is_useful() -> None:
     assert repr(ItemResult(3, "x", value=1)) == "ItemResult(index=3, item='x', value=1, error=None)"
+
+
+async def test_a_batch_runs_in_the_batch_lane_so_interactive_requests_go_first() -> None:
+    """run_batch reserves in the batch lane: an interactive request that arrives while the
+    batch's backlog waits is admitted before it (FIFO within the batch)."""
+    throttle = tt.Throttle(requests=tt.TokenBucket(1, burst=1))
+    order: list[str] = []
+
+    async def call(item: int) -> int:
+        order.append(f"batch-{item}")
+        return item
+
+    async def interactive() -> None:
+        await anyio.sleep(0.5)  # the batch's first item went at 0; the rest wait
+        async with throttle.reserve(requests=1):
+            order.append("chat")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(interactive)
+        results = await tt.run_batch(
+            call, range(4), max_concurrent=4, throttle=throttle, costs=lambda _: {"requests": 1}
+        )
+    assert [r.unwrap() for r in results] == [0, 1, 2, 3]
+    assert order == ["batch-0", "chat", "batch-1", "batch-2", "batch-3"]
+    with pytest.raises(ValueError, match="lane must be 'interactive' or 'batch', got 'low'"):
+        await tt.run_batch(call, [], throttle=throttle, lane="low")  # type: ignore[arg-type]

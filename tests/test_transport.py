@@ -722,3 +722,34 @@ async def test_an_estimate_of_your_own_gets_the_body_bytes_and_is_corrected(
             await c.post("/chat/completions", json=LONG_BODY)
     assert seen == [bytes, bytes]
     assert throttle.statistics().limits["tokens"].admitted_cost == 200 + 250
+
+
+async def test_a_batch_transport_goes_behind_interactive_requests(
+    lib: tuple[ModuleType, Any],
+) -> None:
+    """Two clients on one throttle: the batch one (``lane="batch"``) queues its backlog behind
+    the interactive one's request."""
+    module, transport_class = lib
+    throttle = tt.Throttle(requests=tt.TokenBucket(1, burst=1))
+    order: list[str] = []
+
+    def handler(request: Any) -> Any:
+        order.append(request.headers["x-who"])
+        return module.Response(200, json=COMPLETION)
+
+    batch = module.AsyncClient(
+        transport=transport_class(module.MockTransport(handler), throttle=throttle, lane="batch"),
+        base_url="https://api.test/v1",
+    )
+    chat = client_for(lib, handler, throttle=throttle)
+    async with batch, chat, anyio.create_task_group() as tg:
+        for i in range(3):
+            tg.start_soon(partial(batch.post, "/x", json=BODY, headers={"x-who": f"batch-{i}"}))
+        await anyio.sleep(0.5)
+        tg.start_soon(partial(chat.post, "/x", json=BODY, headers={"x-who": "chat"}))
+    # The batch's requests reach the transport in whatever order their tasks build them; the
+    # first one goes at once, the chat request goes before the other two.
+    assert order[1] == "chat"
+    assert sorted(order) == ["batch-0", "batch-1", "batch-2", "chat"]
+    with pytest.raises(ValueError, match="lane must be 'interactive' or 'batch', got 'bulk'"):
+        transport_class(module.MockTransport(handler), throttle=throttle, lane="bulk")

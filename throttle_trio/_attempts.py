@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, TypeVar
 import anyio
 
 from ._headers import RateLimitHeaders, parse_rate_limit_headers
+from ._reserve import Lane, check_lane
 from ._retry import RetryAfterTooLong, RetryPolicy
 from ._shell import shell_for
 
@@ -66,6 +67,7 @@ async def call_with_retries(
     rng: Callable[[], float] = random.random,
     wall_clock: Callable[[], float] = time.time,
     parser: ResponseParser | None = None,
+    lane: Lane = "interactive",
 ) -> R:
     """Send one request through ``throttle``, retrying as ``retry`` says, and return the last
     response.
@@ -103,6 +105,8 @@ async def call_with_retries(
         wall_clock: UNIX time, for HTTP-date and RFC 3339 headers.
         parser: reads each response's rate-limit signals (default: every built-in dialect,
             :func:`~throttle_trio.parse_any`).
+        lane: ``"interactive"`` or ``"batch"`` (see :meth:`~throttle_trio.Throttle.reserve`);
+            its retries keep their ticket, whatever the lane.
     """
     shell = shell_for(throttle)
 
@@ -124,6 +128,7 @@ async def call_with_retries(
         rng=rng,
         wall_clock=wall_clock,
         parser=parser,
+        lane=check_lane(lane),
     )
 
 
@@ -142,6 +147,7 @@ async def attempts(
     wall_clock: Callable[[], float] = time.time,
     parser: ResponseParser | None = None,
     recost: Callable[[], Mapping[str, float]] | None = None,
+    lane: Lane = "interactive",
 ) -> R:
     """The retry loop of :func:`call_with_retries` and of the transports.
 
@@ -166,6 +172,7 @@ async def attempts(
         slot = await shell.acquire(
             costs,
             ticket=ticket,
+            lane=lane,
             timeout=None if wait_at_most == math.inf else max(0.0, wait_at_most),
         )
         ticket = slot.ticket

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Generic, Literal, TypeAlias, TypeVar, final
 
 import anyio
 
+from ._reserve import Lane, check_lane
 from ._shell import shell_for
 
 if TYPE_CHECKING:
@@ -133,6 +134,7 @@ async def amap(
     errors: Errors = "collect",
     on_progress: Callable[[BatchProgress], None] | None = None,
     stop: anyio.Event | None = None,
+    lane: Lane = "batch",
 ) -> AsyncIterator[AsyncIterator[ItemResult[T, R]]]:
     """Run ``fn`` on every item, concurrently, and iterate over the results.
 
@@ -164,8 +166,12 @@ async def amap(
         on_progress: called (synchronously) after each item with a :class:`BatchProgress`.
         stop: when this event is set, no more items are taken from the input; calls already
             running finish and their results are still yielded (a graceful drain).
+        lane: the throttle's lane for the calls: ``"batch"`` (the default), so that
+            interactive requests on the same throttle go before the batch's backlog, or
+            ``"interactive"``.
     """
     workers = _check_positive_int("max_concurrent", max_concurrent)
+    lane = check_lane(lane)
     if errors not in ("collect", "raise"):
         raise ValueError(f"errors must be 'collect' or 'raise', got {errors!r}")
     reorder = ordered
@@ -198,7 +204,7 @@ async def amap(
     async def call(item: T) -> R:
         if shell is None:
             return await fn(item)
-        async with shell.reserve(costs(item) if costs is not None else None) as slot:
+        async with shell.reserve(costs(item) if costs is not None else None, lane=lane) as slot:
             value = await fn(item)
             if usage is not None:
                 actual = usage(value)
@@ -273,6 +279,7 @@ async def run_batch(
     errors: Errors = "collect",
     on_progress: Callable[[BatchProgress], None] | None = None,
     stop: anyio.Event | None = None,
+    lane: Lane = "batch",
 ) -> list[ItemResult[T, R]]:
     """Run ``fn`` on every item and return one :class:`ItemResult` per item, in input order.
 
@@ -299,6 +306,8 @@ async def run_batch(
         on_progress: called (synchronously) after each item with a :class:`BatchProgress`.
         stop: when set, no more items are taken; calls already running finish and are
             returned.
+        lane: the throttle's lane for the calls (``"batch"``, the default, or
+            ``"interactive"``).
 
     Raises:
         ValueError: ``max_concurrent`` or ``window`` below 1, or an unknown ``errors``.
@@ -317,6 +326,7 @@ async def run_batch(
         errors=errors,
         on_progress=on_progress,
         stop=stop,
+        lane=lane,
     ) as results:
         async for result in results:
             collected.append(result)

@@ -35,6 +35,8 @@ Rules (each once, here or in :mod:`throttle_trio._feedback`, which holds the ari
 5. **A 429 proves a shortfall**: the cost above what the server had left, charged at once.
 6. **Learned limits**: with ``learn_limits``, a metric the headers report and nothing counts
    yet gets a limit of ``limit`` per the period the headers imply.
+7. **Lanes** (:class:`Lanes`): interactive requests go before a batch backlog, FIFO within
+   each lane, and the batch lane keeps its share while both wait.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from ._exceptions import ThrottleTrioError
 from ._feedback import PendingLevel, learned_period, reported_level, shortfall
-from ._reserve import check_costs, metric_of
+from ._reserve import Lane, check_costs, check_share, metric_of
 from ._validate import check_non_negative
 
 if TYPE_CHECKING:
@@ -473,3 +475,39 @@ class ThrottleCore(Generic[L]):
             for metric, info in report.limits.items()
             if metric not in self.limits and info.limit and info.limit > 0
         ]
+
+
+class Lanes:
+    """Priority lanes as tickets: stride scheduling on the places in line (rule 7).
+
+    An interactive ticket is one place after the later of the last interactive ticket and
+    the last admitted one; a batch ticket ``stride`` places after the later of the last batch
+    ticket and the last admitted one, where ``stride = (1 - batch_share) / batch_share``.  So
+    each lane is first come, first served; an interactive request goes before a batch
+    backlog; and while both lanes wait, one batch request goes for every ``stride``
+    interactive ones.  Only interactive requests: tickets 0, 1, 2, ... as without lanes.
+    """
+
+    __slots__ = ("_admitted", "_stride", "_tags")
+
+    def __init__(self, batch_share: float) -> None:
+        share = check_share(batch_share)
+        self._stride = (1.0 - share) / share
+        self._admitted = -1.0  # the ticket of the last admitted request
+        self._tags = [-1.0, -1.0]  # each lane's last ticket, exactly
+
+    def take(self, lane: Lane) -> int:
+        """A new place in line for a request of ``lane``."""
+        base = self._admitted
+        if lane == "interactive":
+            tag = max(base, self._tags[0]) + 1.0
+            self._tags[0] = tag
+        else:
+            tag = max(base, self._tags[1]) + self._stride
+            self._tags[1] = tag
+        return math.ceil(tag)
+
+    def admitted(self, ticket: int) -> None:
+        """The request with ``ticket`` was admitted (the lanes count from the latest)."""
+        if ticket > self._admitted:
+            self._admitted = ticket

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol, final, runtime_checkable
 
+from ._reserve import Lane  # noqa: TC001  (a runtime protocol's annotation)
 from ._throttle import Throttle
 
 if TYPE_CHECKING:
@@ -55,10 +56,16 @@ class ThrottleShell(Protocol):
         *,
         timeout: float | None = None,  # noqa: ASYNC109
         ticket: int | None = None,
+        lane: Lane = "interactive",
     ) -> Any: ...
 
     def reserve(
-        self, costs: Mapping[str, float] | None = None, /, *, timeout: float | None = None
+        self,
+        costs: Mapping[str, float] | None = None,
+        /,
+        *,
+        timeout: float | None = None,
+        lane: Lane = "interactive",
     ) -> AbstractAsyncContextManager[Any]: ...
 
     async def settle(self, slot: Any, usage: Mapping[str, float]) -> None:

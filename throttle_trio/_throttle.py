@@ -34,6 +34,7 @@ from ._core import (
     CONCURRENCY,
     PAUSE,
     Booking,
+    Lanes,
     Ledger,
     ReservationError,
     ReservationState,
@@ -70,7 +71,6 @@ from ._reserve import (
     ReserveContext,
     check_lane,
     check_max_concurrent,
-    check_share,
     merge_costs,
 )
 
@@ -387,7 +387,7 @@ class Throttle:
         "_auto",
         "_core",
         "_in_flight",
-        "_lane_tags",
+        "_lanes",
         "_limits",
         "_max_concurrent",
         "_name",
@@ -396,8 +396,6 @@ class Throttle:
         "_queue",
         "_shadow",
         "_shadow_next",
-        "_stride",
-        "_virtual",
         "_watch",
         "_would_wait",
         "_would_wait_time",
@@ -459,11 +457,7 @@ class Throttle:
             raise TypeError(f"name must be a str or None, got {type(name).__name__} {name!r}")
         self._name = name
         self._shadow = bool(shadow)
-        # Lanes: the ticket of the last admitted request, and each lane's last ticket (tags).
-        share = check_share(batch_share)
-        self._stride = (1.0 - share) / share  # batch tickets per interactive one, inverted
-        self._virtual = -1.0
-        self._lane_tags = [-1.0, -1.0]
+        self._lanes = Lanes(batch_share)
         # Shadow mode: when the last request would have gone, and what held it.
         self._shadow_next: tuple[float, str | None] = (-math.inf, None)
         self._would_wait = 0
@@ -626,23 +620,6 @@ class Throttle:
             check_lane(lane),
         )
 
-    def _take_ticket(self, lane: Lane) -> int:
-        """A place in line: after the last of its lane, and after the last admitted request.
-
-        Stride scheduling on tickets: an interactive ticket is one more than the later of the
-        two; a batch ticket is ``stride`` more, so while both lanes have waiters, one batch
-        request goes for every ``stride`` interactive ones (``batch_share``), and a batch
-        backlog never holds an interactive request behind it for more than that.
-        """
-        base = self._virtual
-        if lane == "interactive":
-            tag = max(base, self._lane_tags[0]) + 1.0
-            self._lane_tags[0] = tag
-        else:
-            tag = max(base, self._lane_tags[1]) + self._stride
-            self._lane_tags[1] = tag
-        return math.ceil(tag)
-
     async def _acquire(
         self,
         costs: dict[str, float],
@@ -651,7 +628,7 @@ class Throttle:
         lane: Lane = "interactive",
     ) -> Reservation:
         if ticket is None:
-            ticket = self._take_ticket(lane)
+            ticket = self._lanes.take(lane)
         if self._shadow:
             return await self._acquire_in_shadow(costs, ticket)
         queue = self._queue
@@ -690,8 +667,7 @@ class Throttle:
                 if full:
                     from_full[limit.name] = policy.available(now)
             core.admitted_now(booking, now, arrived)
-            if booking.ticket > self._virtual:
-                self._virtual = booking.ticket
+            self._lanes.admitted(booking.ticket)
             self._in_flight += 1
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("%r admitted %s after %.6f s", self, costs, now - arrived)
@@ -782,7 +758,7 @@ class Throttle:
             if cost:
                 limit.policy.consume(cost, now)
         core.admitted_now(booking, now, now)
-        self._virtual = max(self._virtual, ticket)
+        self._lanes.admitted(ticket)
         self._in_flight += 1
         core.resumed(booking, now)
         hook = self._on_event

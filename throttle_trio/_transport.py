@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, final
 from ._attempts import ResponseInfo, attempts, settle_success
 from ._estimate import RequestCost, count_tokens_by_chars, estimate_request_cost
 from ._registry import RequestKey, ThrottleRegistry
+from ._reserve import Lane, check_lane
 from ._retry import RetryPolicy
 from ._shell import shell_for
 from ._token_ratios import TokenRatioLearner
@@ -208,6 +209,8 @@ class TransportEngine:
             estimate is reserved as it is).
         parser: reads each response's rate-limit signals (default: every built-in dialect,
             :func:`~throttle_trio.parse_any`).
+        lane: the lane of every request: ``"interactive"`` or ``"batch"`` (a batch client
+            goes behind the interactive requests on the same throttle, keeping its share).
     """
 
     def __init__(
@@ -220,6 +223,7 @@ class TransportEngine:
         retry: RetryPolicy | None,
         learner: TokenRatioLearner | None = None,
         parser: ResponseParser | None = None,
+        lane: Lane = "interactive",
         rng: Callable[[], float] = random.random,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -238,6 +242,7 @@ class TransportEngine:
         self._retry = retry if retry is not None else RetryPolicy()
         self._learner = learner
         self._parser = parser
+        self._lane = check_lane(lane)
         self._rng = rng
         self._wall_clock = wall_clock
         self._warned_no_usage = False
@@ -329,6 +334,7 @@ class TransportEngine:
             wall_clock=self._wall_clock,
             parser=self._parser,
             recost=recost,
+            lane=self._lane,
         )
 
     def _finisher(
@@ -424,6 +430,7 @@ def engine_options(
     learn_estimates: bool | TokenRatioLearner = True,
     count_tokens: Callable[[str], int] | None = None,
     parser: ResponseParser | None = None,
+    lane: Lane = "interactive",
 ) -> TransportEngine:
     """The engine for a transport's constructor arguments (shared by both transports).
 
@@ -460,4 +467,5 @@ def engine_options(
         retry=retry,
         learner=learner,
         parser=parser,
+        lane=lane,
     )

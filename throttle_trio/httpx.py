@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from ._estimate import RequestCost
     from ._headers import ResponseParser
     from ._registry import ThrottleRegistry
+    from ._reserve import Lane
     from ._retry import RetryPolicy
     from ._throttle import Throttle
     from ._token_ratios import TokenRatioLearner
@@ -87,6 +88,9 @@ class ThrottledTransport(httpx.AsyncBaseTransport):
             :func:`~throttle_trio.parse_anthropic`, or a
             :class:`~throttle_trio.ResponseParser` of your own.  An error response's body (up
             to 64 KiB by its content-length) is read for it.
+        lane: ``"interactive"`` (the default) or ``"batch"``: a client for a batch goes behind
+            the interactive requests on the same throttle, keeping its share of the admissions
+            (``batch_share``).
 
     Raises:
         TypeError: neither or both of ``throttle`` and ``registry``, both ``estimate`` and
@@ -108,12 +112,13 @@ class ThrottledTransport(httpx.AsyncBaseTransport):
         learn_estimates: bool | TokenRatioLearner = True,
         count_tokens: Callable[[str], int] | None = None,
         parser: ResponseParser | None = None,
+        lane: Lane = "interactive",
     ) -> None:
         if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
             raise wrong_library("transport", transport, "httpx")
         self._transport = transport if transport is not None else httpx.AsyncHTTPTransport()
         self._engine = engine_options(
-            throttle, registry, key, estimate, retry, learn_estimates, count_tokens, parser
+            throttle, registry, key, estimate, retry, learn_estimates, count_tokens, parser, lane
         )
 
     @property

@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import httpx
 import pytest
 
@@ -209,3 +211,37 @@ async def test_call_with_retries_takes_either(make_shell: Callable[..., Shell]) 
     assert await result == 200
     assert shell.rejections() == 1
     await shell.assert_level("tokens", 10_000 - 5, 0.5)
+
+
+async def test_an_interactive_request_goes_before_the_batch_backlog(
+    make_shell: Callable[..., Shell],
+) -> None:
+    """Lanes work alike in both shells: behind a held slot, three batch requests queue, then
+    an interactive one; it is admitted first, then the batch in its order."""
+    shell = make_shell(max_concurrent=1)
+    throttle = shell.throttle
+    order: list[str] = []
+    held = await throttle.acquire(requests=1)
+
+    async def request(name: str, lane: str) -> None:
+        async with throttle.reserve(requests=1, lane=lane):  # type: ignore[arg-type]
+            order.append(name)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            for i in range(3):
+                tg.start_soon(request, f"batch-{i}", "batch")
+                await wait_until(partial(waiting, throttle, i + 1))
+            tg.start_soon(request, "chat", "interactive")
+            await wait_until(partial(waiting, throttle, 4))
+            held.release()
+    assert order == ["chat", "batch-0", "batch-1", "batch-2"]
+
+
+def waiting(throttle: tt.Throttle | RedisThrottle, count: int) -> bool:
+    return throttle.statistics().tasks_waiting == count
+
+
+async def wait_until(condition: Callable[[], bool]) -> None:
+    while not condition():
+        await anyio.sleep(0.001)

@@ -22,13 +22,14 @@ from coredis.exceptions import ConnectionError as RedisConnectionError
 from .._core import (
     Adjustment,
     Booking,
+    Lanes,
     Ledger,
     ReservationState,
     ThrottleCore,
 )
 from .._eventloop import current_backend, running_backend
 from .._exceptions import CostExceedsCapacity, RateLimitTimeout
-from .._reserve import ReserveContext, check_max_concurrent, merge_costs
+from .._reserve import Lane, ReserveContext, check_lane, check_max_concurrent, merge_costs
 from .._shield import finish_then_cancel
 from .._validate import check_non_negative, check_optional_timeout
 from ..policy.adaptive import DEFAULT_COOLDOWN, DEFAULT_DECREASE, DEFAULT_DIVISOR
@@ -336,6 +337,8 @@ class RedisThrottle:
         on_unavailable: ``"raise"`` (:class:`BackendUnavailable`) or a :class:`LocalFallback`.
         redis_timeout: seconds one round trip may take before Redis counts as unavailable
             (``None``: wait as long as coredis does).
+        batch_share: while both lanes of this process have waiters, the share of its
+            admissions the ``"batch"`` lane gets (0 < share < 1; 0.2).
         **more_limits: limits as keywords (``requests=GCRALimit(500, per=60)``).
 
     Raises:
@@ -358,6 +361,7 @@ class RedisThrottle:
         "_fallback",
         "_gate",
         "_held",
+        "_lanes",
         "_limits",
         "_line",
         "_max_batch",
@@ -387,6 +391,7 @@ class RedisThrottle:
         adaptive: bool = False,
         on_unavailable: Literal["raise"] | LocalFallback = "raise",
         redis_timeout: float | None = 5.0,
+        batch_share: float = 0.2,
         **more_limits: GCRALimit | GCRA | TokenBucket,
     ) -> None:
         self._name = _check_name("name", name)
@@ -404,6 +409,7 @@ class RedisThrottle:
         self._core: ThrottleCore[_Limit] = ThrottleCore(
             self._limits, refund_unused=refund_unused, learn_limits=False
         )
+        self._lanes = Lanes(batch_share)
         self._capacities: dict[str, float] = {}  # metric -> the smallest burst that counts it
         for limit in self._limits:
             known = self._capacities.get(limit.metric, math.inf)
@@ -507,6 +513,7 @@ class RedisThrottle:
         *,
         timeout: float | None = None,
         ticket: int | None = None,
+        lane: Lane = "interactive",
         **more_costs: float,
     ) -> ReserveContext[RedisReservation]:
         """Wait for admission, as an async context manager that yields a :class:`RedisReservation`.
@@ -521,6 +528,9 @@ class RedisThrottle:
             timeout: seconds to wait at most, queueing included; fails at once (and books
                 nothing) when the booked instant would be later.
             ticket: a previous reservation's ticket, so that a retry keeps its turn.
+            lane: ``"interactive"`` (the default) or ``"batch"``: this process's interactive
+                requests go before its batch backlog, FIFO within each lane, the batch lane
+                keeping ``batch_share`` of the admissions (as :meth:`Throttle.reserve`).
             costs: cost per metric, as a mapping.
             **more_costs: cost per metric, as keywords (>= 0); metrics not named cost 0.
 
@@ -537,6 +547,7 @@ class RedisThrottle:
                 self._check_costs(merge_costs(costs, more_costs)),
                 check_optional_timeout(timeout),
                 ticket,
+                check_lane(lane),
             )
         )
 
@@ -548,6 +559,7 @@ class RedisThrottle:
         *,
         timeout: float | None = None,  # noqa: ASYNC109
         ticket: int | None = None,
+        lane: Lane = "interactive",
         **more_costs: float,
     ) -> RedisReservation:
         """Like :meth:`reserve`, but returns the reservation; you must release it yourself."""
@@ -555,6 +567,7 @@ class RedisThrottle:
             self._check_costs(merge_costs(costs, more_costs)),
             check_optional_timeout(timeout),
             ticket,
+            check_lane(lane),
         )
 
     async def _acquire(
@@ -562,16 +575,15 @@ class RedisThrottle:
         costs: dict[str, float],
         timeout: float | None,  # noqa: ASYNC109
         ticket: int | None,
+        lane: Lane = "interactive",
     ) -> RedisReservation:
         backend = current_backend()
         await backend.checkpoint_if_cancelled()
         arrived = backend.current_time()
         line = self._line
         if ticket is None:
-            ticket = line.take_ticket()
-            first = not line.waiting
-        else:
-            first = line.is_first(ticket)
+            ticket = self._lanes.take(lane)
+        first = line.is_first(ticket)
         deadline = math.inf if timeout is None else arrived + timeout
         waiter = Waiter(costs, ticket, deadline, timeout)
         if first and not self._booking and self._held < self._max_concurrent:
@@ -796,6 +808,7 @@ class RedisThrottle:
         # Charged in Redis (not by the fallback): the core marks every limit; the task runs
         # again now, so its request may leave from now on.
         core.admitted_now(reservation._booking, now, arrived, charged=reservation._local is None)
+        self._lanes.admitted(reservation._booking.ticket)
         core.resumed(reservation._booking, now)
         return reservation
 
@@ -868,7 +881,7 @@ class RedisThrottle:
         if self._line.waiting or self._booking or self._held >= self._max_concurrent:
             return None
         now = backend.current_time()
-        waiter = Waiter(costs, self._line.take_ticket(), now, 0.0)
+        waiter = Waiter(costs, self._lanes.take("interactive"), now, 0.0)
         await self._book(waiter, 1, now)
         try:
             return await self._admit(waiter, now, backend)

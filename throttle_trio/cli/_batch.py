@@ -311,7 +311,11 @@ async def _run_with(
     stream: TextIO,
 ) -> None:
     shell = shell_for(throttle)
-    transport = ThrottledTransport(httpx2.AsyncHTTPTransport(), throttle=throttle, retry=retry)
+    # The batch lane: an interactive program on the same throttle (a Redis one shared with
+    # this batch) goes before the batch's backlog.
+    transport = ThrottledTransport(
+        httpx2.AsyncHTTPTransport(), throttle=throttle, retry=retry, lane="batch"
+    )
     headers = _auth_headers(options)
     progress = Progress(total=len(todo), stream=stream)
     stop = anyio.Event()
