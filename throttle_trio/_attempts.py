@@ -254,12 +254,12 @@ async def handle_failure(
         delay = policy.judge_delay(min(resets)) if resets else None
     if delay is not None and delay.too_long:  # whatever said it, no pause is longer
         if pauses:
-            await shell.pause_for(delay.pause)
+            await shell.pause_for(delay.pause, reason="retry-after")
         raise RetryAfterTooLong(delay.delay, policy.max_retry_after)
     wait = delay.pause if delay is not None else policy.backoff(attempt, rng())
     if pauses:
         # The gate closes for every request on the key, also when this one gives up.
-        await shell.pause_for(wait)
+        await shell.pause_for(wait, reason="retry-after")
     if not policy.should_retry(status, report, attempt):
         return None
     if logger.isEnabledFor(logging.INFO):

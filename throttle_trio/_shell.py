@@ -91,7 +91,7 @@ class ThrottleShell(Protocol):
 
     async def record_success(self) -> None: ...
     async def record_overload(self) -> None: ...
-    async def pause_for(self, seconds: float) -> None: ...
+    async def pause_for(self, seconds: float, *, reason: str = "user") -> None: ...
 
     @property
     def paused_until(self) -> float | None:
@@ -151,8 +151,8 @@ class LocalShell:
     async def record_overload(self) -> None:
         self.throttle.record_overload()
 
-    async def pause_for(self, seconds: float) -> None:
-        self.throttle.pause_for(seconds, reason="retry-after")
+    async def pause_for(self, seconds: float, *, reason: str = "user") -> None:
+        self.throttle.pause_for(seconds, reason=reason)
 
     @property
     def paused_until(self) -> float | None:

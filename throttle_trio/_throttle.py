@@ -640,7 +640,7 @@ class Throttle:
         if timeout is not None and self._known_wait(costs, arrived) > deadline:
             core.timeouts += 1
             if self._on_event is not None:
-                emit(self._on_event, TimedOut(self._source(), arrived, 0.0, timeout, costs))
+                emit(self._on_event, TimedOut(self._source(), arrived, 0.0, timeout, dict(costs)))
             raise self._timeout_error(costs, timeout)
 
         # limit name -> its level right after this admission, for the limits that were full.
@@ -685,7 +685,10 @@ class Throttle:
             core.timeouts += 1
             if self._on_event is not None:
                 now = self._now()
-                emit(self._on_event, TimedOut(self._source(), now, now - arrived, timeout, costs))
+                emit(
+                    self._on_event,
+                    TimedOut(self._source(), now, now - arrived, timeout, dict(costs)),
+                )
             return self._timeout_error(costs, timeout)
 
         try:
@@ -710,7 +713,12 @@ class Throttle:
         if hook is not None:
             admitted = booking.admitted_at
             event = Admitted(
-                self._source(), admitted, admitted - arrived, bound_by[0], booking.ticket, costs
+                self._source(),
+                admitted,
+                admitted - arrived,
+                bound_by[0],
+                booking.ticket,
+                dict(costs),
             )
             emit(hook, event)
         return reservation
@@ -764,7 +772,13 @@ class Throttle:
         hook = self._on_event
         if hook is not None:
             event = Admitted(
-                self._source(), now, 0.0, binding, booking.ticket, costs, would_wait=would_wait
+                self._source(),
+                now,
+                0.0,
+                binding,
+                booking.ticket,
+                dict(costs),
+                would_wait=would_wait,
             )
             emit(hook, event)
         return reservation

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Protocol, final
 
 import anyio
 
+from .._events import FallbackEntered, FallbackExited, emit
 from .._exceptions import CostExceedsCapacity
 from .._throttle import Throttle
 from ..policy.gcra import GCRA
@@ -33,6 +34,7 @@ from ..policy.gcra import GCRA
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
+    from .._events import EventHook
     from .._throttle import Reservation
     from ._types import BackendUnavailable, LocalFallback
 
@@ -63,8 +65,11 @@ class Fallback:
 
     __slots__ = (
         "_capacities",
+        "_on_event",
         "_owner",
+        "_source",
         "admissions",
+        "entered_at",
         "fraction",
         "in_outage",
         "local",
@@ -81,6 +86,8 @@ class Fallback:
         refund_unused: bool,
         adaptive: bool,
         owner: object,
+        on_event: EventHook | None = None,
+        source: str = "",
     ) -> None:
         share = self.fraction = config.fraction
         self.retry_interval = config.retry_interval
@@ -93,6 +100,9 @@ class Fallback:
         )
         self._capacities = [(limit.name, limit.metric, limit.burst) for limit in limits]
         self._owner = owner  # the throttle, for the log records
+        self._on_event = on_event  # and its listener, with the name its events carry
+        self._source = source
+        self.entered_at = math.nan  # when the current outage began (anyio clock)
         self.until = -math.inf  # the fallback admits until then (anyio clock)
         self.in_outage = False
         self.outages = 0
@@ -104,10 +114,14 @@ class Fallback:
 
     def enter(self, exc: BackendUnavailable) -> None:
         """Redis failed (``exc``): admit locally for ``retry_interval`` seconds from now."""
-        self.until = anyio.current_time() + self.retry_interval
+        now = anyio.current_time()
+        self.until = now + self.retry_interval
         if not self.in_outage:
             self.in_outage = True
             self.outages += 1
+            self.entered_at = now
+            if self._on_event is not None:
+                emit(self._on_event, FallbackEntered(self._source, now, str(exc)))
             logger.warning(
                 "%s; %r admits through a local fallback at %g of its rates until Redis is back",
                 str(exc),  # the text: a handler that keeps records would pin the dead connection
@@ -119,6 +133,9 @@ class Fallback:
         """Redis answered during an outage: it admits again."""
         self.in_outage = False
         logger.warning("Redis is back for %r: admitting through it again", self._owner)
+        if self._on_event is not None:
+            now = anyio.current_time()
+            emit(self._on_event, FallbackExited(self._source, now, now - self.entered_at))
 
     async def admit(self, costs: Mapping[str, float], deadline: float) -> Reservation:
         """Admit ``costs`` through the local throttle, by ``deadline`` (anyio clock; ``inf``:

@@ -28,6 +28,17 @@ from .._core import (
     ThrottleCore,
 )
 from .._eventloop import current_backend, running_backend
+from .._events import (
+    Admitted,
+    EventHook,
+    Paused,
+    RateChanged,
+    Rejected,
+    Settled,
+    TimedOut,
+    check_hook,
+    emit,
+)
 from .._exceptions import CostExceedsCapacity, RateLimitTimeout
 from .._reserve import Lane, ReserveContext, check_lane, check_max_concurrent, merge_costs
 from .._shield import finish_then_cancel
@@ -248,11 +259,17 @@ class RedisReservation:
             booking.settled = True
             return
         booking.settled = True
+        throttle = self._throttle
+        estimate = dict(booking.costs) if throttle._on_event is not None else None
         try:
-            await self._throttle._adjust(self, actual, refund=self._throttle.refund_unused)
+            await throttle._adjust(self, actual, refund=throttle.refund_unused)
         except BaseException:
             booking.settled = False
             raise
+        if throttle._on_event is not None and estimate is not None:
+            usage = {**estimate, **{metric: float(value) for metric, value in actual.items()}}
+            now = anyio.current_time()
+            emit(throttle._on_event, Settled(throttle._name, now, booking.ticket, estimate, usage))
 
     def release(self) -> None:
         """Give the concurrency slot back.  Without a settle, the estimate stands.
@@ -297,12 +314,14 @@ class RedisReservation:
         if self._local is not None:
             self._local.reject(**kept)
             self.release()
+            self._throttle._rejected_event(self._booking)
             return
         usage = ThrottleCore.all_but(self._booking, kept)
         try:
             await self._throttle._adjust(self, usage, refund=True)
         finally:
             self.release()
+        self._throttle._rejected_event(self._booking)
 
 
 @final
@@ -339,6 +358,9 @@ class RedisThrottle:
             (``None``: wait as long as coredis does).
         batch_share: while both lanes of this process have waiters, the share of its
             admissions the ``"batch"`` lane gets (0 < share < 1; 0.2).
+        on_event: a listener for this process's events (admissions, timeouts, settles,
+            rejections, pauses, rate cuts, the fallback's entry and exit; see
+            :mod:`throttle_trio.events`), named by ``name``; or ``None``.
         **more_limits: limits as keywords (``requests=GCRALimit(500, per=60)``).
 
     Raises:
@@ -367,6 +389,7 @@ class RedisThrottle:
         "_max_batch",
         "_max_concurrent",
         "_name",
+        "_on_event",
         "_paused_locally",
         "_rate_cuts",
         "_redis_timeout",
@@ -392,6 +415,7 @@ class RedisThrottle:
         on_unavailable: Literal["raise"] | LocalFallback = "raise",
         redis_timeout: float | None = 5.0,
         batch_share: float = 0.2,
+        on_event: EventHook | None = None,
         **more_limits: GCRALimit | GCRA | TokenBucket,
     ) -> None:
         self._name = _check_name("name", name)
@@ -410,6 +434,7 @@ class RedisThrottle:
             self._limits, refund_unused=refund_unused, learn_limits=False
         )
         self._lanes = Lanes(batch_share)
+        self._on_event = check_hook(on_event)
         self._capacities: dict[str, float] = {}  # metric -> the smallest burst that counts it
         for limit in self._limits:
             known = self._capacities.get(limit.metric, math.inf)
@@ -426,6 +451,8 @@ class RedisThrottle:
                 refund_unused=refund_unused,
                 adaptive=adaptive,
                 owner=self,
+                on_event=on_event,
+                source=name,
             )
             if isinstance(on_unavailable, LocalFallback)
             else None
@@ -590,9 +617,28 @@ class RedisThrottle:
             waiter.state = LEADING  # the fast path: nobody here waits, nothing is booked
         else:
             await self._wait_in_line(waiter, backend)
-        if waiter.state == LEADING:
-            await self._book(waiter, self._max_batch, backend.current_time())
-        return await self._admit(waiter, arrived, backend)
+        try:
+            if waiter.state == LEADING:
+                await self._book(waiter, self._max_batch, backend.current_time())
+            reservation = await self._admit(waiter, arrived, backend)
+        except RateLimitTimeout:
+            if self._on_event is not None:
+                now = backend.current_time()
+                timed_out = TimedOut(self._name, now, now - arrived, timeout, dict(costs))
+                emit(self._on_event, timed_out)
+            raise
+        if self._on_event is not None:
+            booking = reservation._booking
+            event = Admitted(
+                self._name,
+                booking.admitted_at,
+                booking.admitted_at - arrived,
+                None,
+                ticket,
+                dict(costs),
+            )
+            emit(self._on_event, event)
+        return reservation
 
     async def _wait_in_line(self, waiter: Waiter, backend: Backend) -> None:
         """Wait until ``waiter`` takes the booking role, or a head has booked for it."""
@@ -889,6 +935,18 @@ class RedisThrottle:
             self._core.timeouts -= 1  # a refusal, not a timeout
             return None
 
+    def _rejected_event(self, booking: Booking) -> None:
+        hook = self._on_event
+        if hook is not None:
+            event = Rejected(
+                self._name,
+                anyio.current_time(),
+                booking.ticket,
+                shortfall=dict(booking.shortfall),
+                retry_after=booking.retry_after,
+            )
+            emit(hook, event)
+
     def _release_slot(self) -> None:
         full = self._held >= self._max_concurrent
         self._held -= 1
@@ -994,7 +1052,7 @@ class RedisThrottle:
 
     # -- the shared gate, and what Redis holds -----------------------------------------------
 
-    async def pause_for(self, seconds: float) -> None:
+    async def pause_for(self, seconds: float, *, reason: str = "user") -> None:
         """Close the shared gate for ``seconds`` from now, for every process.
 
         No request of any process is booked before the gate opens (a booking already made
@@ -1008,29 +1066,35 @@ class RedisThrottle:
 
         Args:
             seconds: how long to close the gate (a finite number >= 0).
+            reason: what the :class:`~throttle_trio.events.Paused` event says
+                (``"retry-after"`` when the transports honour a server's Retry-After).
 
         Raises:
             ValueError: ``seconds`` is negative, NaN or infinite.
             BackendUnavailable: Redis cannot be reached and there is no fallback.
         """
-        await self._pause(check_non_negative("seconds", seconds), f"pause_for({seconds!r})")
+        seconds = check_non_negative("seconds", seconds)
+        await self._pause(seconds, f"pause_for({seconds!r})", reason)
 
-    async def pause_until(self, deadline: float) -> None:
+    async def pause_until(self, deadline: float, *, reason: str = "user") -> None:
         """Close the gate until ``deadline`` (anyio clock, seconds; ``math.inf``: for
         :data:`MAX_SPAN`): see :meth:`pause_for`."""
         if math.isnan(deadline):
             raise ValueError(f"deadline must be a time, got {deadline!r}")
         seconds = max(0.0, deadline - anyio.current_time())
-        await self._pause(seconds, f"pause_until({deadline!r})")
+        await self._pause(seconds, f"pause_until({deadline!r})", reason)
 
-    async def _pause(self, seconds: float, call: str) -> None:
+    async def _pause(self, seconds: float, call: str, reason: str = "user") -> None:
         if seconds > MAX_SPAN:
             self._bounded(SPAN_US + 1, "a pause", f"{call} is {seconds:g} s")
             seconds = MAX_SPAN
         if self._fallback is not None:
-            self._fallback.local.pause_for(seconds)
+            self._fallback.local.pause_for(seconds, reason=reason)
         self._core.pauses += 1
-        self._paused_locally = max(self._paused_locally, anyio.current_time() + seconds)
+        now = anyio.current_time()
+        self._paused_locally = max(self._paused_locally, now + seconds)
+        if self._on_event is not None:
+            emit(self._on_event, Paused(self._name, now, now + seconds, seconds, reason))
         try:
             await self._call(Pause(microseconds_up(seconds)), [])
         except BackendUnavailable as exc:
@@ -1224,6 +1288,16 @@ class RedisThrottle:
             return
         if reply.changed:
             self._rate_cuts += 1
+            hook = self._on_event
+            if hook is not None:
+                now = anyio.current_time()
+                for limit in self._limits:
+                    rate = limit.effective_rate
+                    previous = min(limit.rate, rate / DEFAULT_DECREASE)  # before this cut
+                    event = RateChanged(
+                        self._name, now, limit.name, rate, previous, limit.rate, "overload"
+                    )
+                    emit(hook, event)
             if logger.isEnabledFor(logging.DEBUG):
                 rates = ", ".join(f"{lim.name}={lim.effective_rate:g}/s" for lim in self._limits)
                 logger.debug("%r: overload, shared rates cut to %s", self, rates)
