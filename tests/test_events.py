@@ -221,3 +221,30 @@ async def test_shadow_mode_is_a_checkpoint_and_cancellation_leaves_nothing() -> 
     stats = throttle.statistics()
     assert (stats.admitted, stats.in_flight, stats.limits["requests"].available) == (0, 0, 1)
     assert not math.isnan(stats.would_wait_time)
+
+
+async def test_a_transport_429_reports_its_status_and_pauses_for_the_server() -> None:
+    """Through the httpx transport: the 429's Rejected carries its status and Retry-After,
+    and the pause it causes says it was the server's."""
+    import httpx
+
+    from throttle_trio.httpx import ThrottledTransport
+
+    seen = Recorder()
+    throttle = tt.Throttle(requests=tt.TokenBucket(10), on_event=seen, name="api")
+    answers = [
+        httpx.Response(429, headers={"retry-after": "2"}),
+        httpx.Response(200, json={"usage": {"prompt_tokens": 1, "completion_tokens": 1}}),
+    ]
+    transport = ThrottledTransport(httpx.MockTransport(lambda r: answers.pop(0)), throttle=throttle)
+    async with httpx.AsyncClient(transport=transport) as client:
+        response = await client.post("https://api.test/v1/chat/completions", json={})
+    assert response.status_code == 200
+    (rejected,) = seen.of(events.Rejected)
+    assert isinstance(rejected, events.Rejected)
+    assert (rejected.source, rejected.status) == ("api", 429)
+    (paused,) = seen.of(events.Paused)
+    assert isinstance(paused, events.Paused)
+    assert (paused.seconds, paused.reason) == (2.0, "retry-after")
+    tickets = [e.ticket for e in seen.events if isinstance(e, events.Admitted)]
+    assert tickets == [0, 0]  # the retry kept its ticket

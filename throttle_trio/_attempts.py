@@ -239,7 +239,7 @@ async def handle_failure(
     """
     requests = slot.costs.get("requests")
     kept = {"requests": requests} if requests is not None else {}
-    await shell.reject(slot, kept, report if status == 429 else None)
+    await shell.reject(slot, kept, report if status == 429 else None, status)
     if status == 429 or status >= 500:
         await shell.record_overload()
     pauses = policy.pauses_key(status, headers)

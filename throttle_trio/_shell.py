@@ -73,9 +73,14 @@ class ThrottleShell(Protocol):
         ...
 
     async def reject(
-        self, slot: Any, kept: Mapping[str, float], report: RateLimitHeaders | None
+        self,
+        slot: Any,
+        kept: Mapping[str, float],
+        report: RateLimitHeaders | None,
+        status: int | None = None,
     ) -> None:
-        """The server rejected ``slot``'s attempt: keep ``kept``, refund the rest, release.
+        """The server rejected ``slot``'s attempt (HTTP ``status``): keep ``kept``, refund
+        the rest, release.
 
         With ``report`` (the 429's headers), first cut each limit by the shortfall it proves.
         """
@@ -133,11 +138,15 @@ class LocalShell:
         slot.settle(**usage)
 
     async def reject(
-        self, slot: Reservation, kept: Mapping[str, float], report: RateLimitHeaders | None
+        self,
+        slot: Reservation,
+        kept: Mapping[str, float],
+        report: RateLimitHeaders | None,
+        status: int | None = None,
     ) -> None:
         if report is not None:
             self.throttle.rejected(report, slot)
-        slot.reject(**kept)
+        slot.reject(status, **kept)
 
     async def cancel(self, slot: Reservation) -> None:
         slot.cancel()

@@ -301,12 +301,14 @@ class Reservation:
         self._throttle._adjust(booking, dict.fromkeys(booking.costs, 0.0), refund=True)
         self._give_back()
 
-    def reject(self, **kept: float) -> None:
+    def reject(self, status: int | None = None, /, **kept: float) -> None:
         """The server rejected this attempt (a 429): keep only ``kept``, refund the rest.
 
         For LLM APIs a rejected attempt typically costs one request and no tokens:
         ``reservation.reject(requests=1)``.  The slot is released; retry with
         ``throttle.reserve(..., ticket=reservation.ticket)`` to keep the original turn.
+        ``status``, the response's HTTP status if you have it (``reject(429, requests=1)``),
+        goes into the :class:`~throttle_trio.events.Rejected` event.
         """
         booking = self._booking
         booking.check_active("reject")
@@ -320,6 +322,7 @@ class Reservation:
                 throttle._source(),
                 throttle._now(),
                 booking.ticket,
+                status=status,
                 shortfall=dict(booking.shortfall),
                 retry_after=booking.retry_after,
             )

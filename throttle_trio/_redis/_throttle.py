@@ -302,7 +302,7 @@ class RedisReservation:
         finally:
             self.release()
 
-    async def reject(self, **kept: float) -> None:
+    async def reject(self, status: int | None = None, /, **kept: float) -> None:
         """The server rejected this attempt (a 429): keep only ``kept``, refund the rest.
 
         For LLM APIs a rejected attempt typically costs one request and no tokens:
@@ -314,14 +314,14 @@ class RedisReservation:
         if self._local is not None:
             self._local.reject(**kept)
             self.release()
-            self._throttle._rejected_event(self._booking)
+            self._throttle._rejected_event(self._booking, status)
             return
         usage = ThrottleCore.all_but(self._booking, kept)
         try:
             await self._throttle._adjust(self, usage, refund=True)
         finally:
             self.release()
-        self._throttle._rejected_event(self._booking)
+        self._throttle._rejected_event(self._booking, status)
 
 
 @final
@@ -935,13 +935,14 @@ class RedisThrottle:
             self._core.timeouts -= 1  # a refusal, not a timeout
             return None
 
-    def _rejected_event(self, booking: Booking) -> None:
+    def _rejected_event(self, booking: Booking, status: int | None) -> None:
         hook = self._on_event
         if hook is not None:
             event = Rejected(
                 self._name,
                 anyio.current_time(),
                 booking.ticket,
+                status=status,
                 shortfall=dict(booking.shortfall),
                 retry_after=booking.retry_after,
             )
@@ -1341,14 +1342,18 @@ class RedisThrottle:
         await slot.settle(**usage)
 
     async def reject(
-        self, slot: RedisReservation, kept: Mapping[str, float], report: RateLimitHeaders | None
+        self,
+        slot: RedisReservation,
+        kept: Mapping[str, float],
+        report: RateLimitHeaders | None,
+        status: int | None = None,
     ) -> None:
         """The server rejected ``slot``'s attempt: with the 429's ``report``, first cut each
         limit by the shortfall it proves (:meth:`rejected`), then keep ``kept`` and refund the
         rest (:meth:`RedisReservation.reject`)."""
         if report is not None:
             await self.rejected(report, slot)
-        await slot.reject(**kept)
+        await slot.reject(status, **kept)
 
     async def cancel(self, slot: RedisReservation) -> None:
         """``slot``'s request was never sent (:meth:`RedisReservation.cancel`)."""
