@@ -248,3 +248,24 @@ async def test_a_transport_429_reports_its_status_and_pauses_for_the_server() ->
     assert (paused.seconds, paused.reason) == (2.0, "retry-after")
     tickets = [e.ticket for e in seen.events if isinstance(e, events.Admitted)]
     assert tickets == [0, 0]  # the retry kept its ticket
+
+
+# -- the RateLimiter -----------------------------------------------------------------------------
+
+
+async def test_a_rate_limiter_reports_its_admissions_and_timeouts() -> None:
+    seen = Recorder()
+    limiter = tt.RateLimiter(tt.TokenBucket(1, burst=1), on_event=seen, name="rl")
+    await limiter.acquire()
+    await limiter.acquire()  # waits a second for the rate
+    with pytest.raises(tt.RateLimitTimeout):
+        await limiter.acquire(timeout=0.5)  # known at once
+    first, second = seen.of(events.Admitted)
+    assert first == events.Admitted("rl", 0.0, 0.0, None, 0, {"rate": 1})
+    assert second == events.Admitted("rl", 1.0, 1.0, "rate", 1, {"rate": 1})
+    (timed_out,) = seen.of(events.TimedOut)
+    assert timed_out == events.TimedOut("rl", 1.0, 0.0, 0.5, {"rate": 1})
+    plain = tt.RateLimiter(tt.TokenBucket(1))  # no listener: nothing is made
+    await plain.acquire()
+    with pytest.raises(TypeError, match="on_event must be a callable"):
+        tt.RateLimiter(tt.TokenBucket(1), on_event="print")  # type: ignore[arg-type]

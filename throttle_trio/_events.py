@@ -1,7 +1,9 @@
 """What a throttle does, as events: one typed hook, free when nobody listens.
 
-Pass ``on_event=`` (any callable taking one event) to a throttle, a limiter or a transport;
-it is called synchronously, in the task that caused the event, with a frozen record.  A
+Pass ``on_event=`` (any callable taking one event) to a :class:`~throttle_trio.Throttle`, a
+``RedisThrottle`` or a :class:`~throttle_trio.RateLimiter` (the transports, ``call_with_retries``
+and the batch runners report through their throttle's, with the HTTP status of each
+rejection); it is called synchronously, in the task that caused the event, with a frozen record.  A
 listener must be quick and must not await (hand the record to a queue or a metrics library);
 an exception it raises is logged (logger ``throttle_trio.events``) and counted in
 :func:`listener_errors`, never raised into the request that caused it.  With no listener, the

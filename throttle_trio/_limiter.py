@@ -9,6 +9,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
 from ._eventloop import Backend, LoopWatch, current_backend, shift_policy_clock, time_for_read
+from ._events import Admitted, EventHook, TimedOut, check_hook, emit
 from ._exceptions import CostExceedsCapacity, RateLimitTimeout
 from ._validate import check_cost, check_non_negative, check_optional_timeout
 from ._waitqueue import WaitQueue
@@ -98,11 +99,17 @@ class RateLimiter(Generic[P]):
 
     Args:
         policy: the rate policy, for example ``TokenBucket(rate=60, per=60, burst=10)``.
+        on_event: a listener for its admissions and timeouts
+            (:class:`~throttle_trio.events.Admitted`, binding ``"rate"`` when it waited;
+            :class:`~throttle_trio.events.TimedOut`), or ``None`` (free).
+        name: what the events call it (default: its ``repr``).
     """
 
     __slots__ = (
         "_admitted",
         "_admitted_cost",
+        "_name",
+        "_on_event",
         "_policy",
         "_queue",
         "_refunded",
@@ -111,7 +118,9 @@ class RateLimiter(Generic[P]):
         "_watch",
     )
 
-    def __init__(self, policy: P) -> None:
+    def __init__(
+        self, policy: P, *, on_event: EventHook | None = None, name: str | None = None
+    ) -> None:
         if not isinstance(policy, RatePolicy):
             raise TypeError(
                 f"policy must be a RatePolicy (TokenBucket, GCRA, SlidingWindow, ...), "
@@ -125,6 +134,10 @@ class RateLimiter(Generic[P]):
         self._timeouts = 0
         self._refunded = 0.0
         self._watch = LoopWatch()
+        self._on_event = check_hook(on_event)
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a str or None, got {type(name).__name__} {name!r}")
+        self._name = name
 
     @property
     def policy(self) -> P:
@@ -176,9 +189,9 @@ class RateLimiter(Generic[P]):
             deadline = arrived + timeout
             # Fail at once if even everyone queued ahead, then this cost, cannot make it.
             if policy.queue_ready_at(queue.queued_cost, cost, arrived) > deadline:
-                raise self._timed_out(cost, timeout)
+                raise self._timed_out(cost, timeout, arrived)
             # Not a closure: one would make cells of this frame's variables on every call.
-            on_timeout = partial(self._timed_out, cost, timeout)
+            on_timeout = partial(self._timed_out, cost, timeout, arrived)
 
         # WaitQueue.acquire's checkpoint rule, with its fast path inlined: nobody waits and the
         # cost fits now (what is available fits, policy.base's rule 4; ready_at decides the rest).
@@ -202,9 +215,11 @@ class RateLimiter(Generic[P]):
                     self._admitted_cost -= cost
                     queue.poke()  # a waiter that queued meanwhile may fit now
                     raise
+                if self._on_event is not None:
+                    self._admitted_event(cost, arrived, arrived, queue.take_ticket())
                 return
 
-        await queue.wait_in_line(
+        ticket = await queue.wait_in_line(
             cost,
             _Request(self, cost, arrived),
             cost,
@@ -213,6 +228,15 @@ class RateLimiter(Generic[P]):
             ready=policy.ready_at,
             loop=backend,
         )
+        if self._on_event is not None:
+            self._admitted_event(cost, self._now(), arrived, ticket)
+
+    def _admitted_event(self, cost: float, now: float, arrived: float, ticket: int) -> None:
+        assert self._on_event is not None
+        source = self._name if self._name is not None else repr(self)
+        waited = now - arrived
+        binding = "rate" if waited > 0 else None
+        emit(self._on_event, Admitted(source, now, waited, binding, ticket, {"rate": cost}))
 
     def _now(self, backend: Backend | None = None) -> float:
         """The running loop's time, after carrying the policy over from another loop."""
@@ -314,9 +338,14 @@ class RateLimiter(Generic[P]):
     ) -> None:
         return None
 
-    def _timed_out(self, cost: float, timeout: float | None) -> RateLimitTimeout:
-        """Count a timeout and make its error."""
+    def _timed_out(self, cost: float, timeout: float | None, arrived: float) -> RateLimitTimeout:
+        """Count a timeout (and report it) and make its error."""
         self._timeouts += 1
+        if self._on_event is not None:
+            now = self._now()
+            source = self._name if self._name is not None else repr(self)
+            event = TimedOut(source, now, now - arrived, timeout, {"rate": cost})
+            emit(self._on_event, event)
         return self._timeout_error(cost, timeout)
 
     def _timeout_error(self, cost: float, timeout: float | None) -> RateLimitTimeout:
