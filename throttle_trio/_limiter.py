@@ -102,7 +102,8 @@ class RateLimiter(Generic[P]):
         on_event: a listener for its admissions and timeouts
             (:class:`~throttle_trio.events.Admitted`, binding ``"rate"`` when it waited;
             :class:`~throttle_trio.events.TimedOut`), or ``None`` (free).
-        name: what the events call it (default: its ``repr``).
+        name: what the events call it (default: ``RateLimiter(<its policy>)``, when the first
+            event is made).
     """
 
     __slots__ = (
@@ -233,7 +234,7 @@ class RateLimiter(Generic[P]):
 
     def _admitted_event(self, cost: float, now: float, arrived: float, ticket: int) -> None:
         assert self._on_event is not None
-        source = self._name if self._name is not None else repr(self)
+        source = self._source()
         waited = now - arrived
         binding = "rate" if waited > 0 else None
         emit(self._on_event, Admitted(source, now, waited, binding, ticket, {"rate": cost}))
@@ -338,12 +339,18 @@ class RateLimiter(Generic[P]):
     ) -> None:
         return None
 
+    def _source(self) -> str:
+        """What events call this limiter: its ``name``, else its policy's ``repr``."""
+        if self._name is None:
+            self._name = f"RateLimiter({self._policy!r})"
+        return self._name
+
     def _timed_out(self, cost: float, timeout: float | None, arrived: float) -> RateLimitTimeout:
         """Count a timeout (and report it) and make its error."""
         self._timeouts += 1
         if self._on_event is not None:
             now = self._now()
-            source = self._name if self._name is not None else repr(self)
+            source = self._source()
             event = TimedOut(source, now, now - arrived, timeout, {"rate": cost})
             emit(self._on_event, event)
         return self._timeout_error(cost, timeout)

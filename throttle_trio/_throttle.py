@@ -368,7 +368,8 @@ class Throttle:
         on_event: a listener called with each event (admissions, settles, rejections,
             pauses, rate changes, header cuts, timeouts; see :mod:`throttle_trio.events`), or
             ``None``.  Free when ``None``.
-        name: what events and logs call this throttle (default: its ``repr``).
+        name: what events call this throttle (default: its ``repr`` when the first event is
+            made).
         shadow: measure without enforcing: a request is never made to wait; what an
             enforcing throttle would have done is counted (``would_wait`` in the statistics,
             ``Admitted.would_wait`` in events), to size limits on live traffic before turning
@@ -518,8 +519,11 @@ class Throttle:
         )
 
     def _source(self) -> str:
-        """What events call this throttle."""
-        return self._name if self._name is not None else repr(self)
+        """What events call this throttle: its ``name``, else its ``repr`` as first needed
+        (kept: a repr per event would cost more than the event)."""
+        if self._name is None:
+            self._name = repr(self)
+        return self._name
 
     def __repr__(self) -> str:
         limits = ", ".join(f"{name}={limit.policy!r}" for name, limit in self._limits.items())
