@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TypeAlias
+from typing import TypeAlias, cast
 
 __all__ = [
     "Admitted",
@@ -220,7 +220,7 @@ def check_hook(value: object) -> EventHook | None:
             f"on_event must be a callable taking one event, or None, got "
             f"{type(value).__name__} {value!r}"
         )
-    return value
+    return cast("EventHook | None", value)
 
 
 def emit(hook: EventHook, event: Event) -> None:

@@ -26,7 +26,6 @@ __all__ = [
 
 #: The lanes of a throttle's line: interactive requests go before a batch backlog.
 Lane: TypeAlias = Literal["interactive", "batch"]
-_LANES = ("interactive", "batch")
 
 
 class _Releasable(Protocol):
@@ -60,9 +59,11 @@ def check_max_concurrent(value: object) -> float:
 
 def check_lane(value: object) -> Lane:
     """Accept ``"interactive"`` or ``"batch"`` (``lane``)."""
-    if value not in _LANES:
-        raise ValueError(f"lane must be 'interactive' or 'batch', got {value!r}")
-    return value  # type: ignore[return-value]
+    if value == "interactive":
+        return "interactive"
+    if value == "batch":
+        return "batch"
+    raise ValueError(f"lane must be 'interactive' or 'batch', got {value!r}")
 
 
 def check_share(value: object) -> float:

@@ -242,7 +242,7 @@ class TransportEngine:
         self._retry = retry if retry is not None else RetryPolicy()
         self._learner = learner
         self._parser = parser
-        self._lane = check_lane(lane)
+        self._lane: Lane = check_lane(lane)
         self._rng = rng
         self._wall_clock = wall_clock
         self._warned_no_usage = False
@@ -266,23 +266,25 @@ class TransportEngine:
         retry recomputes its costs with what was learned since (``None``: it keeps them)."""
         if not body:
             return ({"requests": 1} if shell.accepts("requests") else {}), None, None
+        recost: Callable[[], dict[str, float]] | None = None
+        learning: _Learning | None = None
         if self._learner is None:
             estimate: Mapping[str, float] = self._estimate(body)
-            learning = None
-            recost = None
         else:
             document = _json(body)
             parsed = self._takes_documents and isinstance(document, dict)
             raw = self._estimate(document if parsed else body)
-            estimate, learning, recost = raw, None, None
+            estimate = raw
             if "input_tokens" in raw:
                 learner, model = self._learner, _model(document)
                 learning = _Learning(learner, model, raw["input_tokens"])
                 estimate = learner.correct(model, raw)
 
-                def recost() -> dict[str, float]:
-                    corrected = learner.correct(model, raw)
-                    return {m: cost for m, cost in corrected.items() if shell.accepts(m)}
+                def corrected() -> dict[str, float]:
+                    costs = learner.correct(model, raw)
+                    return {m: cost for m, cost in costs.items() if shell.accepts(m)}
+
+                recost = corrected
 
         costs = {metric: cost for metric, cost in estimate.items() if shell.accepts(metric)}
         return costs, learning, recost
