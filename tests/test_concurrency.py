@@ -123,3 +123,20 @@ async def test_the_cap_binds_while_it_is_learning_and_cancelled_requests_teach_n
     stats = throttle.statistics()
     assert stats.latency == 1.5  # it was in flight from 0 to 1.5 (the timeout waited 1 s)
     assert stats.max_concurrent == 50  # 1.5 x 100/s x 1.5 s = 225: the ceiling
+
+
+def test_a_release_outside_the_event_loop_still_measures() -> None:
+    """A reservation released after its loop has ended (a body closed late) still releases
+    and counts, at the time the throttle last saw (reads work outside a loop)."""
+    throttle = tt.Throttle(requests=tt.TokenBucket(10), max_concurrent="auto")
+
+    async def take() -> tt.Reservation:
+        slot = await throttle.acquire(requests=1)
+        await anyio.sleep(0.25)
+        return slot
+
+    slot = anyio.run(take)
+    slot.release()
+    stats = throttle.statistics()
+    assert stats.in_flight == 0
+    assert 0 <= stats.latency < 60  # measured, on the last time the throttle saw

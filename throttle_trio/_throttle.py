@@ -868,7 +868,7 @@ class Throttle:
         self._in_flight -= 1
         auto = self._auto
         if auto is not None and completed is not None:
-            held = self._now() - completed.resumed_at
+            held = time_for_read(self._watch, self._now) - completed.resumed_at
             rates = [(limit.metric, limit.rate()) for limit in self._limits.values()]
             self._max_concurrent = auto.observe(held, completed.costs, rates)
         self._queue.poke()
