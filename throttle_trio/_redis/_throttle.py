@@ -756,8 +756,9 @@ class RedisThrottle:
             )
             waiter.used = used
             max_wait = -1 if deadline == math.inf else max(0, math.floor((deadline - now) * 1e6))
-            # nothing is booked that late
-            requests.append(BookingRequest(max_wait if max_wait <= MAX_US else -1, incs))
+            if max_wait > MAX_US:  # nothing is booked that late: as good as no max wait
+                max_wait = -1
+            requests.append(BookingRequest(max_wait, incs))
         request = Acquire(tuple(limit.tau for limit in used), tuple(requests))
         try:
             reply = await self._call(request, used)
