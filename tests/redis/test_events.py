@@ -122,3 +122,27 @@ async def test_the_fallback_reports_its_entry_and_its_exit(own_server: RedisServ
     assert exited.seconds > 0
     assert exited.at >= entered.at
     assert len(of(seen, events.Admitted)) == 5  # through Redis, the fallback, Redis again
+
+
+def test_statistics_read_outside_the_event_loop(redis_server: RedisServer) -> None:
+    """Reading state works outside an event loop and changes nothing (after the loop that
+    used the throttle has ended)."""
+    made: list[RedisThrottle] = []
+
+    async def main() -> None:
+        async with redis_server.client() as client:
+            throttle = RedisThrottle(
+                client,
+                f"outside-{uuid.uuid4().hex[:8]}",
+                requests=GCRALimit(10, burst=10),
+                on_unavailable=LocalFallback(fraction=0.5),
+            )
+            made.append(throttle)
+            (await throttle.acquire(requests=1)).release()
+
+    anyio.run(main)
+    (throttle,) = made
+    first = throttle.statistics()
+    assert (first.admitted, first.in_flight, first.fallback_active) == (1, 0, False)
+    assert throttle.statistics() == first
+    assert throttle.paused_until is None

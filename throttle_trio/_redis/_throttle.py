@@ -1378,7 +1378,13 @@ class RedisThrottle:
     def statistics(self) -> RedisThrottleStatistics:
         """Return a snapshot of this process's view (no round trip; see the dataclass)."""
         batch, fallback = self._batch_left, self._fallback
-        now = anyio.current_time()
+        backend = running_backend()  # works outside an event loop too, and changes nothing
+        if fallback is None:
+            fallback_active = False
+        elif backend is None:  # outside a loop: whether an outage is still going on
+            fallback_active = fallback.in_outage
+        else:
+            fallback_active = fallback.active(backend.current_time())
         return RedisThrottleStatistics(
             tasks_waiting=self._line.waiting + batch,
             booked=self._booked,
@@ -1395,7 +1401,7 @@ class RedisThrottle:
             timeouts=self._core.timeouts,
             unavailable=self._unavailable,
             outages=fallback.outages if fallback is not None else 0,
-            fallback_active=fallback is not None and fallback.active(now),
+            fallback_active=fallback_active,
             fallback_admissions=fallback.admissions if fallback is not None else 0,
             fallback=fallback.local.statistics() if fallback is not None else None,
             clamped=self._core.clamped,
