@@ -16,8 +16,8 @@ one.  Each session installs the project with its ``test`` extra into a fresh ven
 * ``ci``: a bounded subset for CI's extra versions (``.ci/run`` runs ``make test`` on its main
   Python, then this on 3.12, 3.13 and 3.14): the suite without :data:`CI_LEFT_OUT` (the tests
   of Redis deployments: Cluster, Sentinel, fleets of processes, their launcher; and the runs of
-  the documentation's code blocks and examples), with the ``dev`` Hypothesis profile (100
-  examples a property instead of 400).
+  the documentation's code blocks and examples; the typing checks, which ``make test`` runs),
+  with the ``dev`` Hypothesis profile (100 examples a property instead of 400).
 * Python 3.14 is tried when installed but not yet claimed (no classifier): when its
   dependencies do not install there, its session is skipped, saying why, instead of failing.
 """
@@ -49,6 +49,9 @@ CI_LEFT_OUT = [
     "tests/testing/test_redis_server.py",
     "tests/test_docs.py",
     "tests/test_examples.py",
+    # The typing checks (mypy and pyright on the public surface) run once, in `make test` on
+    # the main Python: the ci session installs the test extra, not pyright's Node.js.
+    "tests/test_typing.py",
 ]
 
 nox.options.sessions = ["tests"]  # `nox` alone: the full suite
