@@ -134,8 +134,8 @@ class ThrottleStatistics:
             ``MAX_REPORTED_TOKENS`` in a body), each also logged.
         limits: per-limit statistics, by limit name.
         latency: with ``max_concurrent="auto"``, the mean seconds a reservation holds its
-            slot (NaN otherwise, and before the first release); ``max_concurrent`` is the cap
-            it chose.
+            slot (``None`` otherwise, and before the first release); ``max_concurrent`` is the
+            cap it chose.
         shadow: the throttle measures without enforcing (``shadow=True``).
         would_wait: shadow mode: admissions an enforcing throttle would have made wait.
         would_wait_time: shadow mode: the seconds they would have waited, summed (each also
@@ -157,7 +157,7 @@ class ThrottleStatistics:
     timeouts: int
     clamped: int = 0
     limits: Mapping[str, LimitStatistics] = field(default_factory=dict)
-    latency: float = math.nan
+    latency: float | None = None
     shadow: bool = False
     would_wait: int = 0
     would_wait_time: float = 0.0
@@ -1055,6 +1055,13 @@ class Throttle:
                         logger.debug("%r: %s rate cut to %g/s", self, limit.name, rate)
                         self._rate_changed(limit, before, "overload", now)
 
+    def _measured_latency(self) -> float | None:
+        """The mean time in flight with ``max_concurrent="auto"``; ``None`` if not measured
+        (``None`` rather than NaN: two snapshots that are alike compare equal)."""
+        if self._auto is None or math.isnan(self._auto.latency):
+            return None
+        return self._auto.latency
+
     def _rate_changed(self, limit: _Limit, before: float, cause: str, now: float) -> None:
         hook, aimd = self._on_event, limit.aimd
         if hook is not None and aimd is not None:
@@ -1118,7 +1125,7 @@ class Throttle:
                 )
                 for name, limit in self._limits.items()
             },
-            latency=math.nan if self._auto is None else self._auto.latency,
+            latency=self._measured_latency(),
             shadow=self._shadow,
             would_wait=self._would_wait,
             would_wait_time=self._would_wait_time,
