@@ -55,6 +55,12 @@ that needs more), every time at most ``MAX_US``, and the script checks both befo
 anything: an argument out of range is an error reply.  Writes are staged and made at the end,
 after the values to store have been checked against ``MAX_US``: a script that fails writes
 nothing.  A booking that would store a time beyond ``MAX_US`` is refused alone (``RANGE``).
+One more hash per throttle holds the limits its fleet *learned* from rate-limit headers (metric
+-> ``"limit per"``, ``per`` in microseconds): the first process to learn a metric records it,
+and every process adds what is recorded, so the whole fleet charges one shared key per learned
+metric with the same parameters (``learn``).  It is kept a day after it was last read or
+written, the longest period a learned limit can have.
+
 Keys expire when they mean nothing any more: a limit at its TAT (the bucket is full again, the
 same as an absent key) unless its adaptive state is still kept (``x``), the gate once both its
 times are past.
@@ -78,6 +84,7 @@ __all__ = [
     "SPAN_US",
     "Interval",
     "gate_key",
+    "learned_key",
     "limit_key",
 ]
 
@@ -94,7 +101,8 @@ MAX_US: Final = 2**53 - 1  # the latest time the script stores (µs): Lua's doub
 SPAN_US: Final = 365 * 86_400 * 1_000_000  # the longest amount one argument carries (µs)
 
 SCRIPT: Final = r"""
--- throttle_trio GCRA, format 3.  KEYS[1]: the gate; KEYS[2..n+1]: the limits.
+-- throttle_trio GCRA, format 4.  KEYS[1]: the gate; KEYS[2..n+1]: the limits; KEYS[n+2]: the
+-- learned limits (learn only).
 -- ARGV[1]: the operation; ARGV[2]: n.  All times and amounts are integer microseconds; amounts
 -- are at the configured rate, converted here to each limit's adaptive rate r.
 local OK, LATE, EXCEEDS, FOREIGN, RANGE = 0, 1, 2, 3, 4
@@ -445,6 +453,48 @@ elseif op == 'grow' then
   end
   commit()
   return finish({OK, now})
+elseif op == 'learn' then
+  -- The limits the fleet learned from headers, in KEYS[n + 2] (a hash: metric -> 'limit per',
+  -- both integers, per in microseconds).  ARGV[3]: k; then k triples metric, limit, per: each
+  -- recorded unless its metric already is (the first process to learn a metric sets it for
+  -- all); then how long the record is kept (µs).  k = 0 only reads.  Reply {OK, now, m, then
+  -- per recorded metric: metric, limit, per}.
+  local book = KEYS[n + 2]
+  if not book then
+    error({err = 'throttle_trio: learn needs the key of the learned limits'})
+  end
+  local kind = redis.call('TYPE', book).ok
+  if kind ~= 'hash' and kind ~= 'none' then return foreign(n + 1, book) end
+  local k = arg(3, 0, 64)
+  local memory = arg(4 + 3 * k, 1, SPAN)
+  local learned = {}
+  for j = 0, k - 1 do
+    local b = 4 + 3 * j
+    learned[j + 1] = {ARGV[b], arg(b + 1, 1, MAX), arg(b + 2, 1, SPAN)}
+  end
+  local entries = redis.call('HGETALL', book)
+  local reply = {OK, now, 0}
+  local known = {}
+  for j = 1, #entries, 2 do
+    local limit, per = string.match(entries[j + 1], '^(%d+) (%d+)$')
+    limit, per = tonumber(limit), tonumber(per)
+    if not limit or limit < 1 or limit > MAX or per < 1 or per > SPAN then
+      return foreign(n + 1, book)
+    end
+    known[entries[j]] = true
+    reply[#reply + 1], reply[#reply + 2], reply[#reply + 3] = entries[j], limit, per
+  end
+  for _, spec in ipairs(learned) do
+    local metric, limit, per = spec[1], spec[2], spec[3]
+    if not known[metric] then
+      redis.call('HSET', book, metric, fmt(limit) .. ' ' .. fmt(per))
+      known[metric] = true
+      reply[#reply + 1], reply[#reply + 2], reply[#reply + 3] = metric, limit, per
+    end
+  end
+  reply[3] = (#reply - 3) / 3
+  if #reply > 3 then redis.call('PEXPIRE', book, fmt(math.floor(memory / 1000) + 1)) end
+  return finish(reply)
 end
 return redis.error_reply('throttle_trio: unknown operation ' .. tostring(op))
 """
@@ -459,6 +509,12 @@ def gate_key(prefix: str, name: str) -> str:
 def limit_key(prefix: str, name: str, limit: str) -> str:
     """The state of limit ``limit`` of throttle ``name``."""
     return f"{prefix}:{{{name}}}:{limit}"
+
+
+def learned_key(prefix: str, name: str) -> str:
+    """The limits throttle ``name``'s fleet learned from headers.  No gate or limit key of any
+    throttle has this form (they end at the hash tag's ``}``, or go on with ``}:``)."""
+    return f"{prefix}:{{{name}}}#learned"
 
 
 @final

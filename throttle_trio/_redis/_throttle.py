@@ -31,6 +31,7 @@ from .._eventloop import current_backend, running_backend
 from .._events import (
     Admitted,
     EventHook,
+    LimitLearned,
     Paused,
     RateChanged,
     Rejected,
@@ -56,6 +57,8 @@ from ._protocol import (
     Foreign,
     Grow,
     Late,
+    Learn,
+    LearnedSpec,
     Lower,
     MalformedReply,
     OutOfRange,
@@ -72,6 +75,7 @@ from ._script import (
     SPAN_US,
     Interval,
     gate_key,
+    learned_key,
     limit_key,
     microseconds_up,
 )
@@ -118,6 +122,9 @@ _RATE_STEP = RATE_ONE // DEFAULT_DIVISOR
 _COOLDOWN_US = round(DEFAULT_COOLDOWN * 1_000_000)
 # A lowered rate is forgotten once its bucket is full and nothing was reported for this long.
 _RATE_MEMORY_US = 3_600_000_000
+# The fleet's learned limits are kept this long after they were last read or written: a day,
+# the longest period a learned limit has.
+_LEARNED_MEMORY_US = 86_400_000_000
 
 
 @final
@@ -126,8 +133,8 @@ class _Limit(Ledger):
 
     __slots__ = ("burst", "interval", "key", "rate", "scale", "tau")
 
-    def __init__(self, name: str, limit: GCRALimit, key: str) -> None:
-        super().__init__(name)
+    def __init__(self, name: str, limit: GCRALimit, key: str, *, learned: bool = False) -> None:
+        super().__init__(name, learned=learned)
         self.key = key
         self.burst = limit.burst
         self.rate = limit.rate / limit.per
@@ -358,15 +365,23 @@ class RedisThrottle:
             (``None``: wait as long as coredis does).
         batch_share: while both lanes of this process have waiters, the share of its
             admissions the ``"batch"`` lane gets (0 < share < 1; 0.2).
+        learn_limits: learn the limits of metrics that are not configured from the rate-limit
+            headers, for the whole fleet (the rule of :class:`~throttle_trio.Throttle`'s
+            ``learn_limits``): the first process to learn a metric records its limit and period
+            in Redis, every process reads the record at its first admission and after a report
+            names a new metric, and all of them charge one shared key per learned metric.
+            While this process knows no limit at all, it sends one request at a time (a probe)
+            until a response teaches one.
         on_event: a listener for this process's events (admissions, timeouts, settles,
-            rejections, pauses, rate cuts, the fallback's entry and exit; see
+            rejections, pauses, rate cuts, learned limits, the fallback's entry and exit; see
             :mod:`throttle_trio.events`), named by ``name``; or ``None``.
         **more_limits: limits as keywords (``requests=GCRALimit(500, per=60)``).
 
     Raises:
         TypeError: a limit is not a GCRALimit (a GCRA or TokenBucket is read as one), or an
             argument has the wrong type.
-        ValueError: no limits, a bad name, or an argument out of range.
+        ValueError: no limits (and no ``learn_limits``), a bad name, or an argument out of
+            range.
     """
 
     __slots__ = (
@@ -376,6 +391,7 @@ class RedisThrottle:
         "_booked",
         "_booked_wait",
         "_booking",
+        "_cap",
         "_capacities",
         "_clamp_logged",
         "_cooldown_us",
@@ -384,6 +400,8 @@ class RedisThrottle:
         "_gate",
         "_held",
         "_lanes",
+        "_learned_key",
+        "_learned_loaded",
         "_limits",
         "_line",
         "_max_batch",
@@ -391,6 +409,7 @@ class RedisThrottle:
         "_name",
         "_on_event",
         "_paused_locally",
+        "_prefix",
         "_rate_cuts",
         "_redis_timeout",
         "_round_trips",
@@ -415,14 +434,17 @@ class RedisThrottle:
         on_unavailable: Literal["raise"] | LocalFallback = "raise",
         redis_timeout: float | None = 5.0,
         batch_share: float = 0.2,
+        learn_limits: bool = False,
         on_event: EventHook | None = None,
         **more_limits: GCRALimit | GCRA | TokenBucket,
     ) -> None:
         self._name = _check_name("name", name)
-        prefix = _check_name("prefix", prefix)
+        self._prefix = prefix = _check_name("prefix", prefix)
         merged = {**limits, **more_limits} if limits else more_limits
-        if not merged:
-            raise ValueError("a RedisThrottle needs at least one limit, got none")
+        if not isinstance(learn_limits, bool):
+            raise TypeError(f"learn_limits must be a bool, got {learn_limits!r}")
+        if not merged and not learn_limits:
+            raise ValueError("a RedisThrottle needs at least one limit or learn_limits, got none")
         self._limits = [
             _Limit(limit_name, as_limit(limit_name, value), limit_key(prefix, name, limit_name))
             for limit_name, value in merged.items()
@@ -431,8 +453,10 @@ class RedisThrottle:
         # The rules and counters both throttles share (_core); the limits stay a list here,
         # in the order of the script's keys.
         self._core: ThrottleCore[_Limit] = ThrottleCore(
-            self._limits, refund_unused=refund_unused, learn_limits=False
+            self._limits, refund_unused=refund_unused, learn_limits=learn_limits
         )
+        self._learned_key = learned_key(prefix, name)
+        self._learned_loaded = not learn_limits  # what the fleet learned is read at first use
         self._lanes = Lanes(batch_share)
         self._on_event = check_hook(on_event)
         self._capacities: dict[str, float] = {}  # metric -> the smallest burst that counts it
@@ -440,6 +464,8 @@ class RedisThrottle:
             known = self._capacities.get(limit.metric, math.inf)
             self._capacities[limit.metric] = min(known, limit.burst)
         self._max_concurrent = check_max_concurrent(max_concurrent)
+        # The slots this process may hold now: one (a probe) while learning with no limit yet.
+        self._cap = 1 if learn_limits and not self._limits else self._max_concurrent
         if on_unavailable != "raise" and not isinstance(on_unavailable, LocalFallback):
             raise TypeError(
                 f"on_unavailable must be 'raise' or a LocalFallback, got {on_unavailable!r}"
@@ -450,6 +476,7 @@ class RedisThrottle:
                 self._limits,
                 refund_unused=refund_unused,
                 adaptive=adaptive,
+                learn_limits=learn_limits,
                 owner=self,
                 on_event=on_event,
                 source=name,
@@ -613,7 +640,7 @@ class RedisThrottle:
         first = line.is_first(ticket)
         deadline = math.inf if timeout is None else arrived + timeout
         waiter = Waiter(costs, ticket, deadline, timeout)
-        if first and not self._booking and self._held < self._max_concurrent:
+        if first and not self._booking and self._held < self._cap:
             waiter.state = LEADING  # the fast path: nobody here waits, nothing is booked
         else:
             await self._wait_in_line(waiter, backend)
@@ -650,11 +677,7 @@ class RedisThrottle:
             while True:
                 state = waiter.state
                 if state == QUEUED:
-                    if (
-                        line.front() is waiter
-                        and not self._booking
-                        and self._held < self._max_concurrent
-                    ):
+                    if line.front() is waiter and not self._booking and self._held < self._cap:
                         line.pop_front()
                         waiter.state = LEADING
                         return
@@ -707,8 +730,25 @@ class RedisThrottle:
             head.state = BOOKED
             self._batch_left = 1
             return
+        if not self._learned_loaded:  # once: what the fleet learned before this process asked
+            self._batch_left = 1
+            try:
+                await self._learn(())
+            except BackendUnavailable as exc:
+                head.state = BOOKED
+                if fallback is None:
+                    self._unavailable += 1
+                    head.error = exc
+                else:
+                    self._enter_fallback(exc)
+                    head.fallback = True
+                return
+            except BaseException as exc:
+                head.error = exc
+                head.state = BOOKED
+                return
         line = self._line
-        while len(members) < most and self._held < self._max_concurrent:
+        while len(members) < most and self._held < self._cap:
             waiter = line.pop_front()
             if waiter is None:
                 break
@@ -925,7 +965,7 @@ class RedisThrottle:
         """Admit ``costs`` only if they fit now and nobody here waits (RedisRateLimiter)."""
         backend = current_backend()
         await backend.checkpoint_if_cancelled()
-        if self._line.waiting or self._booking or self._held >= self._max_concurrent:
+        if self._line.waiting or self._booking or self._held >= self._cap:
             return None
         now = backend.current_time()
         waiter = Waiter(costs, self._lanes.take("interactive"), now, 0.0)
@@ -950,7 +990,7 @@ class RedisThrottle:
             emit(hook, event)
 
     def _release_slot(self) -> None:
-        full = self._held >= self._max_concurrent
+        full = self._held >= self._cap
         self._held -= 1
         if full and not self._booking:  # only a freed slot can let the front go
             self._line.wake_front()
@@ -963,11 +1003,14 @@ class RedisThrottle:
 
     # -- round trips: the script through the protocol, Redis's failures as ours --------------
 
-    async def _call(self, request: Request[R], limits: Sequence[_Limit]) -> R:
+    async def _call(
+        self, request: Request[R], limits: Sequence[_Limit], extra_key: str | None = None
+    ) -> R:
         """One round trip of ``request`` (:meth:`_round_trip`), its reply read through the
-        protocol; ``limits`` are the limits it passes, in order.  Raises our errors."""
+        protocol; ``limits`` are the limits it passes, in order, and ``extra_key`` the key
+        after them, if any.  Raises our errors."""
         op = request.op
-        raw = await self._round_trip(op, limits, request.encode())
+        raw = await self._round_trip(op, limits, request.encode(), extra_key)
         try:
             reply = request.decode(raw)
         except MalformedReply as exc:
@@ -976,7 +1019,13 @@ class RedisThrottle:
                 f"malformed reply: {exc.detail}"
             ) from None
         if type(reply) is Foreign:
-            key = self._gate if reply.key == 0 else limits[reply.key - 1].key
+            if reply.key == 0:
+                key = self._gate
+            elif reply.key <= len(limits):
+                key = limits[reply.key - 1].key
+            else:
+                assert extra_key is not None
+                key = extra_key
             raise RedisBackendError(
                 f"key {key!r} holds data throttle_trio did not write (a Redis {reply.kind}); "
                 f"delete it, or choose another name or prefix for throttle {self._name!r}"
@@ -988,10 +1037,18 @@ class RedisThrottle:
             self._fallback.redis_is_back()
         return reply
 
-    async def _round_trip(self, op: str, limits: Sequence[_Limit], args: list[int | str]) -> Any:
+    async def _round_trip(
+        self,
+        op: str,
+        limits: Sequence[_Limit],
+        args: list[int | str],
+        extra_key: str | None = None,
+    ) -> Any:
         """One shielded round trip of the script: its raw reply; raises our errors, never
         coredis's."""
         keys = [self._gate, *(limit.key for limit in limits)]
+        if extra_key is not None:
+            keys.append(extra_key)
         self._round_trips += 1
         timeout = self._redis_timeout
         deadline = math.inf if timeout is None else anyio.current_time() + timeout
@@ -1118,10 +1175,11 @@ class RedisThrottle:
         Raises:
             BackendUnavailable: Redis cannot be reached (also with a fallback).
         """
-        reply = await self._call(ReadState(len(self._limits)), self._limits)
+        limits = self._limits  # a limit learned meanwhile is not in this reply
+        reply = await self._call(ReadState(len(limits)), limits)
         now, pause, last = reply.now, reply.paused_until, reply.last
         available = {}
-        for limit, tat in zip(self._limits, reply.tats, strict=True):
+        for limit, tat in zip(limits, reply.tats, strict=True):
             used = limit.interval.units(max(0, tat - now)) if tat >= 0 else 0.0
             available[limit.name] = limit.burst - used * limit.scale / RATE_ONE
         return RedisThrottleState(
@@ -1129,7 +1187,7 @@ class RedisThrottle:
             paused_for=(pause - now) / 1e6 if pause > now else None,
             booked_for=(last - now) / 1e6 if last > now else None,
             available=MappingProxyType(available),
-            rates=MappingProxyType({limit.name: limit.effective_rate for limit in self._limits}),
+            rates=MappingProxyType({limit.name: limit.effective_rate for limit in limits}),
         )
 
     # ========================================================================================
@@ -1191,6 +1249,40 @@ class RedisThrottle:
         limit.dropped += amount - credited
         return amount - credited
 
+    async def _learn(self, specs: tuple[LearnedSpec, ...]) -> None:
+        """Record ``specs`` as the fleet's learned limits where no process has recorded one for
+        their metric yet (``()``: record nothing), and count every recorded limit from now on.
+        One shielded round trip."""
+        reply = await self._call(Learn(specs, _LEARNED_MEMORY_US), [], self._learned_key)
+        self._learned_loaded = True
+        core = self._core
+        for spec in reply.learned:
+            if spec.metric in core.metrics:  # counted already: configured, or learned before
+                continue
+            if not core.accepts(spec.metric):  # not a metric headers report: not ours
+                logger.debug("%r ignores a learned limit of unknown metric %r", self, spec.metric)
+                continue
+            self._add_learned(spec)
+
+    def _add_learned(self, spec: LearnedSpec) -> None:
+        """Count the fleet's learned limit ``spec`` in this process: one more key per request
+        that names its metric, the same key in every process."""
+        metric, per = spec.metric, spec.per / 1e6
+        key = limit_key(self._prefix, self._name, metric)
+        limit = _Limit(metric, GCRALimit(spec.limit, per=per), key, learned=True)
+        self._limits = [*self._limits, limit]  # a new list: round trips in flight keep theirs
+        self._core.add_limit(limit)
+        known = self._capacities.get(metric, math.inf)
+        self._capacities[metric] = min(known, limit.burst)
+        logger.info("%r learned %s: %g per %g s", self, metric, spec.limit, per)
+        if self._on_event is not None:
+            now = anyio.current_time()
+            emit(self._on_event, LimitLearned(self._name, now, metric, float(spec.limit), per))
+        if self._cap != self._max_concurrent:  # the probe is over: every slot is open again
+            self._cap = self._max_concurrent
+            if not self._booking:
+                self._line.wake_front()
+
     async def observe(
         self, report: RateLimitHeaders, reservation: RedisReservation | None = None
     ) -> None:
@@ -1209,7 +1301,18 @@ class RedisThrottle:
             BackendUnavailable: Redis cannot be reached and there is no fallback.
         """
         if self._fallback is not None:
-            self._fallback.local.observe(report)
+            self._fallback.observe(report)
+        learned = self._core.to_learn(report)
+        if learned:
+            specs = tuple(
+                LearnedSpec(spec.metric, math.floor(spec.limit), round(spec.per * 1e6))
+                for spec in learned
+                if spec.limit >= 1
+            )
+            try:
+                await self._learn(specs)
+            except BackendUnavailable as exc:
+                self._enter_fallback(exc)
         now = anyio.current_time()
         booking = None if reservation is None else reservation._booking
         targets: list[tuple[_Limit, int]] = []
@@ -1269,22 +1372,18 @@ class RedisThrottle:
         Raises:
             BackendUnavailable: Redis cannot be reached and there is no fallback.
         """
-        await anyio.lowlevel.checkpoint_if_cancelled()
-        if not self._adaptive:
+        if not await self._adapts_in_redis(overload=True):
             return
-        if self._fallback is not None:
-            self._fallback.local.record_overload()
-            if self._fallback.active(anyio.current_time()):
-                return
+        limits = self._limits
         request = Cut(
-            len(self._limits),
+            len(limits),
             _CUT_FACTOR,
             _RATE_FLOOR,
             self._cooldown_us,
             max(_RATE_MEMORY_US, self._cooldown_us),
         )
         try:
-            reply = await self._call(request, self._limits)
+            reply = await self._call(request, limits)
         except BackendUnavailable as exc:
             self._enter_fallback(exc)
             return
@@ -1293,7 +1392,7 @@ class RedisThrottle:
             hook = self._on_event
             if hook is not None:
                 now = anyio.current_time()
-                for limit in self._limits:
+                for limit in limits:
                     rate = limit.effective_rate
                     previous = min(limit.rate, rate / DEFAULT_DECREASE)  # before this cut
                     event = RateChanged(
@@ -1301,7 +1400,7 @@ class RedisThrottle:
                     )
                     emit(hook, event)
             if logger.isEnabledFor(logging.DEBUG):
-                rates = ", ".join(f"{lim.name}={lim.effective_rate:g}/s" for lim in self._limits)
+                rates = ", ".join(f"{lim.name}={lim.effective_rate:g}/s" for lim in limits)
                 logger.debug("%r: overload, shared rates cut to %s", self, rates)
 
     async def record_success(self) -> None:
@@ -1316,20 +1415,31 @@ class RedisThrottle:
         Raises:
             BackendUnavailable: Redis cannot be reached and there is no fallback.
         """
-        await anyio.lowlevel.checkpoint_if_cancelled()
-        if not self._adaptive:
+        if not await self._adapts_in_redis(overload=False):
             return
-        if self._fallback is not None:
-            self._fallback.local.record_success()
-            if self._fallback.active(anyio.current_time()):
-                return
-        if all(limit.scale >= RATE_ONE for limit in self._limits):
+        limits = self._limits
+        if all(limit.scale >= RATE_ONE for limit in limits):
             return
-        request = Grow(len(self._limits), _RATE_STEP, max(_RATE_MEMORY_US, self._cooldown_us))
+        request = Grow(len(limits), _RATE_STEP, max(_RATE_MEMORY_US, self._cooldown_us))
         try:
-            await self._call(request, self._limits)
+            await self._call(request, limits)
         except BackendUnavailable as exc:
             self._enter_fallback(exc)
+
+    async def _adapts_in_redis(self, *, overload: bool) -> bool:
+        """The start of an AIMD step: a checkpoint, then whether Redis takes it (``adaptive``,
+        and no fallback admitting now).  The local fallback, if any, takes every step."""
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        if not self._adaptive:
+            return False
+        fallback = self._fallback
+        if fallback is None:
+            return True
+        if overload:
+            fallback.local.record_overload()
+        else:
+            fallback.local.record_success()
+        return not fallback.active(anyio.current_time())
 
     # ========================================================================================
     # End of the feedback.
@@ -1416,6 +1526,7 @@ class RedisThrottle:
                     refunded=limit.refunded,
                     overdraft=limit.overdraft,
                     dropped=limit.dropped,
+                    learned=limit.learned,
                 )
                 for limit in self._limits
             },

@@ -151,6 +151,8 @@ class RedisLimitStatistics:
         overdraft: units this process was charged by settles above the estimate.
         dropped: refunds that could not be credited (the bucket was full, or a request booked
             in the future needed the room).
+        learned: the limit was learned from response headers (by this process or another one
+            of the fleet), not configured.
     """
 
     metric: str
@@ -162,6 +164,7 @@ class RedisLimitStatistics:
     refunded: float
     overdraft: float
     dropped: float
+    learned: bool = False
 
 
 @dataclass(frozen=True, slots=True)
