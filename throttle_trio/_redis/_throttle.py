@@ -274,7 +274,7 @@ class RedisReservation:
             booking.settled = False
             raise
         if throttle._on_event is not None and estimate is not None:
-            usage = {**estimate, **{metric: float(value) for metric, value in actual.items()}}
+            usage = ThrottleCore.settled_usage(estimate, actual)
             now = anyio.current_time()
             emit(throttle._on_event, Settled(throttle._name, now, booking.ticket, estimate, usage))
 
