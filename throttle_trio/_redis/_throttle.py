@@ -156,6 +156,19 @@ class _Limit(Ledger):
         return self.burst
 
 
+def _described(exc: BaseException) -> str:
+    """``exc`` as ``Type: text``, and what caused it at the root when that says more (a failed
+    certificate check under coredis's "unable to connect")."""
+    text = f"{type(exc).__name__}: {exc}"
+    root, seen = exc, {id(exc)}
+    while (cause := root.__cause__ or root.__context__) is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        root = cause
+    if root is not exc and str(root) and str(root) not in text:
+        text += f" (caused by {type(root).__name__}: {root})"
+    return text
+
+
 def _check_max_batch(value: object) -> int:
     """Accept an int >= 1 (``max_batch``)."""
     if isinstance(value, bool) or not isinstance(value, int):
@@ -1066,10 +1079,10 @@ class RedisThrottle:
             try:
                 reply = await finish_then_cancel(round_trip)
             except _UNAVAILABLE as exc:
-                raise self._unavailable_error(op, f"{type(exc).__name__}: {exc}") from exc
+                raise self._unavailable_error(op, _described(exc)) from exc
             except RedisError as exc:
                 if str(exc).startswith("OOM "):  # maxmemory with noeviction: nothing written
-                    raise self._unavailable_error(op, f"{type(exc).__name__}: {exc}") from exc
+                    raise self._unavailable_error(op, _described(exc)) from exc
                 raise RedisBackendError(
                     f"Redis refused the throttle script for {self._name!r} ({op}): "
                     f"{type(exc).__name__}: {exc}"
