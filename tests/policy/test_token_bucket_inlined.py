@@ -147,7 +147,8 @@ def run(make: Callable[[], Bucket], start: float, ops: list[tuple[str, float, fl
     fast, slow = make(), make()
     now = start
     for op, gap, cost in ops:
-        now += gap
+        if op != "near":  # its gap says how early its timer fires
+            now += gap
         cost = min(cost, fast.burst) if op != "consume" else cost
         if op in ("ready", "near"):  # a limiter's head: sleep until ready_at, ask again
             ready = fast.ready_at(cost, now)
@@ -247,3 +248,19 @@ def test_admit_or_ready_at_refuses_a_cost_above_the_capacity(cls: type[Bucket], 
     with pytest.raises(CostExceedsCapacity):
         bucket._admit_or_ready_at(5, 100.0)
     assert state(bucket) == before
+
+
+@pytest.mark.parametrize("cls", [TokenBucket, GCRA])
+@pytest.mark.parametrize("start", [0.0, 0.25, 3.0, 123456.789])
+@pytest.mark.parametrize(
+    ("rate", "per", "burst"),
+    [(2000.0, 1.0, 5.0), (1.0, 1.0, 20.0), (3.0, 60.0, 7.0), (0.1, 1.0, 0.5)],
+    ids=["span 2.5 ms", "span 20 s", "span 140 s", "span 5 s"],
+)
+def test_timers_that_fire_within_the_slack(
+    cls: type[Bucket], start: float, rate: float, per: float, burst: float
+) -> None:
+    """Every term of the slack matters somewhere: the 1 s floor near 0, the clock reading at
+    an uptime, the span when the bucket takes longer to fill than the clock has run."""
+    near = [("near", k / 16, min(1.0, burst)) for k in range(16)]
+    run(lambda: cls(rate, per, burst=burst), start, [("consume", 0.0, burst), *near * 4])

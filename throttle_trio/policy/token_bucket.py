@@ -149,16 +149,24 @@ class TokenBucket(RatePolicy):
         # parameter may be an int or a Fraction at run time (exact arithmetic, no slack).
         clock: object = now
         scale: object = span
-        if (isinstance(clock, float) or isinstance(scale, float)) and (
-            shortfall <= SLACK * max(1.0, abs(now), span) * fill
-        ):
-            return now
+        if isinstance(clock, float) or isinstance(scale, float):
+            # max(1.0, abs(now), span), the same comparisons without the calls
+            most = -now if now < 0 else now
+            most = most if most > 1.0 else 1.0
+            if span > most:
+                most = span
+            if shortfall <= SLACK * most * fill:
+                return now
         t = now + shortfall / fill
         tokens = self._tokens
         level = tokens + (t - since) * fill if t > since else tokens
         later: object = t
         if isinstance(later, float) or isinstance(scale, float):
-            if units - level <= SLACK * max(1.0, abs(t), span) * fill:
+            most = -t if t < 0 else t
+            most = most if most > 1.0 else 1.0
+            if span > most:
+                most = span
+            if units - level <= SLACK * most * fill:
                 return t  # the exact formula's time fits: first_time_at_or_after's first test
         elif units - level <= 0:
             return t
