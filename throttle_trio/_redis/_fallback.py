@@ -31,6 +31,7 @@ from .._events import FallbackEntered, FallbackExited, emit
 from .._exceptions import CostExceedsCapacity
 from .._throttle import Throttle
 from ..policy.gcra import GCRA
+from ..policy.sliding_window import SlidingWindow
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from .._events import EventHook
     from .._headers import RateLimitHeaders
     from .._throttle import Reservation
+    from ..policy.base import RatePolicy
     from ._types import BackendUnavailable, LocalFallback
 
 __all__ = ["Fallback", "SharedLimit"]
@@ -59,6 +61,17 @@ class SharedLimit(Protocol):
 
     @property
     def burst(self) -> float: ...
+    @property
+    def window(self) -> float | None:
+        """A sliding window's length (seconds); ``None`` for a bucket."""
+        ...
+
+
+def _local_policy(limit: SharedLimit, share: float) -> RatePolicy:
+    """``share`` of ``limit``, as a local policy of the same kind."""
+    if limit.window is not None:
+        return SlidingWindow(limit.burst * share, window=limit.window)
+    return GCRA(limit.rate * share, burst=limit.burst * share)
 
 
 @final
@@ -97,7 +110,7 @@ class Fallback:
         # Its share of the rate *and* of the burst: N processes at 1/N hold one burst between
         # them, whatever they did before the outage and however long they idle in it.
         self.local = Throttle(
-            {limit.name: GCRA(limit.rate * share, burst=limit.burst * share) for limit in limits},
+            {limit.name: _local_policy(limit, share) for limit in limits},
             refund_unused=refund_unused,
             adaptive=adaptive,
             learn_limits=learn_limits,

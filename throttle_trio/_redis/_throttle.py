@@ -45,6 +45,8 @@ from .._reserve import Lane, ReserveContext, check_lane, check_max_concurrent, m
 from .._shield import finish_then_cancel
 from .._validate import check_non_negative, check_optional_timeout
 from ..policy.adaptive import DEFAULT_COOLDOWN, DEFAULT_DECREASE, DEFAULT_DIVISOR
+from ..policy.sliding_window import SlidingWindow
+from ..policy.token_bucket import TokenBucket
 from ._fallback import Fallback
 from ._line import BOOKED, LEADING, PICKED, QUEUED, Line, Waiter
 from ._protocol import (
@@ -89,6 +91,7 @@ from ._types import (
     RedisLimitStatistics,
     RedisThrottleState,
     RedisThrottleStatistics,
+    WindowLimit,
     as_limit,
 )
 
@@ -100,9 +103,8 @@ if TYPE_CHECKING:
 
     from .._eventloop import Backend
     from .._headers import RateLimitHeaders
-    from .._throttle import Reservation
+    from .._throttle import Reservation, Throttle
     from ..policy.gcra import GCRA
-    from ..policy.token_bucket import TokenBucket
 
 __all__ = ["RedisReservation", "RedisThrottle", "refund", "try_acquire"]
 
@@ -131,15 +133,30 @@ _LEARNED_MEMORY_US = 86_400_000_000
 class _Limit(Ledger):
     """One shared limit: its counters (the core's ledger), its key and the script's units."""
 
-    __slots__ = ("burst", "interval", "key", "rate", "scale", "tau")
+    __slots__ = ("burst", "interval", "key", "rate", "scale", "tau", "window", "window_us")
 
-    def __init__(self, name: str, limit: GCRALimit, key: str, *, learned: bool = False) -> None:
+    def __init__(
+        self, name: str, limit: GCRALimit | WindowLimit, key: str, *, learned: bool = False
+    ) -> None:
         super().__init__(name, learned=learned)
         self.key = key
-        self.burst = limit.burst
-        self.rate = limit.rate / limit.per
-        self.interval = Interval(limit.rate, limit.per)
-        self.tau = self.interval.charge(limit.burst)  # the same rounding as every charge
+        if isinstance(limit, WindowLimit):
+            # A window sums amounts, it does no time arithmetic with them: the script counts
+            # its units in exact thousandths (charges rounded up, the capacity down), and is
+            # told its length in microseconds (rounded up: a longer window errs on the safe side).
+            self.burst = limit.limit
+            self.rate = limit.limit / limit.window
+            self.interval = Interval(1_000, 1)
+            self.window: float | None = limit.window
+            self.window_us = microseconds_up(limit.window)
+            self.tau = self.interval.credit(self.burst)
+        else:
+            self.burst = limit.burst
+            self.rate = limit.rate / limit.per
+            self.interval = Interval(limit.rate, limit.per)
+            self.window = None
+            self.window_us = 0
+            self.tau = self.interval.charge(self.burst)  # the same rounding as every charge
         self.scale = RATE_ONE  # the shared adaptive rate, as the last reply reported it
 
     @property
@@ -358,7 +375,8 @@ class RedisThrottle:
             (``async with``) and exits in one long-lived task.
         name: the throttle's name, shared by every process that shares its limits (no ``{`` or
             ``}``).  Never put an API key in it: use :func:`throttle_trio.api_key_hash`.
-        limits: limit name -> :class:`GCRALimit`, as a mapping.
+        limits: limit name -> :class:`GCRALimit` or :class:`WindowLimit` (a sliding window),
+            as a mapping.
         max_concurrent: at most this many reservations of *this process* hold a slot at once
             (an int >= 1, or ``None`` for no cap).
         max_batch: at most this many requests of this process booked in one round trip (an
@@ -391,7 +409,8 @@ class RedisThrottle:
         **more_limits: limits as keywords (``requests=GCRALimit(500, per=60)``).
 
     Raises:
-        TypeError: a limit is not a GCRALimit (a GCRA or TokenBucket is read as one), or an
+        TypeError: a limit is not a GCRALimit or WindowLimit (a GCRA or TokenBucket is read as
+            a GCRALimit, a SlidingWindow as a WindowLimit), or an
             argument has the wrong type.
         ValueError: no limits (and no ``learn_limits``), a bad name, or an argument out of
             range.
@@ -436,7 +455,8 @@ class RedisThrottle:
         self,
         client: Client[Any],
         name: str,
-        limits: Mapping[str, GCRALimit | GCRA | TokenBucket] | None = None,
+        limits: Mapping[str, GCRALimit | WindowLimit | GCRA | TokenBucket | SlidingWindow]
+        | None = None,
         /,
         *,
         max_concurrent: int | None = None,
@@ -449,7 +469,7 @@ class RedisThrottle:
         batch_share: float = 0.2,
         learn_limits: bool = False,
         on_event: EventHook | None = None,
-        **more_limits: GCRALimit | GCRA | TokenBucket,
+        **more_limits: GCRALimit | WindowLimit | GCRA | TokenBucket | SlidingWindow,
     ) -> None:
         self._name = _check_name("name", name)
         self._prefix = prefix = _check_name("prefix", prefix)
@@ -519,6 +539,128 @@ class RedisThrottle:
         self._unavailable = 0
         self._paused_locally = -math.inf  # the latest pause this process asked for (anyio clock)
         self._clamp_logged: set[str] = set()
+
+    @classmethod
+    def for_openai(
+        cls,
+        client: Client[Any],
+        name: str,
+        *,
+        rpm: float,
+        tpm: float,
+        max_concurrent: int | None = 64,
+        slice_seconds: float = 1.0,
+        margin: float = 0.03,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        prefix: str = "throttle_trio",
+        on_unavailable: Literal["raise"] | LocalFallback = "raise",
+        redis_timeout: float | None = 5.0,
+        on_event: EventHook | None = None,
+    ) -> RedisThrottle:
+        """OpenAI's preset (:func:`throttle_trio.openai_throttle`) for a fleet: the per-second
+        slices as sliding windows kept in Redis, the pacing as a shared bucket, ``max_tokens``
+        kept (no refund), adaptive.  ``max_concurrent`` is per process; the local preset's
+        first-window warm-up is not shared (the fleet's windows start as Redis holds them)."""
+        from .._presets import openai_throttle
+
+        local = openai_throttle(
+            rpm=rpm,
+            tpm=tpm,
+            max_concurrent=max_concurrent,
+            slice_seconds=slice_seconds,
+            margin=margin,
+            warmup=0.0,
+        )
+        return cls._from_preset(
+            client,
+            name,
+            local,
+            max_concurrent=max_concurrent,
+            max_batch=max_batch,
+            prefix=prefix,
+            on_unavailable=on_unavailable,
+            redis_timeout=redis_timeout,
+            on_event=on_event,
+        )
+
+    @classmethod
+    def for_anthropic(
+        cls,
+        client: Client[Any],
+        name: str,
+        *,
+        rpm: float,
+        input_tpm: float,
+        output_tpm: float,
+        max_concurrent: int | None = 64,
+        slice_seconds: float = 1.0,
+        margin: float = 0.03,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        prefix: str = "throttle_trio",
+        on_unavailable: Literal["raise"] | LocalFallback = "raise",
+        redis_timeout: float | None = 5.0,
+        on_event: EventHook | None = None,
+    ) -> RedisThrottle:
+        """Anthropic's preset (:func:`throttle_trio.anthropic_throttle`) for a fleet: its
+        buckets shared in Redis, settled, adaptive.  ``max_concurrent`` is per process; the
+        local preset's warm-up (buckets that start below full) is not shared."""
+        from .._presets import anthropic_throttle
+
+        local = anthropic_throttle(
+            rpm=rpm,
+            input_tpm=input_tpm,
+            output_tpm=output_tpm,
+            max_concurrent=max_concurrent,
+            slice_seconds=slice_seconds,
+            margin=margin,
+            warmup=0.0,
+        )
+        return cls._from_preset(
+            client,
+            name,
+            local,
+            max_concurrent=max_concurrent,
+            max_batch=max_batch,
+            prefix=prefix,
+            on_unavailable=on_unavailable,
+            redis_timeout=redis_timeout,
+            on_event=on_event,
+        )
+
+    @classmethod
+    def _from_preset(
+        cls,
+        client: Client[Any],
+        name: str,
+        local: Throttle,
+        *,
+        max_concurrent: int | None,
+        max_batch: int,
+        prefix: str,
+        on_unavailable: Literal["raise"] | LocalFallback,
+        redis_timeout: float | None,
+        on_event: EventHook | None,
+    ) -> RedisThrottle:
+        """A preset's limits (``local``'s), shared through Redis, with its other settings."""
+        limits = {
+            limit: policy
+            for limit, policy in local.limits.items()
+            if isinstance(policy, TokenBucket | SlidingWindow)
+        }
+        assert len(limits) == len(local.limits)  # what the presets make
+        return cls(
+            client,
+            name,
+            limits,
+            max_concurrent=max_concurrent,
+            max_batch=max_batch,
+            prefix=prefix,
+            refund_unused=local.refund_unused,
+            adaptive=True,
+            on_unavailable=on_unavailable,
+            redis_timeout=redis_timeout,
+            on_event=on_event,
+        )
 
     def __repr__(self) -> str:
         limits = ", ".join(
@@ -1062,6 +1204,12 @@ class RedisThrottle:
         keys = [self._gate, *(limit.key for limit in limits)]
         if extra_key is not None:
             keys.append(extra_key)
+        if limits and any(limit.window is not None for limit in limits):
+            # 'n:kinds': the script must know which limits are sliding windows, and how long.
+            kinds = ",".join(
+                "g" if limit.window is None else f"w{limit.window_us}" for limit in limits
+            )
+            args = [args[0], f"{args[1]}:{kinds}", *args[2:]]
         self._round_trips += 1
         timeout = self._redis_timeout
         deadline = math.inf if timeout is None else anyio.current_time() + timeout
@@ -1194,7 +1342,9 @@ class RedisThrottle:
         available = {}
         for limit, tat in zip(limits, reply.tats, strict=True):
             used = limit.interval.units(max(0, tat - now)) if tat >= 0 else 0.0
-            available[limit.name] = limit.burst - used * limit.scale / RATE_ONE
+            if limit.window is None:  # a bucket's TAT is at its rate now; a window's log is not
+                used *= limit.scale / RATE_ONE
+            available[limit.name] = limit.burst - used
         return RedisThrottleState(
             server_time=now / 1e6,
             paused_for=(pause - now) / 1e6 if pause > now else None,

@@ -366,8 +366,6 @@ def _limit_problem(args: argparse.Namespace) -> str | None:
                 return f"{flag} does not go with --provider (the preset sets the slices)"
     if args.burst is not None and args.window is not None:
         return "give --burst or --window, not both"
-    if args.redis is not None and (args.window is not None or args.provider == "openai"):
-        return "--window and --provider openai (sliding windows) do not go with --redis"
     return None
 
 
