@@ -303,7 +303,10 @@ def refill_ready_at(
 ) -> float:
     """When a refilling bucket holds ``units``: the rounding rule of every bucket.
 
-    :class:`TokenBucket` and :class:`GCRA` both answer with it, so they decide the same.
+    :class:`TokenBucket` and :class:`GCRA` both answer with it, so they decide the same.  Their
+    hot methods inline its common case (the same operations in the same order, without the
+    closures: a contended admission asks it twice), and call it when the formula's time misses
+    by a few ulps; ``tests/policy/test_token_bucket_inlined.py`` holds them to it bit for bit.
 
     ``units`` fit at ``t`` when ``units - level(t) <= clock_slack(t, span) * fill``: the
     shortfall (a difference of quantities the size of the bucket) is at most what refills in
