@@ -15,16 +15,30 @@ provider:
 * **batch CLI fleet**: 2 ``throttle-trio batch --redis URL --name NAME`` processes (asyncio and
   trio), each with its own input file (half the total), the same ``--rpm``.
 
-Each round runs both fleets with the throttle at the provider's rate and ``DEFAULT_MARGIN``
-(5%) below it, side by side (``--throttle-rate`` chooses others).  Each run reports the 429s the
-provider answered (target 0) and the makespan against the ideal ``total / rate`` seconds (target
-at most 1.10x).  The SDK fleet's makespan runs from "go" to the last worker's last response; the
+Two ways to configure the shared limit (``--limit``, repeatable; both by default):
+
+* ``bucket``: ``GCRALimit(rate, per=1.0, burst=1)`` (the batch CLI: ``--rpm 60*rate --burst
+  1/rate``), with the throttle at the provider's rate and ``DEFAULT_MARGIN`` (5%) below it, side
+  by side (``--throttle-rate`` chooses others).
+* ``window``: the provider's own rate as a sliding window with a margin, as OpenAI's preset
+  configures it: :meth:`RedisThrottle.for_openai` with ``rpm = 60 * rate`` and a ``tpm`` far
+  above what the runs send (the SDK fleet), ``--provider openai --rpm --tpm`` (the batch CLI).
+  That is ``WindowLimit(rate, window=1.0 + margin)`` (the preset's margin, 0.03 s) for the
+  requests and for the tokens, a pacing ``GCRALimit(rate, burst=rate / 5)``, adaptive, no
+  refunds.  ``--throttle-rate`` chooses the rates here as well (default: the provider's).
+
+Each run reports the 429s the provider answered (target 0) and the makespan against the ideal
+``total / rate`` seconds at the provider's rate, whatever the throttle's settings (target at
+most 1.10x).  The SDK fleet's makespan runs from "go" to the last worker's last response; the
 batch fleet's from the first request the provider received to the last response it sent
 (process start-up, imports and the Redis connection are no part of the throttle).  Also shown:
 the most admissions in any 1 s window, how close the fleet came to the window (the fewest
-seconds spanned by ``rate + 1`` consecutive admissions), and, for each 429, how long before its
-window allowed it the request arrived (from arrival times: approximate to a few ms, since the
-provider decides after reading the body).
+seconds spanned by ``rate + 1`` consecutive admissions), and, for each 429, when it came (seconds
+after the first request) and how long before its window allowed it the request arrived: by the
+times requests arrived, by the times the provider had read their bodies (when it counts them),
+and, for the SDK fleet, by the times they left their workers' throttles (each request carries
+that time in a header, ``x-fleet-admitted``).  For the SDK fleet also: how long requests took
+from leaving the throttle to arriving at the provider (median, 99th percentile, longest).
 
 Every load is bounded (a fixed number of requests; each run has a deadline) and loopback only.
 """
@@ -58,7 +72,12 @@ __all__ = ["FleetConfig", "FleetRun", "main", "run", "run_batch_fleet", "run_sdk
 SDK_WORKERS = ("asyncio", "trio", "asyncio")
 BATCH_WORKERS = ("asyncio", "trio")
 MAKESPAN_TARGET = 1.10
-DEFAULT_MARGIN = 0.05  # the second configuration's throttle runs this far below the provider
+DEFAULT_MARGIN = 0.05  # the second bucket configuration's throttle runs this far below the provider
+POLICIES = ("bucket", "window")
+# The window mode's tokens per minute: the provider limits requests only, and a user's TPM would
+# be far above what 20 short requests a second send (about 30 tokens each, max_tokens counted).
+WINDOW_TPM = 10_000_000.0
+WINDOW_MARGIN = 0.03  # the OpenAI preset's margin (the batch CLI's --provider openai has no other)
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -77,6 +96,10 @@ class FleetConfig:
             share is done (``None``: one task per request, all started at once).
         max_batch: ``RedisThrottle``'s ``max_batch`` in the SDK workers (the batch CLI keeps its
             default).
+        policy: ``"bucket"``: ``GCRALimit(limit, per=1.0, burst=burst)``; ``"window"``: OpenAI's
+            preset at ``rpm = 60 * limit`` (``burst`` unused), see the module's docstring.
+        margin: the window mode's margin, seconds (the preset's; another only for the SDK
+            fleet: the batch CLI's preset has no such option).
     """
 
     total: int = 240
@@ -87,10 +110,19 @@ class FleetConfig:
     latency: tuple[float, float] = (0.02, 0.1)
     max_batch: int | None = None
     tasks: int | None = None
+    policy: str = "bucket"
+    margin: float = WINDOW_MARGIN
 
     @property
     def limit(self) -> float:
         return self.rate if self.throttle_rate is None else self.throttle_rate
+
+    @property
+    def label(self) -> str:
+        """How the throttle is configured, for the run's line."""
+        if self.policy == "window":
+            return f"OpenAI preset (windows of {1 + self.margin:g} s) at {self.limit:g}/s"
+        return f"throttle at {self.limit:g}/s"
 
     @property
     def ideal(self) -> float:
@@ -116,6 +148,10 @@ class FleetRun:
     provider_span: float = math.nan  # the first arrival to the last response, at the provider
     lead_in: float = math.nan  # SDK fleet: "go" to the first arrival at the provider
     early: list[float] = field(default_factory=list)  # see _early
+    rejected_at: list[float] = field(default_factory=list)  # each 429's arrival, s after the first
+    early_read: list[float] = field(default_factory=list)  # as early, by when the body was read
+    early_left: list[float] = field(default_factory=list)  # by when it left its worker (SDK)
+    trip: tuple[float, float, float] = (math.nan, math.nan, math.nan)  # see _trip
     workers: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -147,14 +183,22 @@ class FleetRun:
 # -- the provider, with a record of when each response ended ---------------------------------
 
 
+ADMITTED_HEADER = "x-fleet-admitted"  # the SDK workers' wall-clock time of each admission
+
+
 class _Recorder:
-    """An ASGI wrapper: the wall-clock time each request arrived and each response ended."""
+    """An ASGI wrapper: the wall-clock time each request arrived, its body was read (when the
+    provider counts it) and its response ended; and for the SDK fleet, how long after its
+    admission each request arrived."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
         self.arrivals: list[float] = []
         self.ends: list[float] = []
         self.statuses: list[tuple[float, int]] = []  # (arrival, status), in arrival order
+        self.read_statuses: list[tuple[float, int]] = []  # (body read, status)
+        self.trips: list[float] = []  # arrival - admission, seconds (SDK fleet)
+        self.left_statuses: list[tuple[float, int]] = []  # (admission, status) (SDK fleet)
 
     async def __call__(
         self,
@@ -167,15 +211,31 @@ class _Recorder:
             return
         arrival = time.time()
         self.arrivals.append(arrival)
+        left = math.nan
+        for header, value in scope.get("headers", ()):
+            if header.decode("latin-1").lower() == ADMITTED_HEADER:
+                left = float(value)
+                self.trips.append(arrival - left)
+        read = arrival
+
+        async def recording_receive() -> MutableMapping[str, Any]:
+            nonlocal read
+            message = await receive()
+            if message["type"] == "http.request" and not message.get("more_body", False):
+                read = time.time()
+            return message
 
         async def recording_send(message: MutableMapping[str, Any]) -> None:
             await send(message)
             if message["type"] == "http.response.start":
                 self.statuses.append((arrival, message["status"]))
+                self.read_statuses.append((read, message["status"]))
+                if not math.isnan(left):
+                    self.left_statuses.append((left, message["status"]))
             if message["type"] == "http.response.body" and not message.get("more_body", False):
                 self.ends.append(time.time())
 
-        await self.app(scope, receive, recording_send)
+        await self.app(scope, recording_receive, recording_send)
 
 
 def _tightest(times: list[float], count: int) -> float:
@@ -198,8 +258,27 @@ def _early(statuses: list[tuple[float, int]], allowance: int) -> list[float]:
     return early
 
 
+def _trip(trips: list[float]) -> tuple[float, float, float]:
+    """The SDK fleet's admission-to-arrival times: the median, the 99th percentile and the
+    longest, seconds (NaN without them)."""
+    if not trips:
+        return (math.nan, math.nan, math.nan)
+    ordered = sorted(trips)
+    return (
+        ordered[len(ordered) // 2],
+        ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)],
+        ordered[-1],
+    )
+
+
 def _referee(result: FleetRun, server: Any, recorder: _Recorder, config: FleetConfig) -> None:
     result.early = _early(recorder.statuses, math.floor(config.rate))
+    result.early_read = _early(recorder.read_statuses, math.floor(config.rate))
+    result.early_left = _early(recorder.left_statuses, math.floor(config.rate))
+    result.trip = _trip(recorder.trips)
+    if recorder.statuses:
+        first = min(arrival for arrival, _ in recorder.statuses)
+        result.rejected_at = sorted(a - first for a, status in recorder.statuses if status == 429)
     if recorder.arrivals and recorder.ends:
         result.provider_span = max(recorder.ends) - min(recorder.arrivals)
     stats = server.stats
@@ -223,14 +302,39 @@ async def _sdk_worker(args: argparse.Namespace) -> dict[str, Any]:
 
     outcomes: dict[str, int] = {}
     async with client_from_url(args.redis) as redis:
-        throttle = RedisThrottle(
-            redis,
-            args.name,
-            requests=GCRALimit(args.rate, per=1.0, burst=args.burst),
-            max_concurrent=args.max_concurrent,
-            max_batch=args.max_batch or DEFAULT_MAX_BATCH,
-        )
-        transport = ThrottledTransport(httpx2.AsyncHTTPTransport(), throttle=throttle)
+        if args.policy == "window":
+            throttle = RedisThrottle.for_openai(
+                redis,
+                args.name,
+                rpm=args.rate * 60,
+                tpm=WINDOW_TPM,
+                margin=args.margin,
+                max_concurrent=args.max_concurrent,
+                max_batch=args.max_batch or DEFAULT_MAX_BATCH,
+            )
+        else:
+            throttle = RedisThrottle(
+                redis,
+                args.name,
+                requests=GCRALimit(args.rate, per=1.0, burst=args.burst),
+                max_concurrent=args.max_concurrent,
+                max_batch=args.max_batch or DEFAULT_MAX_BATCH,
+            )
+
+        class Stamped(httpx2.AsyncBaseTransport):
+            """Sends each request with the time it left the throttle (for the trip times)."""
+
+            def __init__(self) -> None:
+                self.inner = httpx2.AsyncHTTPTransport()
+
+            async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+                request.headers[ADMITTED_HEADER] = repr(time.time())
+                return await self.inner.handle_async_request(request)
+
+            async def aclose(self) -> None:
+                await self.inner.aclose()
+
+        transport = ThrottledTransport(Stamped(), throttle=throttle)
         async with (
             httpx2.AsyncClient(transport=transport) as http,
             openai.AsyncOpenAI(
@@ -320,7 +424,7 @@ async def run_sdk_fleet(redis_url: str, config: FleetConfig) -> FleetRun:
 
     server = FakeLLMServer(rpm=round(config.rate * 60), mode="openai", latency=config.latency)
     recorder = _Recorder(server)
-    kind = f"SDK fleet ({', '.join(SDK_WORKERS)}), throttle at {config.limit:g}/s"
+    kind = f"SDK fleet ({', '.join(SDK_WORKERS)}), {config.label}"
     result = FleetRun(kind, config.total, config.ideal)
     name = f"fleet-{uuid.uuid4().hex[:8]}"
     with anyio.fail_after(_deadline(config)):
@@ -340,6 +444,7 @@ async def run_sdk_fleet(redis_url: str, config: FleetConfig) -> FleetRun:
                         *("--requests", str(share), "--max-concurrent", str(config.max_concurrent)),
                         *("--max-batch", str(config.max_batch or 0)),
                         *("--tasks", str(config.tasks or 0)),
+                        *("--policy", config.policy, "--margin", repr(config.margin)),
                     ]
                     process = await anyio.open_process(command, stderr=None, cwd=ROOT)
                     processes.append((process, bytearray()))
@@ -402,7 +507,7 @@ async def run_batch_fleet(redis_url: str, config: FleetConfig) -> FleetRun:
 
     server = FakeLLMServer(rpm=round(config.rate * 60), mode="openai", latency=config.latency)
     recorder = _Recorder(server)
-    kind = f"batch CLI fleet ({', '.join(BATCH_WORKERS)}), throttle at {config.limit:g}/s"
+    kind = f"batch CLI fleet ({', '.join(BATCH_WORKERS)}), {config.label}"
     result = FleetRun(kind, config.total, config.ideal)
     name = f"batch-fleet-{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory(prefix="bench-fleet-") as directory:
@@ -414,11 +519,16 @@ async def run_batch_fleet(redis_url: str, config: FleetConfig) -> FleetRun:
                 async def batch(part: int, backend: str, count: int) -> None:
                     source, output = folder / f"part-{part}.jsonl", folder / f"out-{part}.jsonl"
                     _write_input(source, part, count)
+                    limits = (
+                        ["--provider", "openai", "--tpm", repr(WINDOW_TPM)]
+                        if config.policy == "window"
+                        else ["--burst", repr(config.burst / config.limit)]
+                    )
                     command = [
                         *(sys.executable, "-m", "throttle_trio.cli", "--backend", backend),
                         *("batch", str(source), "-o", str(output)),
                         *("--base-url", address.base_url, "--rpm", repr(config.limit * 60)),
-                        *("--burst", repr(config.burst / config.limit)),
+                        *limits,
                         *("--max-concurrent", str(config.max_concurrent)),
                         *("--redis", redis_url, "--name", name),
                     ]
@@ -461,13 +571,24 @@ async def run_batch_fleet(redis_url: str, config: FleetConfig) -> FleetRun:
 
 def _describe(configs: list[FleetConfig]) -> str:
     config = configs[0]
-    rates = " and ".join(f"{c.limit:g}/s" for c in configs)
+    throttles = []
+    for policy, form in (
+        ("bucket", f"GCRALimit(rate, per=1.0, burst={config.burst:g})"),
+        (
+            "window",
+            f"RedisThrottle.for_openai(rpm=60 * rate, tpm={WINDOW_TPM:.0f}, "
+            f"margin={config.margin:g})",
+        ),
+    ):
+        rates = " and ".join(f"{c.limit:g}/s" for c in configs if c.policy == policy)
+        if rates:
+            throttles.append(f"{form} at {rates}")
     return (
         f"{config.total} requests per run; provider: at most {config.rate:g} requests in any 1 s "
         f"(FakeLLMServer mode='openai', rpm={round(config.rate * 60)}, latency "
         f"{config.latency[0]:g}-{config.latency[1]:g} s); shared throttle: "
-        f"GCRALimit(rate, per=1.0, burst={config.burst:g}) at {rates}, max_concurrent="
-        f"{config.max_concurrent} per process; ideal {config.ideal:.2f} s"
+        f"{'; '.join(throttles)}; max_concurrent={config.max_concurrent} per process; ideal "
+        f"{config.ideal:.2f} s (at the provider's rate)"
     )
 
 
@@ -480,9 +601,21 @@ def _print_run(number: int, result: FleetRun) -> None:
         f"       provider's span {result.provider_span:.2f} s{lead_in}; "
         f"{result.admitted} admitted; the tightest {result.consecutive} consecutive "
         f"admissions spanned {result.tightest:.4f} s; {result.failed} failed; the 429s arrived "
-        f"{', '.join(f'{e * 1000:.1f}' for e in result.early) or '-'} ms too early",
+        f"{', '.join(f'{e * 1000:.1f}' for e in result.early) or '-'} ms too early by "
+        f"arrival, {', '.join(f'{e * 1000:.1f}' for e in result.early_read) or '-'} ms by when "
+        f"the provider had read the body (as it counts), "
+        f"{', '.join(f'{e * 1000:.1f}' for e in result.early_left) or '-'} ms by when it left its "
+        f"worker (SDK fleet), "
+        f"{', '.join(f'{t:.2f}' for t in result.rejected_at) or '-'} s after the first request",
         flush=True,
     )
+    if not math.isnan(result.trip[0]):
+        median, p99, longest = (f"{t * 1000:.1f}" for t in result.trip)
+        print(
+            f"       admission to arrival at the provider: median {median} ms, 99th percentile "
+            f"{p99} ms, longest {longest} ms",
+            flush=True,
+        )
     for worker in result.workers:
         print(f"       {json.dumps({k: v for k, v in worker.items() if k != 'pid'})}", flush=True)
 
@@ -526,10 +659,27 @@ def summary(results: list[FleetRun]) -> list[str]:
 
 
 def _configs(
-    total: int, rate: float, throttle_rates: list[float] | None, **options: Any
+    total: int,
+    rate: float,
+    throttle_rates: list[float] | None,
+    policies: tuple[str, ...] = POLICIES,
+    **options: Any,
 ) -> list[FleetConfig]:
-    rates = throttle_rates or [rate, rate * (1 - DEFAULT_MARGIN)]
-    return [FleetConfig(total=total, rate=rate, throttle_rate=limit, **options) for limit in rates]
+    """Each policy's configurations: a bucket at the provider's rate and 5% below it, the
+    windows at the provider's rate (``throttle_rates``: those instead, for each policy)."""
+    configs = []
+    for policy in policies:
+        if throttle_rates:
+            rates = throttle_rates
+        elif policy == "bucket":
+            rates = [rate, rate * (1 - DEFAULT_MARGIN)]
+        else:
+            rates = [rate]
+        configs += [
+            FleetConfig(total=total, rate=rate, throttle_rate=limit, policy=policy, **options)
+            for limit in rates
+        ]
+    return configs
 
 
 def run(settings: Settings) -> Section:
@@ -581,6 +731,8 @@ def main(argv: list[str] | None = None) -> int:
         worker.add_argument("--max-concurrent", type=int, required=True)
         worker.add_argument("--max-batch", type=int, default=0)
         worker.add_argument("--tasks", type=int, default=0)
+        worker.add_argument("--policy", choices=POLICIES, default="bucket")
+        worker.add_argument("--margin", type=float, default=WINDOW_MARGIN)
         args = worker.parse_args(argv[1:])
         print(json.dumps(anyio.run(_sdk_worker, args, backend=args.backend)), flush=True)
         return 0
@@ -594,10 +746,25 @@ def main(argv: list[str] | None = None) -> int:
         "--throttle-rate",
         type=float,
         action="append",
-        help="a shared throttle's rate, per s (repeatable; default: --rate, and "
-        f"{1 - DEFAULT_MARGIN:g} x --rate)",
+        help="a shared throttle's rate, per s (repeatable; default: --rate, and for the bucket "
+        f"also {1 - DEFAULT_MARGIN:g} x --rate)",
     )
-    parser.add_argument("--burst", type=float, default=1.0, help="the throttle's burst (1)")
+    parser.add_argument(
+        "--limit",
+        choices=POLICIES,
+        action="append",
+        help="how the shared limit is configured (repeatable; default: both): bucket, a "
+        "GCRALimit with --burst; window, OpenAI's preset (RedisThrottle.for_openai; the batch "
+        "CLI's --provider openai): a sliding window of the rate over 1.03 s, paced",
+    )
+    parser.add_argument("--burst", type=float, default=1.0, help="the bucket's burst, requests (1)")
+    parser.add_argument(
+        "--margin",
+        type=float,
+        default=WINDOW_MARGIN,
+        help=f"the window mode's margin, seconds ({WINDOW_MARGIN:g}, the preset's; another needs "
+        "--only sdk: the batch CLI's preset has no such option)",
+    )
     parser.add_argument("--max-concurrent", type=int, default=8, help="per process (8)")
     parser.add_argument("--max-batch", type=int, help="RedisThrottle max_batch (SDK fleet)")
     parser.add_argument(
@@ -607,14 +774,18 @@ def main(argv: list[str] | None = None) -> int:
         "--only", choices=["sdk", "batch"], action="append", help="one fleet kind (repeatable)"
     )
     args = parser.parse_args(argv)
+    if args.margin != WINDOW_MARGIN and "batch" in (args.only or ("batch",)):
+        parser.error("--margin needs --only sdk (the batch CLI's --provider openai has no margin)")
     configs = _configs(
         args.total,
         args.rate,
         args.throttle_rate,
+        tuple(args.limit or POLICIES),
         burst=args.burst,
         max_concurrent=args.max_concurrent,
         max_batch=args.max_batch,
         tasks=args.tasks,
+        margin=args.margin,
     )
     load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"{_describe(configs)}; load average at start {load}", flush=True)

@@ -22,11 +22,17 @@ if TYPE_CHECKING:
 TOTAL = 20  # a second at the provider's 20 a second
 
 
+@pytest.mark.parametrize(
+    "config",
+    [FleetConfig(total=TOTAL, throttle_rate=19.0), FleetConfig(total=TOTAL, policy="window")],
+    ids=["bucket", "window"],  # a GCRA bucket 5% below; OpenAI's preset at the provider's rate
+)
 @pytest.mark.parametrize("fleet", [run_sdk_fleet, run_batch_fleet], ids=["sdk", "batch"])
 def test_a_small_fleet_run_answers_every_request_once(
-    redis_server: RedisServer, fleet: Callable[[str, FleetConfig], Awaitable[FleetRun]]
+    redis_server: RedisServer,
+    fleet: Callable[[str, FleetConfig], Awaitable[FleetRun]],
+    config: FleetConfig,
 ) -> None:
-    config = FleetConfig(total=TOTAL, throttle_rate=19.0)
     url = f"redis://127.0.0.1:{redis_server.port}/0"
     result = anyio.run(fleet, url, config)
     assert result.problems == []
