@@ -283,6 +283,9 @@ def test_a_learning_core_learns_a_limit_per_period_the_headers_imply() -> None:
     assert (learned.metric, learned.limit) == ("tokens", 1000)
     assert learned.per == pytest.approx(60.0)
     assert make_core(names=("requests",)).to_learn(headers) == []
+    # A metric counted under another name (requests_per_minute counts requests) is counted.
+    counted = make_core(learn=True, names=("requests_per_minute", "tokens_per_day"))
+    assert counted.to_learn(headers) == []
 
 
 # -- statistics ---------------------------------------------------------------------------------

@@ -278,18 +278,26 @@ class ThrottleCore(Generic[L]):
     # -- admission -----------------------------------------------------------------------------
 
     def admitted_now(
-        self, booking: Booking, now: float, arrived: float, *, charged: bool = True
+        self,
+        booking: Booking,
+        now: float,
+        arrived: float,
+        *,
+        charged: bool = True,
+        limits: Iterable[L] | None = None,
     ) -> None:
         """Record an admission the store has charged: the state, the counters, the marks.
 
         Every limit is marked, even at cost 0: a settle may charge it, and header feedback
         counts from its mark (set again by :meth:`resumed` when the task runs again).
         ``charged=False``: another store admitted it (the Redis throttle's local fallback), so
-        these limits were not charged and are not marked.
+        these limits were not charged and are not marked.  ``limits``: the limits the store
+        charged it against, when some were added since (the Redis throttle books before it
+        admits, and a limit learned meanwhile was not charged); default: every limit.
         """
         costs, marks = booking.costs, booking.marks
         if charged:
-            for limit in self.limits.values():
+            for limit in self.limits.values() if limits is None else limits:
                 cost = costs.get(limit.metric)
                 if cost:
                     limit.admitted_cost += cost
@@ -481,7 +489,7 @@ class ThrottleCore(Generic[L]):
                 metric, info.limit, learned_period(info.limit, info.remaining, info.reset_after)
             )
             for metric, info in report.limits.items()
-            if metric not in self.limits and info.limit and info.limit > 0
+            if metric not in self.metrics and info.limit and info.limit > 0
         ]
 
 

@@ -15,7 +15,14 @@ import pytest
 
 import throttle_trio as tt
 from throttle_trio.events import Event, LimitLearned
-from throttle_trio.redis import GCRALimit, LocalFallback, RedisBackendError, RedisThrottle
+from throttle_trio.redis import (
+    GCRALimit,
+    LocalFallback,
+    RedisBackendError,
+    RedisReservation,
+    RedisThrottle,
+    WindowLimit,
+)
 
 if TYPE_CHECKING:
     import coredis
@@ -175,3 +182,84 @@ def test_learn_limits_is_checked() -> None:
         RedisThrottle(None, "x", learn_limits="yes")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="needs at least one limit or learn_limits"):
         RedisThrottle(None, "x")  # type: ignore[arg-type]
+
+
+async def test_a_limit_learned_while_a_booking_sleeps_gives_it_nothing_back(
+    client: coredis.Redis[bytes], name: str
+) -> None:
+    """Booked ahead before tokens were learned, so not charged on them: its settle refunds
+    nothing to the learned limit (another process's spending stays counted)."""
+    throttle, other = learning(client, name), learning(client, name)
+    await throttle.pause_for(0.5)
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            slots: list[RedisReservation] = []
+
+            async def sleeper() -> None:
+                slots.append(await throttle.acquire(requests=1, tokens=5_000))
+
+            tg.start_soon(sleeper)
+            while throttle.statistics().booked != 1:
+                await anyio.sleep(0.001)
+            await throttle.observe(tokens_report(10_000, 10_000, 360.0))  # learned meanwhile
+        await other.acquire(tokens=9_000)
+        await slots[0].settle(tokens=0)
+    stats = throttle.statistics().limits["tokens"]
+    assert (stats.admitted_cost, stats.refunded) == (0, 0)
+    available = (await throttle.state()).available["tokens"]
+    assert 1_000 - 0.5 <= available <= 1_000 + 5, available
+
+
+async def test_a_learned_limit_has_a_key_of_its_own(
+    client: coredis.Redis[bytes], name: str
+) -> None:
+    """A process configured with a tokens window and one that learns tokens do not share a
+    key (nor fail on each other's)."""
+    learner = learning(client, name)
+    configured = RedisThrottle(client, name, tokens=WindowLimit(10_000, window=60.0))
+    await learner.observe(tokens_report(10_000, 9_000, 360.0))
+    assert learner.keys["tokens"] == f"throttle_trio:{{{name}}}#learned:tokens"
+    assert configured.keys["tokens"] == f"throttle_trio:{{{name}}}:tokens"
+    await learner.acquire(tokens=10)
+    await configured.acquire(tokens=10)
+
+
+async def test_a_metric_counted_under_another_name_is_not_learned_again(
+    client: coredis.Redis[bytes], name: str
+) -> None:
+    throttle = RedisThrottle(
+        client, name, requests_per_minute=GCRALimit(100, per=60.0), learn_limits=True
+    )
+    report = tt.RateLimitHeaders(
+        limits={"requests": tt.LimitReport(limit=100, remaining=100, reset_after=60.0)}
+    )
+    for _ in range(3):
+        await throttle.observe(report)
+    assert set(throttle.statistics().limits) == {"requests_per_minute"}
+    assert throttle.statistics().round_trips == 0
+
+
+async def test_a_limit_beyond_what_redis_stores_is_not_learned(
+    client: coredis.Redis[bytes], name: str
+) -> None:
+    throttle = learning(client, name)
+    await throttle.observe(tokens_report(1e20, 1e20, 60.0))
+    stats = throttle.statistics()
+    assert "tokens" not in stats.limits
+    assert stats.clamped == 1
+
+
+async def test_a_process_writes_the_record_back_when_it_is_gone(
+    client: coredis.Redis[bytes], name: str
+) -> None:
+    """The record is refreshed by the processes that use it (at most hourly): deleted, it is
+    written back with this process's limits at its next refresh."""
+    throttle = learning(client, name)
+    await throttle.observe(tokens_report(10_000, 9_000, 360.0))
+    key = f"throttle_trio:{{{name}}}#learned"
+    await client.delete([key])
+    await throttle.observe(tokens_report(10_000, 9_000, 360.0))  # within the hour: nothing
+    assert await client.exists([key]) == 0
+    throttle._learned_at -= 3_600  # an hour later (the test's only reach into the process)
+    await throttle.observe(tokens_report(10_000, 9_000, 360.0))
+    assert await client.hgetall(key) == {b"tokens": b"10000 3600000000"}

@@ -50,6 +50,7 @@ class Waiter:
         "error",
         "event",
         "fallback",
+        "known",
         "state",
         "ticket",
         "timeout",
@@ -73,6 +74,9 @@ class Waiter:
         self.admit_at = math.nan  # the booked instant on the anyio clock
         self.booking: Booked | None = None  # what the script booked for it
         self.used: list[Any] = []  # the limits the round trip passed, in order
+        # Every limit of the throttle when it was booked: those its admission marks (a limit
+        # learned while it slept was not charged, and gives nothing back when it settles).
+        self.known: list[Any] = []
         # Admitted (or gone); waiting for the ones before it in its batch to go.
         self.done = False
         self.turn_wait = False

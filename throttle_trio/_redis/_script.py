@@ -11,10 +11,11 @@ hash, and every time is an integer number of microseconds on the server's clock 
   bucket (``f = max(f, start) + inc`` for each booking, restarted once ``u`` is in the past).
 
 A sliding window's hash holds instead ``e``, its log: ``instant amount`` pairs, in order, of
-what it admitted that is still inside the window (amounts in thousandths of its units; a
-request is booked when the window ending then has room for it), and the same adaptive fields
-(a cut rate makes the window longer).  Python says which limits are windows, and how long, in
-``ARGV[2]`` (``n:g,w1030000``).
+what it admitted that is still inside the window, bookings ahead included (amounts in
+thousandths of its units, added together by cells of ``window / 2048`` and kept at the cell's
+end, so the log stays short; a request is booked when the window ending then has room for
+it), and the same adaptive fields (a cut rate makes the window longer).  Python says which
+limits are windows, and how long, in ``ARGV[2]`` (``n:g,w1030000``).
 
 One more hash per throttle, the *gate*, holds ``p`` (paused until) and ``l`` (the latest booked
 admission time of the whole throttle, so that admissions follow booking order: FIFO across
@@ -91,6 +92,7 @@ __all__ = [
     "Interval",
     "gate_key",
     "learned_key",
+    "learned_limit_key",
     "limit_key",
 ]
 
@@ -349,18 +351,36 @@ local function credit(i, amount)
 end
 -- A window's entry, logged no earlier than its latest one (so the log stays in order: a
 -- later entry only counts in later windows, which errs on the safe side).
+-- A window logs each amount at its instant rounded up to a cell of its length / CELLS, and
+-- adds the amounts of one cell together: the log holds at most CELLS + 1 entries however
+-- many requests a window admits, and an entry counts from its cell's end, a little later
+-- than its instant (which errs on the safe side: it leaves the window later).
+local CELLS = 2048
+local function cell(i, t)
+  local g = math.max(1, math.floor(span[i] / CELLS))
+  return math.ceil(t / g) * g
+end
+-- Log c at t's cell, in order (an overdraft or a report's correction goes before bookings
+-- that are still ahead).
 local function wadd(i, t, c)
   local ts, cs = times[i], amounts[i]
-  if #ts > 0 and ts[#ts] > t then t = ts[#ts] end
-  ts[#ts + 1], cs[#cs + 1] = t, c
+  t = cell(i, t)
+  local j = #ts
+  while j > 0 and ts[j] > t do j = j - 1 end
+  if j > 0 and ts[j] == t then
+    cs[j] = cs[j] + c
+  else
+    table.insert(ts, j + 1, t)
+    table.insert(cs, j + 1, c)
+  end
   dirty[i], dropped[i], present[i] = true, nil, true
 end
--- What a window holds in (t - wide, t].
-local function wused(i, t)
+-- What a window's log holds at instants in (low, high].
+local function wsum(i, low, high)
   local ts, cs, total = times[i], amounts[i], 0
   for j = #ts, 1, -1 do
-    if ts[j] <= t - wide[i] then break end
-    if ts[j] <= t then total = total + cs[j] end
+    if ts[j] <= low then break end
+    if ts[j] <= high then total = total + cs[j] end
   end
   return total
 end
@@ -379,14 +399,18 @@ local function wready(i, s, c, capacity)
   end
   return math.max(s, at)
 end
--- A booking given back: its own entry leaves the log.  Returns what was credited.
+-- A booking given back (made at t): its amount leaves the log.  Returns what was credited.
 local function wremove(i, t, c)
   local ts, cs = times[i], amounts[i]
+  t = cell(i, t)
   for j = #ts, 1, -1 do
     if ts[j] < t then break end
-    if ts[j] == t and cs[j] == c then
-      table.remove(ts, j)
-      table.remove(cs, j)
+    if ts[j] == t and cs[j] >= c then
+      cs[j] = cs[j] - c
+      if cs[j] == 0 then
+        table.remove(ts, j)
+        table.remove(cs, j)
+      end
       dirty[i], dropped[i] = true, nil
       return c
     end
@@ -529,7 +553,12 @@ elseif op == 'unbook' then
   end
   local exact = last == start
   for i = 1, n do
-    if not span[i] and not (present[i] and tat[i] == args[i][2] and booked[i] == start) then
+    if span[i] then  -- exact only if its own amount is the last thing the window logged
+      local ts = times[i]
+      if not (#ts > 0 and ts[#ts] == cell(i, start) and amounts[i][#ts] == args[i][1]) then
+        exact = false
+      end
+    elseif not (present[i] and tat[i] == args[i][2] and booked[i] == start) then
       exact = false
     end
   end
@@ -580,7 +609,8 @@ elseif op == 'limit' then
   for i = 1, n do
     local level = arg(2 + i, 0, SPAN)
     if span[i] then  -- a window: at least level used in the window that ends now
-      local used = wused(i, now)
+      local upto = cell(i, now)  -- where a correction is logged: counted from then on
+      local used = wsum(i, now - wide[i], upto)
       if used < level then wadd(i, now, level - used) end
     else
       local t = now + scaled(i, level, true)
@@ -598,8 +628,8 @@ elseif op == 'pause' then
 elseif op == 'state' then
   local reply = {OK, now, pause, last}
   for i = 1, n do
-    if span[i] then  -- a window: now plus what it holds now (as a TAT would say)
-      reply[#reply + 1] = present[i] and now + wused(i, now) or -1
+    if span[i] then  -- a window: now plus what it holds, bookings ahead included (as a TAT)
+      reply[#reply + 1] = present[i] and now + wsum(i, now - wide[i], MAX) or -1
     elseif present[i] then
       reply[#reply + 1] = tat[i]
     else
@@ -694,6 +724,12 @@ def gate_key(prefix: str, name: str) -> str:
 def limit_key(prefix: str, name: str, limit: str) -> str:
     """The state of limit ``limit`` of throttle ``name``."""
     return f"{prefix}:{{{name}}}:{limit}"
+
+
+def learned_limit_key(prefix: str, name: str, metric: str) -> str:
+    """The state of the limit throttle ``name``'s fleet learned for ``metric``: a key of its
+    own, apart from any configured limit's (a process configured otherwise never shares it)."""
+    return f"{prefix}:{{{name}}}#learned:{metric}"
 
 
 def learned_key(prefix: str, name: str) -> str:

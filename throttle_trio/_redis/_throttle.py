@@ -78,6 +78,7 @@ from ._script import (
     Interval,
     gate_key,
     learned_key,
+    learned_limit_key,
     limit_key,
     microseconds_up,
 )
@@ -127,6 +128,7 @@ _RATE_MEMORY_US = 3_600_000_000
 # The fleet's learned limits are kept this long after they were last read or written: a day,
 # the longest period a learned limit has.
 _LEARNED_MEMORY_US = 86_400_000_000
+_LEARNED_REFRESH = 3600.0  # seconds between a process's refreshes of the record
 
 
 @final
@@ -144,12 +146,12 @@ class _Limit(Ledger):
             # A window sums amounts, it does no time arithmetic with them: the script counts
             # its units in exact thousandths (charges rounded up, the capacity down), and is
             # told its length in microseconds (rounded up: a longer window errs on the safe side).
-            self.burst = limit.limit
-            self.rate = limit.limit / limit.window
             self.interval = Interval(1_000, 1)
+            self.tau = self.interval.credit(limit.limit)
+            self.burst = self.tau / 1_000  # what the script holds it to: whole thousandths
+            self.rate = limit.limit / limit.window
             self.window: float | None = limit.window
             self.window_us = microseconds_up(limit.window)
-            self.tau = self.interval.credit(self.burst)
         else:
             self.burst = limit.burst
             self.rate = limit.rate / limit.per
@@ -432,6 +434,8 @@ class RedisThrottle:
         "_gate",
         "_held",
         "_lanes",
+        "_learned",
+        "_learned_at",
         "_learned_key",
         "_learned_loaded",
         "_limits",
@@ -490,6 +494,8 @@ class RedisThrottle:
         )
         self._learned_key = learned_key(prefix, name)
         self._learned_loaded = not learn_limits  # what the fleet learned is read at first use
+        self._learned: dict[str, LearnedSpec] = {}  # what this process counts, by metric
+        self._learned_at = -math.inf  # when it last read the record (anyio clock)
         self._lanes = Lanes(batch_share)
         self._on_event = check_hook(on_event)
         self._capacities: dict[str, float] = {}  # metric -> the smallest burst that counts it
@@ -949,7 +955,7 @@ class RedisThrottle:
                     for limit in used
                 ]
             )
-            waiter.used = used
+            waiter.used, waiter.known = used, self._limits
             max_wait = -1 if deadline == math.inf else max(0, math.floor((deadline - now) * 1e6))
             if max_wait > MAX_US:  # nothing is booked that late: as good as no max wait
                 max_wait = -1
@@ -997,10 +1003,11 @@ class RedisThrottle:
             else:  # Exceeds: the limits Redis holds differ from ours
                 assert type(outcome) is Exceeds
                 limit = used[outcome.limit]
+                unit = "µs of burst" if limit.window is None else "thousandths"
                 waiter.error = CostExceedsCapacity(
                     f"{limit.metric} must be <= the capacity Redis holds for limit "
-                    f"{limit.name!r} ({limit.tau} µs of burst), got "
-                    f"{waiter.costs[limit.metric]!r} ({asked.incs[outcome.limit]} µs): do all "
+                    f"{limit.name!r} ({limit.tau} {unit}), got "
+                    f"{waiter.costs[limit.metric]!r} ({asked.incs[outcome.limit]} {unit}): do all "
                     f"processes configure {self._name!r} alike?"
                 )
             waiter.state = BOOKED
@@ -1049,7 +1056,13 @@ class RedisThrottle:
         core = self._core
         # Charged in Redis (not by the fallback): the core marks every limit; the task runs
         # again now, so its request may leave from now on.
-        core.admitted_now(reservation._booking, now, arrived, charged=reservation._local is None)
+        core.admitted_now(
+            reservation._booking,
+            now,
+            arrived,
+            charged=reservation._local is None,
+            limits=waiter.known,
+        )
         self._lanes.admitted(reservation._booking.ticket)
         core.resumed(reservation._booking, now)
         return reservation
@@ -1418,6 +1431,7 @@ class RedisThrottle:
         One shielded round trip."""
         reply = await self._call(Learn(specs, _LEARNED_MEMORY_US), [], self._learned_key)
         self._learned_loaded = True
+        self._learned_at = anyio.current_time()
         core = self._core
         for spec in reply.learned:
             if spec.metric in core.metrics:  # counted already: configured, or learned before
@@ -1431,8 +1445,9 @@ class RedisThrottle:
         """Count the fleet's learned limit ``spec`` in this process: one more key per request
         that names its metric, the same key in every process."""
         metric, per = spec.metric, spec.per / 1e6
-        key = limit_key(self._prefix, self._name, metric)
+        key = learned_limit_key(self._prefix, self._name, metric)
         limit = _Limit(metric, GCRALimit(spec.limit, per=per), key, learned=True)
+        self._learned[metric] = spec
         self._limits = [*self._limits, limit]  # a new list: round trips in flight keep theirs
         self._core.add_limit(limit)
         known = self._capacities.get(metric, math.inf)
@@ -1465,18 +1480,22 @@ class RedisThrottle:
         """
         if self._fallback is not None:
             self._fallback.observe(report)
-        learned = self._core.to_learn(report)
-        if learned:
-            specs = tuple(
-                LearnedSpec(spec.metric, math.floor(spec.limit), round(spec.per * 1e6))
-                for spec in learned
-                if spec.limit >= 1
-            )
+        now = anyio.current_time()
+        specs = []
+        for spec in self._core.to_learn(report):
+            metric, units = spec.metric, spec.limit
+            if 1 <= units <= MAX_US:
+                specs.append(LearnedSpec(metric, math.floor(units), round(spec.per * 1e6)))
+            else:  # a limit the script cannot store (or below one unit): not learned
+                self._core.clamped += 1
+                logger.warning("%r: %s limit %g reported, not learned", self, metric, units)
+        # The record of what the fleet learned is kept while processes use it: each one that
+        # counts a learned limit writes it back (and refreshes it) at most once an hour.
+        if specs or (self._learned and now - self._learned_at >= _LEARNED_REFRESH):
             try:
-                await self._learn(specs)
+                await self._learn((*self._learned.values(), *specs))
             except BackendUnavailable as exc:
                 self._enter_fallback(exc)
-        now = anyio.current_time()
         booking = None if reservation is None else reservation._booking
         targets: list[tuple[_Limit, int]] = []
         for target in self._core.feedback(report, booking, now, _Limit.refill_rate):

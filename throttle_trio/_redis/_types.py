@@ -115,13 +115,15 @@ class WindowLimit:
     """A shared sliding window: at most ``limit`` units admitted in any ``window`` seconds.
 
     The same decisions as :class:`~throttle_trio.SlidingWindow` with these parameters, but the
-    log of admissions is kept in Redis (one hash per limit, holding the instants and amounts
-    still inside the window).  What a provider's per-second slices need (OpenAI's), where a
-    bucket would let a slice and its refill through in one second.  A settle's refund is not
+    log of admissions is kept in Redis (one hash per limit, holding the amounts still inside
+    the window by cells of ``window / 2048``, each counted until its cell's end).  What a
+    provider's per-second slices need (OpenAI's), where a bucket would let a slice and its
+    refill through in one second.  A settle's refund is not
     credited to a window (it is counted as dropped); a booking given back is.
 
     Args:
-        limit: units per window (> 0); also the largest cost admitted at once.
+        limit: units per window (>= 0.001: Redis counts them in whole thousandths, rounding a
+            limit down to one); also the largest cost admitted at once.
         window: its length, in seconds (> 0, at most :data:`MAX_SPAN`).
 
     Raises:
@@ -133,6 +135,11 @@ class WindowLimit:
 
     def __post_init__(self) -> None:
         check_positive("limit", self.limit)
+        if self.limit < 0.001:
+            raise ValueError(
+                f"limit must be >= 0.001 (Redis counts a window's units in thousandths), "
+                f"got {self.limit!r}"
+            )
         check_positive("window", self.window)
         if self.window > MAX_SPAN:
             raise ValueError(
