@@ -57,6 +57,7 @@ def test_an_admission_recorded_before_a_warm_record_leaves_with_it() -> None:
     window = SlidingWindow(limit=4, window=1.0, warmup=2.0)
     window.consume(1, 0.0)  # recorded at 2.0: leaves at 3.0
     window.consume(1, 1.5)  # after the first window, before 2.0: merged into the entry at 2.0
+    assert window.ready_at(4, 2.0) == 3.0  # both leave at 3.0, the later admission too
     assert window.available(2.5) == 2  # not gone at 2.5, though admitted at 1.5
     assert window.available(3.0) == 4
 
@@ -90,6 +91,7 @@ def test_shift_clock_moves_the_first_window_and_reconfigure_does_not() -> None:
     window.shift_clock(100.0)  # now [100, 101), recorded at 100.5
     window.consume(1, 100.75)  # in the first window: recorded at 101.25
     assert window.available(101.5) == 3
+    assert window.available(101.75) == 3  # still in: it leaves at 102.25, not 101.75
     assert window.available(102.25) == 4
     window.reconfigure(102.25, window=2.0)  # the entry recorded at 101.25 is back in
     window.consume(1, 102.5)  # long after the first window: no warmup
