@@ -414,7 +414,10 @@ class WaitQueue(Generic[T]):
         so the head runs its step now; any other waiter's deadline passed."""
         waiter.timer = None
         if waiter.ready is not None and self._first is waiter:
-            self._wake(waiter, False)  # the queue's own decision: counted, as a hand-off is
+            # The queue's own decision: counted, as a hand-off is (_wake, inlined).
+            if waiter.loop.unpark(waiter, False):
+                waiter.wakeups += 1
+                self.total_wakeups += 1
         else:
             waiter.loop.unpark(waiter, False)  # its own timer, as on a loop without callbacks
 
