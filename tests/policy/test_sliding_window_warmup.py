@@ -10,6 +10,8 @@ from fractions import Fraction
 from typing import Any, cast
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from throttle_trio import SlidingWindow
 
@@ -154,3 +156,43 @@ def test_a_bad_warmup_is_named(warmup: Any, error: type[Exception], message: str
 def test_warmup_is_keyword_only() -> None:
     with pytest.raises(TypeError):
         SlidingWindow(10, 1.0, 0.5)  # type: ignore[call-arg]
+
+
+@given(
+    limit=st.integers(1, 20),
+    window=st.sampled_from([Fraction(1), Fraction(103, 100), Fraction(5, 2)]),
+    warmup=st.integers(0, 2000).map(lambda ms: Fraction(ms, 1000)),
+    ops=st.lists(
+        st.tuples(st.integers(0, 1500).map(lambda ms: Fraction(ms, 1000)), st.integers(1, 20)),
+        max_size=40,
+    ),
+)
+def test_warmup_keeps_the_window_bound_and_the_retry_promise(
+    limit: int, window: Fraction, warmup: Fraction, ops: list[tuple[Fraction, int]]
+) -> None:
+    """At most ``limit`` in any window, at most ``limit`` in the first window plus ``warmup``
+    from the first admission, and a cost waits exactly until ``ready_at`` (exact arithmetic)."""
+    policy = SlidingWindow(exact(limit), window=cast("float", window), warmup=cast("float", warmup))
+    now = Fraction(0)
+    log: list[tuple[Fraction, Fraction]] = []
+    for gap, weight in ops:
+        now += gap
+        cost = Fraction(min(weight, limit))
+        ready = policy.ready_at(cast("float", cost), cast("float", now))
+        if ready > now:
+            assert not policy.try_admit(cast("float", cost), cast("float", now)).allowed
+            earlier = Fraction(ready) - Fraction(1, 10**6)
+            if earlier > now:
+                assert policy.ready_at(cast("float", cost), cast("float", earlier)) > earlier
+            now = Fraction(ready)
+        assert policy.try_admit(cast("float", cost), cast("float", now)).allowed
+        log.append((now, cost))
+    for start, _ in log:
+        assert sum((c for t, c in log if start <= t < start + window), Fraction(0)) <= limit
+    if log:
+        first = log[0][0]
+        warm = sum((c for t, c in log if t < first + window), Fraction(0))
+        later = sum(
+            (c for t, c in log if first + window <= t < first + window + warmup), Fraction(0)
+        )
+        assert warm + later <= limit
