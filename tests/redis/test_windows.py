@@ -346,3 +346,37 @@ async def test_a_cost_above_a_windows_thousandths_fails_at_once(
         await throttle.acquire(tokens=0.3)
     assert throttle.statistics().round_trips == 0
     await throttle.acquire(tokens=0.299)
+
+
+async def test_a_window_that_warms_up_counts_its_first_window_longer(
+    client: coredis.Redis[bytes], name: str
+) -> None:
+    """Two a second, warming up by 0.5 s: the first two (an empty window) are logged 0.5 s
+    late, so the third waits 1.5 s; given back, its place goes to the next one."""
+    throttle = RedisThrottle(client, name, requests=WindowLimit(2, window=1.0, warmup=0.5))
+    instants = []
+    with anyio.fail_after(10):
+        for _ in range(2):
+            instants.append(us((await throttle.acquire(requests=1)).server_admitted_at))
+        with anyio.move_on_after(0.05):
+            await throttle.acquire(requests=1)  # booked at +1.5 s, then cancelled
+        assert throttle.statistics().unbooked == 1
+        third = await throttle.acquire(requests=1)
+    assert leaves(us(third.server_admitted_at), instants[0], 1.5)
+    log = await logged(client, throttle.keys["requests"])
+    assert [amount for _, amount in log] == [1_000, 1_000, 1_000]
+    cell = 1_000_000 // 2048
+    for (at, _), instant in zip(log, [*instants, us(third.server_admitted_at)], strict=True):
+        late = 500_000 if instant < instants[0] + 1_000_000 else 0  # in the warm-up's window
+        assert late - 1 <= at - instant <= late + cell + 1, (at, instant)
+
+
+async def test_a_booking_given_back_while_the_window_warms_up_leaves_the_log(
+    client: coredis.Redis[bytes], name: str
+) -> None:
+    throttle = RedisThrottle(client, name, requests=WindowLimit(2, window=1.0, warmup=0.5))
+    await throttle.pause_for(0.5)
+    with anyio.fail_after(10), anyio.move_on_after(0.1):
+        await throttle.acquire(requests=1)  # booked at +0.5 s, logged at +1 s, cancelled
+    assert throttle.statistics().unbooked == 1
+    assert await logged(client, throttle.keys["requests"]) == []

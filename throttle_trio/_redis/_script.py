@@ -141,23 +141,28 @@ local function arg(k, lo, hi)
 end
 
 -- ARGV[2] is n, or 'n:kinds' when some limit passed is a sliding window: one kind per limit,
--- comma-separated, 'g' (a GCRA) or 'w<W>' (a sliding window of W microseconds).  A window's
+-- comma-separated, 'g' (a GCRA) or 'w<W>' (a sliding window of W microseconds), or 'w<W>+<H>'
+-- (one that warms up: what it admits in the window after it was empty is logged H later, so
+-- that requests slowed on their way by the start of a run count longer).  A window's
 -- amounts are not times: they are its units in integer thousandths, summed over the window
 -- and held to its capacity (an acquire's tau).
 local span = {}  -- per limit: its window's length (µs) if it is a sliding window
+local warm = {}  -- and how much later it logs what it admits while it warms up (µs)
 do
-  local count, kinds = string.match(ARGV[2] or '', '^(%d+):([gw%d,]*)$')
+  local count, kinds = string.match(ARGV[2] or '', '^(%d+):([gw%d,+]*)$')
   if count then
     local i = 0
     for kind in string.gmatch(kinds, '[^,]+') do
       i = i + 1
       if kind ~= 'g' then
-        local w = tonumber(string.match(kind, '^w(%d+)$'))
-        if not w or w < 1 or w > SPAN then
+        local w, h = string.match(kind, '^w(%d+)%+?(%d*)$')
+        w, h = tonumber(w), tonumber(h) or 0
+        if not w or w < 1 or w > SPAN or h > SPAN then
           error({err = 'throttle_trio: limit ' .. i .. ' of ' .. tostring(op) .. ' must be '
-            .. "'g' or 'w' and a window in [1, " .. fmt(SPAN) .. '] microseconds, got ' .. kind})
+            .. "'g' or 'w' and a window in [1, " .. fmt(SPAN) .. '] microseconds (and a '
+            .. "warm-up after '+'), got " .. kind})
         end
-        span[i] = w
+        span[i], warm[i] = w, h
       end
     end
     if i ~= tonumber(count) then
@@ -204,16 +209,21 @@ local tat, floor, booked, present, rate, cut, keep = {}, {}, {}, {}, {}, {}, {}
 -- A sliding window's log: the instants (ascending) and amounts (thousandths of units) of what
 -- it admitted, those still inside the window (the window lasts span * ONE / r: a cut rate
 -- admits the same amount over a longer window).
-local times, amounts, wide = {}, {}, {}
+local times, amounts, wide, hot = {}, {}, {}, {}  -- hot: when its warm-up ends
 for i = 1, n do
   local key = KEYS[i + 1]
-  local r = redis.pcall('HMGET', key, 't', 'f', 'u', 'r', 'd', 'x', 'e')
+  local r = redis.pcall('HMGET', key, 't', 'f', 'u', 'r', 'd', 'x', 'e', 'h')
   if r.err then return foreign(i, key) end
   rate[i], cut[i], keep[i] = ONE, 0, 0
   if span[i] then
     -- A window's hash holds its log 'e' ('instant amount' pairs) and the adaptive fields.
-    if r[1] or r[2] or r[3] or (r[4] or r[5] or r[6] or r[7]) and not r[7] then
+    if r[1] or r[2] or r[3] or (r[4] or r[5] or r[6] or r[7] or r[8]) and not r[7] then
       return foreign(i, key)
+    end
+    hot[i] = 0
+    if r[8] then
+      if not is_time(r[8]) then return foreign(i, key) end
+      hot[i] = tonumber(r[8])
     end
     tat[i], floor[i], booked[i], present[i] = now, now, 0, r[7] ~= nil
     if not r[7] and redis.call('EXISTS', key) == 1 then return foreign(i, key) end
@@ -235,7 +245,7 @@ for i = 1, n do
       end
     end
     times[i], amounts[i] = ts, cs
-  elseif r[7] then
+  elseif r[7] or r[8] then
     return foreign(i, key)  -- a window's log where a bucket is configured
   elseif r[1] or r[2] or r[3] or r[4] or r[5] or r[6] then
     if not (is_time(r[1]) and is_time(r[2]) and is_time(r[3])) then return foreign(i, key) end
@@ -315,6 +325,7 @@ local function commit()
           else
             redis.call('HSET', key, 'e', log)
           end
+          if hot[i] > now then redis.call('HSET', key, 'h', fmt(hot[i])) end
           local gone = keep[i]  -- when the last entry leaves the window
           if #ts > 0 then gone = math.max(gone, ts[#ts] + wide[i]) end
           redis.call('PEXPIREAT', key, fmt(math.floor(gone / 1000) + 1))
@@ -399,10 +410,15 @@ local function wready(i, s, c, capacity)
   end
   return math.max(s, at)
 end
+-- Where a booking that starts at t is logged: later by the warm-up while the window warms up.
+local function logged_at(i, t)
+  if warm[i] > 0 and t < hot[i] then return t + warm[i] end
+  return t
+end
 -- A booking given back (made at t): its amount leaves the log.  Returns what was credited.
 local function wremove(i, t, c)
   local ts, cs = times[i], amounts[i]
-  t = cell(i, t)
+  t = cell(i, logged_at(i, t))
   for j = #ts, 1, -1 do
     if ts[j] < t then break end
     if ts[j] == t and cs[j] >= c then
@@ -490,6 +506,7 @@ if op == 'acquire' then
         for i = 1, n do
           local inc = incs[i]
           if inc and math.max(tat[i], floor[i], start) + inc > MAX then far = i break end
+          if inc and span[i] and start + warm[i] + wide[i] > MAX then far = i break end
         end
       end
     end
@@ -511,7 +528,10 @@ if op == 'acquire' then
         local inc = incs[i]
         if inc and span[i] then  -- logged at its instant; a window has no prior state to send
           reply[k + 1], reply[k + 2], reply[k + 3], reply[k + 4] = -1, -1, -1, start + inc
-          wadd(i, start, inc)
+          if warm[i] > 0 and #times[i] == 0 and hot[i] <= start then
+            hot[i] = start + wide[i]  -- the window was empty: it warms up again
+          end
+          wadd(i, logged_at(i, start), inc)
         elseif inc then
           if present[i] then
             reply[k + 1], reply[k + 2], reply[k + 3] = tat[i], floor[i], booked[i]
@@ -555,7 +575,8 @@ elseif op == 'unbook' then
   for i = 1, n do
     if span[i] then  -- exact only if its own amount is the last thing the window logged
       local ts = times[i]
-      if not (#ts > 0 and ts[#ts] == cell(i, start) and amounts[i][#ts] == args[i][1]) then
+      local at = cell(i, logged_at(i, start))
+      if not (#ts > 0 and ts[#ts] == at and amounts[i][#ts] == args[i][1]) then
         exact = false
       end
     elseif not (present[i] and tat[i] == args[i][2] and booked[i] == start) then

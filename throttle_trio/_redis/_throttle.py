@@ -135,7 +135,17 @@ _LEARNED_REFRESH = 3600.0  # seconds between a process's refreshes of the record
 class _Limit(Ledger):
     """One shared limit: its counters (the core's ledger), its key and the script's units."""
 
-    __slots__ = ("burst", "interval", "key", "rate", "scale", "tau", "window", "window_us")
+    __slots__ = (
+        "burst",
+        "interval",
+        "key",
+        "rate",
+        "scale",
+        "tau",
+        "warmup_us",
+        "window",
+        "window_us",
+    )
 
     def __init__(
         self, name: str, limit: GCRALimit | WindowLimit, key: str, *, learned: bool = False
@@ -152,12 +162,13 @@ class _Limit(Ledger):
             self.rate = limit.limit / limit.window
             self.window: float | None = limit.window
             self.window_us = microseconds_up(limit.window)
+            self.warmup_us = microseconds_up(limit.warmup)
         else:
             self.burst = limit.burst
             self.rate = limit.rate / limit.per
             self.interval = Interval(limit.rate, limit.per)
             self.window = None
-            self.window_us = 0
+            self.window_us = self.warmup_us = 0
             self.tau = self.interval.charge(self.burst)  # the same rounding as every charge
         self.scale = RATE_ONE  # the shared adaptive rate, as the last reply reported it
 
@@ -557,6 +568,7 @@ class RedisThrottle:
         max_concurrent: int | None = 64,
         slice_seconds: float = 1.0,
         margin: float = 0.03,
+        warmup: float = 1.0,
         max_batch: int = DEFAULT_MAX_BATCH,
         prefix: str = "throttle_trio",
         on_unavailable: Literal["raise"] | LocalFallback = "raise",
@@ -565,8 +577,9 @@ class RedisThrottle:
     ) -> RedisThrottle:
         """OpenAI's preset (:func:`throttle_trio.openai_throttle`) for a fleet: the per-second
         slices as sliding windows kept in Redis, the pacing as a shared bucket, ``max_tokens``
-        kept (no refund), adaptive.  ``max_concurrent`` is per process; the local preset's
-        first-window warm-up is not shared (the fleet's windows start as Redis holds them)."""
+        kept (no refund), adaptive.  ``max_concurrent`` is per process; the warm-up is the
+        fleet's: what the slices admit in the window after they were empty counts ``warmup``
+        seconds longer (:class:`WindowLimit`)."""
         from .._presets import openai_throttle
 
         local = openai_throttle(
@@ -575,7 +588,7 @@ class RedisThrottle:
             max_concurrent=max_concurrent,
             slice_seconds=slice_seconds,
             margin=margin,
-            warmup=0.0,
+            warmup=warmup,
         )
         return cls._from_preset(
             client,
@@ -1220,7 +1233,12 @@ class RedisThrottle:
         if limits and any(limit.window is not None for limit in limits):
             # 'n:kinds': the script must know which limits are sliding windows, and how long.
             kinds = ",".join(
-                "g" if limit.window is None else f"w{limit.window_us}" for limit in limits
+                "g"
+                if limit.window is None
+                else f"w{limit.window_us}+{limit.warmup_us}"
+                if limit.warmup_us
+                else f"w{limit.window_us}"
+                for limit in limits
             )
             args = [args[0], f"{args[1]}:{kinds}", *args[2:]]
         self._round_trips += 1

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, final
 
 from .._exceptions import ThrottleTrioError
-from .._validate import check_positive
+from .._validate import check_non_negative, check_positive
 from ..policy.gcra import GCRA
 from ..policy.sliding_window import SlidingWindow
 from ..policy.token_bucket import TokenBucket
@@ -125,6 +125,11 @@ class WindowLimit:
         limit: units per window (>= 0.001: Redis counts them in whole thousandths, rounding a
             limit down to one); also the largest cost admitted at once.
         window: its length, in seconds (> 0, at most :data:`MAX_SPAN`).
+        warmup: seconds (>= 0, at most :data:`MAX_SPAN`): what the window admits in the
+            ``window`` seconds after it was empty (the fleet's first requests, or its first
+            after an idle window) counts this much longer, as the local
+            :class:`~throttle_trio.SlidingWindow`'s first window does: the first requests of
+            a run reach the provider late behind the connections they open.
 
     Raises:
         ValueError: a parameter out of range.
@@ -132,6 +137,7 @@ class WindowLimit:
 
     limit: float
     window: float = 1.0
+    warmup: float = 0.0
 
     def __post_init__(self) -> None:
         check_positive("limit", self.limit)
@@ -141,6 +147,11 @@ class WindowLimit:
                 f"got {self.limit!r}"
             )
         check_positive("window", self.window)
+        check_non_negative("warmup", self.warmup)
+        if self.warmup > MAX_SPAN:
+            raise ValueError(
+                f"warmup must be <= MAX_SPAN={MAX_SPAN:.0f} s (365 days), got {self.warmup!r}"
+            )
         if self.window > MAX_SPAN:
             raise ValueError(
                 f"window must be <= MAX_SPAN={MAX_SPAN:.0f} s (365 days), got {self.window!r}"
@@ -294,15 +305,15 @@ def as_limit(name: str, value: object) -> GCRALimit | WindowLimit:
     """``value`` as a shared limit: a GCRA or TokenBucket is read as a :class:`GCRALimit`, a
     SlidingWindow as a :class:`WindowLimit` (limit ``name``).
 
-    A local policy's start (a bucket's ``initial_tokens``, a window's ``warmup``) is not
-    shared: the fleet's limit starts as Redis holds it.
+    A bucket's ``initial_tokens`` is not shared (the fleet's bucket starts as Redis holds it);
+    a window's ``warmup`` is, as the fleet's warm-up after an empty window.
     """
     if isinstance(value, GCRALimit | WindowLimit):
         return value
     if isinstance(value, GCRA | TokenBucket):
         return GCRALimit(value.rate, value.per, value.burst)
     if isinstance(value, SlidingWindow):
-        return WindowLimit(value.limit, value.window)
+        return WindowLimit(value.limit, value.window, warmup=value.warmup)
     raise TypeError(
         f"limit {name!r} must be a GCRALimit or a WindowLimit (or a GCRA, TokenBucket or "
         f"SlidingWindow, read as one), got {type(value).__name__} {value!r}"
