@@ -206,7 +206,9 @@ def _instructions(backend: str, name: str, ops: int) -> int:
         "--workload",
         f"{backend}/{name}/{ops}",
     ]
-    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    # A fixed hash seed: string hashes decide where dicts and sets probe, which moves the count.
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    result = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
     found = re.search(r"Collected : (\d+)", result.stderr)
     if found is None:
         raise RuntimeError(f"no instruction count in callgrind's output:\n{result.stderr}")
