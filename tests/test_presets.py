@@ -40,11 +40,11 @@ NO_POOL_TIMEOUT = httpx.Timeout(60.0, pool=None)  # the queue is the batch's own
 def test_openai_preset_slices_both_limits_and_keeps_the_estimate() -> None:
     throttle = tt.openai_throttle(rpm=600, tpm=180_000)
     assert {name: repr(policy) for name, policy in throttle.limits.items()} == {
-        "requests": "SlidingWindow(limit=10.0, window=1.03) (the first window counting 1.0 s "
+        "requests": "SlidingWindow(limit=10.0, window=1.03) (the first window counting 0.25 s "
         "longer)",
         # A pace of a fifth of a slice's requests at a time.
         "requests_per_second": "TokenBucket(rate=600, per=60.0, burst=2.0)",
-        "tokens": "SlidingWindow(limit=3000.0, window=1.03) (the first window counting 1.0 s "
+        "tokens": "SlidingWindow(limit=3000.0, window=1.03) (the first window counting 0.25 s "
         "longer)",
     }  # named after the metrics of OpenAI's headers
     assert throttle.refund_unused is False

@@ -69,6 +69,14 @@ DEFAULT_MARGIN = 0.03
 # The first requests of a run open the connections, and the program stalls when the first
 # response comes back (the openai SDK: 0.2 to 1 s in ``python -m bench.http --presets``).
 DEFAULT_WARMUP = 1.0
+# OpenAI's first window: what delays the first requests is the program's start-up (300 tasks
+# building their requests at once stalled the loop up to 0.39 s in 60 runs of ``python -m
+# bench.http --presets --provider openai``; the first requests are admitted within that stall,
+# and wait for its rest), and ``margin`` adds 30 ms.  With a quarter second no run met a 429
+# (20 of 20, both loops, 1.034-1.039x the provider's fastest schedule for 300 requests), nor
+# with half a second (20 of 20, 1.043-1.049x); a second cost 3.8% of that makespan
+# (1.063-1.069x).
+DEFAULT_OPENAI_WARMUP = 0.25
 
 
 def _check_max_concurrent(value: object) -> int | None:
@@ -134,7 +142,7 @@ def openai_throttle(
     max_concurrent: int | None = DEFAULT_MAX_CONCURRENT,
     slice_seconds: float = DEFAULT_SLICE,
     margin: float = DEFAULT_MARGIN,
-    warmup: float = DEFAULT_WARMUP,
+    warmup: float = DEFAULT_OPENAI_WARMUP,
 ) -> Throttle:
     """A :class:`Throttle` for OpenAI's API: per-second slices, ``max_tokens`` kept.
 
@@ -161,11 +169,12 @@ def openai_throttle(
         margin: seconds added to each window (>= 0, < ``slice_seconds``): how much later than
             the one before it a request may reach the provider, compared with when it left,
             without meeting a slice that is still full.
-        warmup: seconds longer the first window's admissions count (>= 0): the first requests
-            of a run reach the provider later after they leave than the ones after them
-            (start-up work, new connections, and the program's stall when the first response
-            comes back: the openai SDK's took 0.2 to 1 s in ``python -m bench.http
-            --presets``).  Costs that much once, at the start.
+        warmup: seconds longer the first window's admissions count (>= 0; a quarter second):
+            the first requests of a run reach the provider later after they leave than the
+            ones after them (start-up work, new connections: the program's start-up stalled
+            the loop up to 0.39 s in ``python -m bench.http --presets``, with 300 tasks
+            starting at once).  Costs that much once, at the start; give more if your program
+            does more before its first requests are on the wire.
 
     Raises:
         TypeError: a parameter is not a number (``max_concurrent``: not an int or ``None``).

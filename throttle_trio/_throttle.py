@@ -476,7 +476,7 @@ class Throttle:
         max_concurrent: int | None = 64,
         slice_seconds: float = 1.0,
         margin: float = 0.03,
-        warmup: float = 1.0,
+        warmup: float = 0.25,
     ) -> Throttle:
         """The throttle that fits OpenAI's enforcement: per-second slices, ``max_tokens`` kept,
         adaptive (see :func:`throttle_trio.openai_throttle`, which this calls)."""

@@ -568,7 +568,7 @@ class RedisThrottle:
         max_concurrent: int | None = 64,
         slice_seconds: float = 1.0,
         margin: float = 0.03,
-        warmup: float = 1.0,
+        warmup: float = 0.25,
         max_batch: int = DEFAULT_MAX_BATCH,
         prefix: str = "throttle_trio",
         on_unavailable: Literal["raise"] | LocalFallback = "raise",
