@@ -40,7 +40,15 @@ from .._events import (
     emit,
 )
 from .._exceptions import CostExceedsCapacity, RateLimitTimeout
-from .._reserve import Lane, ReserveContext, check_lane, check_max_concurrent, merge_costs
+from .._reserve import (
+    Lane,
+    ReserveContext,
+    check_lane,
+    check_max_concurrent,
+    check_recost,
+    merge_costs,
+    recosted,
+)
 from .._shield import finish_then_cancel
 from .._validate import check_non_negative, check_optional_timeout
 from ..policy.adaptive import DEFAULT_COOLDOWN, DEFAULT_DECREASE, DEFAULT_DIVISOR
@@ -89,7 +97,7 @@ from ._types import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from coredis.client import Client
     from coredis.commands.script import Script
@@ -541,6 +549,7 @@ class RedisThrottle:
         timeout: float | None = None,
         ticket: int | None = None,
         lane: Lane = "interactive",
+        recost: Callable[[], Mapping[str, float]] | None = None,
         **more_costs: float,
     ) -> ReserveContext[RedisReservation]:
         """Wait for admission, as an async context manager that yields a :class:`RedisReservation`.
@@ -558,12 +567,21 @@ class RedisThrottle:
             lane: ``"interactive"`` (the default) or ``"batch"``: this process's interactive
                 requests go before its batch backlog, FIFO within each lane, the batch lane
                 keeping ``batch_share`` of the admissions (as :meth:`Throttle.reserve`).
+            recost: computes the request's costs again when they are booked: called
+                (synchronously, in the task of the head that books the batch) once, as the
+                booking round trip is prepared, and its result, checked like ``costs``,
+                replaces them (as :meth:`Throttle.reserve`'s); the reservation is charged
+                what it returned.  An error it raises, or a result that fails the checks,
+                fails this request alone, in its own task; the rest of the batch is booked.
             costs: cost per metric, as a mapping.
             **more_costs: cost per metric, as keywords (>= 0); metrics not named cost 0.
 
         Raises:
-            ValueError: an unknown metric, or a negative or non-finite cost.
-            CostExceedsCapacity: a cost above its limit's burst (at once, no round trip).
+            ValueError: an unknown metric, or a negative or non-finite cost (also in what
+                ``recost`` returns, named in the message).
+            TypeError: ``recost`` is not callable, or returned something else than a mapping.
+            CostExceedsCapacity: a cost above its limit's burst (at once, no round trip; or
+                when ``recost`` raises it above).
             RateLimitTimeout: not admitted within ``timeout``.
             BackendUnavailable: Redis cannot be reached and there is no fallback.
             RedisBackendError: a key holds data this module did not write.
@@ -575,6 +593,7 @@ class RedisThrottle:
                 check_optional_timeout(timeout),
                 ticket,
                 check_lane(lane),
+                None if recost is None else check_recost(recost),
             )
         )
 
@@ -587,6 +606,7 @@ class RedisThrottle:
         timeout: float | None = None,  # noqa: ASYNC109
         ticket: int | None = None,
         lane: Lane = "interactive",
+        recost: Callable[[], Mapping[str, float]] | None = None,
         **more_costs: float,
     ) -> RedisReservation:
         """Like :meth:`reserve`, but returns the reservation; you must release it yourself."""
@@ -595,6 +615,7 @@ class RedisThrottle:
             check_optional_timeout(timeout),
             ticket,
             check_lane(lane),
+            None if recost is None else check_recost(recost),
         )
 
     async def _acquire(
@@ -603,6 +624,7 @@ class RedisThrottle:
         timeout: float | None,  # noqa: ASYNC109
         ticket: int | None,
         lane: Lane = "interactive",
+        recost: Callable[[], Mapping[str, float]] | None = None,
     ) -> RedisReservation:
         backend = current_backend()
         await backend.checkpoint_if_cancelled()
@@ -612,7 +634,7 @@ class RedisThrottle:
             ticket = self._lanes.take(lane)
         first = line.is_first(ticket)
         deadline = math.inf if timeout is None else arrived + timeout
-        waiter = Waiter(costs, ticket, deadline, timeout)
+        waiter = Waiter(costs, ticket, deadline, timeout, recost)
         if first and not self._booking and self._held < self._max_concurrent:
             waiter.state = LEADING  # the fast path: nobody here waits, nothing is booked
         else:
@@ -701,6 +723,8 @@ class RedisThrottle:
         self._held += 1
         members = self._batch = [head]
         self._turn = 0
+        if head.recost is not None:
+            self._recost(head)
         fallback = self._fallback
         if fallback is not None and fallback.active(now):  # it admits, one at a time
             head.fallback = True
@@ -717,6 +741,9 @@ class RedisThrottle:
             members.append(waiter)
         self._batch_left = len(members)
         try:
+            for waiter in members[1:]:
+                if waiter.recost is not None:
+                    self._recost(waiter)
             await self._book_in_redis(members, now)
         except BaseException as exc:  # not an error of ours: the others must not wait forever
             for waiter in members:
@@ -734,8 +761,28 @@ class RedisThrottle:
             assert waiter.event is not None
             waiter.event.set()
 
+    def _recost(self, waiter: Waiter) -> None:
+        """Compute ``waiter``'s costs again (its ``recost``), in place, or set its error."""
+        assert waiter.recost is not None
+        try:
+            fresh = recosted(waiter.recost, self._check_costs)
+        except Exception as exc:  # the caller's code: it fails that request alone
+            waiter.error = exc
+            return
+        costs = waiter.costs  # shared with the caller's event
+        costs.clear()
+        costs.update(fresh)
+
     async def _book_in_redis(self, members: list[Waiter], now: float) -> None:
-        """One round trip that books every member, in order, and sets each one's outcome."""
+        """One round trip that books every member without an error (``recost`` may have set
+        one), in order, and sets each one's outcome."""
+        failed = [waiter for waiter in members if waiter.error is not None]
+        if failed:
+            for waiter in failed:
+                waiter.state = BOOKED
+            members = [waiter for waiter in members if waiter.error is None]
+            if not members:
+                return
         if len(members) == 1:
             costs = members[0].costs
             used = [limit for limit in self._limits if costs.get(limit.metric)]
