@@ -723,8 +723,7 @@ class RedisThrottle:
         self._held += 1
         members = self._batch = [head]
         self._turn = 0
-        if head.recost is not None:
-            self._recost(head)
+        failed = head.recost is not None and not self._recost(head)
         fallback = self._fallback
         if fallback is not None and fallback.active(now):  # it admits, one at a time
             head.fallback = True
@@ -741,10 +740,17 @@ class RedisThrottle:
             members.append(waiter)
         self._batch_left = len(members)
         try:
+            booked = members
             for waiter in members[1:]:
-                if waiter.recost is not None:
-                    self._recost(waiter)
-            await self._book_in_redis(members, now)
+                if waiter.recost is not None and not self._recost(waiter):
+                    failed = True
+            if failed:  # booked without them: each raises its error in its own task
+                booked = [waiter for waiter in members if waiter.error is None]
+                for waiter in members:
+                    if waiter.error is not None:
+                        waiter.state = BOOKED
+            if booked:
+                await self._book_in_redis(booked, now)
         except BaseException as exc:  # not an error of ours: the others must not wait forever
             for waiter in members:
                 if waiter.state != BOOKED:
@@ -761,28 +767,22 @@ class RedisThrottle:
             assert waiter.event is not None
             waiter.event.set()
 
-    def _recost(self, waiter: Waiter) -> None:
-        """Compute ``waiter``'s costs again (its ``recost``), in place, or set its error."""
+    def _recost(self, waiter: Waiter) -> bool:
+        """Compute ``waiter``'s costs again (its ``recost``), in place; or set its error and
+        return false."""
         assert waiter.recost is not None
         try:
             fresh = recosted(waiter.recost, self._check_costs)
         except Exception as exc:  # the caller's code: it fails that request alone
             waiter.error = exc
-            return
+            return False
         costs = waiter.costs  # shared with the caller's event
         costs.clear()
         costs.update(fresh)
+        return True
 
     async def _book_in_redis(self, members: list[Waiter], now: float) -> None:
-        """One round trip that books every member without an error (``recost`` may have set
-        one), in order, and sets each one's outcome."""
-        failed = [waiter for waiter in members if waiter.error is not None]
-        if failed:
-            for waiter in failed:
-                waiter.state = BOOKED
-            members = [waiter for waiter in members if waiter.error is None]
-            if not members:
-                return
+        """One round trip that books every member, in order, and sets each one's outcome."""
         if len(members) == 1:
             costs = members[0].costs
             used = [limit for limit in self._limits if costs.get(limit.metric)]
