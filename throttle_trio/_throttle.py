@@ -331,6 +331,27 @@ class Reservation:
             emit(hook, event)
 
 
+def _recosting(
+    step: Callable[[float], float | None],
+    costs: dict[str, float],
+    recost: Callable[[], Mapping[str, float]],
+    check: Callable[[Mapping[str, float]], dict[str, float]],
+) -> Callable[[float], float | None]:
+    """``step``, computing ``costs`` again with ``recost`` first (see :meth:`Throttle.reserve`).
+
+    A function of its own, so that ``_acquire`` without a ``recost`` makes no closure cells.
+    """
+
+    def judge(now: float) -> float | None:
+        # In place: the step, the reservation and fail_waiters' payload share `costs`.
+        fresh = recosted(recost, check)
+        costs.clear()
+        costs.update(fresh)
+        return step(now)
+
+    return judge
+
+
 @final
 class Throttle:
     """Several rate limits plus a concurrency cap, taken together at one instant.
@@ -699,16 +720,7 @@ class Throttle:
                 logger.debug("%r admitted %s after %.6f s", self, costs, now - arrived)
             return None
 
-        judge = step
-        if recost is not None:
-            check = self._check_costs
-
-            def judge(now: float) -> float | None:
-                # In place: the step, the reservation and fail_waiters' payload share `costs`.
-                fresh = recosted(recost, check)
-                costs.clear()
-                costs.update(fresh)
-                return step(now)
+        judge = step if recost is None else _recosting(step, costs, recost, self._check_costs)
 
         def undo() -> None:
             # The admission could not be delivered (see _waitqueue): as if it never happened.
