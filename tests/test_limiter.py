@@ -132,6 +132,33 @@ async def test_newcomer_never_overtakes_a_waiter() -> None:
     assert log == ["head@0.75", "new@1.0"]
 
 
+async def test_newcomer_asks_again_who_waits_after_its_checkpoint(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """I3 on a loop whose checkpoint yields: a request that queued meanwhile goes first.
+
+    Neither anyio nor trio yields in ``checkpoint_if_cancelled`` without raising, so the
+    limiter's second look at the queue is tested on a backend whose checkpoint always yields.
+    """
+    from throttle_trio._eventloop import current_backend
+
+    monkeypatch.setattr(current_backend(), "checkpoint_if_cancelled", anyio.lowlevel.checkpoint)
+    limiter = RateLimiter(TokenBucket(4, burst=4))
+    await limiter.acquire(3)  # 1 token left
+    log: list[str] = []
+
+    async def one(name: str, cost: float) -> None:
+        await limiter.acquire(cost)
+        log.append(f"{name}@{now()}")
+
+    async with anyio.create_task_group() as tg:
+        # Both find nobody waiting and yield; the large one queues first, the small one,
+        # which fits, must then go behind it.
+        tg.start_soon(one, "large", 4)
+        tg.start_soon(one, "small", 1)
+    assert log == ["large@0.75", "small@1.0"]
+
+
 async def test_cancelled_waiter_takes_nothing() -> None:
     """I4: cancel a queued waiter; the next one is admitted when it would have been anyway."""
     limiter = RateLimiter(TokenBucket(4, burst=1))

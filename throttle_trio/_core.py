@@ -399,6 +399,14 @@ class ThrottleCore(Generic[L]):
         usage.update(kept)
         return usage
 
+    @staticmethod
+    def settled_usage(
+        estimate: Mapping[str, float], actual: Mapping[str, float]
+    ) -> dict[str, float]:
+        """What a settle reports as used (its event): ``actual``, and the estimate of every
+        metric it does not name."""
+        return {**estimate, **{metric: float(value) for metric, value in actual.items()}}
+
     # -- rules 4 to 6: what responses say ---------------------------------------------------------
 
     def feedback(

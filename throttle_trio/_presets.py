@@ -55,11 +55,8 @@ longer ``slice_seconds`` if your provider accepts larger requests.
 
 from __future__ import annotations
 
-from typing import final
-
 from ._throttle import Throttle
 from ._validate import check_non_negative, check_positive
-from .policy.base import RatePolicy
 from .policy.sliding_window import SlidingWindow
 from .policy.token_bucket import TokenBucket
 
@@ -72,90 +69,6 @@ DEFAULT_MARGIN = 0.03
 # The first requests of a run open the connections, and the program stalls when the first
 # response comes back (the openai SDK: 0.2 to 1 s in ``python -m bench.http --presets``).
 DEFAULT_WARMUP = 1.0
-
-
-@final
-class _WarmWindow(RatePolicy):
-    """A :class:`SlidingWindow` whose first window of admissions counts ``warmup`` longer.
-
-    The first requests of a run reach the provider later after they leave the throttle than
-    the ones after them: the program's start-up work (every task estimating its body at
-    once) and new connections (a TLS handshake) delay them.  A provider that counts slices
-    from arrival times then still holds them when the next window's requests, on open
-    connections and an idle loop, arrive.  So what is admitted in the first ``window``
-    seconds after the first admission is recorded ``warmup`` seconds late: it leaves the
-    window that much later.  Everything else is the inner window's.
-    """
-
-    __slots__ = ("_inner", "_until", "_warmup")
-
-    def __init__(self, inner: SlidingWindow, warmup: float) -> None:
-        self._inner = inner
-        self._warmup = warmup
-        self._until: float | None = None  # the end of the first window (first admission + window)
-
-    def __repr__(self) -> str:
-        return f"{self._inner!r} (the first window counting {self._warmup!r} s longer)"
-
-    @property
-    def limit(self) -> float:
-        """Units per window."""
-        return self._inner.limit
-
-    @property
-    def window(self) -> float:
-        """The window length, in seconds."""
-        return self._inner.window
-
-    @property
-    def capacity(self) -> float:
-        return self._inner.capacity
-
-    @property
-    def dropped(self) -> float:
-        return self._inner.dropped
-
-    def _stamp(self, now: float) -> float:
-        """When an admission at ``now`` is recorded."""
-        if self._until is None:
-            self._until = now + self._inner.window
-        return now + self._warmup if now < self._until else now
-
-    def available(self, now: float) -> float:
-        return self._inner.available(now)
-
-    def ready_at(self, cost: float, now: float) -> float:
-        return self._inner.ready_at(cost, now)
-
-    def queue_ready_at(self, ahead: float, cost: float, now: float) -> float:
-        return self._inner.queue_ready_at(ahead, cost, now)
-
-    def consume(self, cost: float, now: float) -> None:
-        # A later stamp than an entry's merges into it (SlidingWindow keeps time order).
-        self._inner.consume(cost, self._stamp(now))
-
-    def refund(self, amount: float, now: float, *, admitted_at: float | None = None) -> float:
-        if admitted_at is not None and self._until is not None and admitted_at < self._until:
-            admitted_at += self._warmup
-        return self._inner.refund(amount, now, admitted_at=admitted_at)
-
-    def reconfigure(self, now: float, **changes: float) -> None:
-        self._inner.reconfigure(now, **changes)
-
-    def limit_available(self, tokens: float, now: float) -> None:
-        self._inner.limit_available(tokens, now)
-
-    @property
-    def units_per_second(self) -> float:
-        return self._inner.units_per_second
-
-    def set_units_per_second(self, rate: float, now: float) -> None:
-        self._inner.set_units_per_second(rate, now)
-
-    def shift_clock(self, delta: float) -> None:
-        self._inner.shift_clock(delta)
-        if self._until is not None:
-            self._until += delta
 
 
 def _check_max_concurrent(value: object) -> int | None:
@@ -179,7 +92,7 @@ def _check_margin(margin: object, slice_seconds: float) -> float:
 
 def _slice_window(
     per_minute: float, slice_seconds: float, margin: float, warmup: float
-) -> _WarmWindow:
+) -> SlidingWindow:
     """One slice's share of ``per_minute`` over a window ``margin`` longer than the slice,
     the first window's admissions counting ``warmup`` longer.
 
@@ -187,8 +100,7 @@ def _slice_window(
     admit less than one request.
     """
     length = max(slice_seconds, _MINUTE / per_minute)
-    window = SlidingWindow(per_minute * length / _MINUTE, window=length + margin)
-    return _WarmWindow(window, warmup)
+    return SlidingWindow(per_minute * length / _MINUTE, window=length + margin, warmup=warmup)
 
 
 def _pace(per_minute: float, slice_seconds: float) -> TokenBucket:

@@ -276,7 +276,7 @@ class Reservation:
         throttle._adjust(booking, actual, refund=throttle.refund_unused)
         booking.settled = True
         if hook is not None and estimate is not None:
-            usage = {**estimate, **{metric: float(value) for metric, value in actual.items()}}
+            usage = ThrottleCore.settled_usage(estimate, actual)
             event = Settled(throttle._source(), throttle._now(), booking.ticket, estimate, usage)
             emit(hook, event)
 

@@ -28,7 +28,8 @@ never enters, exits or closes it, and can be created before the client is entere
 
 Theory of operation
 -------------------
-**One script, one round trip per booking.**  Every limit is a GCRA whose state is a Redis
+**One script, one round trip per booking.**  Every limit is a GCRA, or a sliding window
+(:class:`WindowLimit`: the log of what it admitted within the window), whose state is a Redis
 hash; one Lua script (:mod:`throttle_trio._redis._script`), registered once and sent by SHA
 (NOSCRIPT-safe), decides all the limits of a request atomically on Redis's own clock (``TIME``,
 integer microseconds).  It does not answer "no, try later": it *books* the earliest instant at
@@ -133,6 +134,7 @@ from ._redis._types import RedisBackendError as RedisBackendError
 from ._redis._types import RedisLimitStatistics as RedisLimitStatistics
 from ._redis._types import RedisThrottleState as RedisThrottleState
 from ._redis._types import RedisThrottleStatistics as RedisThrottleStatistics
+from ._redis._types import WindowLimit as WindowLimit
 from ._reexport import fixup_module_metadata as _fixup_module_metadata
 
 __all__ = [
@@ -148,6 +150,7 @@ __all__ = [
     "RedisThrottle",
     "RedisThrottleState",
     "RedisThrottleStatistics",
+    "WindowLimit",
     "client_from_url",
 ]
 

@@ -112,10 +112,6 @@ def test_a_window_below_one_request_is_stretched_to_one(tmp_path: Path) -> None:
             "--window does not go with --provider (the preset sets the slices)",
         ),
         (["--rpm", "5", "--burst", "1", "--window", "1"], "give --burst or --window, not both"),
-        (
-            ["--rpm", "5", "--window", "1", "--redis", "redis://localhost"],
-            "--window and --provider openai (sliding windows) do not go with --redis",
-        ),
         ([], "give --rpm, --tpm or both (or --provider)"),
     ],
 )

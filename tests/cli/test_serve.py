@@ -8,6 +8,7 @@ exit status is 0.
 
 from __future__ import annotations
 
+import math
 import re
 import signal
 import socket
@@ -21,6 +22,7 @@ import httpx2
 import pytest
 
 from throttle_trio.cli import main
+from throttle_trio.cli._main import _parser
 
 if TYPE_CHECKING:
     from anyio.abc import ByteReceiveStream
@@ -36,6 +38,9 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 ERROR_RATE = "must be a number >= 0 and < 1"
 PORT = "must be an integer >= 0 and <= 65535"
 LATENCY = "must be LOW or LOW,HIGH seconds, each >= 0 and < 3600"
+TOKEN_FACTOR = (
+    "must be FACTOR, LOW,HIGH or MODEL=FACTOR[,MODEL=FACTOR...], each factor a number > 0"
+)
 
 
 @pytest.mark.parametrize(
@@ -55,6 +60,19 @@ LATENCY = "must be LOW or LOW,HIGH seconds, each >= 0 and < 3600"
         ("--stream-interval", "-1", "must be a number >= 0 and < 3600"),
         ("--latency", "2,1", "must have HIGH >= LOW"),
         ("--latency", "1,2,3", LATENCY),
+        ("--token-factor", "0", TOKEN_FACTOR),
+        ("--token-factor", "-1.2", TOKEN_FACTOR),
+        ("--token-factor", "inf", TOKEN_FACTOR),
+        ("--token-factor", "nan", TOKEN_FACTOR),
+        ("--token-factor", "big", TOKEN_FACTOR),
+        ("--token-factor", "0.7,1.1,1.5", TOKEN_FACTOR),
+        ("--token-factor", "0.7,", TOKEN_FACTOR),
+        ("--token-factor", "1.5,0.7", "must have HIGH >= LOW"),
+        ("--token-factor", "gpt-a=0", TOKEN_FACTOR),
+        ("--token-factor", "gpt-a=1.5,0.7", TOKEN_FACTOR),
+        ("--token-factor", "=1.5", TOKEN_FACTOR),
+        ("--token-factor", "gpt-a=1.5,gpt-a=2", TOKEN_FACTOR),
+        ("--seed", "-1", "must be an integer >= 0"),
     ],
 )
 def test_bad_serve_flags_are_refused_naming_the_flag_the_constraint_and_the_value(
@@ -177,6 +195,51 @@ async def test_a_signal_stops_serve_gracefully(anyio_backend: str, signum: signa
     )
     assert all(text.endswith("data: [DONE]\n\n") for text in texts)
     assert stopped == "stopped: 3 requests received, 3 completed, 0 answered 429"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("1.3", 1.3),
+        (" 2 ", 2.0),
+        ("0.7,1.5", (0.7, 1.5)),
+        ("1,1", (1.0, 1.0)),
+        ("gpt-a=1.5", {"gpt-a": 1.5}),
+        ("gpt-a=1.5, gpt-b=0.7", {"gpt-a": 1.5, "gpt-b": 0.7}),
+    ],
+)
+def test_token_factor_takes_the_fake_servers_three_forms(value: str, expected: object) -> None:
+    args = _parser().parse_args(["serve", "--token-factor", value])
+    assert args.token_factor == expected
+    assert _parser().parse_args(["serve"]).token_factor == 1.0
+
+
+async def test_serve_counts_prompts_with_its_token_factor(anyio_backend: str) -> None:
+    """``--token-factor gpt-a=2,gpt-b=0.5``: the prompt tokens reported (and charged) for those
+    models are twice and half (rounded up) what another model's are; the first line says so."""
+    command = [
+        sys.executable, "-m", "throttle_trio.cli", "--backend", anyio_backend, "serve",
+        "--port", "0", "--latency", "0", "--grace", "0", "--token-factor", "gpt-a=2,gpt-b=0.5",
+    ]  # fmt: skip
+    prompt = [{"role": "user", "content": "How many tokens does this prompt hold, please?"}]
+    counted: dict[str, int] = {}
+    with anyio.fail_after(60):
+        process, ready = await start_serve(command)
+        async with process:
+            match = re.search(r"http://127\.0\.0\.1:(\d+)/v1", ready)
+            assert match is not None, ready
+            async with httpx2.AsyncClient(base_url=match.group(0)) as http:
+                for model in ("other", "gpt-a", "gpt-b"):
+                    body = {"model": model, "messages": prompt, "max_tokens": 5}
+                    response = await http.post("/chat/completions", json=body)
+                    assert response.status_code == 200
+                    counted[model] = response.json()["usage"]["prompt_tokens"]
+            process.send_signal(signal.SIGTERM)
+            assert await process.wait() == 0
+    assert "(rpm=unlimited, tpm=unlimited, mode=settle, token_factor=gpt-a=2,gpt-b=0.5)" in ready
+    base = counted["other"]
+    assert base > 1
+    assert counted == {"other": base, "gpt-a": 2 * base, "gpt-b": math.ceil(base / 2)}
 
 
 PROC_NET_TCP = Path("/proc/net/tcp").exists()  # Linux: the test can see TIME_WAIT sockets

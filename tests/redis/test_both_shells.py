@@ -63,12 +63,13 @@ class Shell:
 def make_shell(
     request: pytest.FixtureRequest, client: coredis.Redis[bytes]
 ) -> Callable[..., Shell]:
-    def make(**options: Any) -> Shell:
-        limits = {
+    def make(configured: tuple[str, ...] = ("requests", "tokens"), **options: Any) -> Shell:
+        every = {
             "requests": (60, 3600.0, 60),
             "tokens": (100_000, 3600.0, 10_000),
         }
-        rates = {name: rate / per for name, (rate, per, _) in limits.items()}
+        limits = {name: every[name] for name in configured}
+        rates = {name: rate / per for name, (rate, per, _) in every.items()}
         if request.param == "local":
             return Shell(
                 tt.Throttle(
@@ -190,6 +191,28 @@ async def test_two_agreeing_reports_cut_a_limit_and_one_does_not(
         await (await client.post(URL, json=BODY)).aread()
     # The second agrees: the level is what the server said, 20, less nothing sent since.
     await shell.assert_level("requests", 20, 0.05)
+
+
+async def test_a_limit_the_headers_report_is_learned_then_charged_and_synced(
+    make_shell: Callable[..., Shell],
+) -> None:
+    """With ``learn_limits``, the first report of tokens adds a limit of 10,000 per hour (10%
+    spent, back in 6 minutes) at the level reported; the next request is charged on it and
+    settled to its usage."""
+    shell = make_shell(configured=("requests",), learn_limits=True)
+    headers = {
+        "x-ratelimit-limit-tokens": "10000",
+        "x-ratelimit-remaining-tokens": "9000",
+        "x-ratelimit-reset-tokens": "6m0s",
+    }
+    replies = [completion(30, 12, **headers), completion(30, 12)]
+    async with http(shell, lambda request: replies.pop(0)) as client:
+        await (await client.post(URL, json=BODY)).aread()
+        stats = shell.throttle.statistics().limits["tokens"]
+        assert (stats.learned, stats.capacity) == (True, 10_000)
+        await shell.assert_level("tokens", 9_000, 0.5)
+        await (await client.post(URL, json=BODY)).aread()
+    await shell.assert_level("tokens", 9_000 - 42, 0.5)
 
 
 async def test_call_with_retries_takes_either(make_shell: Callable[..., Shell]) -> None:

@@ -100,6 +100,51 @@ async def test_the_openai_sdk_through_the_transport_with_a_shared_throttle(
         assert stats.in_flight == 0
 
 
+async def test_the_openai_preset_for_a_fleet_at_the_providers_own_rates(
+    client: coredis.Redis[bytes], name: str
+) -> None:
+    """`RedisThrottle.for_openai` with the provider's own RPM and TPM, in two 'processes' that
+    send at once: the slices are shared windows, so the provider's per-second slices are never
+    exceeded (two local presets would send twice a slice)."""
+    server = FakeLLMServer(rpm=PROVIDER_RPM, tpm=60_000, mode="openai", latency=(0.0, 0.01))
+    throttles = [
+        RedisThrottle.for_openai(client, name, rpm=PROVIDER_RPM, tpm=60_000) for _ in range(2)
+    ]
+    assert throttles[0].statistics().limits.keys() == {"requests", "tokens", "requests_per_second"}
+    done: list[int] = []
+
+    async def worker(throttle: RedisThrottle, address: ServerAddress) -> None:
+        transport = ThrottledTransport(httpx2.AsyncHTTPTransport(), throttle=throttle)
+        async with (
+            httpx2.AsyncClient(transport=transport) as http,
+            openai.AsyncOpenAI(
+                base_url=address.base_url, api_key="k", http_client=http, max_retries=0
+            ) as sdk,
+        ):
+
+            async def one(i: int) -> None:
+                await sdk.chat.completions.create(
+                    model="fake-llm",
+                    messages=[{"role": "user", "content": f"question {i}"}],
+                    max_tokens=20,
+                )
+                done.append(i)
+
+            async with anyio.create_task_group() as tg:
+                for i in range(30):
+                    tg.start_soon(one, i)
+
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            address = await tg.start(serve, server)
+            async with anyio.create_task_group() as fleet:
+                for throttle in throttles:
+                    fleet.start_soon(worker, throttle, address)
+            tg.cancel_scope.cancel()
+    assert len(done) == 60
+    assert server.stats.rate_limited == 0
+
+
 async def test_run_batch_and_call_with_retries_take_a_shared_throttle(
     client: coredis.Redis[bytes], name: str
 ) -> None:
@@ -194,6 +239,40 @@ async def test_two_batch_runs_share_one_limit_through_redis(
         assert sorted(json.loads(line)["custom_id"] for line in lines) == sorted(
             f"{prefix}-{i}" for i in range(50)
         )
+
+
+async def test_two_batch_runs_share_the_openai_preset_through_redis(
+    redis_server: RedisServer, name: str, tmp_path: Path
+) -> None:
+    """`throttle-trio batch --provider openai --redis URL`, twice at once: the preset's
+    per-second slices are sliding windows kept in Redis, so the two processes together stay
+    inside the provider's slices at its own RPM (each alone would send up to twice that)."""
+    server = FakeLLMServer(rpm=PROVIDER_RPM, tpm=1_000_000, mode="openai", latency=(0.0, 0.01))
+    summaries: list[Any] = []
+
+    async def one(prefix: str, address: ServerAddress) -> None:
+        options = BatchOptions(
+            input=batch_file(tmp_path / f"{prefix}.jsonl", prefix, 40),
+            output=tmp_path / f"{prefix}.out.jsonl",
+            base_url=address.base_url,
+            rpm=PROVIDER_RPM,
+            tpm=1_000_000,
+            provider="openai",
+            max_concurrent=16,
+            redis_url=f"redis://127.0.0.1:{redis_server.port}/0",
+            name=name,
+        )
+        summaries.append(await run_batch_file(options, stream=io.StringIO()))
+
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            address = await tg.start(serve, server)
+            async with anyio.create_task_group() as runs:
+                runs.start_soon(one, "a", address)
+                runs.start_soon(one, "b", address)
+            tg.cancel_scope.cancel()
+    assert [(s.succeeded, s.failed, s.not_done) for s in summaries] == [(40, 0, 0), (40, 0, 0)]
+    assert server.stats.rate_limited == 0
 
 
 def test_the_command_line_checks_its_redis_options(tmp_path: Path) -> None:

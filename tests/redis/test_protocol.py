@@ -32,6 +32,9 @@ from throttle_trio._redis._protocol import (
     Foreign,
     Grow,
     Late,
+    Learn,
+    LearnedSpec,
+    LearnReply,
     LimitBooking,
     Lower,
     MalformedReply,
@@ -45,7 +48,16 @@ from throttle_trio._redis._protocol import (
     UnbookLimit,
     UnbookReply,
 )
-from throttle_trio._redis._script import EXCEEDS, FOREIGN, LATE, MAX_US, OK, RANGE, RATE_ONE
+from throttle_trio._redis._script import (
+    EXCEEDS,
+    FOREIGN,
+    LATE,
+    MAX_US,
+    OK,
+    RANGE,
+    RATE_ONE,
+    SPAN_US,
+)
 from throttle_trio.redis import GCRALimit, RedisBackendError, RedisThrottle
 
 NOW = 1_800_000_000_000_000  # a Redis clock reading in µs (2027)
@@ -99,6 +111,9 @@ def test_every_request_encodes_as_the_script_reads_its_arguments() -> None:
         3600 * S,
     ]
     assert Grow(2, 10_000, 3600 * S).encode() == ["grow", 2, 10_000, 3600 * S]
+    learn = Learn((LearnedSpec("tokens", 10_000, 60 * S), LearnedSpec("requests", 500, S)), 9)
+    assert learn.encode() == ["learn", 0, 2, "tokens", 10_000, 60 * S, "requests", 500, S, 9]
+    assert Learn((), 9).encode() == ["learn", 0, 0, 9]
 
 
 def test_unbook_gives_back_the_limits_a_booking_charged_in_order() -> None:
@@ -195,6 +210,16 @@ def test_the_other_replies_as_records() -> None:
         NOW, True, (500_000,)
     )
     assert Grow(1, 10_000, S).decode([OK, NOW, 510_000]) == Ack(NOW, (510_000,))
+    # What the fleet learned: metrics as bytes or str (a client that decodes responses).
+    assert Learn((), S).decode([OK, NOW, 2, b"tokens", 10_000, 60 * S, "requests", 1, S]) == (
+        LearnReply(NOW, (LearnedSpec("tokens", 10_000, 60 * S), LearnedSpec("requests", 1, S)), ())
+    )
+    assert Learn((), S).decode([OK, NOW, 0]) == LearnReply(NOW, (), ())
+
+
+def test_a_foreign_learned_record() -> None:
+    """The learned limits' key is the one after the limits passed (none): index 1."""
+    assert Learn((), S).decode([FOREIGN, NOW, 1, b"string"]) == Foreign(NOW, 1, "string")
 
 
 @pytest.mark.parametrize(
@@ -532,6 +557,37 @@ def test_late_and_range_must_fit_the_request() -> None:
             Grow(2, 1, 1),
             [OK, NOW, 1],
             "the reply must have 4 items (OK, now, a rate per limit), got 3",
+        ),
+        (
+            Learn((LearnedSpec("tokens", 1, S),), S),
+            [OK, NOW, 0],
+            "item 2 (the number of limits) must be an integer in [1, 1000000], got 0",
+        ),
+        (
+            Learn((), S),
+            [OK, NOW, 1, b"tokens", 10],
+            "the reply must have 6 items (OK, now, m, then m times metric, limit, per), got 5",
+        ),
+        (
+            Learn((), S),
+            [OK, NOW, 1, 7, 10, S],
+            "item 3 (the metric of learned limit 0) must be a string, got 7",
+        ),
+        (
+            Learn((), S),
+            [OK, NOW, 1, "tokens", 0, S],
+            f"item 4 (the limit of learned limit 0) must be an integer in [1, {MAX_US}], got 0",
+        ),
+        (
+            Learn((), S),
+            [OK, NOW, 1, "tokens", 10, SPAN_US + 1],
+            f"item 5 (the period of learned limit 0) must be an integer in [1, {SPAN_US}], "
+            f"got {SPAN_US + 1}",
+        ),
+        (
+            Learn((), S),
+            [OK, NOW],
+            "the reply must have at least 3 items, got 2",
         ),
         (
             Lower((S,)),

@@ -107,6 +107,8 @@ async def test_rediss_refuses_a_certificate_of_an_unknown_ca(
         causes.append(error)
         error = error.__cause__ or error.__context__
     assert any(isinstance(cause, ssl.SSLCertVerificationError) for cause in causes), causes
+    # The message says why, not only that coredis could not connect.
+    assert "SSLCertVerificationError" in str(caught.value), str(caught.value)
     del caught, causes
     gc.collect()
 

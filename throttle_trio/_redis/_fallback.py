@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol, final
 
 import anyio
@@ -30,12 +31,15 @@ from .._events import FallbackEntered, FallbackExited, emit
 from .._exceptions import CostExceedsCapacity
 from .._throttle import Throttle
 from ..policy.gcra import GCRA
+from ..policy.sliding_window import SlidingWindow
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from .._events import EventHook
+    from .._headers import RateLimitHeaders
     from .._throttle import Reservation
+    from ..policy.base import RatePolicy
     from ._types import BackendUnavailable, LocalFallback
 
 __all__ = ["Fallback", "SharedLimit"]
@@ -57,6 +61,17 @@ class SharedLimit(Protocol):
 
     @property
     def burst(self) -> float: ...
+    @property
+    def window(self) -> float | None:
+        """A sliding window's length (seconds); ``None`` for a bucket."""
+        ...
+
+
+def _local_policy(limit: SharedLimit, share: float) -> RatePolicy:
+    """``share`` of ``limit``, as a local policy of the same kind."""
+    if limit.window is not None:
+        return SlidingWindow(limit.burst * share, window=limit.window)
+    return GCRA(limit.rate * share, burst=limit.burst * share)
 
 
 @final
@@ -85,6 +100,7 @@ class Fallback:
         *,
         refund_unused: bool,
         adaptive: bool,
+        learn_limits: bool = False,
         owner: object,
         on_event: EventHook | None = None,
         source: str = "",
@@ -94,9 +110,10 @@ class Fallback:
         # Its share of the rate *and* of the burst: N processes at 1/N hold one burst between
         # them, whatever they did before the outage and however long they idle in it.
         self.local = Throttle(
-            {limit.name: GCRA(limit.rate * share, burst=limit.burst * share) for limit in limits},
+            {limit.name: _local_policy(limit, share) for limit in limits},
             refund_unused=refund_unused,
             adaptive=adaptive,
+            learn_limits=learn_limits,
         )
         self._capacities = [(limit.name, limit.metric, limit.burst) for limit in limits]
         self._owner = owner  # the throttle, for the log records
@@ -107,6 +124,25 @@ class Fallback:
         self.in_outage = False
         self.outages = 0
         self.admissions = 0
+
+    def observe(self, report: RateLimitHeaders) -> None:
+        """Sync the local throttle with a response's headers, at its share: of what the fleet
+        has left (``remaining``) and of a limit it learns (``limit``), each process holds
+        ``fraction``, as it holds that share of each configured rate and burst."""
+        share = self.fraction
+        if share != 1.0 and report.limits:
+            report = replace(
+                report,
+                limits={
+                    metric: replace(
+                        info,
+                        limit=None if info.limit is None else info.limit * share,
+                        remaining=None if info.remaining is None else info.remaining * share,
+                    )
+                    for metric, info in report.limits.items()
+                },
+            )
+        self.local.observe(report)
 
     def active(self, now: float) -> bool:
         """Whether the fallback admits at ``now`` (Redis is not asked)."""

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal, final
 
 from .._validate import check_cost, check_non_negative
 from ._throttle import RedisThrottle, refund, try_acquire
-from ._types import DEFAULT_MAX_BATCH, LocalFallback, as_limit
+from ._types import DEFAULT_MAX_BATCH, LocalFallback, WindowLimit, as_limit
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -53,6 +53,11 @@ class RedisRateLimiter:
         max_batch: int = DEFAULT_MAX_BATCH,
     ) -> None:
         checked = as_limit("limit", limit)
+        if isinstance(checked, WindowLimit):  # its refunds would not be credited
+            raise TypeError(
+                f"limit must be a GCRALimit (or a GCRA or TokenBucket, read as one), got "
+                f"{type(limit).__name__} {limit!r}: a RedisRateLimiter is a bucket"
+            )
         self._capacity = checked.burst
         self._throttle = RedisThrottle(
             client,

@@ -35,6 +35,8 @@ pause      when the gate opens now                                              
 state      the gate's ``p`` and ``l``, then per limit its TAT (-1: absent)         StateReply
 cut        1 if any limit was cut                                                  CutReply
 grow       nothing                                                                 Ack
+learn      m, then per limit the fleet learned: its metric (a string), limit, per  LearnReply
+           (µs); no rates (it passes no limit)
 =========  ======================================================================  ==========
 
 Pure: no coredis, no event loop; tested without a server (``tests/redis/test_protocol.py``).
@@ -55,7 +57,7 @@ from typing import (
     final,
 )
 
-from ._script import EXCEEDS, FOREIGN, LATE, MAX_US, OK, RANGE, RATE_ONE
+from ._script import EXCEEDS, FOREIGN, LATE, MAX_US, OK, RANGE, RATE_ONE, SPAN_US
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -75,6 +77,9 @@ __all__ = [
     "Foreign",
     "Grow",
     "Late",
+    "Learn",
+    "LearnReply",
+    "LearnedSpec",
     "LimitBooking",
     "Lower",
     "MalformedReply",
@@ -250,6 +255,22 @@ class CutReply:
     now: int
     changed: bool  # some limit was cut (the others were within their cooldown)
     rates: tuple[int, ...]
+
+
+class LearnedSpec(NamedTuple):
+    """A limit the fleet learned: ``limit`` units per ``per`` µs, for ``metric``."""
+
+    metric: str
+    limit: int
+    per: int
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class LearnReply:
+    now: int
+    learned: tuple[LearnedSpec, ...]  # every limit the fleet has learned, the recorded ones first
+    rates: tuple[int, ...]  # always empty: no limit is passed
 
 
 @final
@@ -719,3 +740,46 @@ class Grow:
 
     def decode(self, reply: object) -> Ack | Foreign:
         return _ack("grow", reply, self.limits)
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Learn:
+    """Record the limits ``specs`` (unless their metric is recorded already) in the fleet's
+    learned limits, keep the record ``memory`` µs, and read back every recorded one.  ``()``
+    only reads.  Its one key after the gate is the learned limits' hash (index 1 in a
+    :class:`Foreign` reply)."""
+
+    op: ClassVar[str] = "learn"
+    specs: tuple[LearnedSpec, ...]
+    memory: int
+
+    def encode(self) -> list[int | str]:
+        args: list[int | str] = ["learn", 0, len(self.specs)]
+        for spec in self.specs:
+            args += spec
+        args.append(self.memory)
+        return args
+
+    def decode(self, reply: object) -> LearnReply | Foreign:
+        op = "learn"
+        items = _head(op, reply, 1)
+        if isinstance(items, Foreign):
+            return items
+        if len(items) < 3:
+            raise MalformedReply(op, f"the reply must have at least 3 items, got {len(items)}")
+        now = _int(op, items, 1, 0, MAX_US, "now")
+        m = _int(op, items, 2, 1 if self.specs else 0, 1_000_000, "the number of limits")
+        _length(op, items, 3 + 3 * m, "OK, now, m, then m times metric, limit, per")
+        learned = []
+        for i in range(m):
+            at = 3 + 3 * i
+            metric = items[at]
+            if isinstance(metric, bytes):
+                metric = metric.decode(errors="replace")
+            if not isinstance(metric, str) or not metric:
+                raise _fail(op, at, f"the metric of learned limit {i}", "a string", metric)
+            limit = _int(op, items, at + 1, 1, MAX_US, "the limit of learned limit {}", i)
+            per = _int(op, items, at + 2, 1, SPAN_US, "the period of learned limit {}", i)
+            learned.append(LearnedSpec(metric, limit, per))
+        return LearnReply(now, tuple(learned), ())

@@ -10,6 +10,12 @@ hash, and every time is an integer number of microseconds on the server's clock 
 * ``f``: the booking floor, the TAT that the bookings alone would leave, replayed from a full
   bucket (``f = max(f, start) + inc`` for each booking, restarted once ``u`` is in the past).
 
+A sliding window's hash holds instead ``e``, its log: ``instant amount`` pairs, in order, of
+what it admitted that is still inside the window (amounts in thousandths of its units; a
+request is booked when the window ending then has room for it), and the same adaptive fields
+(a cut rate makes the window longer).  Python says which limits are windows, and how long, in
+``ARGV[2]`` (``n:g,w1030000``).
+
 One more hash per throttle, the *gate*, holds ``p`` (paused until) and ``l`` (the latest booked
 admission time of the whole throttle, so that admissions follow booking order: FIFO across
 processes, and a small request never overtakes a large one booked before it).
@@ -55,6 +61,12 @@ that needs more), every time at most ``MAX_US``, and the script checks both befo
 anything: an argument out of range is an error reply.  Writes are staged and made at the end,
 after the values to store have been checked against ``MAX_US``: a script that fails writes
 nothing.  A booking that would store a time beyond ``MAX_US`` is refused alone (``RANGE``).
+One more hash per throttle holds the limits its fleet *learned* from rate-limit headers (metric
+-> ``"limit per"``, ``per`` in microseconds): the first process to learn a metric records it,
+and every process adds what is recorded, so the whole fleet charges one shared key per learned
+metric with the same parameters (``learn``).  It is kept a day after it was last read or
+written, the longest period a learned limit can have.
+
 Keys expire when they mean nothing any more: a limit at its TAT (the bucket is full again, the
 same as an absent key) unless its adaptive state is still kept (``x``), the gate once both its
 times are past.
@@ -78,6 +90,7 @@ __all__ = [
     "SPAN_US",
     "Interval",
     "gate_key",
+    "learned_key",
     "limit_key",
 ]
 
@@ -94,7 +107,8 @@ MAX_US: Final = 2**53 - 1  # the latest time the script stores (µs): Lua's doub
 SPAN_US: Final = 365 * 86_400 * 1_000_000  # the longest amount one argument carries (µs)
 
 SCRIPT: Final = r"""
--- throttle_trio GCRA, format 3.  KEYS[1]: the gate; KEYS[2..n+1]: the limits.
+-- throttle_trio GCRA, format 4.  KEYS[1]: the gate; KEYS[2..n+1]: the limits; KEYS[n+2]: the
+-- learned limits (learn only).
 -- ARGV[1]: the operation; ARGV[2]: n.  All times and amounts are integer microseconds; amounts
 -- are at the configured rate, converted here to each limit's adaptive rate r.
 local OK, LATE, EXCEEDS, FOREIGN, RANGE = 0, 1, 2, 3, 4
@@ -124,7 +138,42 @@ local function arg(k, lo, hi)
   return x
 end
 
-local n = arg(2, 0, #KEYS - 1)
+-- ARGV[2] is n, or 'n:kinds' when some limit passed is a sliding window: one kind per limit,
+-- comma-separated, 'g' (a GCRA) or 'w<W>' (a sliding window of W microseconds).  A window's
+-- amounts are not times: they are its units in integer thousandths, summed over the window
+-- and held to its capacity (an acquire's tau).
+local span = {}  -- per limit: its window's length (µs) if it is a sliding window
+do
+  local count, kinds = string.match(ARGV[2] or '', '^(%d+):([gw%d,]*)$')
+  if count then
+    local i = 0
+    for kind in string.gmatch(kinds, '[^,]+') do
+      i = i + 1
+      if kind ~= 'g' then
+        local w = tonumber(string.match(kind, '^w(%d+)$'))
+        if not w or w < 1 or w > SPAN then
+          error({err = 'throttle_trio: limit ' .. i .. ' of ' .. tostring(op) .. ' must be '
+            .. "'g' or 'w' and a window in [1, " .. fmt(SPAN) .. '] microseconds, got ' .. kind})
+        end
+        span[i] = w
+      end
+    end
+    if i ~= tonumber(count) then
+      error({err = 'throttle_trio: argument 2 of ' .. tostring(op) .. ' names ' .. i
+        .. ' kinds for ' .. count .. ' limits'})
+    end
+  end
+end
+local n
+do
+  local v = string.match(ARGV[2] or '', '^(%d+):') or ARGV[2]
+  local x = is_int(v) and tonumber(v)
+  if not x or x < 0 or x > #KEYS - 1 then
+    error({err = 'throttle_trio: argument 2 of ' .. tostring(op) .. ' must be an integer in '
+      .. '[0, ' .. fmt(#KEYS - 1) .. '], got ' .. tostring(ARGV[2])})
+  end
+  n = x
+end
 
 -- x * num / den rounded down (or up), exact while the result is below 2^53 and
 -- 1 <= num, den <= ONE (a double holds integers up to 2^53 exactly; x * num alone may not fit).
@@ -150,12 +199,43 @@ elseif redis.call('EXISTS', gate) == 1 then
 end
 
 local tat, floor, booked, present, rate, cut, keep = {}, {}, {}, {}, {}, {}, {}
+-- A sliding window's log: the instants (ascending) and amounts (thousandths of units) of what
+-- it admitted, those still inside the window (the window lasts span * ONE / r: a cut rate
+-- admits the same amount over a longer window).
+local times, amounts, wide = {}, {}, {}
 for i = 1, n do
   local key = KEYS[i + 1]
-  local r = redis.pcall('HMGET', key, 't', 'f', 'u', 'r', 'd', 'x')
+  local r = redis.pcall('HMGET', key, 't', 'f', 'u', 'r', 'd', 'x', 'e')
   if r.err then return foreign(i, key) end
   rate[i], cut[i], keep[i] = ONE, 0, 0
-  if r[1] or r[2] or r[3] or r[4] or r[5] or r[6] then
+  if span[i] then
+    -- A window's hash holds its log 'e' ('instant amount' pairs) and the adaptive fields.
+    if r[1] or r[2] or r[3] or (r[4] or r[5] or r[6] or r[7]) and not r[7] then
+      return foreign(i, key)
+    end
+    tat[i], floor[i], booked[i], present[i] = now, now, 0, r[7] ~= nil
+    if not r[7] and redis.call('EXISTS', key) == 1 then return foreign(i, key) end
+    if r[4] or r[5] or r[6] then
+      if not (is_int(r[4]) and is_time(r[5]) and is_time(r[6])) then return foreign(i, key) end
+      rate[i], cut[i], keep[i] = tonumber(r[4]), tonumber(r[5]), tonumber(r[6])
+      if rate[i] < 1 or rate[i] > ONE then return foreign(i, key) end
+    end
+    wide[i] = span[i]
+    if rate[i] < ONE then wide[i] = muldiv(span[i], ONE, rate[i], true) end
+    local ts, cs, prev = {}, {}, 0
+    if r[7] then
+      if not string.match(r[7], '^[%d ]*$') then return foreign(i, key) end
+      for t, c in string.gmatch(r[7], '(%d+) (%d+)') do
+        t, c = tonumber(t), tonumber(c)
+        if t > MAX or c > SPAN or t < prev then return foreign(i, key) end
+        prev = t
+        if t > now - wide[i] then ts[#ts + 1], cs[#cs + 1] = t, c end
+      end
+    end
+    times[i], amounts[i] = ts, cs
+  elseif r[7] then
+    return foreign(i, key)  -- a window's log where a bucket is configured
+  elseif r[1] or r[2] or r[3] or r[4] or r[5] or r[6] then
     if not (is_time(r[1]) and is_time(r[2]) and is_time(r[3])) then return foreign(i, key) end
     tat[i], floor[i], booked[i], present[i] = tonumber(r[1]), tonumber(r[2]), tonumber(r[3]), true
     if r[4] or r[5] or r[6] then
@@ -219,7 +299,26 @@ local function commit()
   end
   for i = 1, n do
     local key = KEYS[i + 1]
-    if dirty[i] then
+    if span[i] then
+      if dirty[i] then
+        local ts, cs, parts = times[i], amounts[i], {}
+        for j = 1, #ts do parts[j] = fmt(ts[j]) .. ' ' .. fmt(cs[j]) end
+        local log = table.concat(parts, ' ')
+        if #ts == 0 and keep[i] == 0 then
+          redis.call('DEL', key)  -- nothing in the window: as good as absent
+        else
+          if keep[i] > 0 then
+            redis.call('HSET', key, 'e', log, 'r', fmt(rate[i]), 'd', fmt(cut[i]),
+              'x', fmt(keep[i]))
+          else
+            redis.call('HSET', key, 'e', log)
+          end
+          local gone = keep[i]  -- when the last entry leaves the window
+          if #ts > 0 then gone = math.max(gone, ts[#ts] + wide[i]) end
+          redis.call('PEXPIREAT', key, fmt(math.floor(gone / 1000) + 1))
+        end
+      end
+    elseif dirty[i] then
       if keep[i] > 0 then
         redis.call('HSET', key, 't', fmt(tat[i]), 'f', fmt(floor[i]), 'u', fmt(booked[i]),
           'r', fmt(rate[i]), 'd', fmt(cut[i]), 'x', fmt(keep[i]))
@@ -237,6 +336,7 @@ end
 -- Refunds never raise a bucket above full, nor free room a future booking relies on.
 -- Returns what was credited, at the configured rate.
 local function credit(i, amount)
+  if span[i] then return 0 end  -- a window credits only a booking given back (wremove)
   local want = scaled(i, amount, false)
   local low = now
   if booked[i] > now then low = math.max(floor[i], now) end
@@ -247,7 +347,57 @@ local function credit(i, amount)
   if credited == want then return amount end
   return unscaled(i, credited)
 end
+-- A window's entry, logged no earlier than its latest one (so the log stays in order: a
+-- later entry only counts in later windows, which errs on the safe side).
+local function wadd(i, t, c)
+  local ts, cs = times[i], amounts[i]
+  if #ts > 0 and ts[#ts] > t then t = ts[#ts] end
+  ts[#ts + 1], cs[#cs + 1] = t, c
+  dirty[i], dropped[i], present[i] = true, nil, true
+end
+-- What a window holds in (t - wide, t].
+local function wused(i, t)
+  local ts, cs, total = times[i], amounts[i], 0
+  for j = #ts, 1, -1 do
+    if ts[j] <= t - wide[i] then break end
+    if ts[j] <= t then total = total + cs[j] end
+  end
+  return total
+end
+-- The earliest instant from s (no earlier than any entry) at which c more fits the window.
+local function wready(i, s, c, capacity)
+  local ts, cs = times[i], amounts[i]
+  local total, first = 0, #ts + 1
+  for j = #ts, 1, -1 do
+    if ts[j] <= s - wide[i] then break end
+    total, first = total + cs[j], j
+  end
+  local at = s
+  while total + c > capacity and first <= #ts do  -- the oldest entries leave first
+    total, at = total - cs[first], ts[first] + wide[i]
+    first = first + 1
+  end
+  return math.max(s, at)
+end
+-- A booking given back: its own entry leaves the log.  Returns what was credited.
+local function wremove(i, t, c)
+  local ts, cs = times[i], amounts[i]
+  for j = #ts, 1, -1 do
+    if ts[j] < t then break end
+    if ts[j] == t and cs[j] == c then
+      table.remove(ts, j)
+      table.remove(cs, j)
+      dirty[i], dropped[i] = true, nil
+      return c
+    end
+  end
+  return 0
+end
 local function charge(i, amount)
+  if span[i] then
+    wadd(i, now, amount)
+    return amount
+  end
   store(i, math.max(tat[i], now) + scaled(i, amount, true), floor[i], booked[i])
   return amount
 end
@@ -255,6 +405,12 @@ end
 local function rescale(i, s)
   local old = rate[i]
   if s == old then return end
+  if span[i] then  -- the same amount over a longer (or shorter) window
+    rate[i] = s
+    wide[i] = span[i]
+    if s < ONE then wide[i] = muldiv(span[i], ONE, s, true) end
+    return
+  end
   if tat[i] > now then tat[i] = now + muldiv(tat[i] - now, old, s, true) end
   if floor[i] > now then floor[i] = now + muldiv(floor[i] - now, old, s, true) end
   rate[i] = s
@@ -288,8 +444,18 @@ if op == 'acquire' then
       local inc = arg(a + i, 0, SPAN)
       if inc > 0 then
         if inc > raw[i] then bad = i break end
-        incs[i] = scaled(i, inc, true)
-        start = math.max(start, tat[i] + incs[i] - taus[i])
+        if span[i] then
+          incs[i] = inc  -- a window logs amounts at the configured rate
+        else
+          incs[i] = scaled(i, inc, true)
+          start = math.max(start, tat[i] + incs[i] - taus[i])
+        end
+      end
+    end
+    if bad == 0 then  -- the windows: each admits from some instant on, the latest binds
+      local from = start
+      for i = 1, n do
+        if incs[i] and span[i] then start = math.max(start, wready(i, from, incs[i], raw[i])) end
       end
     end
     local far = 0  -- where this booking would store a time above MAX (-1: the gate)
@@ -319,7 +485,10 @@ if op == 'acquire' then
       k = k + 4
       for i = 1, n do
         local inc = incs[i]
-        if inc then
+        if inc and span[i] then  -- logged at its instant; a window has no prior state to send
+          reply[k + 1], reply[k + 2], reply[k + 3], reply[k + 4] = -1, -1, -1, start + inc
+          wadd(i, start, inc)
+        elseif inc then
           if present[i] then
             reply[k + 1], reply[k + 2], reply[k + 3] = tat[i], floor[i], booked[i]
           else
@@ -339,7 +508,7 @@ if op == 'acquire' then
     end
   end
   for i = 1, n do
-    if touched[i] then store(i, tat[i], floor[i], booked[i]) end
+    if touched[i] and not span[i] then store(i, tat[i], floor[i], booked[i]) end
   end
   if moved then store_gate(pause, last) end
   commit()
@@ -348,6 +517,8 @@ elseif op == 'unbook' then
   -- A booked request was cancelled before its admission.  ARGV[3]: its start; ARGV[4]: the
   -- gate's prior 'l'; per limit: inc, the TAT it left, its prior t, f, u (-1: absent).
   -- If nothing was booked on these keys since, restore them exactly; else credit what is safe.
+  -- A window's own entry leaves its log either way (that frees no room a later booking relies
+  -- on: each booking checked the window it lands in, with this entry in it).
   local start = arg(3, 0, MAX)
   local prior_last = arg(4, INT64_MIN, MAX)
   local args = {}
@@ -358,12 +529,16 @@ elseif op == 'unbook' then
   end
   local exact = last == start
   for i = 1, n do
-    if not (present[i] and tat[i] == args[i][2] and booked[i] == start) then exact = false end
+    if not span[i] and not (present[i] and tat[i] == args[i][2] and booked[i] == start) then
+      exact = false
+    end
   end
   if exact then
     for i = 1, n do
       local t = args[i][3]
-      if t >= 0 then
+      if span[i] then
+        wremove(i, start, args[i][1])
+      elseif t >= 0 then
         store(i, t, args[i][4], args[i][5])
       elseif keep[i] > 0 then  -- it was absent, but its adaptive rate has been recorded since
         store(i, now, now, 0)
@@ -376,7 +551,13 @@ elseif op == 'unbook' then
     return finish({OK, now, 1})
   end
   local reply = {OK, now, 0}
-  for i = 1, n do reply[#reply + 1] = credit(i, args[i][1]) end
+  for i = 1, n do
+    if span[i] then
+      reply[#reply + 1] = wremove(i, start, args[i][1])
+    else
+      reply[#reply + 1] = credit(i, args[i][1])
+    end
+  end
   commit()
   return finish(reply)
 elseif op == 'adjust' then
@@ -397,8 +578,14 @@ elseif op == 'adjust' then
 elseif op == 'limit' then
   -- Per limit: at most (burst - level) available now: TAT >= now + level.
   for i = 1, n do
-    local t = now + scaled(i, arg(2 + i, 0, SPAN), true)
-    if t > tat[i] then store(i, t, floor[i], booked[i]) end
+    local level = arg(2 + i, 0, SPAN)
+    if span[i] then  -- a window: at least level used in the window that ends now
+      local used = wused(i, now)
+      if used < level then wadd(i, now, level - used) end
+    else
+      local t = now + scaled(i, level, true)
+      if t > tat[i] then store(i, t, floor[i], booked[i]) end
+    end
   end
   commit()
   return finish({OK, now})
@@ -411,7 +598,13 @@ elseif op == 'pause' then
 elseif op == 'state' then
   local reply = {OK, now, pause, last}
   for i = 1, n do
-    if present[i] then reply[#reply + 1] = tat[i] else reply[#reply + 1] = -1 end
+    if span[i] then  -- a window: now plus what it holds now (as a TAT would say)
+      reply[#reply + 1] = present[i] and now + wused(i, now) or -1
+    elseif present[i] then
+      reply[#reply + 1] = tat[i]
+    else
+      reply[#reply + 1] = -1
+    end
   end
   return finish(reply)
 elseif op == 'cut' then
@@ -445,6 +638,48 @@ elseif op == 'grow' then
   end
   commit()
   return finish({OK, now})
+elseif op == 'learn' then
+  -- The limits the fleet learned from headers, in KEYS[n + 2] (a hash: metric -> 'limit per',
+  -- both integers, per in microseconds).  ARGV[3]: k; then k triples metric, limit, per: each
+  -- recorded unless its metric already is (the first process to learn a metric sets it for
+  -- all); then how long the record is kept (µs).  k = 0 only reads.  Reply {OK, now, m, then
+  -- per recorded metric: metric, limit, per}.
+  local book = KEYS[n + 2]
+  if not book then
+    error({err = 'throttle_trio: learn needs the key of the learned limits'})
+  end
+  local kind = redis.call('TYPE', book).ok
+  if kind ~= 'hash' and kind ~= 'none' then return foreign(n + 1, book) end
+  local k = arg(3, 0, 64)
+  local memory = arg(4 + 3 * k, 1, SPAN)
+  local learned = {}
+  for j = 0, k - 1 do
+    local b = 4 + 3 * j
+    learned[j + 1] = {ARGV[b], arg(b + 1, 1, MAX), arg(b + 2, 1, SPAN)}
+  end
+  local entries = redis.call('HGETALL', book)
+  local reply = {OK, now, 0}
+  local known = {}
+  for j = 1, #entries, 2 do
+    local limit, per = string.match(entries[j + 1], '^(%d+) (%d+)$')
+    limit, per = tonumber(limit), tonumber(per)
+    if not limit or limit < 1 or limit > MAX or per < 1 or per > SPAN then
+      return foreign(n + 1, book)
+    end
+    known[entries[j]] = true
+    reply[#reply + 1], reply[#reply + 2], reply[#reply + 3] = entries[j], limit, per
+  end
+  for _, spec in ipairs(learned) do
+    local metric, limit, per = spec[1], spec[2], spec[3]
+    if not known[metric] then
+      redis.call('HSET', book, metric, fmt(limit) .. ' ' .. fmt(per))
+      known[metric] = true
+      reply[#reply + 1], reply[#reply + 2], reply[#reply + 3] = metric, limit, per
+    end
+  end
+  reply[3] = (#reply - 3) / 3
+  if #reply > 3 then redis.call('PEXPIRE', book, fmt(math.floor(memory / 1000) + 1)) end
+  return finish(reply)
 end
 return redis.error_reply('throttle_trio: unknown operation ' .. tostring(op))
 """
@@ -459,6 +694,12 @@ def gate_key(prefix: str, name: str) -> str:
 def limit_key(prefix: str, name: str, limit: str) -> str:
     """The state of limit ``limit`` of throttle ``name``."""
     return f"{prefix}:{{{name}}}:{limit}"
+
+
+def learned_key(prefix: str, name: str) -> str:
+    """The limits throttle ``name``'s fleet learned from headers.  No gate or limit key of any
+    throttle has this form (they end at the hash tag's ``}``, or go on with ``}:``)."""
+    return f"{prefix}:{{{name}}}#learned"
 
 
 @final

@@ -31,6 +31,7 @@ from .._eventloop import current_backend, running_backend
 from .._events import (
     Admitted,
     EventHook,
+    LimitLearned,
     Paused,
     RateChanged,
     Rejected,
@@ -52,6 +53,8 @@ from .._reserve import (
 from .._shield import finish_then_cancel
 from .._validate import check_non_negative, check_optional_timeout
 from ..policy.adaptive import DEFAULT_COOLDOWN, DEFAULT_DECREASE, DEFAULT_DIVISOR
+from ..policy.sliding_window import SlidingWindow
+from ..policy.token_bucket import TokenBucket
 from ._fallback import Fallback
 from ._line import BOOKED, LEADING, PICKED, QUEUED, Line, Waiter
 from ._protocol import (
@@ -64,6 +67,8 @@ from ._protocol import (
     Foreign,
     Grow,
     Late,
+    Learn,
+    LearnedSpec,
     Lower,
     MalformedReply,
     OutOfRange,
@@ -80,6 +85,7 @@ from ._script import (
     SPAN_US,
     Interval,
     gate_key,
+    learned_key,
     limit_key,
     microseconds_up,
 )
@@ -93,6 +99,7 @@ from ._types import (
     RedisLimitStatistics,
     RedisThrottleState,
     RedisThrottleStatistics,
+    WindowLimit,
     as_limit,
 )
 
@@ -104,9 +111,8 @@ if TYPE_CHECKING:
 
     from .._eventloop import Backend
     from .._headers import RateLimitHeaders
-    from .._throttle import Reservation
+    from .._throttle import Reservation, Throttle
     from ..policy.gcra import GCRA
-    from ..policy.token_bucket import TokenBucket
 
 __all__ = ["RedisReservation", "RedisThrottle", "refund", "try_acquire"]
 
@@ -126,21 +132,39 @@ _RATE_STEP = RATE_ONE // DEFAULT_DIVISOR
 _COOLDOWN_US = round(DEFAULT_COOLDOWN * 1_000_000)
 # A lowered rate is forgotten once its bucket is full and nothing was reported for this long.
 _RATE_MEMORY_US = 3_600_000_000
+# The fleet's learned limits are kept this long after they were last read or written: a day,
+# the longest period a learned limit has.
+_LEARNED_MEMORY_US = 86_400_000_000
 
 
 @final
 class _Limit(Ledger):
     """One shared limit: its counters (the core's ledger), its key and the script's units."""
 
-    __slots__ = ("burst", "interval", "key", "rate", "scale", "tau")
+    __slots__ = ("burst", "interval", "key", "rate", "scale", "tau", "window", "window_us")
 
-    def __init__(self, name: str, limit: GCRALimit, key: str) -> None:
-        super().__init__(name)
+    def __init__(
+        self, name: str, limit: GCRALimit | WindowLimit, key: str, *, learned: bool = False
+    ) -> None:
+        super().__init__(name, learned=learned)
         self.key = key
-        self.burst = limit.burst
-        self.rate = limit.rate / limit.per
-        self.interval = Interval(limit.rate, limit.per)
-        self.tau = self.interval.charge(limit.burst)  # the same rounding as every charge
+        if isinstance(limit, WindowLimit):
+            # A window sums amounts, it does no time arithmetic with them: the script counts
+            # its units in exact thousandths (charges rounded up, the capacity down), and is
+            # told its length in microseconds (rounded up: a longer window errs on the safe side).
+            self.burst = limit.limit
+            self.rate = limit.limit / limit.window
+            self.interval = Interval(1_000, 1)
+            self.window: float | None = limit.window
+            self.window_us = microseconds_up(limit.window)
+            self.tau = self.interval.credit(self.burst)
+        else:
+            self.burst = limit.burst
+            self.rate = limit.rate / limit.per
+            self.interval = Interval(limit.rate, limit.per)
+            self.window = None
+            self.window_us = 0
+            self.tau = self.interval.charge(self.burst)  # the same rounding as every charge
         self.scale = RATE_ONE  # the shared adaptive rate, as the last reply reported it
 
     @property
@@ -155,6 +179,19 @@ class _Limit(Ledger):
     def capacity(self) -> float:
         """The largest cost it admits at once."""
         return self.burst
+
+
+def _described(exc: BaseException) -> str:
+    """``exc`` as ``Type: text``, and what caused it at the root when that says more (a failed
+    certificate check under coredis's "unable to connect")."""
+    text = f"{type(exc).__name__}: {exc}"
+    root, seen = exc, {id(exc)}
+    while (cause := root.__cause__ or root.__context__) is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        root = cause
+    if root is not exc and str(root) and str(root) not in text:
+        text += f" (caused by {type(root).__name__}: {root})"
+    return text
 
 
 def _check_max_batch(value: object) -> int:
@@ -275,7 +312,7 @@ class RedisReservation:
             booking.settled = False
             raise
         if throttle._on_event is not None and estimate is not None:
-            usage = {**estimate, **{metric: float(value) for metric, value in actual.items()}}
+            usage = ThrottleCore.settled_usage(estimate, actual)
             now = anyio.current_time()
             emit(throttle._on_event, Settled(throttle._name, now, booking.ticket, estimate, usage))
 
@@ -346,7 +383,8 @@ class RedisThrottle:
             (``async with``) and exits in one long-lived task.
         name: the throttle's name, shared by every process that shares its limits (no ``{`` or
             ``}``).  Never put an API key in it: use :func:`throttle_trio.api_key_hash`.
-        limits: limit name -> :class:`GCRALimit`, as a mapping.
+        limits: limit name -> :class:`GCRALimit` or :class:`WindowLimit` (a sliding window),
+            as a mapping.
         max_concurrent: at most this many reservations of *this process* hold a slot at once
             (an int >= 1, or ``None`` for no cap).
         max_batch: at most this many requests of this process booked in one round trip (an
@@ -366,15 +404,24 @@ class RedisThrottle:
             (``None``: wait as long as coredis does).
         batch_share: while both lanes of this process have waiters, the share of its
             admissions the ``"batch"`` lane gets (0 < share < 1; 0.2).
+        learn_limits: learn the limits of metrics that are not configured from the rate-limit
+            headers, for the whole fleet (the rule of :class:`~throttle_trio.Throttle`'s
+            ``learn_limits``): the first process to learn a metric records its limit and period
+            in Redis, every process reads the record at its first admission and after a report
+            names a new metric, and all of them charge one shared key per learned metric.
+            While this process knows no limit at all, it sends one request at a time (a probe)
+            until a response teaches one.
         on_event: a listener for this process's events (admissions, timeouts, settles,
-            rejections, pauses, rate cuts, the fallback's entry and exit; see
+            rejections, pauses, rate cuts, learned limits, the fallback's entry and exit; see
             :mod:`throttle_trio.events`), named by ``name``; or ``None``.
         **more_limits: limits as keywords (``requests=GCRALimit(500, per=60)``).
 
     Raises:
-        TypeError: a limit is not a GCRALimit (a GCRA or TokenBucket is read as one), or an
+        TypeError: a limit is not a GCRALimit or WindowLimit (a GCRA or TokenBucket is read as
+            a GCRALimit, a SlidingWindow as a WindowLimit), or an
             argument has the wrong type.
-        ValueError: no limits, a bad name, or an argument out of range.
+        ValueError: no limits (and no ``learn_limits``), a bad name, or an argument out of
+            range.
     """
 
     __slots__ = (
@@ -384,6 +431,7 @@ class RedisThrottle:
         "_booked",
         "_booked_wait",
         "_booking",
+        "_cap",
         "_capacities",
         "_clamp_logged",
         "_cooldown_us",
@@ -392,6 +440,8 @@ class RedisThrottle:
         "_gate",
         "_held",
         "_lanes",
+        "_learned_key",
+        "_learned_loaded",
         "_limits",
         "_line",
         "_max_batch",
@@ -399,6 +449,7 @@ class RedisThrottle:
         "_name",
         "_on_event",
         "_paused_locally",
+        "_prefix",
         "_rate_cuts",
         "_redis_timeout",
         "_round_trips",
@@ -412,7 +463,8 @@ class RedisThrottle:
         self,
         client: Client[Any],
         name: str,
-        limits: Mapping[str, GCRALimit | GCRA | TokenBucket] | None = None,
+        limits: Mapping[str, GCRALimit | WindowLimit | GCRA | TokenBucket | SlidingWindow]
+        | None = None,
         /,
         *,
         max_concurrent: int | None = None,
@@ -423,14 +475,17 @@ class RedisThrottle:
         on_unavailable: Literal["raise"] | LocalFallback = "raise",
         redis_timeout: float | None = 5.0,
         batch_share: float = 0.2,
+        learn_limits: bool = False,
         on_event: EventHook | None = None,
-        **more_limits: GCRALimit | GCRA | TokenBucket,
+        **more_limits: GCRALimit | WindowLimit | GCRA | TokenBucket | SlidingWindow,
     ) -> None:
         self._name = _check_name("name", name)
-        prefix = _check_name("prefix", prefix)
+        self._prefix = prefix = _check_name("prefix", prefix)
         merged = {**limits, **more_limits} if limits else more_limits
-        if not merged:
-            raise ValueError("a RedisThrottle needs at least one limit, got none")
+        if not isinstance(learn_limits, bool):
+            raise TypeError(f"learn_limits must be a bool, got {learn_limits!r}")
+        if not merged and not learn_limits:
+            raise ValueError("a RedisThrottle needs at least one limit or learn_limits, got none")
         self._limits = [
             _Limit(limit_name, as_limit(limit_name, value), limit_key(prefix, name, limit_name))
             for limit_name, value in merged.items()
@@ -439,8 +494,10 @@ class RedisThrottle:
         # The rules and counters both throttles share (_core); the limits stay a list here,
         # in the order of the script's keys.
         self._core: ThrottleCore[_Limit] = ThrottleCore(
-            self._limits, refund_unused=refund_unused, learn_limits=False
+            self._limits, refund_unused=refund_unused, learn_limits=learn_limits
         )
+        self._learned_key = learned_key(prefix, name)
+        self._learned_loaded = not learn_limits  # what the fleet learned is read at first use
         self._lanes = Lanes(batch_share)
         self._on_event = check_hook(on_event)
         self._capacities: dict[str, float] = {}  # metric -> the smallest burst that counts it
@@ -448,6 +505,8 @@ class RedisThrottle:
             known = self._capacities.get(limit.metric, math.inf)
             self._capacities[limit.metric] = min(known, limit.burst)
         self._max_concurrent = check_max_concurrent(max_concurrent)
+        # The slots this process may hold now: one (a probe) while learning with no limit yet.
+        self._cap = 1 if learn_limits and not self._limits else self._max_concurrent
         if on_unavailable != "raise" and not isinstance(on_unavailable, LocalFallback):
             raise TypeError(
                 f"on_unavailable must be 'raise' or a LocalFallback, got {on_unavailable!r}"
@@ -458,6 +517,7 @@ class RedisThrottle:
                 self._limits,
                 refund_unused=refund_unused,
                 adaptive=adaptive,
+                learn_limits=learn_limits,
                 owner=self,
                 on_event=on_event,
                 source=name,
@@ -487,6 +547,128 @@ class RedisThrottle:
         self._unavailable = 0
         self._paused_locally = -math.inf  # the latest pause this process asked for (anyio clock)
         self._clamp_logged: set[str] = set()
+
+    @classmethod
+    def for_openai(
+        cls,
+        client: Client[Any],
+        name: str,
+        *,
+        rpm: float,
+        tpm: float,
+        max_concurrent: int | None = 64,
+        slice_seconds: float = 1.0,
+        margin: float = 0.03,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        prefix: str = "throttle_trio",
+        on_unavailable: Literal["raise"] | LocalFallback = "raise",
+        redis_timeout: float | None = 5.0,
+        on_event: EventHook | None = None,
+    ) -> RedisThrottle:
+        """OpenAI's preset (:func:`throttle_trio.openai_throttle`) for a fleet: the per-second
+        slices as sliding windows kept in Redis, the pacing as a shared bucket, ``max_tokens``
+        kept (no refund), adaptive.  ``max_concurrent`` is per process; the local preset's
+        first-window warm-up is not shared (the fleet's windows start as Redis holds them)."""
+        from .._presets import openai_throttle
+
+        local = openai_throttle(
+            rpm=rpm,
+            tpm=tpm,
+            max_concurrent=max_concurrent,
+            slice_seconds=slice_seconds,
+            margin=margin,
+            warmup=0.0,
+        )
+        return cls._from_preset(
+            client,
+            name,
+            local,
+            max_concurrent=max_concurrent,
+            max_batch=max_batch,
+            prefix=prefix,
+            on_unavailable=on_unavailable,
+            redis_timeout=redis_timeout,
+            on_event=on_event,
+        )
+
+    @classmethod
+    def for_anthropic(
+        cls,
+        client: Client[Any],
+        name: str,
+        *,
+        rpm: float,
+        input_tpm: float,
+        output_tpm: float,
+        max_concurrent: int | None = 64,
+        slice_seconds: float = 1.0,
+        margin: float = 0.03,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        prefix: str = "throttle_trio",
+        on_unavailable: Literal["raise"] | LocalFallback = "raise",
+        redis_timeout: float | None = 5.0,
+        on_event: EventHook | None = None,
+    ) -> RedisThrottle:
+        """Anthropic's preset (:func:`throttle_trio.anthropic_throttle`) for a fleet: its
+        buckets shared in Redis, settled, adaptive.  ``max_concurrent`` is per process; the
+        local preset's warm-up (buckets that start below full) is not shared."""
+        from .._presets import anthropic_throttle
+
+        local = anthropic_throttle(
+            rpm=rpm,
+            input_tpm=input_tpm,
+            output_tpm=output_tpm,
+            max_concurrent=max_concurrent,
+            slice_seconds=slice_seconds,
+            margin=margin,
+            warmup=0.0,
+        )
+        return cls._from_preset(
+            client,
+            name,
+            local,
+            max_concurrent=max_concurrent,
+            max_batch=max_batch,
+            prefix=prefix,
+            on_unavailable=on_unavailable,
+            redis_timeout=redis_timeout,
+            on_event=on_event,
+        )
+
+    @classmethod
+    def _from_preset(
+        cls,
+        client: Client[Any],
+        name: str,
+        local: Throttle,
+        *,
+        max_concurrent: int | None,
+        max_batch: int,
+        prefix: str,
+        on_unavailable: Literal["raise"] | LocalFallback,
+        redis_timeout: float | None,
+        on_event: EventHook | None,
+    ) -> RedisThrottle:
+        """A preset's limits (``local``'s), shared through Redis, with its other settings."""
+        limits = {
+            limit: policy
+            for limit, policy in local.limits.items()
+            if isinstance(policy, TokenBucket | SlidingWindow)
+        }
+        assert len(limits) == len(local.limits)  # what the presets make
+        return cls(
+            client,
+            name,
+            limits,
+            max_concurrent=max_concurrent,
+            max_batch=max_batch,
+            prefix=prefix,
+            refund_unused=local.refund_unused,
+            adaptive=True,
+            on_unavailable=on_unavailable,
+            redis_timeout=redis_timeout,
+            on_event=on_event,
+        )
 
     def __repr__(self) -> str:
         limits = ", ".join(
@@ -635,7 +817,7 @@ class RedisThrottle:
         first = line.is_first(ticket)
         deadline = math.inf if timeout is None else arrived + timeout
         waiter = Waiter(costs, ticket, deadline, timeout, recost)
-        if first and not self._booking and self._held < self._max_concurrent:
+        if first and not self._booking and self._held < self._cap:
             waiter.state = LEADING  # the fast path: nobody here waits, nothing is booked
         else:
             await self._wait_in_line(waiter, backend)
@@ -672,11 +854,7 @@ class RedisThrottle:
             while True:
                 state = waiter.state
                 if state == QUEUED:
-                    if (
-                        line.front() is waiter
-                        and not self._booking
-                        and self._held < self._max_concurrent
-                    ):
+                    if line.front() is waiter and not self._booking and self._held < self._cap:
                         line.pop_front()
                         waiter.state = LEADING
                         return
@@ -730,8 +908,25 @@ class RedisThrottle:
             head.state = BOOKED
             self._batch_left = 1
             return
+        if not self._learned_loaded:  # once: what the fleet learned before this process asked
+            self._batch_left = 1
+            try:
+                await self._learn(())
+            except BackendUnavailable as exc:
+                head.state = BOOKED
+                if fallback is None:
+                    self._unavailable += 1
+                    head.error = exc
+                else:
+                    self._enter_fallback(exc)
+                    head.fallback = True
+                return
+            except BaseException as exc:
+                head.error = exc
+                head.state = BOOKED
+                return
         line = self._line
-        while len(members) < most and self._held < self._max_concurrent:
+        while len(members) < most and self._held < self._cap:
             waiter = line.pop_front()
             if waiter is None:
                 break
@@ -972,7 +1167,7 @@ class RedisThrottle:
         """Admit ``costs`` only if they fit now and nobody here waits (RedisRateLimiter)."""
         backend = current_backend()
         await backend.checkpoint_if_cancelled()
-        if self._line.waiting or self._booking or self._held >= self._max_concurrent:
+        if self._line.waiting or self._booking or self._held >= self._cap:
             return None
         now = backend.current_time()
         waiter = Waiter(costs, self._lanes.take("interactive"), now, 0.0)
@@ -997,7 +1192,7 @@ class RedisThrottle:
             emit(hook, event)
 
     def _release_slot(self) -> None:
-        full = self._held >= self._max_concurrent
+        full = self._held >= self._cap
         self._held -= 1
         if full and not self._booking:  # only a freed slot can let the front go
             self._line.wake_front()
@@ -1010,11 +1205,14 @@ class RedisThrottle:
 
     # -- round trips: the script through the protocol, Redis's failures as ours --------------
 
-    async def _call(self, request: Request[R], limits: Sequence[_Limit]) -> R:
+    async def _call(
+        self, request: Request[R], limits: Sequence[_Limit], extra_key: str | None = None
+    ) -> R:
         """One round trip of ``request`` (:meth:`_round_trip`), its reply read through the
-        protocol; ``limits`` are the limits it passes, in order.  Raises our errors."""
+        protocol; ``limits`` are the limits it passes, in order, and ``extra_key`` the key
+        after them, if any.  Raises our errors."""
         op = request.op
-        raw = await self._round_trip(op, limits, request.encode())
+        raw = await self._round_trip(op, limits, request.encode(), extra_key)
         try:
             reply = request.decode(raw)
         except MalformedReply as exc:
@@ -1023,7 +1221,13 @@ class RedisThrottle:
                 f"malformed reply: {exc.detail}"
             ) from None
         if type(reply) is Foreign:
-            key = self._gate if reply.key == 0 else limits[reply.key - 1].key
+            if reply.key == 0:
+                key = self._gate
+            elif reply.key <= len(limits):
+                key = limits[reply.key - 1].key
+            else:
+                assert extra_key is not None
+                key = extra_key
             raise RedisBackendError(
                 f"key {key!r} holds data throttle_trio did not write (a Redis {reply.kind}); "
                 f"delete it, or choose another name or prefix for throttle {self._name!r}"
@@ -1035,10 +1239,24 @@ class RedisThrottle:
             self._fallback.redis_is_back()
         return reply
 
-    async def _round_trip(self, op: str, limits: Sequence[_Limit], args: list[int | str]) -> Any:
+    async def _round_trip(
+        self,
+        op: str,
+        limits: Sequence[_Limit],
+        args: list[int | str],
+        extra_key: str | None = None,
+    ) -> Any:
         """One shielded round trip of the script: its raw reply; raises our errors, never
         coredis's."""
         keys = [self._gate, *(limit.key for limit in limits)]
+        if extra_key is not None:
+            keys.append(extra_key)
+        if limits and any(limit.window is not None for limit in limits):
+            # 'n:kinds': the script must know which limits are sliding windows, and how long.
+            kinds = ",".join(
+                "g" if limit.window is None else f"w{limit.window_us}" for limit in limits
+            )
+            args = [args[0], f"{args[1]}:{kinds}", *args[2:]]
         self._round_trips += 1
         timeout = self._redis_timeout
         deadline = math.inf if timeout is None else anyio.current_time() + timeout
@@ -1056,10 +1274,10 @@ class RedisThrottle:
             try:
                 reply = await finish_then_cancel(round_trip)
             except _UNAVAILABLE as exc:
-                raise self._unavailable_error(op, f"{type(exc).__name__}: {exc}") from exc
+                raise self._unavailable_error(op, _described(exc)) from exc
             except RedisError as exc:
                 if str(exc).startswith("OOM "):  # maxmemory with noeviction: nothing written
-                    raise self._unavailable_error(op, f"{type(exc).__name__}: {exc}") from exc
+                    raise self._unavailable_error(op, _described(exc)) from exc
                 raise RedisBackendError(
                     f"Redis refused the throttle script for {self._name!r} ({op}): "
                     f"{type(exc).__name__}: {exc}"
@@ -1165,18 +1383,21 @@ class RedisThrottle:
         Raises:
             BackendUnavailable: Redis cannot be reached (also with a fallback).
         """
-        reply = await self._call(ReadState(len(self._limits)), self._limits)
+        limits = self._limits  # a limit learned meanwhile is not in this reply
+        reply = await self._call(ReadState(len(limits)), limits)
         now, pause, last = reply.now, reply.paused_until, reply.last
         available = {}
-        for limit, tat in zip(self._limits, reply.tats, strict=True):
+        for limit, tat in zip(limits, reply.tats, strict=True):
             used = limit.interval.units(max(0, tat - now)) if tat >= 0 else 0.0
-            available[limit.name] = limit.burst - used * limit.scale / RATE_ONE
+            if limit.window is None:  # a bucket's TAT is at its rate now; a window's log is not
+                used *= limit.scale / RATE_ONE
+            available[limit.name] = limit.burst - used
         return RedisThrottleState(
             server_time=now / 1e6,
             paused_for=(pause - now) / 1e6 if pause > now else None,
             booked_for=(last - now) / 1e6 if last > now else None,
             available=MappingProxyType(available),
-            rates=MappingProxyType({limit.name: limit.effective_rate for limit in self._limits}),
+            rates=MappingProxyType({limit.name: limit.effective_rate for limit in limits}),
         )
 
     # ========================================================================================
@@ -1238,6 +1459,40 @@ class RedisThrottle:
         limit.dropped += amount - credited
         return amount - credited
 
+    async def _learn(self, specs: tuple[LearnedSpec, ...]) -> None:
+        """Record ``specs`` as the fleet's learned limits where no process has recorded one for
+        their metric yet (``()``: record nothing), and count every recorded limit from now on.
+        One shielded round trip."""
+        reply = await self._call(Learn(specs, _LEARNED_MEMORY_US), [], self._learned_key)
+        self._learned_loaded = True
+        core = self._core
+        for spec in reply.learned:
+            if spec.metric in core.metrics:  # counted already: configured, or learned before
+                continue
+            if not core.accepts(spec.metric):  # not a metric headers report: not ours
+                logger.debug("%r ignores a learned limit of unknown metric %r", self, spec.metric)
+                continue
+            self._add_learned(spec)
+
+    def _add_learned(self, spec: LearnedSpec) -> None:
+        """Count the fleet's learned limit ``spec`` in this process: one more key per request
+        that names its metric, the same key in every process."""
+        metric, per = spec.metric, spec.per / 1e6
+        key = limit_key(self._prefix, self._name, metric)
+        limit = _Limit(metric, GCRALimit(spec.limit, per=per), key, learned=True)
+        self._limits = [*self._limits, limit]  # a new list: round trips in flight keep theirs
+        self._core.add_limit(limit)
+        known = self._capacities.get(metric, math.inf)
+        self._capacities[metric] = min(known, limit.burst)
+        logger.info("%r learned %s: %g per %g s", self, metric, spec.limit, per)
+        if self._on_event is not None:
+            now = anyio.current_time()
+            emit(self._on_event, LimitLearned(self._name, now, metric, float(spec.limit), per))
+        if self._cap != self._max_concurrent:  # the probe is over: every slot is open again
+            self._cap = self._max_concurrent
+            if not self._booking:
+                self._line.wake_front()
+
     async def observe(
         self, report: RateLimitHeaders, reservation: RedisReservation | None = None
     ) -> None:
@@ -1256,7 +1511,18 @@ class RedisThrottle:
             BackendUnavailable: Redis cannot be reached and there is no fallback.
         """
         if self._fallback is not None:
-            self._fallback.local.observe(report)
+            self._fallback.observe(report)
+        learned = self._core.to_learn(report)
+        if learned:
+            specs = tuple(
+                LearnedSpec(spec.metric, math.floor(spec.limit), round(spec.per * 1e6))
+                for spec in learned
+                if spec.limit >= 1
+            )
+            try:
+                await self._learn(specs)
+            except BackendUnavailable as exc:
+                self._enter_fallback(exc)
         now = anyio.current_time()
         booking = None if reservation is None else reservation._booking
         targets: list[tuple[_Limit, int]] = []
@@ -1316,22 +1582,18 @@ class RedisThrottle:
         Raises:
             BackendUnavailable: Redis cannot be reached and there is no fallback.
         """
-        await anyio.lowlevel.checkpoint_if_cancelled()
-        if not self._adaptive:
+        if not await self._adapts_in_redis(overload=True):
             return
-        if self._fallback is not None:
-            self._fallback.local.record_overload()
-            if self._fallback.active(anyio.current_time()):
-                return
+        limits = self._limits
         request = Cut(
-            len(self._limits),
+            len(limits),
             _CUT_FACTOR,
             _RATE_FLOOR,
             self._cooldown_us,
             max(_RATE_MEMORY_US, self._cooldown_us),
         )
         try:
-            reply = await self._call(request, self._limits)
+            reply = await self._call(request, limits)
         except BackendUnavailable as exc:
             self._enter_fallback(exc)
             return
@@ -1340,7 +1602,7 @@ class RedisThrottle:
             hook = self._on_event
             if hook is not None:
                 now = anyio.current_time()
-                for limit in self._limits:
+                for limit in limits:
                     rate = limit.effective_rate
                     previous = min(limit.rate, rate / DEFAULT_DECREASE)  # before this cut
                     event = RateChanged(
@@ -1348,7 +1610,7 @@ class RedisThrottle:
                     )
                     emit(hook, event)
             if logger.isEnabledFor(logging.DEBUG):
-                rates = ", ".join(f"{lim.name}={lim.effective_rate:g}/s" for lim in self._limits)
+                rates = ", ".join(f"{lim.name}={lim.effective_rate:g}/s" for lim in limits)
                 logger.debug("%r: overload, shared rates cut to %s", self, rates)
 
     async def record_success(self) -> None:
@@ -1363,20 +1625,31 @@ class RedisThrottle:
         Raises:
             BackendUnavailable: Redis cannot be reached and there is no fallback.
         """
-        await anyio.lowlevel.checkpoint_if_cancelled()
-        if not self._adaptive:
+        if not await self._adapts_in_redis(overload=False):
             return
-        if self._fallback is not None:
-            self._fallback.local.record_success()
-            if self._fallback.active(anyio.current_time()):
-                return
-        if all(limit.scale >= RATE_ONE for limit in self._limits):
+        limits = self._limits
+        if all(limit.scale >= RATE_ONE for limit in limits):
             return
-        request = Grow(len(self._limits), _RATE_STEP, max(_RATE_MEMORY_US, self._cooldown_us))
+        request = Grow(len(limits), _RATE_STEP, max(_RATE_MEMORY_US, self._cooldown_us))
         try:
-            await self._call(request, self._limits)
+            await self._call(request, limits)
         except BackendUnavailable as exc:
             self._enter_fallback(exc)
+
+    async def _adapts_in_redis(self, *, overload: bool) -> bool:
+        """The start of an AIMD step: a checkpoint, then whether Redis takes it (``adaptive``,
+        and no fallback admitting now).  The local fallback, if any, takes every step."""
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        if not self._adaptive:
+            return False
+        fallback = self._fallback
+        if fallback is None:
+            return True
+        if overload:
+            fallback.local.record_overload()
+        else:
+            fallback.local.record_success()
+        return not fallback.active(anyio.current_time())
 
     # ========================================================================================
     # End of the feedback.
@@ -1463,6 +1736,7 @@ class RedisThrottle:
                     refunded=limit.refunded,
                     overdraft=limit.overdraft,
                     dropped=limit.dropped,
+                    learned=limit.learned,
                 )
                 for limit in self._limits
             },

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, final
 from .._exceptions import ThrottleTrioError
 from .._validate import check_positive
 from ..policy.gcra import GCRA
+from ..policy.sliding_window import SlidingWindow
 from ..policy.token_bucket import TokenBucket
 from ._script import SPAN_US, Interval
 
@@ -28,6 +29,7 @@ __all__ = [
     "RedisLimitStatistics",
     "RedisThrottleState",
     "RedisThrottleStatistics",
+    "WindowLimit",
     "as_limit",
 ]
 
@@ -46,6 +48,11 @@ exact.  A pause longer than this, a settle's overdraft or a refund worth more th
 a limit's time, and a header-feedback level lower than that, are clamped to it: logged once per
 throttle and kind, counted in :attr:`RedisThrottleStatistics.clamped`.  A :class:`GCRALimit`
 whose burst takes longer than this to refill is refused."""
+
+
+# The most units a WindowLimit holds: the script counts them in thousandths, each amount at
+# most SPAN_US (as every amount it is sent).
+MAX_WINDOW_LIMIT = SPAN_US // 1_000
 
 
 class RedisBackendError(ThrottleTrioError):
@@ -104,6 +111,42 @@ class GCRALimit:
 
 @final
 @dataclass(frozen=True, slots=True)
+class WindowLimit:
+    """A shared sliding window: at most ``limit`` units admitted in any ``window`` seconds.
+
+    The same decisions as :class:`~throttle_trio.SlidingWindow` with these parameters, but the
+    log of admissions is kept in Redis (one hash per limit, holding the instants and amounts
+    still inside the window).  What a provider's per-second slices need (OpenAI's), where a
+    bucket would let a slice and its refill through in one second.  A settle's refund is not
+    credited to a window (it is counted as dropped); a booking given back is.
+
+    Args:
+        limit: units per window (> 0); also the largest cost admitted at once.
+        window: its length, in seconds (> 0, at most :data:`MAX_SPAN`).
+
+    Raises:
+        ValueError: a parameter out of range.
+    """
+
+    limit: float
+    window: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_positive("limit", self.limit)
+        check_positive("window", self.window)
+        if self.window > MAX_SPAN:
+            raise ValueError(
+                f"window must be <= MAX_SPAN={MAX_SPAN:.0f} s (365 days), got {self.window!r}"
+            )
+        if self.limit > MAX_WINDOW_LIMIT:
+            raise ValueError(
+                f"limit must be <= {MAX_WINDOW_LIMIT:.0f} units per window (Redis counts a "
+                f"window's units in thousandths, up to MAX_SPAN's count), got {self.limit!r}"
+            )
+
+
+@final
+@dataclass(frozen=True, slots=True)
 class LocalFallback:
     """While Redis is unavailable, admit through a local throttle at a share of each limit.
 
@@ -151,6 +194,8 @@ class RedisLimitStatistics:
         overdraft: units this process was charged by settles above the estimate.
         dropped: refunds that could not be credited (the bucket was full, or a request booked
             in the future needed the room).
+        learned: the limit was learned from response headers (by this process or another one
+            of the fleet), not configured.
     """
 
     metric: str
@@ -162,6 +207,7 @@ class RedisLimitStatistics:
     refunded: float
     overdraft: float
     dropped: float
+    learned: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,13 +283,20 @@ class RedisThrottleState:
     rates: Mapping[str, float]
 
 
-def as_limit(name: str, value: object) -> GCRALimit:
-    """``value`` as a :class:`GCRALimit`: a GCRA or TokenBucket is read as one (limit ``name``)."""
-    if isinstance(value, GCRALimit):
+def as_limit(name: str, value: object) -> GCRALimit | WindowLimit:
+    """``value`` as a shared limit: a GCRA or TokenBucket is read as a :class:`GCRALimit`, a
+    SlidingWindow as a :class:`WindowLimit` (limit ``name``).
+
+    A local policy's start (a bucket's ``initial_tokens``, a window's ``warmup``) is not
+    shared: the fleet's limit starts as Redis holds it.
+    """
+    if isinstance(value, GCRALimit | WindowLimit):
         return value
     if isinstance(value, GCRA | TokenBucket):
         return GCRALimit(value.rate, value.per, value.burst)
+    if isinstance(value, SlidingWindow):
+        return WindowLimit(value.limit, value.window)
     raise TypeError(
-        f"limit {name!r} must be a GCRALimit (or a GCRA or TokenBucket, read as one), "
-        f"got {type(value).__name__} {value!r}"
+        f"limit {name!r} must be a GCRALimit or a WindowLimit (or a GCRA, TokenBucket or "
+        f"SlidingWindow, read as one), got {type(value).__name__} {value!r}"
     )

@@ -224,13 +224,15 @@ async def open_throttle(
     from ..redis import RedisThrottle, client_from_url  # the redis extra, only when asked
 
     client = client_from_url(options.redis_url)
-    # A shared throttle runs token buckets (GCRA) only: the command line refuses --window and
-    # --provider openai (sliding windows) with --redis; Anthropic's preset is token buckets.
+    # The same limits, shared: buckets as GCRA, sliding windows (--window, the OpenAI preset's
+    # slices) as windows in Redis; a bucket's initial level and a window's warm-up stay local.
     local = make_throttle(options, resuming=False)
     limits = {
-        name: policy for name, policy in local.limits.items() if isinstance(policy, TokenBucket)
+        name: policy
+        for name, policy in local.limits.items()
+        if isinstance(policy, TokenBucket | SlidingWindow)
     }
-    assert len(limits) == len(local.limits)
+    assert len(limits) == len(local.limits)  # what the command line makes
     async with client:
         yield RedisThrottle(
             client,

@@ -240,6 +240,22 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="seconds to let requests in flight finish after Ctrl-C or SIGTERM (10)",
     )
+    serve.add_argument(
+        "--token-factor",
+        type=_token_factor,
+        default=1.0,
+        metavar="FACTOR",
+        help="prompt tokens counted per 4 characters, as a provider whose tokenizer is not the "
+        "client's: FACTOR for every model, LOW,HIGH drawn per model from --seed, or "
+        "MODEL=FACTOR,... (other models 1); each factor > 0 (1)",
+    )
+    serve.add_argument(
+        "--seed",
+        type=_number(int, at_least=0),
+        default=0,
+        help="seeds the random choices: latency, errors, completion lengths, and the factors "
+        "of a --token-factor range (0)",
+    )
 
     demo = commands.add_parser(
         "demo",
@@ -270,6 +286,43 @@ def _latency(text: str) -> tuple[float, float]:
     if len(values) not in (1, 2) or not all(0 <= v < 3600 for v in values):  # NaN fails too
         raise argparse.ArgumentTypeError(message)
     low, high = values[0], values[-1]
+    if high < low:
+        raise argparse.ArgumentTypeError(f"must have HIGH >= LOW, got {text!r}")
+    return low, high
+
+
+def _token_factor(text: str) -> float | tuple[float, float] | dict[str, float]:
+    """``--token-factor``: ``FACTOR``, ``LOW,HIGH`` or ``MODEL=FACTOR[,MODEL=FACTOR...]``, as
+    :class:`~throttle_trio.testing.FakeLLMServer`'s ``token_factor`` takes them."""
+    message = (
+        "must be FACTOR, LOW,HIGH or MODEL=FACTOR[,MODEL=FACTOR...], each factor a number > 0, "
+        f"got {text!r}"
+    )
+
+    def factor(part: str) -> float:
+        try:
+            value = float(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(message) from None
+        if not (math.isfinite(value) and value > 0):  # NaN fails too
+            raise argparse.ArgumentTypeError(message)
+        return value
+
+    parts = [part.strip() for part in text.split(",")]
+    if any("=" in part for part in parts):
+        factors: dict[str, float] = {}
+        for part in parts:
+            model, equals, value = part.partition("=")
+            model = model.strip()
+            if not equals or not model or model in factors:
+                raise argparse.ArgumentTypeError(message)
+            factors[model] = factor(value)
+        return factors
+    if len(parts) == 1:
+        return factor(parts[0])
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(message)
+    low, high = factor(parts[0]), factor(parts[1])
     if high < low:
         raise argparse.ArgumentTypeError(f"must have HIGH >= LOW, got {text!r}")
     return low, high
@@ -313,8 +366,6 @@ def _limit_problem(args: argparse.Namespace) -> str | None:
                 return f"{flag} does not go with --provider (the preset sets the slices)"
     if args.burst is not None and args.window is not None:
         return "give --burst or --window, not both"
-    if args.redis is not None and (args.window is not None or args.provider == "openai"):
-        return "--window and --provider openai (sliding windows) do not go with --redis"
     return None
 
 
@@ -397,6 +448,8 @@ def _serve(args: argparse.Namespace) -> int:
                 error_rate=args.error_rate,
                 stream_interval=args.stream_interval,
                 grace=args.grace,
+                token_factor=args.token_factor,
+                seed=args.seed,
             ),
             backend=args.backend,
         )

@@ -5,11 +5,14 @@ from __future__ import annotations
 import signal
 import sys
 from functools import partial
-from typing import Literal, TextIO
+from typing import TYPE_CHECKING, Literal, TextIO
 
 import anyio
 
 from ..testing import FakeLLMServer, serve
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = ["run_server"]
 
@@ -29,6 +32,8 @@ async def run_server(
     otpm: int | None = None,
     stream_interval: float = 0.0,
     grace: float = 10.0,
+    token_factor: float | tuple[float, float] | Mapping[str, float] = 1.0,
+    seed: int = 0,
     stream: TextIO = sys.stderr,
 ) -> None:
     """Serve until SIGINT or SIGTERM (or until cancelled), then stop gracefully.
@@ -46,6 +51,8 @@ async def run_server(
         latency=latency,
         error_rate=error_rate,
         stream_interval=stream_interval,
+        token_factor=token_factor,
+        seed=seed,
     )
 
     def say(line: str) -> None:
@@ -60,8 +67,9 @@ async def run_server(
                 for name, value in (("rpm", rpm), ("tpm", tpm), ("itpm", itpm), ("otpm", otpm))
                 if value or name in ("rpm", "tpm")
             )
+            factor = "" if token_factor == 1.0 else f", token_factor={_shown(token_factor)}"
             say(
-                f"fake LLM server on {address.base_url} ({limits}, mode={mode}): OpenAI's "
+                f"fake LLM server on {address.base_url} ({limits}, mode={mode}{factor}): OpenAI's "
                 f"/chat/completions, /completions, /embeddings and Anthropic's /messages; "
                 f"Ctrl-C stops it"
             )
@@ -79,3 +87,12 @@ async def run_server(
         f"stopped: {stats.received} requests received, {stats.completed} completed, "
         f"{stats.rate_limited} answered 429"
     )
+
+
+def _shown(token_factor: float | tuple[float, float] | Mapping[str, float]) -> str:
+    """``token_factor`` as ``--token-factor`` spells it."""
+    if isinstance(token_factor, tuple):
+        return f"{token_factor[0]:g},{token_factor[1]:g}"
+    if isinstance(token_factor, float | int):
+        return f"{token_factor:g}"
+    return ",".join(f"{model}={factor:g}" for model, factor in token_factor.items())

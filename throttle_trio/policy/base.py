@@ -222,6 +222,23 @@ class RatePolicy(ABC):
             return Decision(True, now, self.available(now))
         return Decision(False, ready, self.available(now))
 
+    def _admit_or_ready_at(self, cost: float, now: float) -> float | None:
+        """Consume ``cost`` at ``now`` and return ``None`` if it fits, else return
+        :meth:`ready_at`'s answer (a time after ``now``): what a limiter's waiting request
+        asks on every turn.
+
+        ``cost`` has been checked by the caller (a finite number > 0).  The default asks
+        :meth:`available`, then :meth:`ready_at` only when that does not settle it (rule 4:
+        ``available(now) >= cost`` implies ``ready_at(cost, now) == now``), then
+        :meth:`consume`; the buckets override it with the same decision in one pass.
+        """
+        if self.available(now) < cost:
+            ready = self.ready_at(cost, now)
+            if ready > now:
+                return ready
+        self.consume(cost, now)
+        return None
+
     def _checked_charge(self, cost: float) -> float:
         # consume() takes any finite cost > 0, even above the capacity (a debt).
         if (cost.__class__ is int or cost.__class__ is float) and 0 < cost < math.inf:
@@ -286,7 +303,10 @@ def refill_ready_at(
 ) -> float:
     """When a refilling bucket holds ``units``: the rounding rule of every bucket.
 
-    :class:`TokenBucket` and :class:`GCRA` both answer with it, so they decide the same.
+    :class:`TokenBucket` and :class:`GCRA` both answer with it, so they decide the same.  Their
+    hot methods inline its common case (the same operations in the same order, without the
+    closures: a contended admission asks it twice), and call it when the formula's time misses
+    by a few ulps; ``tests/policy/test_token_bucket_inlined.py`` holds them to it bit for bit.
 
     ``units`` fit at ``t`` when ``units - level(t) <= clock_slack(t, span) * fill``: the
     shortfall (a difference of quantities the size of the bucket) is at most what refills in

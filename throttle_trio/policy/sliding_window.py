@@ -8,6 +8,13 @@ just for fixed or approximated ones.  An admission at ``t`` counts until ``t + w
 Pick it when a provider documents a hard count per window (and you want no burst above it);
 pick :class:`TokenBucket` or :class:`GCRA` for a smooth rate with a controlled burst.  A
 sliding window lets a whole window's ``limit`` go at once, then nothing until it slides.
+
+``warmup=`` makes the first window count longer: what is admitted in the first ``window``
+seconds after the first admission is recorded ``warmup`` seconds late, so it leaves the
+window that much later.  It is for a provider that counts its windows from when requests
+*arrive*: the first requests of a run arrive later after they were admitted than the ones
+after them (the program's start-up work, new connections), and the provider still holds them
+when the next window's requests arrive (:func:`~throttle_trio.openai_throttle` uses it).
 """
 
 from __future__ import annotations
@@ -25,20 +32,33 @@ __all__ = ["SlidingWindow"]
 class SlidingWindow(RatePolicy):
     """At most ``limit`` units admitted in any window of ``window`` seconds.
 
+    With ``warmup``, the first window counts longer: what is admitted in the ``window``
+    seconds from the first admission is recorded ``warmup`` seconds late, so it leaves the
+    window ``window + warmup`` seconds after its admission; the windows after it are ``window``
+    long.  That delays the second window's admissions by at most ``warmup``, once.  A later
+    admission that comes before such a late record is merged into it (it leaves later, never
+    sooner), and ``refund(admitted_at=...)`` takes a first-window admission's own time.
+
     Args:
         limit: units per window (> 0); also the largest cost admitted at once.
         window: the window length, in seconds (> 0).
+        warmup: seconds longer the first window's admissions count (>= 0; default 0, none).
+            The first window starts at the first :meth:`consume` (or admitting
+            :meth:`try_admit`); :meth:`reconfigure` does not move it.
 
     Raises:
         TypeError: a parameter is not a real number.
         ValueError: a parameter is out of range (the message names it).
     """
 
-    __slots__ = ("_dropped", "_entries", "_limit", "_used", "_window")
+    __slots__ = ("_dropped", "_entries", "_limit", "_used", "_warm_until", "_warmup", "_window")
 
-    def __init__(self, limit: float, window: float = 1.0) -> None:
+    def __init__(self, limit: float, window: float = 1.0, *, warmup: float = 0.0) -> None:
         self._limit = check_positive("limit", limit)
         self._window = check_positive("window", window)
+        self._warmup = check_non_negative("warmup", warmup)
+        # The end of the first window (the first admission + window), once there was one.
+        self._warm_until: float | None = None
         # [admitted_at, cost] in time order; costs admitted at the same instant are merged.
         self._entries: deque[list[float]] = deque()
         self._used: float = 0  # the sum of the costs in _entries
@@ -55,6 +75,11 @@ class SlidingWindow(RatePolicy):
         return self._window
 
     @property
+    def warmup(self) -> float:
+        """Seconds longer the first window's admissions count (0: none)."""
+        return self._warmup
+
+    @property
     def capacity(self) -> float:
         return self._limit
 
@@ -64,7 +89,16 @@ class SlidingWindow(RatePolicy):
         return self._dropped
 
     def __repr__(self) -> str:
-        return f"SlidingWindow(limit={self._limit!r}, window={self._window!r})"
+        text = f"SlidingWindow(limit={self._limit!r}, window={self._window!r})"
+        if self._warmup:
+            text += f" (the first window counting {self._warmup!r} s longer)"
+        return text
+
+    def _recorded_at(self, now: float) -> float:
+        """When an admission at ``now`` is recorded: ``warmup`` later in the first window."""
+        if self._warm_until is None:
+            self._warm_until = now + self._window
+        return now + self._warmup if now < self._warm_until else now
 
     def _expire(self, now: float) -> None:
         entries, window = self._entries, self._window
@@ -109,11 +143,16 @@ class SlidingWindow(RatePolicy):
     def consume(self, cost: float, now: float) -> None:
         cost = self._checked_charge(cost)
         self._expire(now)
+        self._record(cost, self._recorded_at(now) if self._warmup else now)
+
+    def _record(self, cost: float, at: float) -> None:
         entries = self._entries
-        if entries and entries[-1][0] >= now:
-            entries[-1][1] += cost  # same instant (or a clock that stepped back): merge
+        if entries and entries[-1][0] >= at:
+            # Same instant, a clock that stepped back, or an entry of the first window
+            # recorded later than this admission (warmup): merge, keeping time order.
+            entries[-1][1] += cost
         else:
-            entries.append([now, cost])
+            entries.append([at, cost])
         self._used += cost
 
     def refund(self, amount: float, now: float, *, admitted_at: float | None = None) -> float:
@@ -124,6 +163,12 @@ class SlidingWindow(RatePolicy):
         """
         amount = check_non_negative("amount", amount)
         self._expire(now)
+        if (
+            admitted_at is not None
+            and self._warm_until is not None
+            and admitted_at < self._warm_until
+        ):
+            admitted_at += self._warmup  # recorded that much later (warmup)
         remaining = amount
         if admitted_at is None:
             candidates = reversed(self._entries)
@@ -165,13 +210,18 @@ class SlidingWindow(RatePolicy):
         delta = check_finite("delta", delta)
         for entry in self._entries:
             entry[0] += delta
+        if self._warm_until is not None:
+            self._warm_until += delta
 
     def limit_available(self, tokens: float, now: float) -> None:
         """Lower the available units to at most ``tokens`` by recording the difference at ``now``.
 
-        The phantom admission leaves the window after ``window`` seconds, like a real one.
+        The phantom admission leaves the window after ``window`` seconds, like a real one, but
+        never counts ``warmup`` longer (it is what a provider already counted, not a request
+        on its way) and does not start the first window.
         """
         check_finite("tokens", tokens)
         excess = self.available(now) - tokens
         if excess > 0:
-            self.consume(excess, now)
+            self._expire(now)
+            self._record(self._checked_charge(excess), now)
