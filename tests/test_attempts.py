@@ -215,3 +215,49 @@ async def test_a_429_that_is_not_retried_still_pauses_the_key() -> None:
     assert stats.paused_until == anyio.current_time() + 7
     (paused,) = [e for e in seen if isinstance(e, events.Paused)]
     assert paused.reason == "retry-after"
+
+
+@pytest.mark.parametrize("learned", [True, False], ids=["learned", "not-learned"])
+async def test_a_429_that_recost_explains_retries_with_it_and_keeps_the_rate(
+    learned: bool,
+) -> None:
+    """The transports' retry loop with a ``recost`` (their learned token ratio): a 429 answers
+    an attempt reserved at 100 tokens, and by then ``recost`` says 150.  The 429 is the
+    estimate's miss: the key pauses for its Retry-After and the retry reserves 150, but the
+    adaptive rate stays.  A 429 that ``recost`` does not explain halves it."""
+    from throttle_trio._attempts import attempts
+    from throttle_trio._shell import shell_for
+
+    t = Throttle(
+        requests=TokenBucket(64, burst=64), tokens=TokenBucket(64, burst=1024), adaptive=True
+    )
+    estimate = {"requests": 1.0, "tokens": 100.0}
+    replies: list[Reply] = [(429, {"retry-after-ms": "250"}, None), (200, {}, None)]
+    log: list[tuple[float, dict[str, float]]] = []
+
+    async def send() -> Reply:
+        reply = replies.pop(0)
+        if reply[0] == 429 and learned:
+            estimate["tokens"] = 150.0  # another response taught the learner meanwhile
+        return reply
+
+    async def succeeded(slot: tt.Reservation, reply: Reply, info: ResponseInfo) -> Reply:
+        log.append((now(), dict(slot.costs)))
+        slot.release()
+        return reply
+
+    result = await attempts(
+        shell_for(t),
+        dict(estimate),
+        send,
+        inspect,
+        succeeded,  # type: ignore[arg-type]
+        RetryPolicy(),
+        recost=lambda: dict(estimate),
+    )
+    assert result[0] == 200
+    assert log == [(0.25, dict(estimate))]
+    stats = t.statistics()
+    assert (stats.rejections, stats.pauses) == (1, 1)
+    rates = {name: limit.rate for name, limit in stats.limits.items()}
+    assert rates == ({"requests": 64, "tokens": 64} if learned else {"requests": 32, "tokens": 32})

@@ -4,6 +4,7 @@ one instant (I8, I9), reserve and settle, the pause gate, tickets for retries, I
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import anyio
 import pytest
@@ -12,7 +13,7 @@ import trio.testing
 
 import throttle_trio as tt
 from tests.helpers import DelegatingPolicy, settle
-from throttle_trio import Throttle, TokenBucket
+from throttle_trio import Throttle, TokenBucket, events
 from throttle_trio._headers import LimitReport, RateLimitHeaders
 
 pytestmark = pytest.mark.anyio
@@ -839,3 +840,128 @@ async def test_a_sliding_window_gets_no_refill_credit_from_feedback() -> None:
         throttle.observe(report, slot)
         throttle.observe(report, slot)  # two reports that agree: the cut is taken
     assert throttle.statistics().limits["requests"].available == 5
+
+
+# -- recost: costs computed again when the throttle decides the admission --------------------
+
+
+async def test_a_queued_request_is_charged_what_recost_says_when_it_is_admitted() -> None:
+    """The estimate grows while the request waits (what the transports' learned token ratio
+    does): at each step of the head its costs are computed again, so it waits for, and is
+    charged, what ``recost`` says at admission, not what it said on arrival."""
+    seen: list[events.Event] = []
+    throttle = Throttle(tokens=TokenBucket(100, burst=100), on_event=seen.append)
+    estimate = {"tokens": 50.0}
+    async with throttle.reserve(tokens=100):  # empties the bucket at 0
+        pass
+    got: list[tuple[float, dict[str, float]]] = []
+
+    async def queued() -> None:
+        async with throttle.reserve(tokens=50, recost=lambda: estimate) as slot:
+            got.append((now(), dict(slot.costs)))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(queued)
+        await anyio.sleep(0.25)  # it waits for 50 tokens, until 0.5; learning meanwhile:
+        estimate["tokens"] = 100.0
+    # At 0.5 it asks again: 100 tokens, ready at 1.0.  Charged 100.
+    assert got == [(1.0, {"tokens": 100.0})]
+    stats = throttle.statistics()
+    assert stats.limits["tokens"].admitted_cost == 200
+    assert stats.limits["tokens"].available == 0
+    admitted = [event for event in seen if isinstance(event, events.Admitted)]
+    assert [event.costs for event in admitted] == [{"tokens": 100.0}, {"tokens": 100.0}]
+
+
+async def test_recost_on_the_fast_path_and_its_result_settles() -> None:
+    """Admitted at once, the request is charged what ``recost`` returns (it is judged once),
+    and a settle adjusts from there."""
+    throttle = Throttle(requests=TokenBucket(10), tokens=TokenBucket(1000))
+    calls: list[float] = []
+
+    def recost() -> dict[str, float]:
+        calls.append(now())
+        return {"requests": 1, "tokens": 300}
+
+    async with throttle.reserve(requests=1, tokens=200, recost=recost) as slot:
+        assert dict(slot.costs) == {"requests": 1, "tokens": 300}
+        slot.settle(tokens=250)
+    assert calls == [0]
+    stats = throttle.statistics()
+    assert stats.limits["tokens"].available == 750
+    assert stats.limits["tokens"].refunded == 50
+
+
+async def test_a_bad_recost_fails_its_request_alone() -> None:
+    """What ``recost`` raises, a result above a capacity, an unknown metric or not a mapping
+    fails that request, in its own task, with a message naming ``recost``; the next waiter
+    becomes the head and is admitted when the slot frees, as if they had not been there."""
+    throttle = Throttle(tokens=TokenBucket(100, burst=100), max_concurrent=1)
+    held = await throttle.acquire(tokens=0)
+    outcomes: dict[str, object] = {}
+    broken = False  # each recost is fine on arrival, and goes wrong while it waits
+
+    def boom() -> dict[str, float]:
+        raise RuntimeError("tokenizer broke")
+
+    recosts: dict[str, object] = {
+        "raises": boom,
+        "too big": lambda: {"tokens": 101},
+        "unknown": lambda: {"token": 1},
+        "not a mapping": lambda: 5,
+        "fine": lambda: {"tokens": 10},
+    }
+
+    def recost_of(name: str) -> object:
+        return recosts[name]() if broken else {"tokens": 1}  # type: ignore[operator]
+
+    async def request(name: str) -> None:
+        try:
+            slot = await throttle.acquire(tokens=1, recost=partial(recost_of, name))  # type: ignore[arg-type]
+        except Exception as exc:
+            outcomes[name] = (now(), type(exc), str(exc))
+        else:
+            outcomes[name] = (now(), dict(slot.costs))
+            slot.release()
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            for name in recosts:
+                tg.start_soon(request, name)
+            await settle()
+            assert throttle.statistics().tasks_waiting == 5
+            await anyio.sleep(1)
+            broken = True
+            held.release()
+    assert outcomes == {
+        "raises": (1, RuntimeError, "tokenizer broke"),
+        "too big": (
+            1,
+            tt.CostExceedsCapacity,
+            "recost() returned {'tokens': 101}: tokens must be <= the capacity 100 of limit "
+            "'tokens', got 101",
+        ),
+        "unknown": (
+            1,
+            ValueError,
+            "recost() returned {'token': 1}: unknown cost 'token': this throttle counts tokens",
+        ),
+        "not a mapping": (
+            1,
+            TypeError,
+            "recost() must return a mapping of costs per metric, got int 5",
+        ),
+        "fine": (1, {"tokens": 10}),
+    }
+    stats = throttle.statistics()
+    assert stats.limits["tokens"].admitted_cost == 10
+    assert (stats.admitted, stats.in_flight, stats.tasks_waiting) == (2, 0, 0)
+
+
+async def test_recost_must_be_callable() -> None:
+    throttle = llm_throttle()
+    with pytest.raises(
+        TypeError,
+        match=r"^recost must be a callable returning costs per metric, or None, got int 5$",
+    ):
+        throttle.reserve(requests=1, recost=5)  # type: ignore[arg-type]

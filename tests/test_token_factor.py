@@ -107,14 +107,10 @@ async def test_without_learning_the_provider_that_counts_more_answers_429s() -> 
     assert server.stats.rate_limited >= 4  # the wide model is under-reserved by a third
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "a request's estimate is corrected when it enters the transport, not when it is "
-        "admitted: requests queued before their model's first response keep the prior ratio "
-        "(1.0) for their first attempt, and under-reserve the wide model all run long"
-    ),
-)
 async def test_requests_queued_at_once_are_corrected_by_what_was_learned_meanwhile() -> None:
+    """Every request queues at once, before any response: each is reserved with the ratio
+    learned by the time it is admitted (the transport's ``recost``), so only those sent
+    before their model's first response can be short."""
     server, _ = await run(learn=True, pool=0)
+    assert server.stats.admitted == REQUESTS
     assert server.stats.rate_limited <= 2

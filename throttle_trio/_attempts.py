@@ -155,8 +155,12 @@ async def attempts(
     or later: a transport keeps it until the body is closed) and returns what to return.
     ``queue_timeout`` caps each wait in the queue (the transports pass the pool timeout);
     a request that is not ``replayable`` (a streaming body) is never retried.  ``recost()``,
-    if given, gives a retry its costs again (the transports apply the token ratio learned
-    since the first attempt); otherwise every attempt reserves ``costs``.
+    if given, computes the request's costs again with what was learned since ``costs`` (the
+    transports apply the token ratio learned meanwhile): the throttle calls it when it
+    decides each attempt's admission, so a request queued before its model's first response
+    is charged what was learned while it waited, and a retry is reserved with it.  A 429
+    that it explains (it now asks more than the attempt reserved: an estimate that was
+    short, not a server that is overloaded) does not cut the adaptive rate.
     """
     started = anyio.current_time()
     deadline = math.inf if policy.total_timeout is None else started + policy.total_timeout
@@ -174,6 +178,7 @@ async def attempts(
             ticket=ticket,
             lane=lane,
             timeout=None if wait_at_most == math.inf else max(0.0, wait_at_most),
+            recost=recost,
         )
         ticket = slot.ticket
         try:
@@ -189,7 +194,7 @@ async def attempts(
             if info.status < 400:
                 return await succeeded(slot, response, info)
             wait = await handle_failure(
-                shell, slot, info.status, info.headers, report, policy, attempt, rng
+                shell, slot, info.status, info.headers, report, policy, attempt, rng, recost
             )
         except BaseException:
             slot.release()  # idempotent: also after succeeded() took it over and failed
@@ -226,21 +231,30 @@ async def handle_failure(
     policy: RetryPolicy,
     attempt: int,
     rng: Callable[[], float],
+    recost: Callable[[], Mapping[str, float]] | None = None,
 ) -> float | None:
     """An error response: account for it, and say how long this request waits before its
     retry (``0.0`` when the key is paused: the gate holds it back), or ``None`` to give up.
 
     The attempt costs one request and no tokens (the reservation's ``reject``; a 429 first
-    cuts each limit by the shortfall it proves); an overload status cuts the adaptive rate; a
-    429 (or 503/529 with Retry-After) closes the gate.
+    cuts each limit by the shortfall it proves); an overload status cuts the adaptive rate,
+    except a 429 that ``recost()`` explains (the request's costs computed again now exceed
+    what the attempt reserved, in some metric: the estimate was short, and learning has
+    caught up since, so the retry is reserved right and the rate need not fall); a 429 (or
+    503/529 with Retry-After) closes the gate, explained or not.
 
     Raises:
         RetryAfterTooLong: the server asked for a wait above ``policy.max_retry_after``.
     """
-    requests = slot.costs.get("requests")
+    reserved = slot.costs
+    requests = reserved.get("requests")
     kept = {"requests": requests} if requests is not None else {}
+    overload = status == 429 or status >= 500
+    if status == 429 and recost is not None and _underestimated(reserved, recost()):
+        overload = False  # an estimation miss: the retry reserves the new costs
+        logger.debug("a 429 that the costs learned since explain: the rate stays")
     await shell.reject(slot, kept, report if status == 429 else None, status)
-    if status == 429 or status >= 500:
+    if overload:
         await shell.record_overload()
     pauses = policy.pauses_key(status, headers)
     # The headers were parsed (and anything malformed logged) once, into `report`.
@@ -267,6 +281,11 @@ async def handle_failure(
             "attempt %d got %d: %s", attempt, status, "pausing the key" if pauses else "backing off"
         )
     return 0.0 if pauses else wait  # 0.0: the gate holds this request back, with its ticket
+
+
+def _underestimated(reserved: Mapping[str, float], now: Mapping[str, float]) -> bool:
+    """Whether the costs computed ``now`` exceed what was ``reserved``, in some metric."""
+    return any(cost > reserved.get(metric, 0.0) for metric, cost in now.items())
 
 
 def time_for_retry(shell: ThrottleShell, wait: float, deadline: float) -> bool:

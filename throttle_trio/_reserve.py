@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeAlias, TypeVar, final
 
 from ._exceptions import CostExceedsCapacity
 from ._validate import check_non_negative
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterable, Mapping
+    from collections.abc import Awaitable, Callable, Iterable
     from types import TracebackType
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "check_costs",
     "check_lane",
     "check_max_concurrent",
+    "check_recost",
     "check_share",
     "merge_costs",
     "metric_of",
@@ -105,6 +107,39 @@ def check_costs(
                 f"{metric} must be <= the capacity {capacity!r} of limit {name!r}, got {cost!r}"
             )
     return checked
+
+
+def check_recost(value: Callable[[], Mapping[str, float]]) -> Callable[[], Mapping[str, float]]:
+    """Accept a callable (``recost``; the callers let ``None`` through themselves)."""
+    if not callable(value):
+        raise TypeError(
+            f"recost must be a callable returning costs per metric, or None, got "
+            f"{type(value).__name__} {value!r}"
+        )
+    return value
+
+
+def recosted(
+    recost: Callable[[], Mapping[str, float]],
+    check: Callable[[dict[str, float]], dict[str, float]],
+) -> dict[str, float]:
+    """Call a queued request's ``recost()`` and check its result as ``check`` checks costs.
+
+    An exception ``recost`` raises propagates as it is (it is the caller's code).  A result
+    that is not a mapping raises :class:`TypeError`; one that ``check`` refuses raises the
+    same type of error, its message saying that ``recost()`` returned it.
+    """
+    costs = recost()
+    if not isinstance(costs, Mapping):
+        raise TypeError(
+            f"recost() must return a mapping of costs per metric, got "
+            f"{type(costs).__name__} {costs!r}"
+        )
+    copy = dict(costs)  # the caller's, which it may change; a check may return it as it is
+    try:
+        return check(copy)
+    except (TypeError, ValueError) as exc:  # CostExceedsCapacity too
+        raise type(exc)(f"recost() returned {copy!r}: {exc}") from exc
 
 
 @final

@@ -22,7 +22,7 @@ from ._reserve import Lane  # noqa: TC001  (a runtime protocol's annotation)
 from ._throttle import Throttle
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
     from contextlib import AbstractAsyncContextManager
 
     from ._headers import RateLimitHeaders
@@ -57,7 +57,16 @@ class ThrottleShell(Protocol):
         timeout: float | None = None,  # noqa: ASYNC109
         ticket: int | None = None,
         lane: Lane = "interactive",
-    ) -> Any: ...
+        recost: Callable[[], Mapping[str, float]] | None = None,
+    ) -> Any:
+        """Wait for admission (see ``Throttle.acquire``).
+
+        ``recost()``, if given, computes the costs again when the throttle decides the
+        admission (the local throttle at each step of the head of its line, the Redis one
+        when it books); its result is checked like ``costs`` and charged instead.  What it
+        raises, or a result that fails the checks, fails this request alone.
+        """
+        ...
 
     def reserve(
         self,
@@ -66,6 +75,7 @@ class ThrottleShell(Protocol):
         *,
         timeout: float | None = None,
         lane: Lane = "interactive",
+        recost: Callable[[], Mapping[str, float]] | None = None,
     ) -> AbstractAsyncContextManager[Any]: ...
 
     async def settle(self, slot: Any, usage: Mapping[str, float]) -> None:

@@ -62,7 +62,7 @@ from .policy.base import RatePolicy
 from .policy.token_bucket import TokenBucket
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from ._headers import RateLimitHeaders
 from ._concurrency import AutoConcurrency
@@ -71,7 +71,9 @@ from ._reserve import (
     ReserveContext,
     check_lane,
     check_max_concurrent,
+    check_recost,
     merge_costs,
+    recosted,
 )
 
 __all__ = ["LimitStatistics", "Reservation", "ReservationError", "Throttle", "ThrottleStatistics"]
@@ -329,6 +331,27 @@ class Reservation:
             emit(hook, event)
 
 
+def _recosting(
+    step: Callable[[float], float | None],
+    costs: dict[str, float],
+    recost: Callable[[], Mapping[str, float]],
+    check: Callable[[Mapping[str, float]], dict[str, float]],
+) -> Callable[[float], float | None]:
+    """``step``, computing ``costs`` again with ``recost`` first (see :meth:`Throttle.reserve`).
+
+    A function of its own, so that ``_acquire`` without a ``recost`` makes no closure cells.
+    """
+
+    def judge(now: float) -> float | None:
+        # In place: the step, the reservation and fail_waiters' payload share `costs`.
+        fresh = recosted(recost, check)
+        costs.clear()
+        costs.update(fresh)
+        return step(now)
+
+    return judge
+
+
 @final
 class Throttle:
     """Several rate limits plus a concurrency cap, taken together at one instant.
@@ -573,6 +596,7 @@ class Throttle:
         timeout: float | None = None,
         ticket: int | None = None,
         lane: Lane = "interactive",
+        recost: Callable[[], Mapping[str, float]] | None = None,
         **more_costs: float,
     ) -> ReserveContext[Reservation]:
         """Wait for admission, as an async context manager that yields a :class:`Reservation`.
@@ -589,13 +613,25 @@ class Throttle:
             lane: ``"interactive"`` (the default) or ``"batch"``: an interactive request goes
                 before the batch lane's backlog, FIFO within each lane; while both have
                 waiters, the batch lane still gets ``batch_share`` of the admissions.
+            recost: computes the request's costs again when the throttle decides its
+                admission: called (synchronously) each time the request is judged at the
+                head of the line, on arrival too, and its result, checked like ``costs``,
+                replaces them; the reservation is charged what it returned last (settle,
+                events and statistics see those costs).  For estimates that improve while a
+                request waits (the transports' learned token ratios).  ``costs`` still
+                decide the checks on arrival (``timeout``'s known wait).  An error it raises,
+                or a result that fails the checks, fails this request alone (the next waiter
+                becomes the head).  Not called in ``shadow`` mode (nothing waits).
             costs: cost per metric, as a mapping (``{"requests": 1, "tokens": 1200}``).
             **more_costs: cost per metric, as keywords (>= 0); metrics not named cost 0.
 
         Raises:
-            ValueError: an unknown metric, or a negative or non-finite cost.
+            ValueError: an unknown metric, or a negative or non-finite cost (also in what
+                ``recost`` returns, named in the message).
+            TypeError: ``recost`` is not callable, or returned something else than a mapping.
             CostExceedsCapacity: a cost above its limit's capacity (at once, or to a waiting
-                request when a reconfiguration lowers the capacity).
+                request when a reconfiguration lowers the capacity or ``recost`` raises its
+                cost above it).
             RateLimitTimeout: not admitted within ``timeout``.
         """
         return ReserveContext(
@@ -605,6 +641,7 @@ class Throttle:
                 check_optional_timeout(timeout),
                 ticket,
                 check_lane(lane),
+                None if recost is None else check_recost(recost),
             )
         )
 
@@ -617,6 +654,7 @@ class Throttle:
         timeout: float | None = None,  # noqa: ASYNC109
         ticket: int | None = None,
         lane: Lane = "interactive",
+        recost: Callable[[], Mapping[str, float]] | None = None,
         **more_costs: float,
     ) -> Reservation:
         """Like :meth:`reserve`, but returns the reservation; you must release it yourself."""
@@ -625,6 +663,7 @@ class Throttle:
             check_optional_timeout(timeout),
             ticket,
             check_lane(lane),
+            None if recost is None else check_recost(recost),
         )
 
     async def _acquire(
@@ -633,6 +672,7 @@ class Throttle:
         timeout: float | None,  # noqa: ASYNC109
         ticket: int | None,
         lane: Lane = "interactive",
+        recost: Callable[[], Mapping[str, float]] | None = None,
     ) -> Reservation:
         if ticket is None:
             ticket = self._lanes.take(lane)
@@ -680,6 +720,8 @@ class Throttle:
                 logger.debug("%r admitted %s after %.6f s", self, costs, now - arrived)
             return None
 
+        judge = step if recost is None else _recosting(step, costs, recost, self._check_costs)
+
         def undo() -> None:
             # The admission could not be delivered (see _waitqueue): as if it never happened.
             now = self._now()
@@ -700,7 +742,7 @@ class Throttle:
 
         try:
             booking.ticket = await queue.acquire(
-                1, step, costs, undo, deadline=deadline, on_timeout=on_timeout, ticket=ticket
+                1, judge, costs, undo, deadline=deadline, on_timeout=on_timeout, ticket=ticket
             )
         finally:
             if not queue.waiting:

@@ -31,13 +31,13 @@ The update rule, and why it is this one:
   counts fewer tokens, and the reservation wastes capacity): only once ``window`` consecutive
   observations are all below the ratio, i.e. once the high value leaves the window; then at
   most by half per observation (:data:`MAX_STEP_DOWN`).  Coming down late is the safe error.
-* **Before the first response, a prior.**  Requests queued before a model's first response
+* **Before the first response, a prior.**  Requests sent before a model's first response
   are reserved with ``initial_ratio`` (1.0: the estimate as it is), the one place where the
-  learner can under-reserve a tokenizer that counts more: with a 1.5x tokenizer and 16
-  requests queued at the start, a handful of 429s in the first seconds (measured on the
-  fake provider: 3 to 9 in 240 requests, 0 with ``initial_ratio=1.5``, 75 to 84 without
-  learning).  The first observation replaces the prior outright: it is a guess, not
-  evidence.
+  learner can under-reserve a tokenizer that counts more.  The transports correct a request
+  again when the throttle admits it (``recost=``), so one that waited in the queue meanwhile
+  is reserved with what was learned by then: only the first slice's requests carry the prior
+  (``initial_ratio=1.5`` covers them too, when you know the provider counts more).  The
+  first observation replaces the prior outright: it is a guess, not evidence.
 * **Tiny prompts teach nothing.**  An estimate below ``min_tokens`` (16) is skipped: with a
   handful of tokens, rounding and the provider's fixed per-request overhead make the ratio
   noise (a 5-token "hi" counted as 8 is a ratio of 1.6 that would inflate every large

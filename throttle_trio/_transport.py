@@ -9,8 +9,9 @@ against the small structural interface both libraries share.
 Per request: pick the throttle (one, or one per key from a registry), estimate the cost from
 the JSON body, scale its prompt tokens by the ratio learned for its model (a
 :class:`~throttle_trio.TokenRatioLearner`, unless learning is off), reserve (the time spent
-queueing counts against the request's pool timeout), send, feed the rate-limit headers back,
-and then:
+queueing counts against the request's pool timeout; the throttle scales the estimate again,
+by the ratio learned by then, when it admits the request: its ``recost``), send, feed the
+rate-limit headers back, and then:
 
 * a success keeps its concurrency slot until its body is closed, possibly by another task (a
   stream); at close the usage read from the body settles the reservation, and the prompt
@@ -18,7 +19,10 @@ and then:
 * a 429 (or 503/529 with Retry-After) pauses the key, other retryable errors back off this
   request; a replayable request is retried with its original ticket after the rejected
   response is closed; the last attempt's response is returned unread, so that an SDK above
-  raises its own error (``RateLimitError``).
+  raises its own error (``RateLimitError``).  A 429 that the ratio learned since explains
+  (the request's estimate, scaled again, is above what it reserved) is the estimate's miss,
+  not an overload: it pauses the key and is retried with the new estimate, but does not cut
+  the adaptive rate.
 """
 
 from __future__ import annotations

@@ -268,3 +268,120 @@ def waiting(throttle: tt.Throttle | RedisThrottle, count: int) -> bool:
 async def wait_until(condition: Callable[[], bool]) -> None:
     while not condition():
         await anyio.sleep(0.001)
+
+
+def token_rate(shell: Shell) -> tuple[float, float]:
+    """The tokens limit's rate now and as configured, units per second."""
+    throttle = shell.throttle
+    if isinstance(throttle, RedisThrottle):
+        limit = throttle.statistics().limits["tokens"]
+        return limit.rate, limit.configured_rate
+    return throttle.statistics().limits["tokens"].rate, shell.rates["tokens"]
+
+
+@pytest.mark.parametrize("learned", [True, False], ids=["learned", "not-learned"])
+async def test_a_429_the_learned_ratio_explains_keeps_the_rate(
+    make_shell: Callable[..., Shell], learned: bool
+) -> None:
+    """A 429 answers a request reserved at the prior ratio; meanwhile another response taught
+    the learner that the model counts 1.5 times the estimate.  The retry reserves the new
+    costs, the key still pauses for the Retry-After, but the adaptive rate is not cut: the 429
+    was the estimate's miss, not an overload.  Without the lesson, the same 429 cuts it."""
+    shell = make_shell(adaptive=True)
+    learner = tt.TokenRatioLearner()
+    replies = [httpx.Response(429, headers={"retry-after": "0.05"}), completion(156, 10)]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        reply = replies.pop(0)
+        if reply.status_code == 429 and learned:
+            learner.observe("m", estimated=104, counted=156)
+        return reply
+
+    transport = ThrottledTransport(
+        httpx.MockTransport(handler), throttle=shell.throttle, learn_estimates=learner
+    )
+    async with httpx.AsyncClient(transport=transport) as client:
+        response = await client.post(URL, json=BODY)
+        await response.aread()
+    assert response.status_code == 200
+    assert shell.rejections() == 1
+    assert shell.throttle.statistics().pauses == 1
+    rate, configured = token_rate(shell)
+    if learned:
+        assert rate == configured
+    else:  # halved, then a success's step back up (a hundredth of the configured rate)
+        assert rate == pytest.approx(configured * 0.51)
+
+
+async def test_a_queued_request_is_charged_what_recost_says_at_booking(
+    make_shell: Callable[..., Shell],
+) -> None:
+    """Behind a held slot, a request's estimate grows while it waits: it is charged what
+    ``recost`` says when the throttle admits it (the local one at the head's step, the Redis
+    one when it books), not what it said on arrival."""
+    shell = make_shell(max_concurrent=1)
+    throttle = shell.throttle
+    estimate = {"requests": 1.0, "tokens": 100.0}
+    held = await throttle.acquire(requests=1)
+    got: list[dict[str, float]] = []
+
+    async def queued() -> None:
+        slot = await throttle.acquire(dict(estimate), recost=lambda: estimate)
+        got.append(dict(slot.costs))
+        slot.release()
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(queued)
+            await wait_until(partial(waiting, throttle, 1))
+            estimate["tokens"] = 150.0
+            held.release()
+    assert got == [{"requests": 1.0, "tokens": 150.0}]
+    await shell.assert_level("tokens", 10_000 - 150, 0.5)
+    await shell.assert_level("requests", 58, 0.01)
+
+
+async def test_a_bad_recost_fails_its_request_alone(make_shell: Callable[..., Shell]) -> None:
+    """A ``recost`` that raises, or returns a cost above a capacity, fails that request in its
+    own task; the others queued with it are admitted and charged as usual."""
+    shell = make_shell(max_concurrent=1)
+    throttle = shell.throttle
+    held = await throttle.acquire(requests=1)
+    outcomes: dict[str, object] = {}
+    broken = False  # fine on arrival (the local throttle asks then too), wrong at admission
+
+    def boom() -> dict[str, float]:
+        raise RuntimeError("tokenizer broke")
+
+    recosts: dict[str, Callable[[], dict[str, float]]] = {
+        "raises": boom,
+        "too big": lambda: {"requests": 1, "tokens": 20_000},
+        "fine": lambda: {"requests": 1, "tokens": 10},
+    }
+
+    def recost_of(name: str) -> dict[str, float]:
+        return recosts[name]() if broken else {"requests": 1}
+
+    async def request(name: str) -> None:
+        try:
+            slot = await throttle.acquire(requests=1, recost=partial(recost_of, name))
+        except Exception as exc:
+            outcomes[name] = type(exc)
+        else:
+            outcomes[name] = dict(slot.costs)
+            slot.release()
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            for count, name in enumerate(recosts, 1):
+                tg.start_soon(request, name)
+                await wait_until(partial(waiting, throttle, count))
+            broken = True
+            held.release()
+    assert outcomes == {
+        "raises": RuntimeError,
+        "too big": tt.CostExceedsCapacity,
+        "fine": {"requests": 1, "tokens": 10},
+    }
+    await shell.assert_level("tokens", 10_000 - 10, 0.5)
+    await shell.assert_level("requests", 58, 0.01)

@@ -370,3 +370,41 @@ async def test_a_full_redis_under_noeviction_counts_as_unavailable(
                 assert not slot.via_fallback
         stats = throttle.statistics()
         assert (stats.outages, stats.unavailable) == ((1, 0) if fallback else (0, 1))
+
+
+async def test_recost_applies_when_the_fallback_admits(own_server: RedisServer) -> None:
+    """While Redis is down, the local fallback admits what ``recost`` says, on the first
+    request that meets the outage and on those after; one whose ``recost`` raises fails
+    alone and holds nothing."""
+    async with own_server.client() as client:
+        throttle = RedisThrottle(
+            client,
+            "recost",
+            requests=GCRALimit(100, burst=10),
+            tokens=GCRALimit(10_000, burst=1_000),
+            on_unavailable=LocalFallback(fraction=0.5, retry_interval=60),
+            redis_timeout=2,
+        )
+
+        def boom() -> dict[str, float]:
+            raise RuntimeError("tokenizer broke")
+
+        with anyio.fail_after(30):
+            (await throttle.acquire(requests=1, tokens=1)).release()
+            own_server.kill()
+            meets = await throttle.acquire(
+                requests=1, tokens=10, recost=lambda: {"requests": 1, "tokens": 300}
+            )
+            meets.release()
+            after = await throttle.acquire(
+                requests=1, tokens=10, recost=lambda: {"requests": 1, "tokens": 100}
+            )
+            after.release()
+            with pytest.raises(RuntimeError, match=r"^tokenizer broke$"):
+                await throttle.acquire(requests=1, tokens=10, recost=boom)
+        assert dict(meets.costs) == {"requests": 1, "tokens": 300}
+        assert dict(after.costs) == {"requests": 1, "tokens": 100}
+        stats = throttle.statistics()
+        assert stats.fallback is not None
+        assert stats.fallback.limits["tokens"].admitted_cost == 400
+        assert (stats.in_flight, stats.tasks_waiting, stats.fallback_admissions) == (0, 0, 2)

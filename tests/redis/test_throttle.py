@@ -479,3 +479,62 @@ async def test_accepts_the_metrics_it_counts(client: coredis.Redis[bytes], name:
     throttle = RedisThrottle(client, name, tokens=GCRALimit(100, per=1.0))
     assert throttle.accepts("tokens")
     assert not throttle.accepts("requests")
+
+
+async def test_recost_at_booking_time_in_a_batch(client: coredis.Redis[bytes], name: str) -> None:
+    """Five requests at once: the first books alone, the other four queue behind its round
+    trip and are booked together, each with what its ``recost`` says then.  The head's error
+    and a picked waiter's cost above the burst fail those two alone, in their own tasks; the
+    other two are booked in the same round trip and charged what ``recost`` returned."""
+    throttle = RedisThrottle(
+        client,
+        name,
+        requests=GCRALimit(60, per=3600, burst=100),  # refills a request a minute
+        tokens=GCRALimit(6000, per=60),
+    )
+
+    def boom() -> dict[str, float]:
+        raise RuntimeError("tokenizer broke")
+
+    recosts: dict[str, Any] = {
+        "first": lambda: {"requests": 1, "tokens": 10},
+        "head": boom,
+        "too big": lambda: {"requests": 1, "tokens": 7000},
+        "grown": lambda: {"requests": 1, "tokens": 30},
+        "not a mapping": lambda: [("tokens", 1)],
+    }
+    outcomes: dict[str, Any] = {}
+
+    async def request(key: str) -> None:
+        try:
+            slot = await throttle.acquire(requests=1, tokens=1, recost=recosts[key])
+        except Exception as exc:
+            outcomes[key] = (type(exc), str(exc))
+        else:
+            outcomes[key] = dict(slot.costs)
+            slot.release()
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            for key in recosts:
+                tg.start_soon(request, key)
+    assert outcomes == {
+        "first": {"requests": 1, "tokens": 10},
+        "head": (RuntimeError, "tokenizer broke"),
+        "too big": (
+            tt.CostExceedsCapacity,
+            "recost() returned {'requests': 1, 'tokens': 7000}: tokens must be <= the capacity "
+            "6000 of limit 'tokens', got 7000",
+        ),
+        "grown": {"requests": 1, "tokens": 30},
+        "not a mapping": (
+            TypeError,
+            "recost() must return a mapping of costs per metric, got list [('tokens', 1)]",
+        ),
+    }
+    stats = throttle.statistics()
+    assert stats.round_trips == 2  # the first alone, the four others in one batch
+    assert stats.limits["tokens"].admitted_cost == 40
+    assert stats.tasks_waiting == 0
+    # Redis charged the two that were booked, nothing for the three that failed.
+    assert 98 <= (await throttle.state()).available["requests"] < 98.1

@@ -23,6 +23,8 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, final
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
     import anyio
 
     from ._protocol import Booked
@@ -51,6 +53,7 @@ class Waiter:
         "event",
         "fallback",
         "known",
+        "recost",
         "state",
         "ticket",
         "timeout",
@@ -59,9 +62,15 @@ class Waiter:
     )
 
     def __init__(
-        self, costs: dict[str, float], ticket: int, deadline: float, timeout: float | None
+        self,
+        costs: dict[str, float],
+        ticket: int,
+        deadline: float,
+        timeout: float | None,
+        recost: Callable[[], Mapping[str, float]] | None = None,
     ) -> None:
         self.costs = costs
+        self.recost = recost  # computes the costs again when a head books it
         self.ticket = ticket
         self.deadline = deadline  # anyio clock; math.inf: none
         self.timeout = timeout  # as given, for the message of a timeout

@@ -41,7 +41,15 @@ from .._events import (
     emit,
 )
 from .._exceptions import CostExceedsCapacity, RateLimitTimeout
-from .._reserve import Lane, ReserveContext, check_lane, check_max_concurrent, merge_costs
+from .._reserve import (
+    Lane,
+    ReserveContext,
+    check_lane,
+    check_max_concurrent,
+    check_recost,
+    merge_costs,
+    recosted,
+)
 from .._shield import finish_then_cancel
 from .._validate import check_non_negative, check_optional_timeout
 from ..policy.adaptive import DEFAULT_COOLDOWN, DEFAULT_DECREASE, DEFAULT_DIVISOR
@@ -97,7 +105,7 @@ from ._types import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from coredis.client import Client
     from coredis.commands.script import Script
@@ -742,6 +750,7 @@ class RedisThrottle:
         timeout: float | None = None,
         ticket: int | None = None,
         lane: Lane = "interactive",
+        recost: Callable[[], Mapping[str, float]] | None = None,
         **more_costs: float,
     ) -> ReserveContext[RedisReservation]:
         """Wait for admission, as an async context manager that yields a :class:`RedisReservation`.
@@ -759,12 +768,21 @@ class RedisThrottle:
             lane: ``"interactive"`` (the default) or ``"batch"``: this process's interactive
                 requests go before its batch backlog, FIFO within each lane, the batch lane
                 keeping ``batch_share`` of the admissions (as :meth:`Throttle.reserve`).
+            recost: computes the request's costs again when they are booked: called
+                (synchronously, in the task of the head that books the batch) once, as the
+                booking round trip is prepared, and its result, checked like ``costs``,
+                replaces them (as :meth:`Throttle.reserve`'s); the reservation is charged
+                what it returned.  An error it raises, or a result that fails the checks,
+                fails this request alone, in its own task; the rest of the batch is booked.
             costs: cost per metric, as a mapping.
             **more_costs: cost per metric, as keywords (>= 0); metrics not named cost 0.
 
         Raises:
-            ValueError: an unknown metric, or a negative or non-finite cost.
-            CostExceedsCapacity: a cost above its limit's burst (at once, no round trip).
+            ValueError: an unknown metric, or a negative or non-finite cost (also in what
+                ``recost`` returns, named in the message).
+            TypeError: ``recost`` is not callable, or returned something else than a mapping.
+            CostExceedsCapacity: a cost above its limit's burst (at once, no round trip; or
+                when ``recost`` raises it above).
             RateLimitTimeout: not admitted within ``timeout``.
             BackendUnavailable: Redis cannot be reached and there is no fallback.
             RedisBackendError: a key holds data this module did not write.
@@ -776,6 +794,7 @@ class RedisThrottle:
                 check_optional_timeout(timeout),
                 ticket,
                 check_lane(lane),
+                None if recost is None else check_recost(recost),
             )
         )
 
@@ -788,6 +807,7 @@ class RedisThrottle:
         timeout: float | None = None,  # noqa: ASYNC109
         ticket: int | None = None,
         lane: Lane = "interactive",
+        recost: Callable[[], Mapping[str, float]] | None = None,
         **more_costs: float,
     ) -> RedisReservation:
         """Like :meth:`reserve`, but returns the reservation; you must release it yourself."""
@@ -796,6 +816,7 @@ class RedisThrottle:
             check_optional_timeout(timeout),
             ticket,
             check_lane(lane),
+            None if recost is None else check_recost(recost),
         )
 
     async def _acquire(
@@ -804,6 +825,7 @@ class RedisThrottle:
         timeout: float | None,  # noqa: ASYNC109
         ticket: int | None,
         lane: Lane = "interactive",
+        recost: Callable[[], Mapping[str, float]] | None = None,
     ) -> RedisReservation:
         backend = current_backend()
         await backend.checkpoint_if_cancelled()
@@ -813,7 +835,7 @@ class RedisThrottle:
             ticket = self._lanes.take(lane)
         first = line.is_first(ticket)
         deadline = math.inf if timeout is None else arrived + timeout
-        waiter = Waiter(costs, ticket, deadline, timeout)
+        waiter = Waiter(costs, ticket, deadline, timeout, recost)
         if first and not self._booking and self._held < self._cap:
             waiter.state = LEADING  # the fast path: nobody here waits, nothing is booked
         else:
@@ -898,6 +920,7 @@ class RedisThrottle:
         self._held += 1
         members = self._batch = [head]
         self._turn = 0
+        failed = head.recost is not None and not self._recost(head)
         fallback = self._fallback
         if fallback is not None and fallback.active(now):  # it admits, one at a time
             head.fallback = True
@@ -931,7 +954,17 @@ class RedisThrottle:
             members.append(waiter)
         self._batch_left = len(members)
         try:
-            await self._book_in_redis(members, now)
+            booked = members
+            for waiter in members[1:]:
+                if waiter.recost is not None and not self._recost(waiter):
+                    failed = True
+            if failed:  # booked without them: each raises its error in its own task
+                booked = [waiter for waiter in members if waiter.error is None]
+                for waiter in members:
+                    if waiter.error is not None:
+                        waiter.state = BOOKED
+            if booked:
+                await self._book_in_redis(booked, now)
         except BaseException as exc:  # not an error of ours: the others must not wait forever
             for waiter in members:
                 if waiter.state != BOOKED:
@@ -947,6 +980,20 @@ class RedisThrottle:
         for waiter in members[1:]:
             assert waiter.event is not None
             waiter.event.set()
+
+    def _recost(self, waiter: Waiter) -> bool:
+        """Compute ``waiter``'s costs again (its ``recost``), in place; or set its error and
+        return false."""
+        assert waiter.recost is not None
+        try:
+            fresh = recosted(waiter.recost, self._check_costs)
+        except Exception as exc:  # the caller's code: it fails that request alone
+            waiter.error = exc
+            return False
+        costs = waiter.costs  # shared with the caller's event
+        costs.clear()
+        costs.update(fresh)
+        return True
 
     async def _book_in_redis(self, members: list[Waiter], now: float) -> None:
         """One round trip that books every member, in order, and sets each one's outcome."""
