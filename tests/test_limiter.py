@@ -138,13 +138,22 @@ async def test_newcomer_asks_again_who_waits_after_its_checkpoint(
     """I3 on a loop whose checkpoint yields: a request that queued meanwhile goes first.
 
     Neither anyio nor trio yields in ``checkpoint_if_cancelled`` without raising, so the
-    limiter's second look at the queue is tested on a backend whose checkpoint always yields.
+    limiter's second look at the queue is tested on a backend whose checkpoint can yield.
     """
     from throttle_trio._eventloop import current_backend
 
-    monkeypatch.setattr(current_backend(), "checkpoint_if_cancelled", anyio.lowlevel.checkpoint)
     limiter = RateLimiter(TokenBucket(4, burst=4))
     await limiter.acquire(3)  # 1 token left
+    gate = anyio.Event()
+    calls = 0
+
+    async def checkpoint_if_cancelled() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # the small request's: it found nobody waiting, and yields here
+            await gate.wait()
+
+    monkeypatch.setattr(current_backend(), "checkpoint_if_cancelled", checkpoint_if_cancelled)
     log: list[str] = []
 
     async def one(name: str, cost: float) -> None:
@@ -152,10 +161,12 @@ async def test_newcomer_asks_again_who_waits_after_its_checkpoint(
         log.append(f"{name}@{now()}")
 
     async with anyio.create_task_group() as tg:
-        # Both find nobody waiting and yield; the large one queues first, the small one,
-        # which fits, must then go behind it.
-        tg.start_soon(one, "large", 4)
         tg.start_soon(one, "small", 1)
+        await settle()
+        tg.start_soon(one, "large", 4)  # it does not fit: it queues while the small one yields
+        await settle()
+        assert limiter.statistics().tasks_waiting == 1
+        gate.set()  # the small one fits, but must go behind the large one
     assert log == ["large@0.75", "small@1.0"]
 
 
