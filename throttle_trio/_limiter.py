@@ -68,7 +68,7 @@ class _Request:
         """Admit the cost if it fits at ``now``; otherwise say when it could."""
         limiter, cost = self.limiter, self.cost
         policy: RatePolicy = limiter._policy
-        ready = policy._admit_or_ready_at(cost, now)
+        ready = policy.admit_or_ready_at(cost, now)
         if ready is not None:
             return ready
         limiter._admitted += 1
@@ -193,12 +193,12 @@ class RateLimiter(Generic[P]):
             on_timeout = partial(self._timed_out, cost, timeout, arrived)
 
         # WaitQueue.acquire's checkpoint rule, with its fast path inlined: nobody waits and the
-        # policy admits the cost now (RatePolicy._admit_or_ready_at: it fits, and is charged).
+        # policy admits the cost now (RatePolicy.admit_or_ready_at: it fits, and is charged).
         # Behind a waiter it parks at once, and parking is the checkpoint: a pending
         # cancellation is delivered there, before anything is taken (see WaitQueue.acquire).
         if not queue.waiting:
             await backend.checkpoint_if_cancelled()  # it may yield: ask again who waits
-            if not queue.waiting and policy._admit_or_ready_at(cost, arrived) is None:
+            if not queue.waiting and policy.admit_or_ready_at(cost, arrived) is None:
                 self._admitted += 1
                 self._admitted_cost += cost
                 try:

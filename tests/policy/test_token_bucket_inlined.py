@@ -3,10 +3,10 @@
 """The buckets' hot methods inline the shared rounding rule: they must answer as it does.
 
 ``ready_at``, ``available``, ``consume``, ``queue_ready_at`` and the limiter's
-``_admit_or_ready_at`` of :class:`TokenBucket` and :class:`GCRA` compute the level and the rule
+``admit_or_ready_at`` of :class:`TokenBucket` and :class:`GCRA` compute the level and the rule
 of ``policy.base.refill_ready_at`` without its calls and closures (issue #15).  The reference
 below is the code as it was (``refill_ready_at`` with a closure for the level, ``min``/``max``
-for the cap and the clock, ``RatePolicy``'s default ``_admit_or_ready_at``), run on a twin
+for the cap and the clock, ``RatePolicy``'s default ``admit_or_ready_at``), run on a twin
 bucket: after every operation both give the same answer, of the same type, and hold the same
 state, bit for bit, in float at the clock readings loops have and in ``Fraction``.
 """
@@ -113,7 +113,7 @@ def state(bucket: Bucket) -> tuple[object, ...]:
 
 def call(bucket: Bucket, op: str, cost: float, now: float) -> object:
     if op == "admit":
-        return bucket._admit_or_ready_at(cost, now)
+        return bucket.admit_or_ready_at(cost, now)
     if op == "ready_at":
         return bucket.ready_at(cost, now)
     if op == "available":
@@ -238,7 +238,7 @@ def test_contended_rate_at_real_clock_readings(cls: type[Bucket]) -> None:
 
 @pytest.mark.parametrize("cls", [TokenBucket, GCRA])
 @pytest.mark.parametrize("used", [False, True])
-def test_admit_or_ready_at_refuses_a_cost_above_the_capacity(cls: type[Bucket], used: bool) -> None:
+def testadmit_or_ready_at_refuses_a_cost_above_the_capacity(cls: type[Bucket], used: bool) -> None:
     """As ``ready_at`` would, once the bucket was reconfigured under a waiting cost: before
     anything changed (a bucket never used keeps its clock stopped)."""
     bucket = cls(10, burst=2)
@@ -246,7 +246,7 @@ def test_admit_or_ready_at_refuses_a_cost_above_the_capacity(cls: type[Bucket], 
         bucket.consume(1, 0.0)
     before = state(bucket)
     with pytest.raises(CostExceedsCapacity):
-        bucket._admit_or_ready_at(5, 100.0)
+        bucket.admit_or_ready_at(5, 100.0)
     assert state(bucket) == before
 
 

@@ -222,7 +222,7 @@ class RatePolicy(ABC):
             return Decision(True, now, self.available(now))
         return Decision(False, ready, self.available(now))
 
-    def _admit_or_ready_at(self, cost: float, now: float) -> float | None:
+    def admit_or_ready_at(self, cost: float, now: float) -> float | None:
         """Consume ``cost`` at ``now`` and return ``None`` if it fits, else return
         :meth:`ready_at`'s answer (a time after ``now``): what a limiter's waiting request
         asks on every turn.
@@ -230,7 +230,8 @@ class RatePolicy(ABC):
         ``cost`` has been checked by the caller (a finite number > 0).  The default asks
         :meth:`available`, then :meth:`ready_at` only when that does not settle it (rule 4:
         ``available(now) >= cost`` implies ``ready_at(cost, now) == now``), then
-        :meth:`consume`; the buckets override it with the same decision in one pass.
+        :meth:`consume`; the buckets override it with the same decision in one pass.  A policy
+        of your own need not: override it only to make the same decision faster.
         """
         if self.available(now) < cost:
             ready = self.ready_at(cost, now)

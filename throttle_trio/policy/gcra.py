@@ -210,7 +210,7 @@ class GCRA(RatePolicy):
         debt = self._ahead - (now - at)  # _debt(now), then the charge
         self._at, self._ahead = now, (debt if debt > 0 else 0) + cost * self._interval
 
-    def _admit_or_ready_at(self, cost: float, now: float) -> float | None:
+    def admit_or_ready_at(self, cost: float, now: float) -> float | None:
         # RatePolicy's default (available, ready_at, then consume) in one pass.
         at = self._at
         if at is None:

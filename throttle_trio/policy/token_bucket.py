@@ -223,7 +223,7 @@ class TokenBucket(RatePolicy):
         burst = self._burst
         self._tokens = (tokens if tokens < burst else burst) - cost
 
-    def _admit_or_ready_at(self, cost: float, now: float) -> float | None:
+    def admit_or_ready_at(self, cost: float, now: float) -> float | None:
         # RatePolicy's default (available, ready_at, then consume) in one pass.
         started = self._started
         since = self._updated if started else now
