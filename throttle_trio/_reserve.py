@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeAlias, TypeVar, final
 
 from ._exceptions import CostExceedsCapacity
-from ._validate import check_non_negative
+from ._validate import check_non_negative, check_optional_timeout
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable
@@ -22,12 +23,16 @@ __all__ = [
     "check_max_concurrent",
     "check_recost",
     "check_share",
+    "checked_admission",
     "merge_costs",
     "metric_of",
 ]
 
 #: The lanes of a throttle's line: interactive requests go before a batch backlog.
 Lane: TypeAlias = Literal["interactive", "batch"]
+
+#: What computes a queued request's costs again when its admission is decided (``recost=``).
+Recost: TypeAlias = "Callable[[], Mapping[str, float]]"
 
 
 class _Releasable(Protocol):
@@ -107,6 +112,31 @@ def check_costs(
                 f"{metric} must be <= the capacity {capacity!r} of limit {name!r}, got {cost!r}"
             )
     return checked
+
+
+def checked_admission(
+    acquire: Callable[
+        [dict[str, float], float | None, int | None, Lane, Recost | None], Awaitable[R]
+    ],
+    check: Callable[[dict[str, float]], dict[str, float]],
+    costs: Mapping[str, float] | None,
+    more_costs: dict[str, float],
+    timeout: float | None,
+    ticket: int | None,
+    lane: Lane,
+    recost: Recost | None,
+) -> Callable[[], Awaitable[R]]:
+    """A ``reserve()`` or ``acquire()`` of either throttle, its arguments checked (the costs by
+    ``check``): the call that waits for the admission, which the ``async with`` block enters
+    or ``acquire`` awaits.  Anything wrong raises here, in the caller's frame."""
+    return partial(
+        acquire,
+        check(merge_costs(costs, more_costs)),
+        check_optional_timeout(timeout),
+        ticket,
+        check_lane(lane),
+        None if recost is None else check_recost(recost),
+    )
 
 
 def check_recost(value: Callable[[], Mapping[str, float]]) -> Callable[[], Mapping[str, float]]:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from functools import partial
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal, final
 
@@ -55,7 +54,7 @@ from ._events import (
     emit,
 )
 from ._exceptions import CostExceedsCapacity, RateLimitTimeout
-from ._validate import check_non_negative, check_optional_timeout
+from ._validate import check_non_negative
 from ._waitqueue import WaitQueue
 from .policy.adaptive import AIMD
 from .policy.base import RatePolicy
@@ -69,10 +68,8 @@ from ._concurrency import AutoConcurrency
 from ._reserve import (
     Lane,
     ReserveContext,
-    check_lane,
     check_max_concurrent,
-    check_recost,
-    merge_costs,
+    checked_admission,
     recosted,
 )
 
@@ -635,13 +632,8 @@ class Throttle:
             RateLimitTimeout: not admitted within ``timeout``.
         """
         return ReserveContext(
-            partial(
-                self._acquire,
-                self._check_costs(merge_costs(costs, more_costs)),
-                check_optional_timeout(timeout),
-                ticket,
-                check_lane(lane),
-                None if recost is None else check_recost(recost),
+            checked_admission(
+                self._acquire, self._check_costs, costs, more_costs, timeout, ticket, lane, recost
             )
         )
 
@@ -658,13 +650,10 @@ class Throttle:
         **more_costs: float,
     ) -> Reservation:
         """Like :meth:`reserve`, but returns the reservation; you must release it yourself."""
-        return await self._acquire(
-            self._check_costs(merge_costs(costs, more_costs)),
-            check_optional_timeout(timeout),
-            ticket,
-            check_lane(lane),
-            None if recost is None else check_recost(recost),
+        admission = checked_admission(
+            self._acquire, self._check_costs, costs, more_costs, timeout, ticket, lane, recost
         )
+        return await admission()
 
     async def _acquire(
         self,

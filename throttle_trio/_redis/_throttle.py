@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-from functools import partial
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, final
 
@@ -44,10 +43,8 @@ from .._exceptions import CostExceedsCapacity, RateLimitTimeout
 from .._reserve import (
     Lane,
     ReserveContext,
-    check_lane,
     check_max_concurrent,
-    check_recost,
-    merge_costs,
+    checked_admission,
     recosted,
 )
 from .._shield import finish_then_cancel
@@ -788,13 +785,8 @@ class RedisThrottle:
             RedisBackendError: a key holds data this module did not write.
         """
         return ReserveContext(
-            partial(
-                self._acquire,
-                self._check_costs(merge_costs(costs, more_costs)),
-                check_optional_timeout(timeout),
-                ticket,
-                check_lane(lane),
-                None if recost is None else check_recost(recost),
+            checked_admission(
+                self._acquire, self._check_costs, costs, more_costs, timeout, ticket, lane, recost
             )
         )
 
@@ -811,13 +803,10 @@ class RedisThrottle:
         **more_costs: float,
     ) -> RedisReservation:
         """Like :meth:`reserve`, but returns the reservation; you must release it yourself."""
-        return await self._acquire(
-            self._check_costs(merge_costs(costs, more_costs)),
-            check_optional_timeout(timeout),
-            ticket,
-            check_lane(lane),
-            None if recost is None else check_recost(recost),
+        admission = checked_admission(
+            self._acquire, self._check_costs, costs, more_costs, timeout, ticket, lane, recost
         )
+        return await admission()
 
     async def _acquire(
         self,
