@@ -380,3 +380,23 @@ async def test_a_booking_given_back_while_the_window_warms_up_leaves_the_log(
         await throttle.acquire(requests=1)  # booked at +0.5 s, logged at +1 s, cancelled
     assert throttle.statistics().unbooked == 1
     assert await logged(client, throttle.keys["requests"]) == []
+
+
+async def test_the_providers_presets_for_a_fleet_are_their_limits_shared(
+    client: coredis.Redis[bytes], name: str
+) -> None:
+    openai_fleet = RedisThrottle.for_openai(client, name, rpm=50, tpm=40_000)
+    limits = openai_fleet.statistics().limits
+    assert set(limits) == {"requests", "requests_per_second", "tokens"}
+    assert limits["tokens"].capacity == 666.666  # a slice, in whole thousandths
+    assert not openai_fleet.refund_unused
+    anthropic_fleet = RedisThrottle.for_anthropic(
+        client, f"{name}-a", rpm=50, input_tpm=40_000, output_tpm=8_000
+    )
+    limits = anthropic_fleet.statistics().limits
+    assert set(limits) == {"requests", "input_tokens", "output_tokens"}
+    assert (limits["input_tokens"].capacity, limits["output_tokens"].capacity) == (39_980, 7_996)
+    assert anthropic_fleet.refund_unused
+    async with anthropic_fleet.reserve(requests=1, input_tokens=100, output_tokens=50) as slot:
+        await slot.settle(input_tokens=80, output_tokens=20)
+    assert anthropic_fleet.statistics().limits["output_tokens"].refunded == 30
