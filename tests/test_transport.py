@@ -640,12 +640,16 @@ async def token_bound_run(
 async def test_learning_removes_most_429s_of_a_token_bound_run(
     lib: tuple[ModuleType, Any],
 ) -> None:
-    """Measured (both backends, seeds 0-2): 22/16/24 429s without learning, 6/3/2 with it (the
-    requests queued before the first response), 0 with a prior of 1.5."""
-    without = await token_bound_run(lib, False, seed=0)
-    learned = await token_bound_run(lib, True, seed=0)
-    prior = await token_bound_run(lib, tt.TokenRatioLearner(initial_ratio=1.5), seed=0)
-    assert without >= 10
+    """Three runs (seeds 0-2), counted together: trio runs the tasks of one scheduler pass in
+    random order, so one run's count moves (seed 0 without learning: 23 on asyncio every time,
+    8 to 21 on trio); at least 10 a run on average without learning, a third of that with it
+    (the requests queued before the first response), none with a prior of 1.5."""
+    without = learned = prior = 0
+    for seed in range(3):
+        without += await token_bound_run(lib, False, seed=seed)
+        learned += await token_bound_run(lib, True, seed=seed)
+        prior += await token_bound_run(lib, tt.TokenRatioLearner(initial_ratio=1.5), seed=seed)
+    assert without >= 3 * 10
     assert learned <= without // 3
     assert prior == 0
 
