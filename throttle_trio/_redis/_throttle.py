@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from functools import partial
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, final
 
@@ -47,7 +48,7 @@ from .._reserve import (
     checked_admission,
     recosted,
 )
-from .._shield import finish_then_cancel
+from .._shield import DeadlinePassed, finish_then_cancel
 from .._validate import check_non_negative, check_optional_timeout
 from ..policy.adaptive import DEFAULT_COOLDOWN, DEFAULT_DECREASE, DEFAULT_DIVISOR
 from ..policy.sliding_window import SlidingWindow
@@ -1280,19 +1281,16 @@ class RedisThrottle:
         self._round_trips += 1
         timeout = self._redis_timeout
         deadline = math.inf if timeout is None else anyio.current_time() + timeout
-        reply: Any = None
-
-        async def round_trip() -> Any:
-            with anyio.CancelScope(deadline=deadline):  # bounded by redis_timeout
-                return await self._script(keys=keys, args=args)
-            return None  # the deadline passed
-
         # Shielded: a cancelled round trip may have run on the server, so it runs to its end
         # and the caller gives back what it booked.  Also against asyncio's own task.cancel(),
         # which anyio's shield lets in: that one is delivered when the round trip is over.
         with anyio.CancelScope(shield=True):
             try:
-                reply = await finish_then_cancel(round_trip)
+                return await finish_then_cancel(
+                    partial(self._script, keys=keys, args=args), deadline
+                )
+            except DeadlinePassed:
+                pass
             except _UNAVAILABLE as exc:
                 raise self._unavailable_error(op, _described(exc)) from exc
             except RedisError as exc:
@@ -1302,9 +1300,7 @@ class RedisThrottle:
                     f"Redis refused the throttle script for {self._name!r} ({op}): "
                     f"{type(exc).__name__}: {exc}"
                 ) from exc
-        if reply is None:  # the deadline passed
-            raise self._unavailable_error(op, f"no answer within redis_timeout={timeout!r} seconds")
-        return reply
+        raise self._unavailable_error(op, f"no answer within redis_timeout={timeout!r} seconds")
 
     def _unavailable_error(self, op: str, detail: str) -> BackendUnavailable:
         return BackendUnavailable(
