@@ -390,6 +390,22 @@ async def test_timeout_fails_without_booking(client: coredis.Redis[bytes], name:
     assert throttle.statistics().timeouts == 1
 
 
+async def test_timeout_while_waiting_for_a_slot(client: coredis.Redis[bytes], name: str) -> None:
+    """A request queued behind a held slot (a wait nobody can know) waits until its timeout,
+    then fails, books nothing and leaves the line; the next request is not held up by it."""
+    throttle = RedisThrottle(client, name, requests=GCRALimit(10_000), max_concurrent=1)
+    holder = await throttle.acquire(requests=1)
+    with anyio.fail_after(10), pytest.raises(tt.RateLimitTimeout, match=r"timeout=0\.05 seconds"):
+        await throttle.acquire(requests=1, timeout=0.05)
+    stats = throttle.statistics()
+    assert (stats.timeouts, stats.tasks_waiting, stats.round_trips) == (1, 0, 1)
+    holder.release()
+    with anyio.fail_after(10):
+        async with throttle.reserve(requests=1):
+            pass
+    assert throttle.statistics().admitted == 2
+
+
 async def test_max_concurrent_is_per_process_and_taken_before_booking(
     client: coredis.Redis[bytes], name: str
 ) -> None:

@@ -25,8 +25,7 @@ from typing import TYPE_CHECKING, Any, final
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-    import anyio
-
+    from .._eventloop import Backend
     from ._protocol import Booked
 
 __all__ = ["BOOKED", "GONE", "LEADING", "PICKED", "QUEUED", "Line", "Waiter"]
@@ -50,33 +49,39 @@ class Waiter:
         "deadline",
         "done",
         "error",
-        "event",
         "fallback",
+        "handle",
         "known",
+        "loop",
         "recost",
         "state",
         "ticket",
         "timeout",
+        "timer",
         "turn_wait",
         "used",
     )
 
     def __init__(
         self,
+        loop: Backend,
         costs: dict[str, float],
         ticket: int,
         deadline: float,
         timeout: float | None,
         recost: Callable[[], Mapping[str, float]] | None = None,
     ) -> None:
+        self.loop = loop  # the backend it parks with
         self.costs = costs
         self.recost = recost  # computes the costs again when a head books it
         self.ticket = ticket
         self.deadline = deadline  # anyio clock; math.inf: none
         self.timeout = timeout  # as given, for the message of a timeout
         self.state = QUEUED
-        # Set once queued (a request booked at once never needs one); replaced once consumed.
-        self.event: anyio.Event | None = None
+        # While it waits (the line, its booking, its turn): parked with the loop's own
+        # primitives, woken by :meth:`wake`; it looks at its state again whenever it wakes.
+        self.handle: Any = None  # the backend's wake-up handle while parked
+        self.timer: Any = None  # the backend's timer while parked with a deadline (asyncio)
         # The outcome, set by the head that booked it:
         self.error: BaseException | None = None  # raised in the waiter's own task
         self.fallback = False  # admit through the local fallback
@@ -89,6 +94,16 @@ class Waiter:
         # Admitted (or gone); waiting for the ones before it in its batch to go.
         self.done = False
         self.turn_wait = False
+
+    def wake(self) -> None:
+        """Wake it if it is parked (not yet woken); it then looks at its state again."""
+        if self.handle is not None:
+            self.loop.unpark(self, True)
+
+    def abort(self, raise_cancel: object) -> Any:
+        """Cancelled while parked on trio: nobody may reschedule it any more."""
+        self.handle = None
+        return self.loop.aborted
 
 
 @final
@@ -148,8 +163,8 @@ class Line:
     def wake_front(self) -> None:
         """Wake the front waiter so that it asks whether it may book now."""
         waiter = self.front()
-        if waiter is not None and waiter.event is not None:
-            waiter.event.set()
+        if waiter is not None:
+            waiter.wake()
 
 
 def _ticket(waiter: Waiter) -> int:

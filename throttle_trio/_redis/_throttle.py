@@ -192,6 +192,12 @@ class _Limit(Ledger):
         return self.burst
 
 
+def _timer_fired(waiter: Waiter) -> None:
+    """A parked waiter's deadline came (asyncio's timer): it looks at the time again."""
+    waiter.timer = None
+    waiter.loop.unpark(waiter, False)
+
+
 def _described(exc: BaseException) -> str:
     """``exc`` as ``Type: text``, and what caused it at the root when that says more (a failed
     certificate check under coredis's "unable to connect")."""
@@ -825,7 +831,7 @@ class RedisThrottle:
             ticket = self._lanes.take(lane)
         first = line.is_first(ticket)
         deadline = math.inf if timeout is None else arrived + timeout
-        waiter = Waiter(costs, ticket, deadline, timeout, recost)
+        waiter = Waiter(backend, costs, ticket, deadline, timeout, recost)
         if first and not self._booking and self._held < self._cap:
             waiter.state = LEADING  # the fast path: nobody here waits, nothing is booked
         else:
@@ -856,7 +862,6 @@ class RedisThrottle:
     async def _wait_in_line(self, waiter: Waiter, backend: Backend) -> None:
         """Wait until ``waiter`` takes the booking role, or a head has booked for it."""
         line = self._line
-        event = waiter.event = anyio.Event()
         line.add(waiter)
         deadline = waiter.deadline
         try:
@@ -867,22 +872,23 @@ class RedisThrottle:
                         line.pop_front()
                         waiter.state = LEADING
                         return
-                    if deadline == math.inf:
-                        await event.wait()
-                    elif backend.current_time() >= deadline:
+                    if deadline != math.inf and backend.current_time() >= deadline:
                         line.discard(waiter)
                         self._core.timeouts += 1
                         raise self._timeout_error(waiter.costs, waiter.timeout)
-                    else:
-                        with anyio.CancelScope(deadline=deadline):
-                            await event.wait()
+                    # Woken to look again, or its deadline came (looked at above: a timer
+                    # that fired early, by up to the loop clock's resolution, parks again).
+                    await backend.park(waiter, deadline, _timer_fired)
                 elif state == PICKED:
-                    await event.wait()  # the head's round trip: bounded by redis_timeout
+                    # The head's round trip: bounded by redis_timeout.
+                    await backend.park(waiter, math.inf, _timer_fired)
                 else:
                     return
-                if event.is_set() and waiter.state != BOOKED:  # woken to look again
-                    event = waiter.event = anyio.Event()
         except BaseException:
+            timer = waiter.timer
+            if timer is not None:  # cancelled before its deadline (asyncio)
+                waiter.timer = None
+                timer.cancel()
             if waiter.state == QUEUED:
                 line.discard(waiter)
                 raise
@@ -891,9 +897,7 @@ class RedisThrottle:
                 # Wait for the reply (shielded, bounded by redis_timeout) to give it back.
                 with anyio.CancelScope(shield=True):
                     while waiter.state == PICKED:
-                        if waiter.event.is_set():
-                            waiter.event = anyio.Event()
-                        await waiter.event.wait()
+                        await backend.park(waiter, math.inf, _timer_fired)
             if waiter.state == BOOKED:
                 await self._give_back(waiter)
             raise
@@ -964,12 +968,10 @@ class RedisThrottle:
                         else RedisBackendError(f"the round trip that booked it failed: {exc!r}")
                     )
                     waiter.state = BOOKED
-                    if waiter.event is not None:
-                        waiter.event.set()
+                    waiter.wake()
             return
         for waiter in members[1:]:
-            assert waiter.event is not None
-            waiter.event.set()
+            waiter.wake()
 
     def _recost(self, waiter: Waiter) -> bool:
         """Compute ``waiter``'s costs again (its ``recost``), in place; or set its error and
@@ -1124,12 +1126,10 @@ class RedisThrottle:
         (trio reverses a batch of runnable tasks half of the time), and those booked for the
         same instant would then return out of line.  Each one that goes wakes the next.
         """
-        event = waiter.event = anyio.Event()
         waiter.turn_wait = True
         try:
             while self._batch[self._turn] is not waiter:
-                await event.wait()
-                event = waiter.event = anyio.Event()
+                await waiter.loop.park(waiter, math.inf, _timer_fired)
         finally:
             waiter.turn_wait = False
 
@@ -1145,9 +1145,7 @@ class RedisThrottle:
             self._booking = False
             self._line.wake_front()
         elif batch[self._turn].turn_wait:
-            nxt = batch[self._turn].event
-            assert nxt is not None
-            nxt.set()
+            batch[self._turn].wake()
 
     async def _give_back(self, waiter: Waiter) -> None:
         """A picked waiter was cancelled before it saw its booking: give the booking back."""
@@ -1186,7 +1184,7 @@ class RedisThrottle:
         if self._line.waiting or self._booking or self._held >= self._cap:
             return None
         now = backend.current_time()
-        waiter = Waiter(costs, self._lanes.take("interactive"), now, 0.0)
+        waiter = Waiter(backend, costs, self._lanes.take("interactive"), now, 0.0)
         await self._book(waiter, 1, now)
         try:
             return await self._admit(waiter, now, backend)
