@@ -41,28 +41,27 @@ class DeadlinePassed(Exception):
 
 
 async def finish_then_cancel(call: Callable[[], Awaitable[T]], deadline: float = math.inf) -> T:
-    """Await ``call()`` to its end, even if the calling task is cancelled meanwhile.
+    """Await ``call()`` to its end, shielded, even if the calling task is cancelled meanwhile.
 
-    On asyncio a ``task.cancel()`` that arrives during the call is held back: the call
-    finishes (its result is returned, or its error raised) and the cancellation is requested
-    again, to be delivered at the caller's next ``await``.  Elsewhere (trio), the caller's
-    ``anyio.CancelScope(shield=True)`` is what holds, and the call is awaited directly.
+    Shielded from cancel scopes (``anyio.CancelScope(shield=True)``).  On asyncio a
+    ``task.cancel()`` that arrives during the call is held back too: the call finishes (its
+    result is returned, or its error raised) and the cancellation is requested again, to be
+    delivered at the caller's next ``await``.
 
     At ``deadline`` (the loop's clock) the call is cancelled where it waits, and
     :class:`DeadlinePassed` is raised once it has unwound.
     """
-    try:
-        task = asyncio.current_task()
-    except RuntimeError:  # no asyncio loop in this thread: trio, where the shield holds
-        task = None
-    if task is None:
-        with anyio.CancelScope(deadline=deadline):
+    loop = asyncio._get_running_loop()
+    task = None if loop is None else asyncio.current_task(loop)
+    if task is None:  # trio (or another loop anyio runs on), where the shield holds
+        with anyio.CancelScope(shield=True, deadline=deadline):
             return await call()
         raise DeadlinePassed
     coro = call()
     if not isinstance(coro, types.CoroutineType):  # an awaitable of another kind
         coro = _as_coroutine(coro)
-    result: T = await _drive(coro, task, deadline)
+    with anyio.CancelScope(shield=True):
+        result: T = await _drive(coro, task, deadline)
     return result
 
 

@@ -1034,7 +1034,7 @@ class RedisThrottle:
                 waiter.error.__cause__ = exc.__cause__
                 waiter.state = BOOKED
             return
-        replied = anyio.current_time()
+        replied = members[0].loop.current_time()
         for waiter, asked, outcome in zip(members, requests, reply.outcomes, strict=True):
             if type(outcome) is Booked:
                 waiter.admit_at = replied + outcome.wait / 1e6
@@ -1278,26 +1278,23 @@ class RedisThrottle:
             args = [args[0], f"{args[1]}:{kinds}", *args[2:]]
         self._round_trips += 1
         timeout = self._redis_timeout
-        deadline = math.inf if timeout is None else anyio.current_time() + timeout
+        deadline = math.inf if timeout is None else current_backend().current_time() + timeout
         # Shielded: a cancelled round trip may have run on the server, so it runs to its end
         # and the caller gives back what it booked.  Also against asyncio's own task.cancel(),
         # which anyio's shield lets in: that one is delivered when the round trip is over.
-        with anyio.CancelScope(shield=True):
-            try:
-                return await finish_then_cancel(
-                    partial(self._script, keys=keys, args=args), deadline
-                )
-            except DeadlinePassed:
-                pass
-            except _UNAVAILABLE as exc:
+        try:
+            return await finish_then_cancel(partial(self._script, keys=keys, args=args), deadline)
+        except DeadlinePassed:
+            pass
+        except _UNAVAILABLE as exc:
+            raise self._unavailable_error(op, _described(exc)) from exc
+        except RedisError as exc:
+            if str(exc).startswith("OOM "):  # maxmemory with noeviction: nothing written
                 raise self._unavailable_error(op, _described(exc)) from exc
-            except RedisError as exc:
-                if str(exc).startswith("OOM "):  # maxmemory with noeviction: nothing written
-                    raise self._unavailable_error(op, _described(exc)) from exc
-                raise RedisBackendError(
-                    f"Redis refused the throttle script for {self._name!r} ({op}): "
-                    f"{type(exc).__name__}: {exc}"
-                ) from exc
+            raise RedisBackendError(
+                f"Redis refused the throttle script for {self._name!r} ({op}): "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
         raise self._unavailable_error(op, f"no answer within redis_timeout={timeout!r} seconds")
 
     def _unavailable_error(self, op: str, detail: str) -> BackendUnavailable:
