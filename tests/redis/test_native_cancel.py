@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.helpers import cancel_after
-from throttle_trio.redis import GCRALimit, RedisThrottle
+from throttle_trio.redis import GCRALimit, RedisThrottle, WindowLimit
 
 if TYPE_CHECKING:
     import coredis
@@ -30,19 +30,19 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+@pytest.mark.parametrize("kind", ["bucket", "window"])
 @pytest.mark.parametrize("contended", [False, True], ids=["uncontended", "contended"])
 async def test_cancel_at_every_step_of_an_acquire(
-    client: coredis.Redis[bytes], name: str, contended: bool
+    client: coredis.Redis[bytes], name: str, contended: bool, kind: str
 ) -> None:
     completed_at = None
     for steps in range(400):
-        # An hour per unit: nothing refills during the test, so what is there is what is left.
-        throttle = RedisThrottle(
-            client,
-            f"{name}-{steps}",
-            requests=GCRALimit(1, per=3600.0, burst=5),
-            max_concurrent=1,
+        # An hour per unit (a window of an hour): nothing comes back by itself during the
+        # test, so what is there is what is left.
+        limit = (
+            GCRALimit(1, per=3600.0, burst=5) if kind == "bucket" else WindowLimit(5, window=3600.0)
         )
+        throttle = RedisThrottle(client, f"{name}-{steps}", requests=limit, max_concurrent=1)
         holder = await throttle.acquire(requests=1) if contended else None
         got_through = False
 
@@ -66,9 +66,39 @@ async def test_cancel_at_every_step_of_an_acquire(
         stats = throttle.statistics()
         assert (stats.in_flight, stats.tasks_waiting) == (0, 0), steps
         left = (await throttle.state()).available["requests"]
-        assert left == pytest.approx(5 - got_through, abs=0.01), (steps, got_through)
+        # A window gives nothing back once admitted: the holder's cancelled unit stays counted.
+        kept = 1 if contended and kind == "window" else 0
+        assert left == pytest.approx(5 - got_through - kept, abs=0.01), (steps, got_through)
         if finished_first:
             completed_at = steps
             break
     assert completed_at is not None
     assert completed_at >= 1
+
+
+@pytest.mark.parametrize("kind", ["bucket", "window"])
+async def test_a_task_cancel_while_it_sleeps_to_its_booked_instant(
+    client: coredis.Redis[bytes], name: str, kind: str
+) -> None:
+    """Booked an hour ahead and sleeping until then, the request is cancelled by a plain
+    ``task.cancel()``: its booking is given back, and the next request books as if it never
+    came."""
+    limit = GCRALimit(1, per=3600.0, burst=1) if kind == "bucket" else WindowLimit(1, window=3600.0)
+    throttle = RedisThrottle(client, name, requests=limit)
+    (await throttle.acquire(requests=1)).release()
+    before = await throttle.state()
+    sleeper = asyncio.create_task(throttle.acquire(requests=1))
+    for _ in range(500):  # until it has booked (bounded: 5 s)
+        await asyncio.sleep(0.01)
+        if throttle.statistics().round_trips == 2:
+            break
+    assert (await throttle.state()).booked_for is not None
+    sleeper.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await sleeper
+    stats = throttle.statistics()
+    assert (stats.unbooked, stats.in_flight, stats.tasks_waiting) == (1, 0, 0)
+    after = await throttle.state()
+    assert after.booked_for == before.booked_for
+    # What refilled meanwhile (a unit an hour) is all that differs.
+    assert after.available["requests"] == pytest.approx(before.available["requests"], abs=0.01)
