@@ -554,3 +554,48 @@ async def test_recost_at_booking_time_in_a_batch(client: coredis.Redis[bytes], n
     assert stats.tasks_waiting == 0
     # Redis charged the two that were booked, nothing for the three that failed.
     assert 98 <= (await throttle.state()).available["requests"] < 98.1
+
+
+async def test_a_second_thread_is_refused_while_requests_wait(
+    client: coredis.Redis[bytes], name: str
+) -> None:
+    """Requests of one RedisThrottle wait in one event loop: while they do, an acquire or a
+    release from another thread's loop is refused with a clear error and changes nothing
+    (a release from there could not wake them); the waiter then goes in as usual."""
+    throttle = RedisThrottle(client, name, requests=GCRALimit(10_000), max_concurrent=1)
+    holder = await throttle.acquire(requests=1)
+    admitted = anyio.Event()
+
+    async def waiter() -> None:
+        async with throttle.reserve(requests=1):
+            admitted.set()
+
+    def from_another_thread() -> list[str]:
+        errors = []
+
+        async def acquire() -> None:
+            await throttle.acquire(requests=1)
+
+        try:
+            anyio.run(acquire)
+        except RuntimeError as exc:
+            errors.append(str(exc))
+        try:
+            holder.release()
+        except RuntimeError as exc:
+            errors.append(str(exc))
+        return errors
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter)
+            while throttle.statistics().tasks_waiting == 0:
+                await anyio.sleep(0.001)
+            errors = await anyio.to_thread.run_sync(from_another_thread)
+            assert len(errors) == 2
+            assert all("waiting in an event loop of another thread" in e for e in errors)
+            stats = throttle.statistics()
+            assert (stats.in_flight, stats.tasks_waiting, stats.round_trips) == (1, 1, 1)
+            holder.release()
+            await admitted.wait()
+    assert throttle.statistics().admitted == 2

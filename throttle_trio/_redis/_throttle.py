@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from functools import partial
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, final
@@ -340,10 +341,13 @@ class RedisReservation:
         this process.
         """
         if self._booking.state is _ACTIVE:
+            throttle = self._throttle
+            if throttle._line.waiting and threading.get_ident() != throttle._thread:
+                throttle._check_thread()  # raises: the slot it frees would wake nobody
             self._booking.state = _RELEASED
             if self._local is not None:
                 self._local.release()
-            self._throttle._release_slot()
+            throttle._release_slot()
 
     async def cancel(self) -> None:
         """The request was never sent: refund every charge and release the slot.
@@ -473,6 +477,7 @@ class RedisThrottle:
         "_redis_timeout",
         "_round_trips",
         "_script",
+        "_thread",
         "_turn",
         "_unavailable",
         "_unbooked",
@@ -560,6 +565,7 @@ class RedisThrottle:
         self._batch_left = 0
         self._batch: list[Waiter] = []  # the requests of the latest batch, in booking order
         self._turn = 0  # the first of them not yet admitted nor gone
+        self._thread = 0  # the thread whose event loop the line's waiters are in
         self._booked = 0  # of which, booked in Redis and sleeping until their instant
         self._held = 0  # concurrency slots held: admitted reservations, and the booking head
         self._booked_wait = 0.0
@@ -825,6 +831,7 @@ class RedisThrottle:
     ) -> RedisReservation:
         backend = current_backend()
         await backend.checkpoint_if_cancelled()
+        self._check_thread()
         arrived = backend.current_time()
         line = self._line
         if ticket is None:
@@ -1181,6 +1188,7 @@ class RedisThrottle:
         """Admit ``costs`` only if they fit now and nobody here waits (RedisRateLimiter)."""
         backend = current_backend()
         await backend.checkpoint_if_cancelled()
+        self._check_thread()
         if self._line.waiting or self._booking or self._held >= self._cap:
             return None
         now = backend.current_time()
@@ -1204,6 +1212,21 @@ class RedisThrottle:
                 retry_after=booking.retry_after,
             )
             emit(hook, event)
+
+    def _check_thread(self) -> None:
+        """Refuse a second thread while this process's requests wait in another thread's
+        event loop (their wake-ups belong to that loop and are not thread-safe); otherwise
+        this thread's loop is the one they wait in from now on."""
+        thread = threading.get_ident()
+        if thread != self._thread:
+            if self._line.waiting or self._booking:
+                raise RuntimeError(
+                    f"RedisThrottle {self._name!r} has requests waiting in an event loop of "
+                    "another thread; one RedisThrottle object serves one event loop at a time: "
+                    "make one per thread (with the same name they share the limit through "
+                    "Redis), or call it in its loop's thread (anyio.from_thread.run)"
+                )
+            self._thread = thread
 
     def _release_slot(self) -> None:
         full = self._held >= self._cap
