@@ -754,6 +754,26 @@ async def test_a_full_bucket_refills_from_its_first_response(answered: int) -> N
         slot.release()
 
 
+async def test_a_response_to_a_request_admitted_before_the_opening_does_not_end_it() -> None:
+    """Only a request admitted at or after a bucket's first admission proves that its server
+    bucket is refilling: a response to an earlier one (that did not charge it) does not."""
+    throttle = Throttle(requests=TokenBucket(64), tokens=TokenBucket(128, burst=1024))
+
+    def available() -> float:
+        return throttle.statistics().limits["tokens"].available
+
+    earlier = await throttle.acquire(requests=1)
+    await anyio.sleep(0.125)
+    opening = await throttle.acquire(requests=1, tokens=512)
+    await anyio.sleep(0.25)
+    throttle.observe(RateLimitHeaders(), earlier)
+    assert available() == 512 + 32
+    throttle.observe(RateLimitHeaders(), opening)
+    assert available() == 512
+    earlier.release()
+    opening.release()
+
+
 @pytest.mark.parametrize("start", ["below-full", "full-again"])
 async def test_only_a_bucket_that_started_full_refills_from_its_first_response(
     start: str,
