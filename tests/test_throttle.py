@@ -500,8 +500,17 @@ def report(**metrics: tuple[float | None, float | None]) -> RateLimitHeaders:
     return RateLimitHeaders(limits=limits, retry_after=None, should_retry=None)
 
 
+async def opened(throttle: Throttle, costs: dict[str, float]) -> None:
+    """A first request and its response: the run is under way, its buckets' opening wave
+    over (a wave's reports cut nothing: see the tests after these)."""
+    slot = await throttle.acquire(costs)
+    throttle.observe(RateLimitHeaders(), slot)
+    slot.release()
+
+
 async def test_headers_lower_the_available_capacity_minus_what_was_sent_since() -> None:
     throttle = Throttle(requests=TokenBucket(60, per=60.0), tokens=TokenBucket(6000, per=60.0))
+    await opened(throttle, {"requests": 1, "tokens": 100})
     first = await throttle.acquire(requests=1, tokens=100)
     for _ in range(3):  # three more leave before the first response arrives
         (await throttle.acquire(requests=1, tokens=100)).release()
@@ -509,11 +518,11 @@ async def test_headers_lower_the_available_capacity_minus_what_was_sent_since() 
     # The server saw the first request and others sharing the key: 20 requests remain.
     # One report is not enough to cut (see the next test); the second says the same.
     throttle.observe(report(requests=(60, 20), tokens=(6000, 5900)), first)
-    assert throttle.statistics().limits["requests"].available == 60 - 4
+    assert throttle.statistics().limits["requests"].available == 60 - 5
     throttle.observe(report(requests=(60, 20), tokens=(6000, 5900)), first)
     stats = throttle.statistics().limits
     assert stats["requests"].available == 20 - 3
-    assert stats["tokens"].available == 5600  # local 5600 < 5900 - 300: ours is lower
+    assert stats["tokens"].available == 5500  # local 5500 < 5900 - 300: ours is lower
     throttle.observe(report(requests=(60, 50)))  # more than we think: ignored
     assert throttle.statistics().limits["requests"].available == 17
 
@@ -596,8 +605,9 @@ async def test_adaptive_rates_back_off_and_recover_below_the_configured_rate() -
 
 async def test_headers_credit_the_refill_since_the_request_arrived() -> None:
     """`remaining` was counted when the request arrived; by the response the server's bucket
-    has refilled, and our refunds since then count too."""
-    throttle = Throttle(tokens=TokenBucket(8, burst=64))
+    has refilled, and our refunds since then count too.  (A bucket that was not full: a full
+    one refills from its first response, see below.)"""
+    throttle = Throttle(tokens=TokenBucket(8, burst=64, initial_tokens=63))
     first = await throttle.acquire(tokens=32)
     await anyio.sleep(2)  # the response arrives 2 s later: the server refilled 16 meanwhile
     second = await throttle.acquire(tokens=8)
@@ -717,6 +727,108 @@ def test_headers_count_what_the_server_saw_in_the_order_the_tasks_ran_again() ->
     """
     orders = {_two_requests_admitted_at_once() for _ in range(40)}
     assert orders == {True, False}  # both orders were exercised
+
+
+@pytest.mark.parametrize("answered", [0, 1], ids=["its-response", "a-later-requests"])
+async def test_a_full_bucket_refills_from_its_first_response(answered: int) -> None:
+    """The server's bucket starts refilling when the first request of a full bucket's opening
+    wave arrives, which may be long after its task ran again (a loop busy opening the wave's
+    connections: 30-110 ms in ``bench.http``, a lead of 150-540 tokens at 5,000 a second, met
+    as 429s when the burst runs out), and is no later than the first response.  So the bucket
+    refills nothing before that response, to the wave's first request or a later one; from
+    then on as usual."""
+    throttle = Throttle(tokens=TokenBucket(128, burst=1024))
+
+    def available() -> float:
+        return throttle.statistics().limits["tokens"].available
+
+    wave = [await throttle.acquire(tokens=512), await throttle.acquire(tokens=128)]
+    await anyio.sleep(0.25)
+    assert available() == 384 + 32  # refilling from when the first one could leave
+    throttle.observe(RateLimitHeaders(), wave[answered])  # the first response
+    assert available() == 384
+    await anyio.sleep(0.125)
+    throttle.observe(RateLimitHeaders(), wave[1 - answered])
+    assert available() == 384 + 16
+    for slot in wave:
+        slot.release()
+
+
+async def test_a_response_to_a_request_admitted_before_the_opening_does_not_end_it() -> None:
+    """Only a request admitted at or after a bucket's first admission proves that its server
+    bucket is refilling: a response to an earlier one (that did not charge it) does not."""
+    throttle = Throttle(requests=TokenBucket(64), tokens=TokenBucket(128, burst=1024))
+
+    def available() -> float:
+        return throttle.statistics().limits["tokens"].available
+
+    earlier = await throttle.acquire(requests=1)
+    await anyio.sleep(0.125)
+    opening = await throttle.acquire(requests=1, tokens=512)
+    await anyio.sleep(0.25)
+    throttle.observe(RateLimitHeaders(), earlier)
+    assert available() == 512 + 32
+    throttle.observe(RateLimitHeaders(), opening)
+    assert available() == 512
+    earlier.release()
+    opening.release()
+
+
+@pytest.mark.parametrize("start", ["below-full", "full-again"])
+async def test_only_a_bucket_that_started_full_refills_from_its_first_response(
+    start: str,
+) -> None:
+    """A bucket given ``initial_tokens=`` below full says where the server is (its first
+    request waits for it), and a bucket full again after a lull sends on open connections:
+    both refill from when the admitted task ran again, as before."""
+    initial = 1024 - 64 if start == "below-full" else None
+    throttle = Throttle(tokens=TokenBucket(128, burst=1024, initial_tokens=initial))
+
+    def available() -> float:
+        return throttle.statistics().limits["tokens"].available
+
+    if start == "full-again":
+        opening = await throttle.acquire(tokens=64)
+        throttle.observe(RateLimitHeaders(), opening)
+        opening.release()
+        await anyio.sleep(0.5)
+    slot = await throttle.acquire(tokens=1024)  # from full: waited 0.5 s for it if below
+    await anyio.sleep(0.25)
+    throttle.observe(RateLimitHeaders(), slot)
+    assert available() == 32
+    slot.release()
+
+
+async def test_reports_of_an_opening_wave_cut_nothing_and_later_ones_do() -> None:
+    """Requests that leave together from a full bucket, before its first response, reach the
+    server in any order (most open their connection; trio runs their tasks again in random
+    order): which of the others the server had counted when one arrived is a guess, off by
+    thousands of tokens after a wave of 64 in ``bench.http``, and two such guesses in a row
+    can agree on a cut that is not real (0.95-0.97 of the limit on trio, kept for good).  So
+    a wave's reports cut nothing.  After the wave, reports count as usual: another client on
+    the key is found by the next two that agree."""
+    throttle = Throttle(tokens=TokenBucket(8, burst=1000))
+
+    def available() -> float:
+        return throttle.statistics().limits["tokens"].available
+
+    a, b, c, d = [await throttle.acquire(tokens=100) for _ in range(4)]  # they leave together
+    # The server got C, D, A, B: 700 left after A, 600 after B.  Less what was sent after
+    # each (B, C, D; C, D), both say 400 now, and agree; but 600 is left.
+    throttle.observe(report(tokens=(1000, 700)), a)
+    throttle.observe(report(tokens=(1000, 600)), b)
+    assert available() == 600
+    for slot in (a, b, c, d):
+        slot.release()
+    await anyio.sleep(0.5)  # 604, on both sides
+    e, f = [await throttle.acquire(tokens=100) for _ in range(2)]
+    # Meanwhile another client spent 300: 604 - 300 - 100 left after E, 104 after F.
+    throttle.observe(report(tokens=(1000, 204)), e)
+    assert available() == 404  # one report: not yet
+    throttle.observe(report(tokens=(1000, 104)), f)
+    assert available() == 104
+    e.release()
+    f.release()
 
 
 async def test_a_learned_limit_takes_its_period_from_the_reset_header() -> None:

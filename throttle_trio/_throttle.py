@@ -21,6 +21,7 @@ charges, which :meth:`Reservation.settle` adjusts to the real usage.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass, field
@@ -166,12 +167,20 @@ class ThrottleStatistics:
 class _Limit(Ledger):
     """One named limit: its policy (the store of its level), its counters and its AIMD."""
 
-    __slots__ = ("aimd", "policy")
+    __slots__ = ("aimd", "opening", "policy", "wave")
 
     def __init__(self, name: str, policy: RatePolicy, *, learned: bool = False) -> None:
         super().__init__(name, learned=learned)
         self.policy = policy
         self.aimd: AIMD | None = None
+        # After the first admission of a bucket that started full, until a response to it or
+        # to a later request arrives: (when it was admitted, its level right after, the net
+        # charge then, the throttle's admissions before it).  See ``Throttle.observe``: the
+        # server's bucket starts refilling no later than that response.
+        self.opening: tuple[float, float, float, int] | None = None
+        # That opening wave: from its admission to the first response; the requests sent in
+        # it cannot be ordered against each other (see ``Throttle.observe``).
+        self.wave: tuple[float, float] | None = None
 
     def rate(self) -> float:
         """Units per second this limit admits now (``math.nan`` for an unknown policy)."""
@@ -679,8 +688,10 @@ class Throttle:
                 emit(self._on_event, TimedOut(self._source(), arrived, 0.0, timeout, dict(costs)))
             raise self._timeout_error(costs, timeout)
 
-        # limit name -> its level right after this admission, for the limits that were full.
-        from_full: dict[str, float] = {}
+        # limit name -> its level right after this admission, for the limits that were full,
+        # the throttle's admissions before it, and whether it is the first admission of a
+        # bucket that started full.
+        from_full: dict[str, tuple[float, int, bool]] = {}
         # What held this request back last while it was first in line (for the event).
         bound_by: list[str | None] = [None]
 
@@ -699,9 +710,11 @@ class Throttle:
             for limit, cost in charged:
                 policy = limit.policy
                 full = policy.refills_continuously and policy.is_full(now)
+                # Its first admission, and the request waited for nothing: it started full.
+                first = not limit.admitted_cost and bound_by[0] is None
                 policy.consume(cost, now)
                 if full:
-                    from_full[limit.name] = policy.available(now)
+                    from_full[limit.name] = (policy.available(now), core.admitted, first)
             core.admitted_now(booking, now, arrived)
             self._lanes.admitted(booking.ticket)
             self._in_flight += 1
@@ -739,13 +752,15 @@ class Throttle:
         # The task runs again: from now on its request may be on the wire.
         now = self._now()
         marks = booking.marks
-        for name, level in from_full.items():
+        for name, (level, before, first) in from_full.items():
             # A full bucket starts refilling at its first admission, the server's when that
             # request arrives, which is no earlier than now: refill nothing before now (or
             # the client leads the server by the refill of the lag, and meets 429s when the
             # burst runs out).
             limit = self._limits[name]
             limit.policy.limit_available(level - (limit.net_charged - marks[name]), now)
+            if first:
+                limit.opening = (booking.admitted_at, level, marks[name], before)
         core.resumed(booking, now)
         hook = self._on_event
         if hook is not None:
@@ -1019,6 +1034,9 @@ class Throttle:
             if hook is not None:
                 emit(hook, LimitLearned(self._source(), now, spec.metric, spec.limit, spec.per))
         booking = None if reservation is None else reservation._booking
+        if booking is not None:
+            self._close_opening(booking, now)
+            report = self._outside_the_wave(report, booking)
         for target in core.feedback(report, booking, now, _Limit.refill_rate):
             policy = target.limit.policy
             available = policy.available(now)
@@ -1031,6 +1049,57 @@ class Throttle:
                     emit(hook, event)
         if learned:  # the probe is over; a learned capacity may be below a queued cost (I6)
             self._fail_misfits()
+
+    def _close_opening(self, booking: Booking, now: float) -> None:
+        """A response to a request admitted at or after a full bucket's opening admission.
+
+        For a bucket that started full (the default, mirroring a provider's that starts full:
+        its first request went at once) and admits its first request: the server's bucket
+        started refilling when the first of the wave arrived, no later than now, and this one
+        from when that admission's task ran again (the earliest it could leave).  In between,
+        the first requests of a run open their connections while the program is busiest
+        (30-110 ms in ``bench.http``, a lead of 150-540 tokens at 5,000 a second, met as 429s
+        when the burst runs out), longer than any request after them takes: refill nothing
+        before now.  That costs the refill of one response time, once.  A bucket given
+        ``initial_tokens=`` below full is the user's own statement of where the server is (and
+        so is a full one whose first request waited, for it or another limit: the presets'
+        warm-up); a later opening (a bucket full again after a lull) goes out on open
+        connections: neither is pinned.  The response also ends the opening wave (see
+        :meth:`_outside_the_wave`).
+        """
+        for limit in self._limits.values():
+            opening = limit.opening
+            if opening is None or booking.admitted_at < opening[0]:
+                continue
+            limit.opening = None
+            opened, level, mark, before = opening
+            limit.policy.limit_available(level - (limit.net_charged - mark), now)
+            # A wave of one request has no order to guess: its report counts as usual.
+            limit.wave = (opened, now) if self._core.admitted - before > 1 else None
+
+    def _outside_the_wave(self, report: RateLimitHeaders, booking: Booking) -> RateLimitHeaders:
+        """``report`` without the metrics of the limits whose opening wave sent ``booking``.
+
+        The requests of a run's opening wave (admitted from a bucket that started full, sent
+        before the first response: see :meth:`_close_opening`) leave together, most on new
+        connections, and reach the server in any order: which of the others the server had
+        counted when one arrived is a guess, off by thousands of tokens after a burst of 64
+        (trio runs the admitted tasks again in random order), and two such reports in a row
+        can agree on a cut that is not real, kept for good.  The wave has nothing to correct
+        either: its bucket refills from the first response.  So their reports cut nothing; a
+        429 among them still does (:meth:`rejected`: proof, not a guess).
+        """
+        skipped = [  # feedback finds a metric's limit by that name
+            name
+            for name, limit in self._limits.items()
+            if limit.wave is not None
+            and limit.wave[0] <= booking.admitted_at
+            and booking.resumed_at <= limit.wave[1]
+        ]
+        if not skipped or not any(metric in report.limits for metric in skipped):
+            return report
+        kept = {m: info for m, info in report.limits.items() if m not in skipped}
+        return dataclasses.replace(report, limits=kept)
 
     def rejected(self, report: RateLimitHeaders, reservation: Reservation) -> None:
         """A 429 answered ``reservation``: cut each limit by the shortfall it proves.
