@@ -237,6 +237,24 @@ def test_a_report_without_a_booking_is_taken_at_its_word_and_unknown_metrics_are
     assert [(t.limit.name, t.level) for t in targets] == [("requests", 6)]
 
 
+def test_the_reports_of_an_opening_wave_cut_nothing() -> None:
+    """A shell marked the limit's opening wave (its first admission at 0, the first response
+    at 2): the reports of requests sent in it cut nothing however low and however many agree;
+    the same reports for requests admitted after the wave do (two agreeing, as always).
+    """
+    core = make_core()
+    tokens = core.limits["tokens"]
+    wave = [admit(core, 0.0, tokens=100, resumed=0.0) for _ in range(3)]
+    tokens.wave = (0.0, 2.0)
+    for booking in wave:
+        assert core.feedback(report(tokens=10), booking, 2.0, lambda limit: 10.0) == []
+    assert math.isnan(tokens.pending.level)  # not even kept for the next report to confirm
+    after = [admit(core, 2.5, tokens=100, resumed=2.5) for _ in range(2)]
+    assert core.feedback(report(tokens=10), after[0], 3.0, lambda limit: 10.0) == []
+    targets = core.feedback(report(tokens=10), after[1], 3.0, lambda limit: 10.0)
+    assert [t.limit.name for t in targets] == ["tokens"]
+
+
 @given(st.lists(st.floats(-1e6, 1e6), min_size=2, max_size=12))
 def test_no_target_is_below_either_of_two_consecutive_reports(levels: list[float]) -> None:
     core = make_core()

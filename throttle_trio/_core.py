@@ -155,6 +155,7 @@ class Ledger:
         "refunded",
         "unsent",
         "wait_time",
+        "wave",
     )
 
     def __init__(self, name: str, *, learned: bool = False) -> None:
@@ -169,6 +170,13 @@ class Ledger:
         # Admitted, but the admitted task has not run again yet: the request is not on the wire.
         self.unsent = 0.0
         self.pending = PendingLevel()  # the last report, which the next must confirm (rule 4)
+        # A run's opening wave, (first admission, first response), if a shell marked one: the
+        # requests admitted in it left together, before any response, most on new
+        # connections, and reached the server in any order, so which of the others the server
+        # had counted when one arrived is a guess (off by thousands of tokens after a burst of
+        # 64), and two such reports in a row can agree on a cut that is not real.  Their
+        # reports cut nothing (:meth:`ThrottleCore.feedback`); a 429 among them still does.
+        self.wave: tuple[float, float] | None = None
 
     @property
     def net_charged(self) -> float:
@@ -441,6 +449,14 @@ class ThrottleCore(Generic[L]):
             limit = self.limits.get(metric)
             if limit is None or info.remaining is None:
                 continue
+            wave = limit.wave
+            if (
+                wave is not None
+                and booking is not None
+                and wave[0] <= booking.admitted_at
+                and booking.resumed_at <= wave[1]
+            ):
+                continue  # sent in the opening wave: its report is a guess (Ledger.wave)
             rate = refill_rate(limit)
             if booking is not None and limit.name in booking.marks:
                 level = reported_level(

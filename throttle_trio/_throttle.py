@@ -21,7 +21,6 @@ charges, which :meth:`Reservation.settle` adjusts to the real usage.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 from dataclasses import dataclass, field
@@ -167,7 +166,7 @@ class ThrottleStatistics:
 class _Limit(Ledger):
     """One named limit: its policy (the store of its level), its counters and its AIMD."""
 
-    __slots__ = ("aimd", "opening", "policy", "wave")
+    __slots__ = ("aimd", "opening", "policy")
 
     def __init__(self, name: str, policy: RatePolicy, *, learned: bool = False) -> None:
         super().__init__(name, learned=learned)
@@ -178,9 +177,6 @@ class _Limit(Ledger):
         # charge then, the throttle's admissions before it).  See ``Throttle.observe``: the
         # server's bucket starts refilling no later than that response.
         self.opening: tuple[float, float, float, int] | None = None
-        # That opening wave: from its admission to the first response; the requests sent in
-        # it cannot be ordered against each other (see ``Throttle.observe``).
-        self.wave: tuple[float, float] | None = None
 
     def rate(self) -> float:
         """Units per second this limit admits now (``math.nan`` for an unknown policy)."""
@@ -1036,7 +1032,6 @@ class Throttle:
         booking = None if reservation is None else reservation._booking
         if booking is not None:
             self._close_opening(booking, now)
-            report = self._outside_the_wave(report, booking)
         for target in core.feedback(report, booking, now, _Limit.refill_rate):
             policy = target.limit.policy
             available = policy.available(now)
@@ -1064,8 +1059,8 @@ class Throttle:
         ``initial_tokens=`` below full is the user's own statement of where the server is (and
         so is a full one whose first request waited, for it or another limit: the presets'
         warm-up); a later opening (a bucket full again after a lull) goes out on open
-        connections: neither is pinned.  The response also ends the opening wave (see
-        :meth:`_outside_the_wave`).
+        connections: neither is pinned.  The response also ends the opening wave, whose
+        requests' reports then cut nothing (``Ledger.wave``, applied by the core's feedback).
         """
         for limit in self._limits.values():
             opening = limit.opening
@@ -1076,30 +1071,6 @@ class Throttle:
             limit.policy.limit_available(level - (limit.net_charged - mark), now)
             # A wave of one request has no order to guess: its report counts as usual.
             limit.wave = (opened, now) if self._core.admitted - before > 1 else None
-
-    def _outside_the_wave(self, report: RateLimitHeaders, booking: Booking) -> RateLimitHeaders:
-        """``report`` without the metrics of the limits whose opening wave sent ``booking``.
-
-        The requests of a run's opening wave (admitted from a bucket that started full, sent
-        before the first response: see :meth:`_close_opening`) leave together, most on new
-        connections, and reach the server in any order: which of the others the server had
-        counted when one arrived is a guess, off by thousands of tokens after a burst of 64
-        (trio runs the admitted tasks again in random order), and two such reports in a row
-        can agree on a cut that is not real, kept for good.  The wave has nothing to correct
-        either: its bucket refills from the first response.  So their reports cut nothing; a
-        429 among them still does (:meth:`rejected`: proof, not a guess).
-        """
-        skipped = [  # feedback finds a metric's limit by that name
-            name
-            for name, limit in self._limits.items()
-            if limit.wave is not None
-            and limit.wave[0] <= booking.admitted_at
-            and booking.resumed_at <= limit.wave[1]
-        ]
-        if not skipped or not any(metric in report.limits for metric in skipped):
-            return report
-        kept = {m: info for m, info in report.limits.items() if m not in skipped}
-        return dataclasses.replace(report, limits=kept)
 
     def rejected(self, report: RateLimitHeaders, reservation: Reservation) -> None:
         """A 429 answered ``reservation``: cut each limit by the shortfall it proves.
