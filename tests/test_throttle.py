@@ -754,6 +754,34 @@ async def test_a_full_bucket_refills_from_its_first_response(answered: int) -> N
         slot.release()
 
 
+async def test_a_slow_first_response_does_not_stall_a_paced_bucket() -> None:
+    """The OpenAI preset paces with a small bucket (20 a second, burst 4): by the time an
+    LLM's first response comes back (2 s here), the wave has been admitted at that rate.
+    Refilling nothing before that response must not turn into a debt of the two seconds'
+    refill: the pace goes on as before (at most the bucket's few units are lost)."""
+    throttle = Throttle.for_openai(rpm=1200, tpm=10_000_000)
+    admitted: list[float] = []
+    first: list[tt.Reservation] = []
+
+    async def worker() -> None:
+        while anyio.current_time() < 4:
+            slot = await throttle.acquire(requests=1, tokens=10)
+            admitted.append(anyio.current_time())
+            if first:
+                slot.release()
+            else:
+                first.append(slot)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(50):
+            tg.start_soon(worker)
+        await anyio.sleep(2)
+        throttle.observe(RateLimitHeaders(), first[0])  # the first response, 2 s in
+        first[0].release()
+    after = [t for t in admitted if 2 <= t < 3]
+    assert len(after) >= 16  # about 20 a second, not a stall
+
+
 async def test_a_response_to_a_request_admitted_before_the_opening_does_not_end_it() -> None:
     """Only a request admitted at or after a bucket's first admission proves that its server
     bucket is refilling: a response to an earlier one (that did not charge it) does not."""

@@ -1068,7 +1068,11 @@ class Throttle:
                 continue
             limit.opening = None
             opened, level, mark, before = opening
-            limit.policy.limit_available(level - (limit.net_charged - mark), now)
+            # Never below empty: a bucket that paced the wave at its rate (a small burst, a
+            # slow first response) would otherwise owe the whole response time's refill, a
+            # stall of that long (2 s for an LLM's answer); the lead it guards against is in
+            # a bucket that still holds the burst's rest.
+            limit.policy.limit_available(max(0.0, level - (limit.net_charged - mark)), now)
             # A wave of one request has no order to guess: its report counts as usual.
             limit.wave = (opened, now) if self._core.admitted - before > 1 else None
 
