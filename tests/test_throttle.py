@@ -730,13 +730,11 @@ def test_headers_count_what_the_server_saw_in_the_order_the_tasks_ran_again() ->
 
 
 @pytest.mark.parametrize("answered", [0, 1], ids=["its-response", "a-later-requests"])
-async def test_a_full_bucket_refills_from_its_first_response(answered: int) -> None:
-    """The server's bucket starts refilling when the first request of a full bucket's opening
-    wave arrives, which may be long after its task ran again (a loop busy opening the wave's
-    connections: 30-110 ms in ``bench.http``, a lead of 150-540 tokens at 5,000 a second, met
-    as 429s when the burst runs out), and is no later than the first response.  So the bucket
-    refills nothing before that response, to the wave's first request or a later one; from
-    then on as usual."""
+async def test_the_first_response_takes_nothing_back(answered: int) -> None:
+    """A bucket that started full stays a token bucket through its first response: it refills
+    from when its first admitted task ran again, whatever the response says or when it comes
+    (taking back the refill of the first response time would stall a paced bucket for that
+    long, and delay every later admission of a small one)."""
     throttle = Throttle(tokens=TokenBucket(128, burst=1024))
 
     def available() -> float:
@@ -746,10 +744,10 @@ async def test_a_full_bucket_refills_from_its_first_response(answered: int) -> N
     await anyio.sleep(0.25)
     assert available() == 384 + 32  # refilling from when the first one could leave
     throttle.observe(RateLimitHeaders(), wave[answered])  # the first response
-    assert available() == 384
+    assert available() == 384 + 32
     await anyio.sleep(0.125)
     throttle.observe(RateLimitHeaders(), wave[1 - answered])
-    assert available() == 384 + 16
+    assert available() == 384 + 48
     for slot in wave:
         slot.release()
 
@@ -783,48 +781,49 @@ async def test_a_slow_first_response_does_not_stall_a_paced_bucket() -> None:
 
 
 async def test_a_response_to_a_request_admitted_before_the_opening_does_not_end_it() -> None:
-    """Only a request admitted at or after a bucket's first admission proves that its server
-    bucket is refilling: a response to an earlier one (that did not charge it) does not."""
-    throttle = Throttle(requests=TokenBucket(64), tokens=TokenBucket(128, burst=1024))
+    """Only a response to a request admitted at or after a bucket's first admission ends its
+    opening wave: one to an earlier request (that did not charge it) does not, so the wave's
+    reports still cut nothing."""
+    throttle = Throttle(requests=TokenBucket(64), tokens=TokenBucket(8, burst=1000))
 
     def available() -> float:
         return throttle.statistics().limits["tokens"].available
 
     earlier = await throttle.acquire(requests=1)
     await anyio.sleep(0.125)
-    opening = await throttle.acquire(requests=1, tokens=512)
-    await anyio.sleep(0.25)
-    throttle.observe(RateLimitHeaders(), earlier)
-    assert available() == 512 + 32
-    throttle.observe(RateLimitHeaders(), opening)
-    assert available() == 512
-    earlier.release()
-    opening.release()
+    opening = await throttle.acquire(requests=1, tokens=100)
+    throttle.observe(RateLimitHeaders(), earlier)  # not the tokens bucket's opening
+    second = await throttle.acquire(requests=1, tokens=100)  # still in the wave
+    throttle.observe(report(tokens=(1000, 500)), opening)  # ends it: both were sent before
+    throttle.observe(report(tokens=(1000, 400)), second)  # two low reports that agree
+    assert available() == 800
+    for slot in (earlier, opening, second):
+        slot.release()
 
 
 @pytest.mark.parametrize("start", ["below-full", "full-again"])
-async def test_only_a_bucket_that_started_full_refills_from_its_first_response(
-    start: str,
-) -> None:
-    """A bucket given ``initial_tokens=`` below full says where the server is (its first
-    request waits for it), and a bucket full again after a lull sends on open connections:
-    both refill from when the admitted task ran again, as before."""
-    initial = 1024 - 64 if start == "below-full" else None
-    throttle = Throttle(tokens=TokenBucket(128, burst=1024, initial_tokens=initial))
+async def test_only_a_bucket_that_started_full_has_an_opening_wave(start: str) -> None:
+    """A bucket given ``initial_tokens=`` below full says where the server is, and a bucket
+    full again after a lull sends on open connections: their first requests' reports count
+    as usual (two that agree cut)."""
+    initial = 1000 - 100 if start == "below-full" else None
+    throttle = Throttle(tokens=TokenBucket(8, burst=1000, initial_tokens=initial))
 
     def available() -> float:
         return throttle.statistics().limits["tokens"].available
 
     if start == "full-again":
-        opening = await throttle.acquire(tokens=64)
+        opening = await throttle.acquire(tokens=100)
         throttle.observe(RateLimitHeaders(), opening)
         opening.release()
-        await anyio.sleep(0.5)
-    slot = await throttle.acquire(tokens=1024)  # from full: waited 0.5 s for it if below
-    await anyio.sleep(0.25)
-    throttle.observe(RateLimitHeaders(), slot)
-    assert available() == 32
-    slot.release()
+        await anyio.sleep(12.5)  # full again
+    level = available()
+    a, b = [await throttle.acquire(tokens=100) for _ in range(2)]
+    throttle.observe(report(tokens=(1000, level - 400)), a)  # another client spent 300
+    throttle.observe(report(tokens=(1000, level - 500)), b)
+    assert available() == level - 500
+    a.release()
+    b.release()
 
 
 async def test_reports_of_an_opening_wave_cut_nothing_and_later_ones_do() -> None:

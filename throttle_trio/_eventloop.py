@@ -54,6 +54,7 @@ __all__ = [
     "Parked",
     "current_backend",
     "running_backend",
+    "running_loop",
     "shift_policy_clock",
     "time_for_read",
 ]
@@ -85,6 +86,12 @@ except ImportError:  # pragma: no cover - every CPython since 3.7 has it
             return asyncio.get_running_loop()
         except RuntimeError:
             return None
+
+
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """The running asyncio loop of this thread, or ``None`` (trio, or no loop), without
+    raising."""
+    return _running_loop()
 
 
 class Parked(Protocol):

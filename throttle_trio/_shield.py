@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
+from ._eventloop import running_loop
+
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Coroutine, Generator
 
@@ -51,7 +53,7 @@ async def finish_then_cancel(call: Callable[[], Awaitable[T]], deadline: float =
     At ``deadline`` (the loop's clock) the call is cancelled where it waits, and
     :class:`DeadlinePassed` is raised once it has unwound.
     """
-    loop = asyncio._get_running_loop()
+    loop = running_loop()
     task = None if loop is None else asyncio.current_task(loop)
     if task is None:  # trio (or another loop anyio runs on), where the shield holds
         with anyio.CancelScope(shield=True, deadline=deadline):

@@ -173,10 +173,9 @@ class _Limit(Ledger):
         self.policy = policy
         self.aimd: AIMD | None = None
         # After the first admission of a bucket that started full, until a response to it or
-        # to a later request arrives: (when it was admitted, its level right after, the net
-        # charge then, the throttle's admissions before it).  See ``Throttle.observe``: the
-        # server's bucket starts refilling no later than that response.
-        self.opening: tuple[float, float, float, int] | None = None
+        # to a later request arrives: (when it was admitted, the throttle's admissions before
+        # it).  That response ends the run's opening wave (see ``Throttle._close_opening``).
+        self.opening: tuple[float, int] | None = None
 
     def rate(self) -> float:
         """Units per second this limit admits now (``math.nan`` for an unknown policy)."""
@@ -706,8 +705,7 @@ class Throttle:
             for limit, cost in charged:
                 policy = limit.policy
                 full = policy.refills_continuously and policy.is_full(now)
-                # Its first admission, and the request waited for nothing: it started full.
-                first = not limit.admitted_cost and bound_by[0] is None
+                first = not limit.admitted_cost  # its first admission, from full: the opening
                 policy.consume(cost, now)
                 if full:
                     from_full[limit.name] = (policy.available(now), core.admitted, first)
@@ -756,7 +754,7 @@ class Throttle:
             limit = self._limits[name]
             limit.policy.limit_available(level - (limit.net_charged - marks[name]), now)
             if first:
-                limit.opening = (booking.admitted_at, level, marks[name], before)
+                limit.opening = (booking.admitted_at, before)
         core.resumed(booking, now)
         hook = self._on_event
         if hook is not None:
@@ -1046,34 +1044,21 @@ class Throttle:
             self._fail_misfits()
 
     def _close_opening(self, booking: Booking, now: float) -> None:
-        """A response to a request admitted at or after a full bucket's opening admission.
+        """A response to a request admitted at or after a full bucket's opening admission:
+        the run's opening wave, from that admission to now, is over.
 
         For a bucket that started full (the default, mirroring a provider's that starts full:
-        its first request went at once) and admits its first request: the server's bucket
-        started refilling when the first of the wave arrived, no later than now, and this one
-        from when that admission's task ran again (the earliest it could leave).  In between,
-        the first requests of a run open their connections while the program is busiest
-        (30-110 ms in ``bench.http``, a lead of 150-540 tokens at 5,000 a second, met as 429s
-        when the burst runs out), longer than any request after them takes: refill nothing
-        before now.  That costs the refill of one response time, once.  A bucket given
-        ``initial_tokens=`` below full is the user's own statement of where the server is (and
-        so is a full one whose first request waited, for it or another limit: the presets'
-        warm-up); a later opening (a bucket full again after a lull) goes out on open
-        connections: neither is pinned.  The response also ends the opening wave, whose
-        requests' reports then cut nothing (``Ledger.wave``, applied by the core's feedback).
+        its first request went at once), the requests admitted before the first response left
+        together, most on new connections, and reached the server in any order, so their
+        reports are guesses (``Ledger.wave``: the core's feedback skips them).  A wave of one
+        request has no order to guess: its report counts as usual.
         """
         for limit in self._limits.values():
             opening = limit.opening
             if opening is None or booking.admitted_at < opening[0]:
                 continue
             limit.opening = None
-            opened, level, mark, before = opening
-            # Never below empty: a bucket that paced the wave at its rate (a small burst, a
-            # slow first response) would otherwise owe the whole response time's refill, a
-            # stall of that long (2 s for an LLM's answer); the lead it guards against is in
-            # a bucket that still holds the burst's rest.
-            limit.policy.limit_available(max(0.0, level - (limit.net_charged - mark)), now)
-            # A wave of one request has no order to guess: its report counts as usual.
+            opened, before = opening
             limit.wave = (opened, now) if self._core.admitted - before > 1 else None
 
     def rejected(self, report: RateLimitHeaders, reservation: Reservation) -> None:
