@@ -63,8 +63,9 @@ async def finish_then_cancel(call: Callable[[], Awaitable[T]], deadline: float =
     if not isinstance(coro, types.CoroutineType):  # an awaitable of another kind
         coro = _as_coroutine(coro)
     with anyio.CancelScope(shield=True):
-        result: T = await _drive(coro, task, deadline)
-    return result
+        return await _drive(coro, task, deadline)
+    # A shielded scope that nobody cancels catches nothing: the call returned or raised.
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 async def _as_coroutine(awaitable: Awaitable[T]) -> T:
