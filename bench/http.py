@@ -55,8 +55,9 @@ The contenders (one after the other, each in a fresh event loop, against a fresh
    * buckets start full, on asyncio and on trio;
    * buckets start ``START_SHORT`` (1 s) of refill below full (``initial_tokens=``), burst
      unchanged: a margin of the user's own for the first requests' trip to the server (a
-     bucket that starts full instead refills from the first response to its opening wave,
-     and that wave's reports lower nothing: see ``Throttle.observe``).
+     bucket that starts full refills from when its first admitted task runs again, which can
+     be tens of milliseconds before that request reaches the server; the reports answering
+     its opening wave lower nothing: see ``Throttle.observe``).
 
 ``--token-factor`` (issue 12's third target): the OpenAI preset through the httpx2 transport
 against ``mode="openai"`` whose tokenizer is not the client's: the server counts each model's

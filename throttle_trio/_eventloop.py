@@ -88,10 +88,8 @@ except ImportError:  # pragma: no cover - every CPython since 3.7 has it
             return None
 
 
-def running_loop() -> asyncio.AbstractEventLoop | None:
-    """The running asyncio loop of this thread, or ``None`` (trio, or no loop), without
-    raising."""
-    return _running_loop()
+#: The running asyncio loop of this thread, or ``None`` (trio, or no loop), without raising.
+running_loop = _running_loop
 
 
 class Parked(Protocol):
