@@ -235,7 +235,7 @@ async def test_a_429_that_recost_explains_retries_with_it_and_keeps_the_rate(
     replies: list[Reply] = [(429, {"retry-after-ms": "250"}, None), (200, {}, None)]
     log: list[tuple[float, dict[str, float]]] = []
 
-    async def send() -> Reply:
+    async def send(slot: object) -> Reply:
         reply = replies.pop(0)
         if reply[0] == 429 and learned:
             estimate["tokens"] = 150.0  # another response taught the learner meanwhile

@@ -752,6 +752,58 @@ async def test_the_first_response_takes_nothing_back(answered: int) -> None:
         slot.release()
 
 
+async def test_a_full_bucket_refills_from_when_its_first_request_is_on_the_wire() -> None:
+    """The server's bucket (full too) refills only from when the first request reaches it:
+    the report that a request is on the wire takes back the refill since the admission from
+    full, once.  Before it, the bucket refills from when the admitted task ran again."""
+    throttle = Throttle(tokens=TokenBucket(128, burst=1024))
+
+    def available() -> float:
+        return throttle.statistics().limits["tokens"].available
+
+    first = await throttle.acquire(tokens=512)
+    second = await throttle.acquire(tokens=128)
+    await anyio.sleep(0.25)  # connecting
+    assert available() == 384 + 32
+    second.sent()  # the first of them on the wire: the server's bucket starts refilling
+    assert available() == 384
+    await anyio.sleep(0.125)
+    first.sent()  # once only
+    assert available() == 384 + 16
+    for slot in (first, second):
+        slot.release()
+    slot = await throttle.acquire(tokens=16)  # not from full: nothing to take back
+    await anyio.sleep(0.125)
+    slot.sent()
+    assert available() == 384 + 16 - 16 + 16
+    slot.release()
+
+
+async def test_only_requests_admitted_since_the_full_admission_take_back_its_refill() -> None:
+    """A request admitted before the bucket was last full does not say when the server's
+    started refilling; and a request admitted since that ends without a report (sent by
+    other means, or never) leaves the refill where it is, also for later reports."""
+    throttle = Throttle(tokens=TokenBucket(128, burst=1024))
+
+    def available() -> float:
+        return throttle.statistics().limits["tokens"].available
+
+    earlier = await throttle.acquire(tokens=128)
+    await anyio.sleep(1)  # full again
+    opening = await throttle.acquire(tokens=512)
+    await anyio.sleep(0.25)
+    earlier.sent()
+    assert available() == 512 + 32
+    opening.release()  # ended, never reported on the wire
+    later = await throttle.acquire(tokens=64)
+    later.sent()
+    assert available() == 512 + 32 - 64
+    opening.sent()  # released: a no-op
+    assert available() == 512 + 32 - 64
+    earlier.release()
+    later.release()
+
+
 async def test_a_slow_first_response_does_not_stall_a_paced_bucket() -> None:
     """The OpenAI preset paces with a small bucket (20 a second, burst 4): by the time an
     LLM's first response comes back (2 s here), the wave has been admitted at that rate.

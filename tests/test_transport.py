@@ -330,6 +330,67 @@ async def test_over_loopback_a_stream_keeps_its_slot_until_its_body_is_closed(
     assert server.stats.completed == 1
 
 
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])  # the real clock: loopback
+@pytest.mark.parametrize("users_trace", [False, True], ids=["no-trace", "users-trace"])
+async def test_over_loopback_each_attempt_says_when_it_is_on_the_wire(
+    lib: tuple[ModuleType, Any], users_trace: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """httpcore's ``trace`` extension tells the throttle when each attempt's body is written
+    (``Reservation.sent``, after the connection is set up), chained before the user's own
+    trace, which sees every event as before and is back in the request afterwards."""
+    module, transport_class = lib
+    server = FakeLLMServer(latency=0.0)
+    rejected: list[int] = []
+
+    async def first_rejected(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or rejected:
+            return await server(scope, receive, send)
+        rejected.append(429)
+        while (await receive()).get("more_body"):
+            pass
+        headers = [(b"retry-after-ms", b"1"), (b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": 429, "headers": headers})
+        await send({"type": "http.response.body", "body": b'{"error": {}}'})
+        return None
+
+    throttle = Throttle(tokens=TokenBucket(1, burst=100_000))
+    said: list[str] = []
+    original = tt.Reservation.sent
+
+    def spy(self: tt.Reservation) -> None:
+        said.append(f"sent {self.ticket}")
+        original(self)
+
+    monkeypatch.setattr(tt.Reservation, "sent", spy)
+
+    async def trace(name: str, info: Any) -> None:
+        said.append(name)
+
+    extensions = {"trace": trace} if users_trace else {}
+    async with anyio.create_task_group() as tg:
+        address = await tg.start(serve, first_rejected)
+        transport = transport_class(module.AsyncHTTPTransport(), throttle=throttle)
+        async with module.AsyncClient(transport=transport, base_url=address.base_url) as client:
+            request = client.build_request(
+                "POST", "/chat/completions", json=BODY, extensions=extensions
+            )
+            response = await client.send(request)
+            assert response.status_code == 200
+        tg.cancel_scope.cancel()
+    assert request.extensions.get("trace") is (trace if users_trace else None)
+    ticket = [line for line in said if line.startswith("sent")]
+    assert len(ticket) == 2  # the 429's attempt and its retry, with one ticket
+    assert ticket[0] == ticket[1]
+    if users_trace:
+        for attempt in range(2):  # the user's trace saw each attempt's events, ours first
+            at = [i for i, line in enumerate(said) if line.endswith("send_request_body.complete")]
+            assert said[at[attempt] - 1] == ticket[attempt]
+        assert said[0] == "connection.connect_tcp.started"
+        assert any(line.endswith("response_closed.complete") for line in said)
+    assert rejected == [429]
+    assert server.stats.completed == 1
+
+
 # Estimates that learn (issue #12, item 2): the prompt estimate is scaled by the ratio of the
 # tokens the provider counted to the raw estimate, learned per model (TokenRatioLearner).
 

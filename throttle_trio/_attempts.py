@@ -120,7 +120,7 @@ async def call_with_retries(
     return await attempts(
         shell,
         costs,
-        send,
+        lambda _slot: send(),
         inspect,
         succeeded,
         retry if retry is not None else RetryPolicy(),
@@ -135,7 +135,7 @@ async def call_with_retries(
 async def attempts(
     shell: ThrottleShell,
     costs: Mapping[str, float],
-    send: Callable[[], Awaitable[R]],
+    send: Callable[[Slot], Awaitable[R]],
     inspect: Callable[[R], ResponseInfo],
     succeeded: Callable[[Slot, R, ResponseInfo], Awaitable[R]],
     policy: RetryPolicy,
@@ -151,6 +151,8 @@ async def attempts(
 ) -> R:
     """The retry loop of :func:`call_with_retries` and of the transports.
 
+    ``send(slot)`` makes one attempt under the admitted ``slot`` (a transport reports through
+    it when the request is on the wire).
     ``succeeded(slot, response, info)`` takes over a success's slot (it must release it, now
     or later: a transport keeps it until the body is closed) and returns what to return.
     ``queue_timeout`` caps each wait in the queue (the transports pass the pool timeout);
@@ -182,7 +184,7 @@ async def attempts(
         )
         ticket = slot.ticket
         try:
-            response = await send()
+            response = await send(slot)
         except BaseException:
             slot.release()  # the request may have left: the estimate stands
             raise

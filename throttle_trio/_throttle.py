@@ -166,12 +166,17 @@ class ThrottleStatistics:
 class _Limit(Ledger):
     """One named limit: its policy (the store of its level), its counters and its AIMD."""
 
-    __slots__ = ("aimd", "opening", "policy")
+    __slots__ = ("aimd", "opening", "policy", "sending")
 
     def __init__(self, name: str, policy: RatePolicy, *, learned: bool = False) -> None:
         super().__init__(name, learned=learned)
         self.policy = policy
         self.aimd: AIMD | None = None
+        # After an admission from full, until a request admitted since is reported on the
+        # wire (``Throttle._on_the_wire``): (when it was admitted, the level right after it,
+        # the net charge then).  The server's bucket starts refilling only when that request
+        # arrives.
+        self.sending: tuple[float, float, float] | None = None
         # After the first admission of a bucket that started full, until a response to it or
         # to a later request arrives: (when it was admitted, the throttle's admissions before
         # it).  That response ends the run's opening wave (see ``Throttle._close_opening``).
@@ -289,13 +294,30 @@ class Reservation:
         booking = self._booking
         if booking.state is _ACTIVE:
             booking.state = _RELEASED
-            self._throttle._release_slot(booking)
+            self._throttle._release_slot(booking, completed=True)
+
+    def sent(self) -> None:
+        """Say that the request is on the wire now (its body written).  Optional.
+
+        A token bucket that starts full refills from the admission that first took from it,
+        but the provider's (full too) only from when a request reaches it.  The first request
+        often opens a connection first (tens of milliseconds on a busy event loop), so the
+        client would lead the provider by that much refill and meet 429s at the end of the
+        burst.  After an admission from a full bucket, the first report that a request
+        admitted since is on the wire takes that refill back, once; without reports, the
+        bucket refills from when the admitted task ran again.  The httpx transports report
+        each request (through httpcore's ``trace`` extension); call it yourself after sending
+        by other means.  Idempotent, and a no-op once the reservation is released.
+        """
+        booking = self._booking
+        if booking.state is _ACTIVE:
+            self._throttle._on_the_wire(booking)
 
     def _give_back(self) -> None:
         # Released without a completed request (cancelled, rejected): nothing to learn from.
         if self._booking.state is _ACTIVE:
             self._booking.state = _RELEASED
-            self._throttle._release_slot(None)
+            self._throttle._release_slot(self._booking, completed=False)
 
     def cancel(self) -> None:
         """The request was never sent: refund every charge and release the slot."""
@@ -750,9 +772,12 @@ class Throttle:
             # A full bucket starts refilling at its first admission, the server's when that
             # request arrives, which is no earlier than now: refill nothing before now (or
             # the client leads the server by the refill of the lag, and meets 429s when the
-            # burst runs out).
+            # burst runs out), and nothing before the first request admitted since is on the
+            # wire, if a transport says when (``_on_the_wire``).
             limit = self._limits[name]
-            limit.policy.limit_available(level - (limit.net_charged - marks[name]), now)
+            mark = marks[name]
+            limit.policy.limit_available(level - (limit.net_charged - mark), now)
+            limit.sending = (booking.admitted_at, level, mark)
             if first:
                 limit.opening = (booking.admitted_at, before)
         core.resumed(booking, now)
@@ -903,14 +928,22 @@ class Throttle:
         core.settled(booking, checked, refund=refund)
         self._queue.poke()
 
-    def _release_slot(self, completed: Booking | None) -> None:
+    def _release_slot(self, booking: Booking, *, completed: bool) -> None:
+        """``booking`` ends; ``completed``: its request got a response (or may have)."""
         self._queue.check_thread()
         self._in_flight -= 1
+        for limit in self._limits.values():
+            sending = limit.sending
+            if sending is not None and booking.admitted_at >= sending[0]:
+                # A request admitted since the bucket was full has ended without a report
+                # that it was on the wire (no transport said, or it was never sent): the
+                # server may have counted it, and the refill since is kept.
+                limit.sending = None
         auto = self._auto
-        if auto is not None and completed is not None:
-            held = time_for_read(self._watch, self._now) - completed.resumed_at
+        if auto is not None and completed:
+            held = time_for_read(self._watch, self._now) - booking.resumed_at
             rates = [(limit.metric, limit.rate()) for limit in self._limits.values()]
-            self._max_concurrent = auto.observe(held, completed.costs, rates)
+            self._max_concurrent = auto.observe(held, booking.costs, rates)
         self._queue.poke()
 
     # -- the gate, feedback, configuration ----------------------------------------------------
@@ -1042,6 +1075,28 @@ class Throttle:
                     emit(hook, event)
         if learned:  # the probe is over; a learned capacity may be below a queued cost (I6)
             self._fail_misfits()
+
+    def _on_the_wire(self, booking: Booking) -> None:
+        """``booking``'s request is on the wire now (a transport saw its body written).
+
+        Each bucket that admitted from full, at or before ``booking``'s admission, and whose
+        requests since were not on the wire yet, refills from now: the server's bucket was
+        full until this request (the first of them to reach it) arrived, and a client bucket
+        that refilled meanwhile would lead it by the refill of the lag (a new connection's
+        set-up, tens of milliseconds on a busy loop) and meet 429s when the burst runs out.
+        The cost is that refill, once per bucket that was full.
+        """
+        self._queue.check_thread()
+        now: float | None = None
+        for limit in self._limits.values():
+            sending = limit.sending
+            if sending is None or booking.admitted_at < sending[0]:
+                continue
+            limit.sending = None
+            if now is None:
+                now = self._now()
+            _, level, mark = sending
+            limit.policy.limit_available(level - (limit.net_charged - mark), now)
 
     def _close_opening(self, booking: Booking, now: float) -> None:
         """A response to a request admitted at or after a full bucket's opening admission:

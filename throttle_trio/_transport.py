@@ -32,7 +32,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, MutableMapping
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, final
 
@@ -42,6 +42,7 @@ from ._registry import RequestKey, ThrottleRegistry
 from ._reserve import Lane, check_lane
 from ._retry import RetryPolicy
 from ._shell import shell_for
+from ._throttle import Reservation
 from ._token_ratios import TokenRatioLearner
 from ._usage import UsageReader
 
@@ -74,7 +75,7 @@ class RequestLike(Protocol):
     @property
     def headers(self) -> Mapping[str, str]: ...
     @property
-    def extensions(self) -> Mapping[str, Any]: ...
+    def extensions(self) -> MutableMapping[str, Any]: ...
     @property
     def content(self) -> bytes: ...
 
@@ -329,7 +330,7 @@ class TransportEngine:
         return await attempts(
             shell,
             costs,
-            partial(_send_reading_errors, send, request),
+            partial(_send_reporting, send, request, request.extensions.get("trace")),
             _inspect,
             succeeded,
             self._retry,
@@ -378,6 +379,43 @@ class _Learning:
 # An error body at most this long (by its content-length) is read for the parsers: Gemini's
 # 429s (about 2 KB) say how long to wait only there.  The SDK reads it again from memory.
 _MAX_ERROR_BODY = 64 * 1024
+
+
+# httpcore's trace event (``http11.`` or ``http2.`` before it) once the request is written.
+_WRITTEN = "send_request_body.complete"
+
+#: httpcore's ``trace`` request extension, async on an async client.
+Trace = Callable[[str, Mapping[str, Any]], Awaitable[None]]
+
+
+async def _send_reporting(
+    send: Callable[[Req], Awaitable[Resp]], request: Req, user_trace: Trace | None, slot: Slot
+) -> Resp:
+    """One attempt; a local throttle hears when the request is on the wire (see
+    :meth:`~throttle_trio.Reservation.sent`), through httpcore's ``trace`` extension,
+    chained before the user's own (a transport not built on httpcore never calls it).  A
+    :class:`~throttle_trio.redis.RedisThrottle`'s buckets live in Redis: nothing to say."""
+    if not isinstance(slot, Reservation):
+        return await _send_reading_errors(send, request)
+    extensions = request.extensions
+    extensions["trace"] = _reporting_trace(slot, user_trace)
+    try:
+        return await _send_reading_errors(send, request)
+    finally:
+        if user_trace is None:
+            del extensions["trace"]
+        else:
+            extensions["trace"] = user_trace
+
+
+def _reporting_trace(slot: Reservation, user_trace: Trace | None) -> Trace:
+    async def trace(name: str, info: Mapping[str, Any]) -> None:
+        if name.endswith(_WRITTEN):
+            slot.sent()
+        if user_trace is not None:
+            await user_trace(name, info)
+
+    return trace
 
 
 async def _send_reading_errors(send: Callable[[Req], Awaitable[Resp]], request: Req) -> Resp:
