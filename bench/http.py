@@ -52,12 +52,11 @@ The contenders (one after the other, each in a fresh event loop, against a fresh
    rate limits decide, and 64 is well above what they need (about 3 in flight at 800 requests
    a minute).  Rows:
 
-   * buckets start full, on asyncio and on trio;
+   * buckets start full, on asyncio and on trio (a bucket that starts full refills from when
+     the transport reports its first request on the wire, ``Reservation.sent``; the reports
+     answering its opening wave lower nothing: see ``Throttle.observe``);
    * buckets start ``START_SHORT`` (1 s) of refill below full (``initial_tokens=``), burst
-     unchanged: a margin of the user's own for the first requests' trip to the server (a
-     bucket that starts full refills from when its first admitted task runs again, which can
-     be tens of milliseconds before that request reaches the server; the reports answering
-     its opening wave lower nothing: see ``Throttle.observe``).
+     unchanged: a margin of the user's own for the first requests' trip to the server.
 
 ``--token-factor`` (issue 12's third target): the OpenAI preset through the httpx2 transport
 against ``mode="openai"`` whose tokenizer is not the client's: the server counts each model's
