@@ -255,6 +255,28 @@ def test_the_reports_of_an_opening_wave_cut_nothing() -> None:
     assert [t.limit.name for t in targets] == ["tokens"]
 
 
+def test_a_limit_admitted_from_full_refills_from_the_first_request_on_the_wire() -> None:
+    """A booking admitted from a full limit (leaving 600 of 1000): the first report that a
+    request admitted since is on the wire lowers the limit to 600 less what was charged
+    since, once; a request admitted before does not; one that ends unreported cancels it."""
+    core = make_core()
+    tokens = core.limits["tokens"]
+    earlier = admit(core, 0.0, tokens=100)
+    opening = admit(core, 1.0, tokens=400)
+    core.admitted_from_full(tokens, opening, 600.0)
+    later = admit(core, 1.0, tokens=50)
+    assert core.on_the_wire(earlier) == []
+    (target,) = core.on_the_wire(later)
+    assert (target.limit.name, target.level) == ("tokens", 550.0)
+    assert core.on_the_wire(opening) == []  # once
+    core.admitted_from_full(tokens, later, 550.0)
+    core.ended(earlier)  # admitted before: nothing changes
+    assert [t.level for t in core.on_the_wire(later)] == [550.0]
+    core.admitted_from_full(tokens, later, 550.0)
+    core.ended(later)  # ended without a report: the server may have counted it
+    assert core.on_the_wire(later) == []
+
+
 @given(st.lists(st.floats(-1e6, 1e6), min_size=2, max_size=12))
 def test_no_target_is_below_either_of_two_consecutive_reports(levels: list[float]) -> None:
     core = make_core()

@@ -153,6 +153,7 @@ class Ledger:
         "overdraft",
         "pending",
         "refunded",
+        "sending",
         "unsent",
         "wait_time",
         "wave",
@@ -177,6 +178,11 @@ class Ledger:
         # 64), and two such reports in a row can agree on a cut that is not real.  Their
         # reports cut nothing (:meth:`ThrottleCore.feedback`); a 429 among them still does.
         self.wave: tuple[float, float] | None = None
+        # After an admission from full, until a request admitted since is on the wire or
+        # ends: (when it was admitted, the level right after it, the net charge then).  The
+        # server's bucket, full too, refills only from when such a request arrives
+        # (:meth:`ThrottleCore.on_the_wire`).
+        self.sending: tuple[float, float, float] | None = None
 
     @property
     def net_charged(self) -> float:
@@ -346,6 +352,48 @@ class ThrottleCore(Generic[L]):
             if limit.name in marks:
                 limit.unsent -= costs.get(limit.metric, 0.0)
                 marks[limit.name] = limit.net_charged - limit.unsent
+
+    @staticmethod
+    def admitted_from_full(limit: L, booking: Booking, level: float) -> None:
+        """``booking`` was admitted while ``limit`` was full, and left it at ``level``.
+
+        Until a request admitted since is on the wire, what the limit refills is a lead over
+        the server, whose bucket stays full until that request arrives.  Call it before
+        :meth:`resumed` (which moves the booking's marks).
+        """
+        limit.sending = (booking.admitted_at, level, booking.marks[limit.name])
+
+    def on_the_wire(self, booking: Booking) -> list[LevelTarget[L]]:
+        """``booking``'s request is on the wire now: the levels to lower limits to.
+
+        Each limit admitted from full at or before ``booking``'s admission, whose requests
+        since were not on the wire yet, refills from now: its level is what it was right
+        after that admission less what was charged since.  The store lowers each to it.  A
+        first connection's set-up (tens of milliseconds on a busy loop) is what this takes
+        back, once per limit that was full; without it, the client would lead the server by
+        that refill and meet 429s when its burst runs out.
+        """
+        targets: list[LevelTarget[L]] = []
+        for limit in self.limits.values():
+            sending = limit.sending
+            if sending is None or booking.admitted_at < sending[0]:
+                continue
+            limit.sending = None
+            _, level, mark = sending
+            targets.append(LevelTarget(limit, level - (limit.net_charged - mark)))
+        return targets
+
+    def ended(self, booking: Booking) -> None:
+        """``booking`` ended (released, rejected or cancelled).
+
+        A request admitted since a limit was full that ends without a report that it was on
+        the wire (sent by other means, or never) leaves the refill as it is: the server may
+        have counted it, and a later report would take back the refill of its whole life.
+        """
+        for limit in self.limits.values():
+            sending = limit.sending
+            if sending is not None and booking.admitted_at >= sending[0]:
+                limit.sending = None
 
     def note_binding(self, now: float, binding: str | None) -> None:
         """Account the time since the last step to what held the first waiter, then switch."""

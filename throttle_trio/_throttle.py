@@ -166,17 +166,12 @@ class ThrottleStatistics:
 class _Limit(Ledger):
     """One named limit: its policy (the store of its level), its counters and its AIMD."""
 
-    __slots__ = ("aimd", "opening", "policy", "sending")
+    __slots__ = ("aimd", "opening", "policy")
 
     def __init__(self, name: str, policy: RatePolicy, *, learned: bool = False) -> None:
         super().__init__(name, learned=learned)
         self.policy = policy
         self.aimd: AIMD | None = None
-        # After an admission from full, until a request admitted since is reported on the
-        # wire (``Throttle._on_the_wire``): (when it was admitted, the level right after it,
-        # the net charge then).  The server's bucket starts refilling only when that request
-        # arrives.
-        self.sending: tuple[float, float, float] | None = None
         # After the first admission of a bucket that started full, until a response to it or
         # to a later request arrives: (when it was admitted, the throttle's admissions before
         # it).  That response ends the run's opening wave (see ``Throttle._close_opening``).
@@ -773,11 +768,10 @@ class Throttle:
             # request arrives, which is no earlier than now: refill nothing before now (or
             # the client leads the server by the refill of the lag, and meets 429s when the
             # burst runs out), and nothing before the first request admitted since is on the
-            # wire, if a transport says when (``_on_the_wire``).
+            # wire, if a transport says when (``ThrottleCore.on_the_wire``).
             limit = self._limits[name]
-            mark = marks[name]
-            limit.policy.limit_available(level - (limit.net_charged - mark), now)
-            limit.sending = (booking.admitted_at, level, mark)
+            limit.policy.limit_available(level - (limit.net_charged - marks[name]), now)
+            core.admitted_from_full(limit, booking, level)
             if first:
                 limit.opening = (booking.admitted_at, before)
         core.resumed(booking, now)
@@ -932,13 +926,7 @@ class Throttle:
         """``booking`` ends; ``completed``: its request got a response (or may have)."""
         self._queue.check_thread()
         self._in_flight -= 1
-        for limit in self._limits.values():
-            sending = limit.sending
-            if sending is not None and booking.admitted_at >= sending[0]:
-                # A request admitted since the bucket was full has ended without a report
-                # that it was on the wire (no transport said, or it was never sent): the
-                # server may have counted it, and the refill since is kept.
-                limit.sending = None
+        self._core.ended(booking)
         auto = self._auto
         if auto is not None and completed:
             held = time_for_read(self._watch, self._now) - booking.resumed_at
@@ -1077,26 +1065,14 @@ class Throttle:
             self._fail_misfits()
 
     def _on_the_wire(self, booking: Booking) -> None:
-        """``booking``'s request is on the wire now (a transport saw its body written).
-
-        Each bucket that admitted from full, at or before ``booking``'s admission, and whose
-        requests since were not on the wire yet, refills from now: the server's bucket was
-        full until this request (the first of them to reach it) arrived, and a client bucket
-        that refilled meanwhile would lead it by the refill of the lag (a new connection's
-        set-up, tens of milliseconds on a busy loop) and meet 429s when the burst runs out.
-        The cost is that refill, once per bucket that was full.
-        """
+        """``booking``'s request is on the wire now: each bucket admitted from full since
+        which no request was on the wire refills from now (``ThrottleCore.on_the_wire``)."""
         self._queue.check_thread()
-        now: float | None = None
-        for limit in self._limits.values():
-            sending = limit.sending
-            if sending is None or booking.admitted_at < sending[0]:
-                continue
-            limit.sending = None
-            if now is None:
-                now = self._now()
-            _, level, mark = sending
-            limit.policy.limit_available(level - (limit.net_charged - mark), now)
+        targets = self._core.on_the_wire(booking)
+        if targets:
+            now = self._now()
+            for target in targets:
+                target.limit.policy.limit_available(target.level, now)
 
     def _close_opening(self, booking: Booking, now: float) -> None:
         """A response to a request admitted at or after a full bucket's opening admission:
