@@ -264,8 +264,10 @@ def preset_alone(provider: str, lines: list[Line], seed: int) -> float:
     """Seconds from the first admission to the last that the command's own throttle gives
     ``lines`` on virtual time (trio's ``MockClock``): no network, no loop stalls, no start-up;
     each request held for a latency drawn in ``LATENCY``, its costs the library's estimate of
-    its body, an Anthropic request settled to the mean output.  What the preset's design costs
-    against :func:`fastest_schedule`, apart from what the run adds."""
+    its body with the prompt counted as the server counts it (what the transport's learned
+    token ratios converge to: the estimate alone adds a few tokens per message), an Anthropic
+    request settled to the mean output.  What the preset's design costs against
+    :func:`fastest_schedule`, apart from what the run adds."""
     limits = LIMITS[provider]
     options = BatchOptions(
         input=Path("-"),
@@ -283,6 +285,8 @@ def preset_alone(provider: str, lines: list[Line], seed: int) -> float:
 
     async def one(line: Line) -> None:
         estimate = tt.estimate_request_cost(line.entry(provider)["body"])
+        estimate["input_tokens"] = line.prompt_tokens
+        estimate["tokens"] = line.prompt_tokens + line.max_tokens
         costs = {metric: cost for metric, cost in estimate.items() if throttle.accepts(metric)}
         async with throttle.reserve(costs, lane="batch") as slot:
             admitted.append(trio.current_time())
