@@ -13,7 +13,7 @@ import trio.testing
 
 import throttle_trio as tt
 from tests.helpers import DelegatingPolicy, settle
-from throttle_trio import Throttle, TokenBucket, events
+from throttle_trio import SlidingWindow, Throttle, TokenBucket, events
 from throttle_trio._headers import LimitReport, RateLimitHeaders
 
 pytestmark = pytest.mark.anyio
@@ -777,6 +777,24 @@ async def test_a_full_bucket_refills_from_when_its_first_request_is_on_the_wire(
     slot.sent()
     assert available() == 384 + 16 - 16 + 16
     slot.release()
+
+
+async def test_a_window_counts_a_request_from_when_it_is_on_the_wire() -> None:
+    """A provider counts its window from when a request arrives: one reported on the wire a
+    quarter second after its admission leaves the throttle's window that much later."""
+    throttle = Throttle(requests=SlidingWindow(2, window=1.0))
+    late = await throttle.acquire(requests=1)
+    on_time = await throttle.acquire(requests=1)
+    on_time.sent()
+    await anyio.sleep(0.25)
+    late.sent()  # its connection took a quarter second
+    for slot in (late, on_time):
+        slot.release()
+    admitted = []
+    for _ in range(2):
+        await throttle.acquire(requests=1)
+        admitted.append(anyio.current_time())
+    assert admitted == [1.0, 1.25]  # without the report: both at 1.0
 
 
 async def test_only_requests_admitted_since_the_full_admission_take_back_its_refill() -> None:

@@ -294,15 +294,20 @@ class Reservation:
     def sent(self) -> None:
         """Say that the request is on the wire now (its body written).  Optional.
 
-        A token bucket that starts full refills from the admission that first took from it,
-        but the provider's (full too) only from when a request reaches it.  The first request
-        often opens a connection first (tens of milliseconds on a busy event loop), so the
-        client would lead the provider by that much refill and meet 429s at the end of the
-        burst.  After an admission from a full bucket, the first report that a request
-        admitted since is on the wire takes that refill back, once; without reports, the
-        bucket refills from when the admitted task ran again.  The httpx transports report
-        each request (through httpcore's ``trace`` extension); call it yourself after sending
-        by other means.  Idempotent, and a no-op once the reservation is released.
+        A provider counts a request when it arrives, and a request can leave well after its
+        admission: its connection is opened first (tens of milliseconds on a busy event
+        loop), or the program stalls.  So:
+
+        * a :class:`SlidingWindow` counts the request from now instead of from its admission
+          (:meth:`RatePolicy.defer`): it leaves the window that much later;
+        * a token bucket that was full when it admitted a request (at the start, or after a
+          lull) refills from the first report that a request admitted since is on the wire,
+          once, as the provider's bucket, full too, refills only from that request's arrival.
+          Without reports, it refills from when the admitted task ran again.
+
+        The httpx transports report each attempt (through httpcore's ``trace`` extension);
+        call it yourself after sending by other means.  A no-op once the reservation is
+        released.
         """
         booking = self._booking
         if booking.state is _ACTIVE:
@@ -1066,13 +1071,17 @@ class Throttle:
 
     def _on_the_wire(self, booking: Booking) -> None:
         """``booking``'s request is on the wire now: each bucket admitted from full since
-        which no request was on the wire refills from now (``ThrottleCore.on_the_wire``)."""
+        which no request was on the wire refills from now (``ThrottleCore.on_the_wire``), and
+        each window counts the request from now (``RatePolicy.defer``)."""
         self._queue.check_thread()
-        targets = self._core.on_the_wire(booking)
-        if targets:
-            now = self._now()
-            for target in targets:
-                target.limit.policy.limit_available(target.level, now)
+        now = self._now()
+        for target in self._core.on_the_wire(booking):
+            target.limit.policy.limit_available(target.level, now)
+        costs, admitted_at = booking.costs, booking.admitted_at
+        for limit in self._limits.values():
+            cost = costs.get(limit.metric)
+            if cost and limit.name in booking.marks:
+                limit.policy.defer(cost, admitted_at, now)
 
     def _close_opening(self, booking: Booking, now: float) -> None:
         """A response to a request admitted at or after a full bucket's opening admission:

@@ -204,6 +204,18 @@ class RatePolicy(ABC):
         """
         raise NotImplementedError(f"{type(self).__name__} does not implement shift_clock()")
 
+    def defer(self, cost: float, admitted_at: float, now: float) -> None:
+        """Count ``cost`` units consumed at ``admitted_at`` as if consumed at ``now`` (later).
+
+        A throttle calls it when a request admitted at ``admitted_at`` is reported on the
+        wire only at ``now`` (:meth:`~throttle_trio.Reservation.sent`): a provider counts its
+        windows from when requests arrive.  A policy that remembers admission times
+        (:class:`SlidingWindow`) moves them, so they leave the window that much later; a
+        bucket has nothing to move (the default does nothing).  Never earlier: a ``now`` at
+        or before the recorded time changes nothing.
+        """
+        return
+
     def queue_ready_at(self, ahead: float, cost: float, now: float) -> float:
         """A lower bound on when ``cost`` fits if ``ahead`` units are admitted before it (FIFO).
 

@@ -98,7 +98,12 @@ class SlidingWindow(RatePolicy):
         """When an admission at ``now`` is recorded: ``warmup`` later in the first window."""
         if self._warm_until is None:
             self._warm_until = now + self._window
-        return now + self._warmup if now < self._warm_until else now
+        return self._late(now)
+
+    def _late(self, at: float) -> float:
+        """When an admission at ``at`` was (or would be) recorded, once the first window began."""
+        warm_until = self._warm_until
+        return at + self._warmup if warm_until is not None and at < warm_until else at
 
     def _expire(self, now: float) -> None:
         entries, window = self._entries, self._window
@@ -160,34 +165,67 @@ class SlidingWindow(RatePolicy):
 
         Without ``admitted_at`` the newest entries are reduced first.  Units whose entry has
         already left the window cannot be given back: they are counted in :attr:`dropped`.
+        An admission merged into a later entry, or moved later by :meth:`defer`, is refunded
+        from the entries at and after its admission time, the oldest first, while that time
+        is in the window: they leave it no later than its own units, as long as they are
+        before them.
         """
         amount = check_non_negative("amount", amount)
         self._expire(now)
-        if (
-            admitted_at is not None
-            and self._warm_until is not None
-            and admitted_at < self._warm_until
-        ):
-            admitted_at += self._warmup  # recorded that much later (warmup)
         remaining = amount
         if admitted_at is None:
             candidates = reversed(self._entries)
         else:
-            candidates = iter([e for e in self._entries if e[0] == admitted_at][:1])
+            at = self._late(admitted_at)
+            candidates = iter(self._after(at) if at + self._window > now else ())
         for entry in candidates:
             taken = min(remaining, entry[1])
             entry[1] -= taken
             remaining -= taken
             if remaining <= 0:
                 break
-        self._used -= amount - remaining
-        # Drop entries that were refunded to nothing, wherever they are.
+        self._taken(amount - remaining)
+        self._dropped += remaining
+        return remaining
+
+    def _after(self, at: float) -> list[list[float]]:
+        """The entries recorded at or after ``at``, the oldest first."""
+        return [entry for entry in self._entries if entry[0] >= at]
+
+    def _taken(self, amount: float) -> None:
+        """``amount`` was taken out of the entries: drop the entries left at nothing."""
+        self._used -= amount
         if any(entry[1] <= 0 for entry in self._entries):
             self._entries = deque(e for e in self._entries if e[1] > 0)
             if not self._entries:
                 self._used = 0
-        self._dropped += remaining
-        return remaining
+
+    def defer(self, cost: float, admitted_at: float, now: float) -> None:
+        """Count ``cost`` consumed at ``admitted_at`` from ``now`` instead: it leaves the
+        window ``now - admitted_at`` seconds later (see :meth:`RatePolicy.defer`).
+
+        The units are taken from the entry recorded at ``admitted_at`` (or the first after
+        it, if it was merged into a later one), never more than it holds.  Units that have
+        already left the window are counted again from ``now``: the provider counts them
+        from now (the window may hold more than its limit for a while: a debt).
+        """
+        cost = check_non_negative("cost", cost)
+        check_finite("admitted_at", admitted_at)
+        check_finite("now", now)
+        self._expire(now)
+        recorded, moved = self._late(admitted_at), self._late(now)
+        if not cost or moved <= recorded:
+            return
+        if recorded + self._window <= now:
+            self._record(cost, moved)
+            return
+        for entry in self._after(recorded)[:1]:
+            if entry[0] >= moved:
+                return  # already counted at least that late
+            taken = min(cost, entry[1])
+            entry[1] -= taken
+            self._taken(taken)
+            self._record(taken, moved)
 
     @property
     def units_per_second(self) -> float:

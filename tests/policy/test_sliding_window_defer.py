@@ -1,0 +1,97 @@
+"""SlidingWindow.defer: an admission reported on the wire late counts from then.  Synchronous,
+exact (binary fractions).
+
+A provider counts its windows from when requests arrive; a throttle that learns a request left
+only at ``now`` (``Reservation.sent``) moves its units there, so they leave the window later.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from throttle_trio import SlidingWindow, TokenBucket
+
+
+def test_a_deferred_admission_leaves_the_window_later() -> None:
+    window = SlidingWindow(limit=10, window=1.0)
+    window.consume(4, 0.0)
+    window.consume(3, 0.125)
+    window.defer(4, 0.0, 0.25)  # the first request reached the wire a quarter second late
+    assert window.available(0.25) == 3  # nothing more is admitted meanwhile
+    assert window.available(1.0) == 3  # without the move, 4 would have left at 1.0
+    assert window.ready_at(4, 1.0) == 1.125
+    assert window.available(1.125) == 6
+    assert window.available(1.25) == 10
+
+
+def test_never_earlier_and_never_more_than_the_entry_holds() -> None:
+    window = SlidingWindow(limit=10, window=1.0)
+    window.consume(4, 0.5)
+    window.defer(4, 0.5, 0.25)  # an earlier time: nothing moves
+    window.defer(0, 0.5, 0.75)
+    assert window.ready_at(10, 0.5) == 1.5
+    window.defer(9, 0.5, 0.75)  # more than was admitted then: only the 4 move
+    assert window.available(0.75) == 6
+    assert window.ready_at(10, 0.75) == 1.75
+
+
+def test_units_that_left_the_window_before_the_report_count_again() -> None:
+    """Admitted at 0 but sent at 1.5, after its units left the window: the provider counts
+    it from 1.5, so the window holds it again (above the limit for a while: a debt)."""
+    window = SlidingWindow(limit=4, window=1.0)
+    window.consume(4, 0.0)
+    window.consume(4, 1.0)
+    window.defer(4, 0.0, 1.5)
+    assert window.available(1.5) == -4
+    assert window.available(2.0) == 0
+    assert window.available(2.5) == 4
+
+
+def test_refund_after_a_defer_frees_no_more_than_the_admission_held() -> None:
+    window = SlidingWindow(limit=10, window=1.0)
+    window.consume(4, 0.0)
+    window.consume(2, 0.125)
+    window.defer(4, 0.0, 0.25)
+    # From the entries after 0, the oldest first: the 2 of 0.125, then 1 of the moved 4.
+    assert window.refund(3, 0.5, admitted_at=0.0) == 0
+    assert window.available(0.5) == 7
+    assert window.available(1.125) == 7  # the 3 left leave with the moved admission
+    assert window.available(1.25) == 10
+
+
+def test_a_refund_of_an_admission_that_left_the_window_is_still_dropped() -> None:
+    window = SlidingWindow(limit=10, window=1.0)
+    window.consume(4, 0.0)
+    window.consume(3, 0.5)
+    assert window.refund(4, 1.25, admitted_at=0.0) == 4  # gone: nothing to give back
+    assert window.available(1.25) == 7
+    assert window.dropped == 4
+
+
+def test_the_first_windows_warmup_applies_at_both_ends() -> None:
+    window = SlidingWindow(limit=10, window=1.0, warmup=0.25)
+    window.consume(4, 0.0)  # recorded at 0.25
+    window.defer(4, 0.0, 0.125)  # would be recorded at 0.375: later, so it moves
+    assert window.ready_at(10, 0.5) == 1.375
+    window.defer(4, 0.0, 0.0625)  # 0.3125: earlier than 0.375, nothing moves
+    assert window.ready_at(10, 0.5) == 1.375
+
+
+def test_a_bucket_has_nothing_to_defer() -> None:
+    bucket = TokenBucket(8, burst=8)
+    bucket.consume(8, 0.0)
+    bucket.defer(8, 0.0, 0.5)
+    assert bucket.available(0.5) == 4
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((-1, 0.0, 1.0), "cost"),
+        ((1, float("nan"), 1.0), "admitted_at"),
+        ((1, 0.0, float("inf")), "now"),
+    ],
+)
+def test_bad_numbers_are_named(args: tuple[float, float, float], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SlidingWindow(limit=10).defer(*args)
