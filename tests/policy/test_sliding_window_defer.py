@@ -8,6 +8,8 @@ only at ``now`` (``Reservation.sent``) moves its units there, so they leave the 
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from throttle_trio import SlidingWindow, TokenBucket
 
@@ -95,3 +97,35 @@ def test_a_bucket_has_nothing_to_defer() -> None:
 def test_bad_numbers_are_named(args: tuple[float, float, float], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         SlidingWindow(limit=10).defer(*args)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(1, 4),  # cost
+            st.integers(0, 8),  # sixteenths of a second after the previous report
+            st.integers(0, 24),  # sixteenths of a second from admission to the report
+        ),
+        max_size=20,
+    ),
+    st.sampled_from([0.0, 0.25]),
+)
+def test_a_deferred_window_never_holds_less_than_the_plain_one(
+    admissions: list[tuple[int, int, int]], warmup: float
+) -> None:
+    """Defers only ever keep units longer: at every instant the window with the reports
+    holds at least what the window without them holds.  (A report a whole window late counts
+    its units again, even when they were merged into a later entry: at most twice.)"""
+    plain = SlidingWindow(limit=1_000, window=1.0, warmup=warmup)
+    deferred = SlidingWindow(limit=1_000, window=1.0, warmup=warmup)
+    now, total = 0.0, 0
+    for cost, gap, delay in admissions:
+        now += gap / 16  # the calls come in time order, as a throttle makes them
+        plain.consume(cost, now)
+        deferred.consume(cost, now)
+        total += cost
+        now += delay / 16
+        deferred.defer(cost, now - delay / 16, now)
+        for step in range(64):
+            t = now + step / 16
+            assert plain.available(t) >= deferred.available(t) >= 1_000 - 2 * total

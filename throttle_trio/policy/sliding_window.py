@@ -205,9 +205,10 @@ class SlidingWindow(RatePolicy):
         window ``now - admitted_at`` seconds later (see :meth:`RatePolicy.defer`).
 
         The units are taken from the entry recorded at ``admitted_at`` (or the first after
-        it, if it was merged into a later one), never more than it holds.  Units that have
-        already left the window are counted again from ``now``: the provider counts them
-        from now (the window may hold more than its limit for a while: a debt).
+        it, if it was merged into a later one), never more than it holds.  Units admitted a
+        whole window or more before ``now`` have left it: they are counted again from
+        ``now``, as the provider counts them (the window may hold more than its limit for a
+        while: a debt).
         """
         cost = check_non_negative("cost", cost)
         check_finite("admitted_at", admitted_at)
@@ -217,15 +218,26 @@ class SlidingWindow(RatePolicy):
         if not cost or moved <= recorded:
             return
         if recorded + self._window <= now:
+            # It left the window (unless it was merged into a later entry: then it counts
+            # twice for a while, which errs on the safe side): count it from now.
             self._record(cost, moved)
             return
-        for entry in self._after(recorded)[:1]:
-            if entry[0] >= moved:
-                return  # already counted at least that late
-            taken = min(cost, entry[1])
-            entry[1] -= taken
-            self._taken(taken)
-            self._record(taken, moved)
+        # The first entry at or after ``recorded`` that holds units, found from the newest
+        # end: the admission is recent, so only the entries admitted since are passed.
+        found: list[float] | None = None
+        for entry in reversed(self._entries):
+            if entry[0] < recorded:
+                break
+            if entry[1] > 0:
+                found = entry
+        if found is None:
+            return  # refunded: nothing left of it
+        if found[0] >= moved:
+            return  # already counted at least that late
+        taken = min(cost, found[1])
+        found[1] -= taken  # an entry left at nothing expires with the others
+        self._used -= taken
+        self._record(taken, moved)
 
     @property
     def units_per_second(self) -> float:
