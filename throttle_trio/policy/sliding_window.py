@@ -20,10 +20,13 @@ when the next window's requests arrive (:func:`~throttle_trio.openai_throttle` u
 from __future__ import annotations
 
 from collections import deque
-from typing import final
+from typing import TYPE_CHECKING, final
 
 from .._validate import check_finite, check_non_negative, check_positive
 from .base import RatePolicy
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 __all__ = ["SlidingWindow"]
 
@@ -173,32 +176,27 @@ class SlidingWindow(RatePolicy):
         amount = check_non_negative("amount", amount)
         self._expire(now)
         remaining = amount
+        candidates: Iterable[list[float]]
         if admitted_at is None:
             candidates = reversed(self._entries)
         else:
             at = self._late(admitted_at)
-            candidates = iter(self._after(at) if at + self._window > now else ())
+            in_window = at + self._window > now
+            candidates = (e for e in self._entries if e[0] >= at) if in_window else ()
         for entry in candidates:
             taken = min(remaining, entry[1])
             entry[1] -= taken
             remaining -= taken
             if remaining <= 0:
                 break
-        self._taken(amount - remaining)
-        self._dropped += remaining
-        return remaining
-
-    def _after(self, at: float) -> list[list[float]]:
-        """The entries recorded at or after ``at``, the oldest first."""
-        return [entry for entry in self._entries if entry[0] >= at]
-
-    def _taken(self, amount: float) -> None:
-        """``amount`` was taken out of the entries: drop the entries left at nothing."""
-        self._used -= amount
+        self._used -= amount - remaining
+        # Drop entries that were refunded to nothing, wherever they are.
         if any(entry[1] <= 0 for entry in self._entries):
             self._entries = deque(e for e in self._entries if e[1] > 0)
             if not self._entries:
                 self._used = 0
+        self._dropped += remaining
+        return remaining
 
     def defer(self, cost: float, admitted_at: float, now: float) -> None:
         """Count ``cost`` consumed at ``admitted_at`` from ``now`` instead: it leaves the
