@@ -129,3 +129,18 @@ def test_a_deferred_window_never_holds_less_than_the_plain_one(
         for step in range(64):
             t = now + step / 16
             assert plain.available(t) >= deferred.available(t) >= 1_000 - 2 * total
+
+
+@pytest.mark.parametrize("base", [54_123.456789, 2_419_200.987654321])  # a day, four weeks up
+def test_a_defer_at_real_clock_magnitudes(base: float) -> None:
+    """``time.monotonic()`` of a machine up for a day or for weeks: the moved entry leaves at
+    the report's time plus the window, to the float, and not at the admission's."""
+    window = SlidingWindow(limit=10, window=1.03)
+    window.consume(4, base)
+    sent = base + 0.047
+    window.defer(4, base, sent)
+    assert window.available(base + 1.03) == 6
+    assert window.ready_at(10, base + 0.5) == sent + 1.03
+    assert window.available(sent + 1.03) == 10
+    assert window.refund(4, sent + 0.5, admitted_at=base) == 0  # found after its admission
+    assert window.available(sent + 0.5) == 10
