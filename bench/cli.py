@@ -75,10 +75,10 @@ import trio.testing
 
 import throttle_trio as tt
 from throttle_trio.cli._batch import BatchOptions, make_throttle
-from throttle_trio.testing._fake_limits import KeyLimits, Metric
 from throttle_trio.testing._openai_shapes import count_text_tokens
 
-from .http import COMPLETION, LATENCY, ROOT, ServerProcess, ServerSummary, _machine, percentile
+from .http import LATENCY, ROOT, Charge, ServerProcess, ServerSummary, _machine, percentile
+from .http import schedule as fastest_schedule
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -159,63 +159,6 @@ def write_file(path: Path, lines: Iterable[Line], provider: str) -> None:
 
 
 # --- the fastest schedule the provider allows -----------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Charge:
-    """One request as the server counts it: its prompt tokens, its output bound, and the
-    output its response used (``None``: unknown, the fake's mean fraction of the bound)."""
-
-    prompt: int
-    max_tokens: int
-    output: int | None = None
-
-    @property
-    def used_output(self) -> int:
-        if self.output is not None:
-            return self.output
-        return round(self.max_tokens * sum(COMPLETION) / 2)
-
-
-def fastest_schedule(limits: Mapping[str, Any], charges: Iterable[Charge]) -> float:
-    """Seconds from the first admission to the last that the fake's enforcement in
-    ``limits["mode"]`` allows for ``charges`` in this order: each admitted at the first
-    instant it fits the fake's own :class:`KeyLimits` (one-second slices, as the server's
-    default), in Anthropic mode settled at once to its output (a lower bound: the server
-    settles when the response completes).  ``bench.http.fastest_schedule`` for any limits
-    and for the requests as the server counted them."""
-    per_minute: dict[Metric, int] = {"requests": limits["rpm"]}
-    named: tuple[tuple[Metric, str], ...] = (
-        ("tokens", "tpm"),
-        ("input_tokens", "itpm"),
-        ("output_tokens", "otpm"),
-    )
-    for metric, name in named:
-        if limits.get(name) is not None:
-            per_minute[metric] = limits[name]
-    openai = limits["mode"] == "openai"
-    key = (
-        KeyLimits(per_minute, 1.0, 0.0)
-        if openai
-        else KeyLimits(per_minute, None, 0.0, request_slice=1.0)
-    )
-    now = 0.0
-    for charge in charges:
-        costs: dict[Metric, int] = {
-            "requests": 1,
-            "tokens": charge.prompt + charge.max_tokens,
-            "input_tokens": charge.prompt,
-            "output_tokens": charge.max_tokens,
-        }
-        while (wait := key.check(costs, now).wait) > 0:
-            if math.isinf(wait):
-                raise ValueError(f"a request can never fit {dict(per_minute)}: {costs}")
-            now += wait
-        key.charge(costs, now)
-        if not openai:
-            unused = charge.used_output - charge.max_tokens
-            key.settle({"output_tokens": unused, "tokens": unused}, now)
-    return now
 
 
 def read_results(path: Path) -> dict[str, dict[str, Any]]:

@@ -93,7 +93,7 @@ import select
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -887,39 +887,76 @@ def fastest_schedule(
     provider: str, workload: Workload, factor: Callable[[str], float] | None = None
 ) -> float:
     """Seconds from the first admission to the last that the provider's own enforcement
-    allows for these requests in this order: each admitted at the first instant it fits the
-    server's limits (the fake's own accounting), every estimate settled at once to its
-    expected usage in settle modes (a lower bound: a real one waits for the response).
+    allows for these requests in this order (:func:`schedule`), every estimate settled at
+    once to its expected usage in settle modes (a lower bound: a real one waits for the
+    response).
 
     ``factor``: the server's ``token_factor`` per model; each prompt is then counted as the
     server counts it, ``ceil(prompt_tokens * factor)``.
     """
-    limits = PRESET_LIMITS[provider]
-    per_minute: dict[Metric, int] = {"requests": limits["rpm"]}
-    if provider == "openai":
-        per_minute["tokens"] = limits["tpm"]
-        key = KeyLimits(per_minute, 1.0, 0.0)
-    else:
-        per_minute["input_tokens"] = limits["itpm"]
-        per_minute["output_tokens"] = limits["otpm"]
-        key = KeyLimits(per_minute, None, 0.0, request_slice=1.0)
-    now = 0.0
+    charges = []
     for item in workload.items:
         prompt = item.prompt_tokens
         if factor is not None:
             prompt = math.ceil(round(prompt * factor(item.model), 6))
+        charges.append(Charge(prompt, item.max_tokens))
+    return schedule(PRESET_LIMITS[provider], charges)
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """One request as the server counts it: its prompt tokens, its output bound, and the
+    output its response used (``None``: unknown, the fake's mean fraction of the bound)."""
+
+    prompt: int
+    max_tokens: int
+    output: int | None = None
+
+    @property
+    def used_output(self) -> int:
+        if self.output is not None:
+            return self.output
+        return round(self.max_tokens * sum(COMPLETION) / 2)
+
+
+def schedule(limits: Mapping[str, Any], charges: Iterable[Charge]) -> float:
+    """Seconds from the first admission to the last that the fake's enforcement in
+    ``limits["mode"]`` allows for ``charges`` in this order: each admitted at the first
+    instant it fits the fake's own :class:`KeyLimits` (one-second slices, as the server's
+    default), in Anthropic mode settled at once to its output (a lower bound: the server
+    settles when the response completes).  :func:`fastest_schedule` for any limits and any
+    requests as the server counted them (``bench.cli``'s files)."""
+    per_minute: dict[Metric, int] = {"requests": limits["rpm"]}
+    named: tuple[tuple[Metric, str], ...] = (
+        ("tokens", "tpm"),
+        ("input_tokens", "itpm"),
+        ("output_tokens", "otpm"),
+    )
+    for metric, name in named:
+        if limits.get(name) is not None:
+            per_minute[metric] = limits[name]
+    openai = limits["mode"] == "openai"
+    key = (
+        KeyLimits(per_minute, 1.0, 0.0)
+        if openai
+        else KeyLimits(per_minute, None, 0.0, request_slice=1.0)
+    )
+    now = 0.0
+    for charge in charges:
         costs: dict[Metric, int] = {
             "requests": 1,
-            "tokens": prompt + item.max_tokens,
-            "input_tokens": prompt,
-            "output_tokens": item.max_tokens,
+            "tokens": charge.prompt + charge.max_tokens,
+            "input_tokens": charge.prompt,
+            "output_tokens": charge.max_tokens,
         }
         while (wait := key.check(costs, now).wait) > 0:
+            if math.isinf(wait):
+                raise ValueError(f"a request can never fit {dict(per_minute)}: {costs}")
             now += wait
         key.charge(costs, now)
-        if provider != "openai":
-            used = round(item.max_tokens * sum(COMPLETION) / 2)
-            key.settle({"output_tokens": used - item.max_tokens}, now)
+        if not openai:
+            unused = charge.used_output - charge.max_tokens
+            key.settle({"output_tokens": unused, "tokens": unused}, now)
     return now
 
 
