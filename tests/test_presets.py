@@ -42,8 +42,8 @@ def test_openai_preset_slices_both_limits_and_keeps_the_estimate() -> None:
     assert {name: repr(policy) for name, policy in throttle.limits.items()} == {
         "requests": "SlidingWindow(limit=10.0, window=1.03) (the first window counting 0.25 s "
         "longer)",
-        # A pace of a fifth of a slice's requests at a time.
-        "requests_per_second": "TokenBucket(rate=600, per=60.0, burst=2.0)",
+        # A pace of a fifth of a slice's requests at a time, until they are on the wire.
+        "requests_per_second": "TokenBucket(rate=600, per=60.0, burst=2.0, until_sent=True)",
         "tokens": "SlidingWindow(limit=3000.0, window=1.03) (the first window counting 0.25 s "
         "longer)",
     }  # named after the metrics of OpenAI's headers

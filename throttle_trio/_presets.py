@@ -112,9 +112,13 @@ def _slice_window(
 
 
 def _pace(per_minute: float, slice_seconds: float) -> TokenBucket:
-    """``per_minute``, a fifth of a slice's share at a time (at least one unit)."""
+    """``per_minute``, a fifth of a slice's share at a time (at least one unit), held only
+    until the request is on the wire."""
     return TokenBucket(
-        per_minute, per=_MINUTE, burst=max(1.0, per_minute * slice_seconds / _MINUTE / 5)
+        per_minute,
+        per=_MINUTE,
+        burst=max(1.0, per_minute * slice_seconds / _MINUTE / 5),
+        until_sent=True,
     )
 
 

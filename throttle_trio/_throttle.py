@@ -1072,7 +1072,9 @@ class Throttle:
     def _on_the_wire(self, booking: Booking) -> None:
         """``booking``'s request is on the wire now: each bucket admitted from full since
         which no request was on the wire refills from now (``ThrottleCore.on_the_wire``), and
-        each window counts the request from now (``RatePolicy.defer``)."""
+        each window counts the request from now (``RatePolicy.defer``).  Then the head of
+        the line asks again: a window may free its units sooner (a warm-up record replaced by
+        the send), and a pace gives its units back."""
         self._queue.check_thread()
         now = self._now()
         for target in self._core.on_the_wire(booking):
@@ -1082,6 +1084,7 @@ class Throttle:
             cost = costs.get(limit.metric)
             if cost and limit.name in booking.marks:
                 limit.policy.defer(cost, admitted_at, now)
+        self._queue.poke()
 
     def _close_opening(self, booking: Booking, now: float) -> None:
         """A response to a request admitted at or after a full bucket's opening admission:

@@ -26,14 +26,16 @@ def test_a_deferred_admission_leaves_the_window_later() -> None:
     assert window.available(1.25) == 10
 
 
-def test_never_earlier_and_never_more_than_the_entry_holds() -> None:
+def test_never_before_the_admission_and_never_more_than_the_entry_holds() -> None:
     window = SlidingWindow(limit=10, window=1.0)
     window.consume(4, 0.5)
-    window.defer(4, 0.5, 0.25)  # an earlier time: nothing moves
+    window.defer(4, 0.5, 0.25)  # before its admission (a clock stepped back): nothing moves
     window.defer(0, 0.5, 0.75)
     assert window.ready_at(10, 0.5) == 1.5
     window.defer(9, 0.5, 0.75)  # more than was admitted then: only the 4 move
     assert window.available(0.75) == 6
+    assert window.ready_at(10, 0.75) == 1.75
+    window.defer(4, 0.5, 0.625)  # a second, earlier report: counted from 0.75 already
     assert window.ready_at(10, 0.75) == 1.75
 
 
@@ -70,13 +72,39 @@ def test_a_refund_of_an_admission_that_left_the_window_is_still_dropped() -> Non
     assert window.dropped == 4
 
 
-def test_the_first_windows_warmup_applies_at_both_ends() -> None:
+def test_a_report_replaces_the_first_windows_warmup_with_the_send() -> None:
+    """The warm-up is a guess at how late the first requests leave; a report is the fact, so
+    the units count from the send, earlier than their record."""
     window = SlidingWindow(limit=10, window=1.0, warmup=0.25)
     window.consume(4, 0.0)  # recorded at 0.25
-    window.defer(4, 0.0, 0.125)  # would be recorded at 0.375: later, so it moves
-    assert window.ready_at(10, 0.5) == 1.375
-    window.defer(4, 0.0, 0.0625)  # 0.3125: earlier than 0.375, nothing moves
-    assert window.ready_at(10, 0.5) == 1.375
+    window.consume(2, 0.0625)  # recorded at 0.3125
+    window.defer(4, 0.0, 0.125)  # sent at 0.125: counted from then, before the 2
+    assert window.ready_at(7, 0.5) == 1.125
+    assert window.ready_at(10, 0.5) == 1.3125
+    window.defer(4, 0.0, 0.1875)  # a second report of the same admission finds nothing
+    assert window.ready_at(7, 0.5) == 1.125
+    window.defer(2, 0.0625, 0.5)  # sent after its record: counted from the send, later
+    assert window.ready_at(10, 0.5) == 1.5
+    # The first window's later admissions keep their warm-up until they report.
+    window.consume(1, 0.75)  # recorded at 1.0
+    assert window.ready_at(10, 1.25) == 2.0
+
+
+def test_an_admission_merged_into_a_later_record_never_moves_earlier() -> None:
+    """After the first window, an admission before the last warm-up record is merged into it:
+    that entry holds a first-window admission's units too, so a report never takes it
+    earlier."""
+    window = SlidingWindow(limit=10, window=1.0, warmup=0.5)
+    window.consume(4, 0.0)  # recorded at 0.5; the first window runs to 1.0
+    window.consume(2, 0.875)  # recorded at 1.375
+    window.consume(3, 1.0)  # after the first window, before the last record: merged at 1.375
+    assert window.available(2.125) == 5
+    window.defer(3, 1.0, 1.0)  # its entry holds the 2 as well: nothing moves earlier
+    assert window.available(2.125) == 5
+    assert window.available(2.375) == 10
+    window.defer(3, 1.0, 1.5)  # later is always safe
+    assert window.available(2.375) == 7
+    assert window.available(2.5) == 10
 
 
 def test_a_bucket_has_nothing_to_defer() -> None:
@@ -110,14 +138,16 @@ def test_bad_numbers_are_named(args: tuple[float, float, float], message: str) -
     ),
     st.sampled_from([0.0, 0.25]),
 )
-def test_a_deferred_window_never_holds_less_than_the_plain_one(
+def test_a_deferred_window_never_holds_less_than_what_was_sent(
     admissions: list[tuple[int, int, int]], warmup: float
 ) -> None:
-    """Defers only ever keep units longer: at every instant the window with the reports
-    holds at least what the window without them holds.  (A report a whole window late counts
-    its units again, even when they were merged into a later entry: at most twice.)"""
+    """At every instant the window with the reports holds at least what a provider counting
+    from the sends holds; without a warm-up, at least what the window without reports holds
+    too (defers only keep units longer).  (A report a whole window late counts its units
+    again, even when they were merged into a later entry: at most twice.)"""
     plain = SlidingWindow(limit=1_000, window=1.0, warmup=warmup)
     deferred = SlidingWindow(limit=1_000, window=1.0, warmup=warmup)
+    sends: list[tuple[float, int]] = []
     now, total = 0.0, 0
     for cost, gap, delay in admissions:
         now += gap / 16  # the calls come in time order, as a throttle makes them
@@ -126,9 +156,13 @@ def test_a_deferred_window_never_holds_less_than_the_plain_one(
         total += cost
         now += delay / 16
         deferred.defer(cost, now - delay / 16, now)
+        sends.append((now, cost))
         for step in range(64):
             t = now + step / 16
-            assert plain.available(t) >= deferred.available(t) >= 1_000 - 2 * total
+            on_the_wire = sum(c for sent, c in sends if sent <= t < sent + 1.0)
+            assert 1_000 - on_the_wire >= deferred.available(t) >= 1_000 - 2 * total
+            if not warmup:
+                assert plain.available(t) >= deferred.available(t)
 
 
 @pytest.mark.parametrize("base", [54_123.456789, 2_419_200.987654321])  # a day, four weeks up

@@ -205,14 +205,17 @@ class RatePolicy(ABC):
         raise NotImplementedError(f"{type(self).__name__} does not implement shift_clock()")
 
     def defer(self, cost: float, admitted_at: float, now: float) -> None:
-        """Count ``cost`` units consumed at ``admitted_at`` as if consumed at ``now`` (later).
+        """Count ``cost`` units consumed at ``admitted_at`` as consumed at ``now``, when the
+        request was on the wire.
 
         A throttle calls it when a request admitted at ``admitted_at`` is reported on the
-        wire only at ``now`` (:meth:`~throttle_trio.Reservation.sent`): a provider counts its
+        wire at ``now`` (:meth:`~throttle_trio.Reservation.sent`): a provider counts its
         windows from when requests arrive.  A policy that remembers admission times
-        (:class:`SlidingWindow`) moves them, so they leave the window that much later; a
-        bucket has nothing to move (the default does nothing).  Never earlier: a ``now`` at
-        or before the recorded time changes nothing.
+        (:class:`SlidingWindow`) moves them there: later than the admission, so they leave
+        the window that much later, or earlier than a first-window record that its
+        ``warmup`` made late (the report is the fact that guess stood for).  A bucket has
+        nothing to move (the default does nothing).  The throttle asks its line again after
+        the reports, so a policy may also give units back here.
         """
         return
 

@@ -168,10 +168,12 @@ class SlidingWindow(RatePolicy):
 
         Without ``admitted_at`` the newest entries are reduced first.  Units whose entry has
         already left the window cannot be given back: they are counted in :attr:`dropped`.
-        An admission merged into a later entry, or moved later by :meth:`defer`, is refunded
-        from the entries at and after its admission time, the oldest first, while that time
-        is in the window: they leave it no later than its own units, as long as they are
-        before them.
+        An admission merged into a later entry, recorded ``warmup`` late, or moved by
+        :meth:`defer`, is refunded from the entries at and after its admission time, the
+        oldest first, while that time is in the window: they leave it no later than its own
+        units, as long as they are before them (so the window never holds less than it
+        should; a first-window admission refunded in the last ``warmup`` seconds of its
+        record is dropped).
         """
         amount = check_non_negative("amount", amount)
         self._expire(now)
@@ -180,9 +182,10 @@ class SlidingWindow(RatePolicy):
         if admitted_at is None:
             candidates = reversed(self._entries)
         else:
-            at = self._late(admitted_at)
-            in_window = at + self._window > now
-            candidates = (e for e in self._entries if e[0] >= at) if in_window else ()
+            # From the admission's own time, not its warm-up record: a report on the wire
+            # (defer) may have moved its units earlier, to when it was sent.
+            in_window = admitted_at + self._window > now
+            candidates = (e for e in self._entries if e[0] >= admitted_at) if in_window else ()
         for entry in candidates:
             taken = min(remaining, entry[1])
             entry[1] -= taken
@@ -199,26 +202,29 @@ class SlidingWindow(RatePolicy):
         return remaining
 
     def defer(self, cost: float, admitted_at: float, now: float) -> None:
-        """Count ``cost`` consumed at ``admitted_at`` from ``now`` instead: it leaves the
-        window ``now - admitted_at`` seconds later (see :meth:`RatePolicy.defer`).
+        """Count ``cost`` consumed at ``admitted_at`` from ``now``, when it was on the wire
+        (see :meth:`RatePolicy.defer`).
 
-        The units are taken from the entry recorded at ``admitted_at`` (or the first after
-        it, if it was merged into a later one), never more than it holds.  Units admitted a
-        whole window or more before ``now`` have left it: they are counted again from
-        ``now``, as the provider counts them (the window may hold more than its limit for a
-        while: a debt).
+        The units are taken from the entry recorded for ``admitted_at`` (or the first after
+        it, if it was merged into a later one), never more than it holds, and recorded at
+        ``now``: they leave the window ``window`` seconds after the report.  So a report
+        replaces the first window's ``warmup`` (a guess at how late the first requests
+        leave) with the fact, which may be earlier; an entry merged into a later one is only
+        ever moved later (it holds other admissions' units).  Units admitted a whole window
+        or more before ``now`` have left it: they are counted again from ``now``, as the
+        provider counts them (the window may hold more than its limit for a while: a debt).
         """
         cost = check_non_negative("cost", cost)
         check_finite("admitted_at", admitted_at)
         check_finite("now", now)
         self._expire(now)
-        recorded, moved = self._late(admitted_at), self._late(now)
-        if not cost or moved <= recorded:
+        recorded = self._late(admitted_at)
+        if not cost or now < admitted_at:
             return
         if recorded + self._window <= now:
             # It left the window (unless it was merged into a later entry: then it counts
             # twice for a while, which errs on the safe side): count it from now.
-            self._record(cost, moved)
+            self._insert(cost, now)
             return
         # The first entry at or after ``recorded`` that holds units, found from the newest
         # end: the admission is recent, so only the entries admitted since are passed.
@@ -228,14 +234,26 @@ class SlidingWindow(RatePolicy):
                 break
             if entry[1] > 0:
                 found = entry
-        if found is None:
-            return  # refunded: nothing left of it
-        if found[0] >= moved:
-            return  # already counted at least that late
+        if found is None or found[0] == now:
+            return  # refunded (nothing left of it), or already counted from now
+        if found[0] > now and found[0] != recorded:
+            return  # merged into a later admission's entry: never earlier than those
         taken = min(cost, found[1])
         found[1] -= taken  # an entry left at nothing expires with the others
         self._used -= taken
-        self._record(taken, moved)
+        self._insert(taken, now)
+
+    def _insert(self, cost: float, at: float) -> None:
+        """Record ``cost`` at ``at``, in time order (merged into an entry of the same time)."""
+        entries = self._entries
+        index = len(entries)
+        while index and entries[index - 1][0] > at:
+            index -= 1
+        if index and entries[index - 1][0] == at:
+            entries[index - 1][1] += cost
+        else:
+            entries.insert(index, [at, cost])
+        self._used += cost
 
     @property
     def units_per_second(self) -> float:

@@ -14,6 +14,8 @@ parameter               meaning
 ``initial_tokens``      what the bucket holds the first time it is used; defaults to
                         ``burst`` (a full bucket, as Go's ``x/time/rate``); set it to 0
                         when a restarted worker must not fire a burst into a drained key
+``until_sent``          a pace for what is between admission and the wire: a request
+                        reported on the wire gives its units back (default ``False``)
 ======================  ==========================================================
 """
 
@@ -41,6 +43,13 @@ class TokenBucket(RatePolicy):
         burst: bucket size, the largest cost admitted at once (> 0); defaults to ``rate``.
         initial_tokens: units in the bucket when it is first used (0 <= x <= burst);
             defaults to ``burst``.
+        until_sent: hold a request's units only until it is on the wire: a
+            :class:`~throttle_trio.Throttle` gives them back when the request is reported sent
+            (:meth:`~throttle_trio.Reservation.sent`, which the httpx transports call), so
+            at most ``burst`` units (plus the refill) are between admission and the wire,
+            and requests that report go as fast as they leave.  Requests that never report
+            are paced at the rate.  :func:`~throttle_trio.openai_throttle` paces with one.
+            A :class:`~throttle_trio.redis.RedisThrottle` has no reports: it keeps them.
 
     Raises:
         TypeError: a parameter is not a real number.
@@ -56,6 +65,7 @@ class TokenBucket(RatePolicy):
         "_span",
         "_started",
         "_tokens",
+        "_until_sent",
         "_updated",
     )
 
@@ -66,7 +76,13 @@ class TokenBucket(RatePolicy):
         *,
         burst: float | None = None,
         initial_tokens: float | None = None,
+        until_sent: bool = False,
     ) -> None:
+        if not isinstance(until_sent, bool):
+            raise TypeError(
+                f"until_sent must be a bool, got {type(until_sent).__name__} {until_sent!r}"
+            )
+        self._until_sent = until_sent
         self._rate = check_positive("rate", rate)
         self._per = check_positive("per", per)
         self._burst = self._rate if burst is None else check_positive("burst", burst)
@@ -108,8 +124,17 @@ class TokenBucket(RatePolicy):
         """Units refunded into a full bucket and therefore lost (never above the burst)."""
         return self._dropped
 
+    @property
+    def until_sent(self) -> bool:
+        """Whether a request reported on the wire gives its units back (a pace)."""
+        return self._until_sent
+
     def __repr__(self) -> str:
-        return f"TokenBucket(rate={self._rate!r}, per={self._per!r}, burst={self._burst!r})"
+        until_sent = ", until_sent=True" if self._until_sent else ""
+        return (
+            f"TokenBucket(rate={self._rate!r}, per={self._per!r}, burst={self._burst!r}"
+            f"{until_sent})"
+        )
 
     def _start(self, now: float) -> float:
         """Start the clock at the first use (``initial_tokens`` are what is there then);
@@ -255,6 +280,17 @@ class TokenBucket(RatePolicy):
         dropped = amount - credited
         self._dropped += dropped
         return dropped
+
+    def defer(self, cost: float, admitted_at: float, now: float) -> None:
+        """With ``until_sent``, give ``cost`` back: the request is on the wire (what fits
+        below the burst; nothing is counted as dropped).  Otherwise nothing: a bucket has no
+        admission times to move."""
+        cost = check_non_negative("cost", cost)
+        check_finite("admitted_at", admitted_at)
+        check_finite("now", now)
+        if self._until_sent and cost:
+            self._advance(now)
+            self._tokens = min(self._burst, self._tokens + cost)
 
     refills_continuously = True
 
