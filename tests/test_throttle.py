@@ -797,6 +797,62 @@ async def test_a_window_counts_a_request_from_when_it_is_on_the_wire() -> None:
     assert admitted == [1.0, 1.25]  # without the report: both at 1.0
 
 
+async def test_a_pace_until_sent_lets_a_reported_request_go_at_once() -> None:
+    """``until_sent``: a request reported on the wire gives its units back, and the request
+    waiting for them is admitted then, not when the bucket would have refilled."""
+    throttle = Throttle(requests=TokenBucket(4, burst=2, until_sent=True))
+    first = await throttle.acquire(requests=1)
+    second = await throttle.acquire(requests=1)
+    admitted: list[float] = []
+
+    async def third() -> None:
+        (await throttle.acquire(requests=1)).release()
+        admitted.append(now())
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(third)
+        await anyio.sleep(0.0625)
+        assert not admitted  # the bucket holds a quarter of a request
+        first.sent()  # its unit comes back, and the waiter goes
+        await settle()
+        assert admitted == [0.0625]
+        second.sent()
+    # Both back; the third not on the wire yet (the first report also took back the refill
+    # since the admission from full: the quarter of a request).
+    assert throttle.statistics().limits["requests"].available == 1
+    for slot in (first, second):
+        slot.release()
+
+
+async def test_a_pace_until_sent_paces_requests_that_never_report() -> None:
+    throttle = Throttle(requests=TokenBucket(4, burst=2, until_sent=True))
+    admitted = []
+    for _ in range(4):
+        (await throttle.acquire(requests=1)).release()
+        admitted.append(now())
+    assert admitted == [0.0, 0.0, 0.25, 0.5]
+
+
+async def test_a_report_frees_a_warmed_up_window_from_the_send() -> None:
+    """The first window's ``warmup`` is a guess at how late its requests leave; their reports
+    replace it with the sends, and the next window's request goes a window after them."""
+    throttle = Throttle(requests=SlidingWindow(2, window=1.0, warmup=0.5))
+    slots = [await throttle.acquire(requests=1) for _ in range(2)]  # recorded at 0.5
+    admitted: list[float] = []
+
+    async def next_window() -> None:
+        (await throttle.acquire(requests=1)).release()
+        admitted.append(now())
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(next_window)
+        await anyio.sleep(0.125)
+        for slot in slots:
+            slot.sent()
+            slot.release()
+    assert admitted == [1.125]  # without the reports: 1.5
+
+
 async def test_only_requests_admitted_since_the_full_admission_take_back_its_refill() -> None:
     """A request admitted before the bucket was last full does not say when the server's
     started refilling; and a request admitted since that ends without a report (sent by

@@ -114,6 +114,34 @@ def test_a_bucket_has_nothing_to_defer() -> None:
     assert bucket.available(0.5) == 4
 
 
+def test_a_refund_after_a_report_moved_it_earlier_takes_its_own_units() -> None:
+    window = SlidingWindow(limit=10, window=1.0, warmup=0.5)
+    window.consume(4, 0.0)  # recorded at 0.5
+    window.consume(4, 0.25)  # recorded at 0.75
+    window.defer(4, 0.0, 0.125)  # the first, on the wire at 0.125
+    assert window.refund(4, 0.5, admitted_at=0.0) == 0
+    # Its own units, not the second's (which stay until 1.75): taking those would leave
+    # the window holding less than the provider once the first's time passed.
+    assert window.available(1.25) == 6
+    assert window.available(1.75) == 10
+
+
+def test_a_pace_until_sent_gives_units_back_up_to_its_burst() -> None:
+    bucket = TokenBucket(4, burst=2, until_sent=True)
+    bucket.consume(2, 0.0)
+    bucket.defer(1, 0.0, 0.125)  # half a unit refilled, one given back
+    assert bucket.available(0.125) == 1.5
+    bucket.defer(1, 0.0, 0.25)  # 2.0 refilled and given back: the burst, no more
+    assert bucket.available(0.25) == 2
+    assert bucket.dropped == 0  # not a refund into a full bucket: nothing is lost
+    bucket.defer(0, 0.0, 0.25)
+    assert repr(bucket) == "TokenBucket(rate=4, per=1.0, burst=2, until_sent=True)"
+    with pytest.raises(TypeError, match="until_sent must be a bool, got int 1"):
+        TokenBucket(4, until_sent=1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="cost"):
+        bucket.defer(-1, 0.0, 0.25)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
