@@ -207,7 +207,8 @@ def charges(lines: Iterable[Line], results: Mapping[str, Mapping[str, Any]]) -> 
 def preset_alone(provider: str, lines: list[Line], seed: int) -> float:
     """Seconds from the first admission to the last that the command's own throttle gives
     ``lines`` on virtual time (trio's ``MockClock``): no network, no loop stalls, no start-up;
-    each request held for a latency drawn in ``LATENCY``, its costs the library's estimate of
+    each request reported on the wire at its admission and held for a latency drawn in
+    ``LATENCY``, its costs the library's estimate of
     its body with the prompt counted as the server counts it (what the transport's learned
     token ratios converge to: the estimate alone adds a few tokens per message), an Anthropic
     request settled to the mean output.  What the preset's design costs against
@@ -234,6 +235,7 @@ def preset_alone(provider: str, lines: list[Line], seed: int) -> float:
         costs = {metric: cost for metric, cost in estimate.items() if throttle.accepts(metric)}
         async with throttle.reserve(costs, lane="batch") as slot:
             admitted.append(trio.current_time())
+            slot.sent()  # on the wire at once: the command's transport reports each send
             await trio.sleep(rng.uniform(*LATENCY))
             if "output_tokens" in costs:
                 slot.settle(output_tokens=Charge(0, line.max_tokens).used_output)
