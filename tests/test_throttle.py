@@ -817,6 +817,7 @@ async def test_a_pace_until_sent_lets_a_reported_request_go_at_once() -> None:
         await settle()
         assert admitted == [0.0625]
         second.sent()
+        second.sent()  # once per reservation: nothing more comes back
     # Both back; the third not on the wire yet (the first report also took back the refill
     # since the admission from full: the quarter of a request).
     assert throttle.statistics().limits["requests"].available == 1

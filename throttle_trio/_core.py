@@ -96,6 +96,7 @@ class Booking:
         "marks",
         "resumed_at",
         "retry_after",
+        "sent_at",
         "settled",
         "shortfall",
         "state",
@@ -110,6 +111,8 @@ class Booking:
         self.admitted_at = math.nan  # the shell's clock
         # When the admitted task ran again: its request cannot reach the server before this.
         self.resumed_at = math.nan
+        # When it was reported on the wire (the shell's clock); NaN until then.
+        self.sent_at = math.nan
         # limit name -> the limit's net charge when this request was sent: header feedback
         # counts what was charged since from here.
         self.marks: dict[str, float] = {}

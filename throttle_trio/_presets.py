@@ -26,12 +26,15 @@ rate-limits page, docs.anthropic.com/en/api/rate-limits.)  So the presets build:
   slice's share (``rpm / 60`` and ``tpm / 60`` per second) over a window ``margin`` longer
   than the slice (the first one ``warmup`` longer: the first requests of a run leave late
   behind its start-up work), so that no slice the provider counts from arrival times ever
-  holds more, whatever the trip times do within the margin; ``requests_per_second``, a token
-  bucket of the same rate holding a fifth of a slice's requests, paces them (sent at one
-  instant, the first of them would reach the provider late behind the connections they open,
-  later than the next slice's on open connections: measured, 30 ms and more for 20 requests
-  on loopback; and a stall of the program delays all that were admitted and not yet sent);
-  ``refund_unused=False`` (the estimate, prompt plus ``max_tokens``,
+  holds more, whatever the trip times do within the margin; a request reported on the wire
+  (:meth:`~throttle_trio.Reservation.sent`, as the transports do) counts from its send
+  instead, warm-up or not.  ``requests_per_second``, a token bucket of the same rate holding
+  a fifth of a slice's requests until they are on the wire (``until_sent``), paces what is
+  between admission and the wire (a stall of the program delays all that were admitted and
+  not yet sent) and, at the bucket's rate, the requests that are never reported (sent at one
+  instant, the first of them would reach the provider late behind the connections they
+  open, later than the next slice's on open connections: measured, 30 ms and more for 20
+  requests on loopback); ``refund_unused=False`` (the estimate, prompt plus ``max_tokens``,
   stays charged, as OpenAI keeps it).
 * :func:`anthropic_throttle`: ``requests`` as a :class:`TokenBucket` holding one slice's
   worth (at least one request), ``input_tokens`` and ``output_tokens`` as token buckets of a
@@ -152,9 +155,10 @@ def openai_throttle(
 
     ``requests`` and ``tokens`` are sliding windows holding one slice's share of the
     per-minute limits (``rpm / 60`` requests and ``tpm / 60`` tokens at the default one-second
-    slice) over ``slice_seconds + margin`` seconds (the first window ``warmup`` longer), and
-    ``requests_per_second`` paces them at ``rpm / 60`` a second, a fifth of a slice at a time;
-    unused estimates are not refunded; the
+    slice) over ``slice_seconds + margin`` seconds (the first window ``warmup`` longer, until
+    the requests are reported on the wire), and ``requests_per_second`` holds at most a fifth
+    of a slice's requests between admission and the wire (requests never reported on the
+    wire: paced at ``rpm / 60`` a second); unused estimates are not refunded; the
     rates back off on 429s and server errors (``adaptive``).  The price of the margin is a
     fraction ``margin / (slice_seconds + margin)`` of the rate (3% by default).
 
@@ -177,8 +181,9 @@ def openai_throttle(
             the first requests of a run reach the provider later after they leave than the
             ones after them (start-up work, new connections: the program's start-up stalled
             the loop up to 0.39 s in ``python -m bench.http --presets``, with 300 tasks
-            starting at once).  Costs that much once, at the start; give more if your program
-            does more before its first requests are on the wire.
+            starting at once).  A request reported on the wire (the transports report each)
+            counts from its send instead.  Without reports it costs that much once, at the
+            start; give more if your program does more before its first requests are sent.
 
     Raises:
         TypeError: a parameter is not a number (``max_concurrent``: not an int or ``None``).
@@ -192,10 +197,10 @@ def openai_throttle(
     warmup = check_non_negative("warmup", warmup)
     return Throttle(
         requests=_slice_window(rpm, slice_seconds, margin, warmup),
-        # Paced: a slice's requests leave a fifth of it at a time, not all at one instant, so
-        # that few are between their admission and the wire when the program stalls (a stall
-        # delays them, not the next slice's) and the first ones do not reach the provider
-        # late behind the connections they open.
+        # Paced: at most a fifth of a slice's requests between their admission and the wire,
+        # so that few are delayed when the program stalls (a stall delays them, not the next
+        # slice's); requests that never report leave a fifth of a slice at a time, so that
+        # the first ones do not reach the provider late behind the connections they open.
         requests_per_second=_pace(rpm, slice_seconds),
         tokens=_slice_window(tpm, slice_seconds, margin, warmup),
         max_concurrent=max_concurrent,

@@ -299,7 +299,10 @@ class Reservation:
         loop), or the program stalls.  So:
 
         * a :class:`SlidingWindow` counts the request from now instead of from its admission
-          (:meth:`RatePolicy.defer`): it leaves the window that much later;
+          (:meth:`RatePolicy.defer`): it leaves the window that much later (in the first
+          window, now replaces the ``warmup`` record, even when that was later);
+        * a ``TokenBucket(..., until_sent=True)`` gives the request's units back: it paces
+          what is between admission and the wire;
         * a token bucket that was full when it admitted a request (at the start, or after a
           lull) refills from the first report that a request admitted since is on the wire,
           once, as the provider's bucket, full too, refills only from that request's arrival.
@@ -307,10 +310,11 @@ class Reservation:
 
         The httpx transports report each attempt (through httpcore's ``trace`` extension);
         call it yourself after sending by other means.  A no-op once the reservation is
-        released.
+        released, and after the first call (a reservation is one request: a retry takes a
+        new one).
         """
         booking = self._booking
-        if booking.state is _ACTIVE:
+        if booking.state is _ACTIVE and math.isnan(booking.sent_at):
             self._throttle._on_the_wire(booking)
 
     def _give_back(self) -> None:
@@ -1076,7 +1080,7 @@ class Throttle:
         the line asks again: a window may free its units sooner (a warm-up record replaced by
         the send), and a pace gives its units back."""
         self._queue.check_thread()
-        now = self._now()
+        now = booking.sent_at = self._now()
         for target in self._core.on_the_wire(booking):
             target.limit.policy.limit_available(target.level, now)
         costs, admitted_at = booking.costs, booking.admitted_at

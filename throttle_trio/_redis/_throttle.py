@@ -594,10 +594,11 @@ class RedisThrottle:
         on_event: EventHook | None = None,
     ) -> RedisThrottle:
         """OpenAI's preset (:func:`throttle_trio.openai_throttle`) for a fleet: the per-second
-        slices as sliding windows kept in Redis, the pacing as a shared bucket, ``max_tokens``
-        kept (no refund), adaptive.  ``max_concurrent`` is per process; the warm-up is the
-        fleet's: what the slices admit in the window after they were empty counts ``warmup``
-        seconds longer (:class:`WindowLimit`)."""
+        slices as sliding windows kept in Redis, counted from the booking, and the pacing as a
+        shared bucket that spaces every request (a fleet gets no reports that a request is on
+        the wire), ``max_tokens`` kept (no refund), adaptive.  ``max_concurrent`` is per
+        process; the warm-up is the fleet's: what the slices admit in the window after they
+        were empty counts ``warmup`` seconds longer (:class:`WindowLimit`)."""
         from .._presets import openai_throttle
 
         local = openai_throttle(

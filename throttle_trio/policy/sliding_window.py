@@ -15,6 +15,7 @@ window that much later.  It is for a provider that counts its windows from when 
 *arrive*: the first requests of a run arrive later after they were admitted than the ones
 after them (the program's start-up work, new connections), and the provider still holds them
 when the next window's requests arrive (:func:`~throttle_trio.openai_throttle` uses it).
+It is a guess: a request reported on the wire (:meth:`defer`) counts from its send instead.
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ class SlidingWindow(RatePolicy):
     window ``window + warmup`` seconds after its admission; the windows after it are ``window``
     long.  That delays the second window's admissions by at most ``warmup``, once.  A later
     admission that comes before such a late record is merged into it (it leaves later, never
-    sooner), and ``refund(admitted_at=...)`` takes a first-window admission's own time.
+    sooner), and ``refund(admitted_at=...)`` takes a first-window admission's own time.  A
+    report that the request is on the wire (:meth:`defer`) replaces its warm-up record with
+    the send.
 
     Args:
         limit: units per window (> 0); also the largest cost admitted at once.
