@@ -834,6 +834,40 @@ async def test_a_pace_until_sent_paces_requests_that_never_report() -> None:
     assert admitted == [0.0, 0.0, 0.25, 0.5]
 
 
+async def test_a_refund_after_a_report_gives_back_the_units_where_they_moved() -> None:
+    """The window counts a reported request from its send; settling it below the estimate
+    afterwards gives back those units, not nothing (its admission's entry is empty) and not
+    those of the request admitted after it."""
+    throttle = Throttle(tokens=SlidingWindow(100, window=1.0))
+    first = await throttle.acquire(tokens=50)
+    await anyio.sleep(0.125)
+    second = await throttle.acquire(tokens=50)
+    await anyio.sleep(0.125)
+    first.sent()
+    await anyio.sleep(0.125)
+    first.settle(tokens=0)
+    first.release()
+    stats = throttle.statistics().limits["tokens"]
+    assert (stats.available, stats.refunded, stats.dropped) == (50, 50, 0)
+    await anyio.sleep(0.125)
+    second.sent()
+    second.release()
+    async with throttle.reserve(tokens=100):
+        assert now() == 1.5  # the second's units leave a window after its send
+
+
+async def test_a_pace_until_sent_gives_back_once_even_when_settled_after_the_send() -> None:
+    throttle = Throttle(requests=TokenBucket(4, burst=2, until_sent=True))
+    first = await throttle.acquire(requests=1)
+    second = await throttle.acquire(requests=1)
+    first.sent()  # the first report: the refill since the full admission is taken back
+    assert throttle.statistics().limits["requests"].available == 1
+    first.settle(requests=0)  # its unit came back at the send already
+    assert throttle.statistics().limits["requests"].available == 1
+    for slot in (first, second):
+        slot.release()
+
+
 async def test_a_report_frees_a_warmed_up_window_from_the_send() -> None:
     """The first window's ``warmup`` is a guess at how late its requests leave; their reports
     replace it with the sends, and the next window's request goes a window after them."""

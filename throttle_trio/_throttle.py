@@ -358,6 +358,14 @@ class Reservation:
             emit(hook, event)
 
 
+def _give_back(policy: RatePolicy, amount: float, now: float, booking: Booking) -> float:
+    """Refund ``amount`` to ``policy`` from where ``booking``'s units are: its admission, or
+    its send once it was reported on the wire (``RatePolicy.defer`` moved them there)."""
+    if math.isnan(booking.sent_at):
+        return policy.refund(amount, now, admitted_at=booking.admitted_at)
+    return policy.refund_sent(amount, now, admitted_at=booking.admitted_at, sent_at=booking.sent_at)
+
+
 def _recosting(
     step: Callable[[float], float | None],
     costs: dict[str, float],
@@ -926,7 +934,7 @@ class Throttle:
                 policy.consume(change.delta, now)
                 core.applied(change, change.delta)
             else:
-                dropped = policy.refund(-change.delta, now, admitted_at=booking.admitted_at)
+                dropped = _give_back(policy, -change.delta, now, booking)
                 core.applied(change, -change.delta - dropped)
         core.settled(booking, checked, refund=refund)
         self._queue.poke()

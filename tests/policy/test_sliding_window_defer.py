@@ -8,7 +8,7 @@ only at ``now`` (``Reservation.sent``) moves its units there, so they leave the 
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from throttle_trio import SlidingWindow, TokenBucket
@@ -51,16 +51,32 @@ def test_units_that_left_the_window_before_the_report_count_again() -> None:
     assert window.available(2.5) == 4
 
 
-def test_refund_after_a_defer_frees_no_more_than_the_admission_held() -> None:
+def test_a_refund_after_a_defer_takes_the_units_where_they_moved() -> None:
     window = SlidingWindow(limit=10, window=1.0)
     window.consume(4, 0.0)
     window.consume(2, 0.125)
     window.defer(4, 0.0, 0.25)
-    # From the entries after 0, the oldest first: the 2 of 0.125, then 1 of the moved 4.
-    assert window.refund(3, 0.5, admitted_at=0.0) == 0
+    assert window.refund_sent(3, 0.5, admitted_at=0.0, sent_at=0.25) == 0
     assert window.available(0.5) == 7
-    assert window.available(1.125) == 7  # the 3 left leave with the moved admission
+    assert window.available(1.125) == 9  # the 2 of 0.125 leave at their own time
     assert window.available(1.25) == 10
+    # Refunded from its admission instead, it finds nothing there: dropped, never another's.
+    assert window.refund(1, 0.5, admitted_at=0.0) == 1
+    assert window.available(0.5) == 7
+
+
+def test_a_refund_after_a_report_leaves_the_next_admission_whole() -> None:
+    """A rejected request's refund takes its own units, not those of the one admitted after
+    it: that one's report then moves all of its units, and the window holds what the
+    provider does."""
+    window = SlidingWindow(limit=100, window=1.0)
+    window.consume(5, 0.125)  # A
+    window.consume(10, 0.25)  # B
+    window.defer(5, 0.125, 0.5)  # A on the wire
+    assert window.refund_sent(5, 0.5625, admitted_at=0.125, sent_at=0.5) == 0  # A rejected
+    window.defer(10, 0.25, 0.625)  # B on the wire
+    assert window.available(1.5625) == 90  # the provider holds B until 1.625
+    assert window.available(1.625) == 100
 
 
 def test_a_refund_of_an_admission_that_left_the_window_is_still_dropped() -> None:
@@ -90,21 +106,33 @@ def test_a_report_replaces_the_first_windows_warmup_with_the_send() -> None:
     assert window.ready_at(10, 1.25) == 2.0
 
 
-def test_an_admission_merged_into_a_later_record_never_moves_earlier() -> None:
-    """After the first window, an admission before the last warm-up record is merged into it:
-    that entry holds a first-window admission's units too, so a report never takes it
-    earlier."""
+def test_an_admission_after_the_first_window_is_recorded_at_its_own_time() -> None:
+    """After the first window, an admission can come before the last warm-up record: it is
+    recorded at its own time, before that record, and its report moves its own units."""
     window = SlidingWindow(limit=10, window=1.0, warmup=0.5)
     window.consume(4, 0.0)  # recorded at 0.5; the first window runs to 1.0
     window.consume(2, 0.875)  # recorded at 1.375
-    window.consume(3, 1.0)  # after the first window, before the last record: merged at 1.375
-    assert window.available(2.125) == 5
-    window.defer(3, 1.0, 1.0)  # its entry holds the 2 as well: nothing moves earlier
-    assert window.available(2.125) == 5
-    assert window.available(2.375) == 10
-    window.defer(3, 1.0, 1.5)  # later is always safe
+    window.consume(3, 1.0)  # after the first window: at 1.0, before the 1.375 record
+    assert window.available(1.9375) == 5
+    assert window.available(2.0) == 8
+    window.defer(3, 1.0, 1.5)
+    assert window.available(2.0) == 5
     assert window.available(2.375) == 7
     assert window.available(2.5) == 10
+
+
+def test_reports_of_admissions_around_a_warm_up_record_move_each_its_own() -> None:
+    """X is admitted in the first window (recorded a quarter second late), Z after it but
+    before X's record; each report moves the units of its own admission."""
+    window = SlidingWindow(limit=10_000, window=1.0, warmup=0.25)
+    window.consume(1, 0.0)  # the first window runs to 1.0
+    window.consume(100, 0.875)  # X, recorded at 1.125
+    window.consume(800, 1.0625)  # Z, at 1.0625
+    window.defer(100, 0.875, 1.09375)  # X on the wire: earlier than its record
+    window.defer(800, 1.0625, 1.3125)  # Z on the wire
+    assert window.available(2.0625) == 10_000 - 900
+    assert window.available(2.25) == 10_000 - 800  # the provider holds Z until 2.3125
+    assert window.available(2.3125) == 10_000
 
 
 def test_a_bucket_has_nothing_to_defer() -> None:
@@ -119,7 +147,7 @@ def test_a_refund_after_a_report_moved_it_earlier_takes_its_own_units() -> None:
     window.consume(4, 0.0)  # recorded at 0.5
     window.consume(4, 0.25)  # recorded at 0.75
     window.defer(4, 0.0, 0.125)  # the first, on the wire at 0.125
-    assert window.refund(4, 0.5, admitted_at=0.0) == 0
+    assert window.refund_sent(4, 0.5, admitted_at=0.0, sent_at=0.125) == 0
     # Its own units, not the second's (which stay until 1.75): taking those would leave
     # the window holding less than the provider once the first's time passed.
     assert window.available(1.25) == 6
@@ -155,42 +183,73 @@ def test_bad_numbers_are_named(args: tuple[float, float, float], message: str) -
         SlidingWindow(limit=10).defer(*args)
 
 
-@given(
-    st.lists(
-        st.tuples(
-            st.integers(1, 4),  # cost
-            st.integers(0, 8),  # sixteenths of a second after the previous report
-            st.integers(0, 24),  # sixteenths of a second from admission to the report
-        ),
-        max_size=20,
-    ),
-    st.sampled_from([0.0, 0.25]),
-)
+@st.composite
+def _admissions(draw: st.DrawFn) -> list[tuple[int, float, float | None, float | None, int]]:
+    """Admissions as a throttle makes them, on sixteenths of a second: (cost, admitted at,
+    sent at or None, refunded at or None, units refunded).  A sent request may be refunded
+    after its send (a rejection, a settle); one never sent is cancelled (all refunded)."""
+    out: list[tuple[int, float, float | None, float | None, int]] = []
+    at = 0.0
+    for _ in range(draw(st.integers(0, 12))):
+        at += draw(st.integers(0, 8)) / 16
+        cost = draw(st.integers(1, 4))
+        kind = draw(st.sampled_from(["sent", "sent, refunded", "cancelled"]))
+        later = draw(st.integers(0, 24)) / 16
+        refund_after = draw(st.integers(0, 24)) / 16
+        if kind == "cancelled":
+            out.append((cost, at, None, at + refund_after, cost))
+        elif kind == "sent":
+            out.append((cost, at, at + later, None, 0))
+        else:
+            units = draw(st.integers(0, cost))
+            out.append((cost, at, at + later, at + later + refund_after, units))
+    return out
+
+
+@settings(max_examples=400)
+@given(_admissions(), st.sampled_from([0.0, 0.25]))
+@example([(1, 0.0, 0.0, None, 0), (1, 0.9375, 1.125, None, 0), (4, 0.9375, 1.125, None, 0)], 0.25)
 def test_a_deferred_window_never_holds_less_than_what_was_sent(
-    admissions: list[tuple[int, int, int]], warmup: float
+    admissions: list[tuple[int, float, float | None, float | None, int]], warmup: float
 ) -> None:
-    """At every instant the window with the reports holds at least what a provider counting
-    from the sends holds; without a warm-up, at least what the window without reports holds
-    too (defers only keep units longer).  (A report a whole window late counts its units
-    again, even when they were merged into a later entry: at most twice.)"""
-    plain = SlidingWindow(limit=1_000, window=1.0, warmup=warmup)
-    deferred = SlidingWindow(limit=1_000, window=1.0, warmup=warmup)
-    sends: list[tuple[float, int]] = []
-    now, total = 0.0, 0
-    for cost, gap, delay in admissions:
-        now += gap / 16  # the calls come in time order, as a throttle makes them
-        plain.consume(cost, now)
-        deferred.consume(cost, now)
-        total += cost
-        now += delay / 16
-        deferred.defer(cost, now - delay / 16, now)
-        sends.append((now, cost))
-        for step in range(64):
+    """At every instant, whatever the order of the reports and refunds, the window holds at
+    least what a provider counting from the sends holds (less what was refunded after the
+    send, while the send was in the window), and at most twice what was admitted (a report
+    a whole window late counts its units again)."""
+    window = SlidingWindow(limit=1_000, window=1.0, warmup=warmup)
+    events: list[tuple[float, int, int]] = []  # (time, 0 admit / 1 send / 2 refund, index)
+    for index, (_, admitted, sent, refunded, _) in enumerate(admissions):
+        events.append((admitted, 0, index))
+        if sent is not None:
+            events.append((sent, 1, index))
+        if refunded is not None:
+            events.append((refunded, 2, index))
+    events.sort()
+    kept = [cost for cost, *_ in admissions]  # what the provider counts of each, once sent
+    on_wire: set[int] = set()
+    total = 0
+    for now, kind, index in events:
+        cost, admitted, sent, _, units = admissions[index]
+        if kind == 0:
+            window.consume(cost, now)
+            total += cost
+        elif kind == 1:
+            window.defer(cost, admitted, now)
+            on_wire.add(index)
+        elif sent is None:
+            window.refund(units, now, admitted_at=admitted)
+        else:
+            window.refund_sent(units, now, admitted_at=admitted, sent_at=sent)
+            if now < sent + 1.0:  # a refund after its units left the window gives nothing
+                kept[index] -= units
+        for step in range(40):
             t = now + step / 16
-            on_the_wire = sum(c for sent, c in sends if sent <= t < sent + 1.0)
-            assert 1_000 - on_the_wire >= deferred.available(t) >= 1_000 - 2 * total
-            if not warmup:
-                assert plain.available(t) >= deferred.available(t)
+            provider = sum(
+                kept[i]
+                for i in on_wire
+                if (at := admissions[i][2]) is not None and at <= t < at + 1.0
+            )
+            assert 1_000 - provider >= window.available(t) >= 1_000 - 2 * total
 
 
 @pytest.mark.parametrize("base", [54_123.456789, 2_419_200.987654321])  # a day, four weeks up
@@ -204,5 +263,5 @@ def test_a_defer_at_real_clock_magnitudes(base: float) -> None:
     assert window.available(base + 1.03) == 6
     assert window.ready_at(10, base + 0.5) == sent + 1.03
     assert window.available(sent + 1.03) == 10
-    assert window.refund(4, sent + 0.5, admitted_at=base) == 0  # found after its admission
+    assert window.refund_sent(4, sent + 0.5, admitted_at=base, sent_at=sent) == 0
     assert window.available(sent + 0.5) == 10

@@ -53,15 +53,19 @@ def test_the_first_window_starts_at_the_first_admission_not_at_a_read() -> None:
     assert window.ready_at(1, 20.0) == 21.25
 
 
-def test_an_admission_recorded_before_a_warm_record_leaves_with_it() -> None:
+def test_an_admission_before_a_warm_record_is_recorded_at_its_own_time() -> None:
     # Until `warmup` has passed, a warm record sits later than the admissions that follow the
-    # first window: they are merged into it (time order kept) and leave with it.
+    # first window: they are recorded at their own times, before it (time order kept), and
+    # leave the window on their own.
     window = SlidingWindow(limit=4, window=1.0, warmup=2.0)
     window.consume(1, 0.0)  # recorded at 2.0: leaves at 3.0
-    window.consume(1, 1.5)  # after the first window, before 2.0: merged into the entry at 2.0
-    assert window.ready_at(4, 2.0) == 3.0  # both leave at 3.0, the later admission too
-    assert window.available(2.5) == 2  # not gone at 2.5, though admitted at 1.5
+    window.consume(1, 1.5)  # after the first window, before 2.0: recorded at 1.5
+    assert window.ready_at(4, 2.0) == 3.0  # the warm record leaves last
+    assert window.ready_at(3, 2.0) == 2.5
+    assert window.available(2.5) == 3  # admitted at 1.5: gone at 2.5
     assert window.available(3.0) == 4
+    assert window.refund(1, 2.25, admitted_at=1.5) == 0  # found at its own time
+    assert window.available(2.25) == 3
 
 
 def test_refund_finds_a_first_window_admission_by_its_own_time() -> None:

@@ -148,6 +148,18 @@ class RatePolicy(ABC):
             The part of ``amount`` that could not be credited (dropped).
         """
 
+    def refund_sent(
+        self, amount: float, now: float, *, admitted_at: float, sent_at: float
+    ) -> float:
+        """Give back ``amount`` units of a request admitted at ``admitted_at`` that
+        :meth:`defer` counted from ``sent_at`` (it was reported on the wire then).
+
+        A throttle calls it instead of :meth:`refund` once a request was reported on the
+        wire.  The default refunds as from the admission: a policy whose :meth:`defer` moves
+        nothing keeps the units there.  Returns the part that could not be credited.
+        """
+        return self.refund(amount, now, admitted_at=admitted_at)
+
     @abstractmethod
     def reconfigure(self, now: float, **changes: float) -> None:
         """Change parameters at ``now``, keeping what was admitted before.

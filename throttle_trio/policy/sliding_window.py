@@ -40,10 +40,9 @@ class SlidingWindow(RatePolicy):
     seconds from the first admission is recorded ``warmup`` seconds late, so it leaves the
     window ``window + warmup`` seconds after its admission; the windows after it are ``window``
     long.  That delays the second window's admissions by at most ``warmup``, once.  A later
-    admission that comes before such a late record is merged into it (it leaves later, never
-    sooner), and ``refund(admitted_at=...)`` takes a first-window admission's own time.  A
-    report that the request is on the wire (:meth:`defer`) replaces its warm-up record with
-    the send.
+    admission that comes before such a late record is recorded at its own time, before it,
+    and ``refund(admitted_at=...)`` finds a first-window admission's record.  A report that
+    the request is on the wire (:meth:`defer`) replaces its warm-up record with the send.
 
     Args:
         limit: units per window (> 0); also the largest cost admitted at once.
@@ -154,47 +153,44 @@ class SlidingWindow(RatePolicy):
     def consume(self, cost: float, now: float) -> None:
         cost = self._checked_charge(cost)
         self._expire(now)
-        self._record(cost, self._recorded_at(now) if self._warmup else now)
+        self._insert(cost, self._recorded_at(now) if self._warmup else now)
 
-    def _record(self, cost: float, at: float) -> None:
+    def _insert(self, cost: float, at: float) -> None:
+        """Record ``cost`` at ``at``, in time order: merged into an entry of the same time
+        (units of one time leave together), else a new entry where it belongs (after the
+        first window, an admission can come before a record its warm-up made late; a
+        report on the wire moves units to its time)."""
         entries = self._entries
-        if entries and entries[-1][0] >= at:
-            # Same instant, a clock that stepped back, or an entry of the first window
-            # recorded later than this admission (warmup): merge, keeping time order.
-            entries[-1][1] += cost
-        else:
+        if not entries or entries[-1][0] < at:
             entries.append([at, cost])
+        else:
+            index = len(entries)
+            while index and entries[index - 1][0] > at:
+                index -= 1
+            if index and entries[index - 1][0] == at:
+                entries[index - 1][1] += cost
+            else:
+                entries.insert(index, [at, cost])
         self._used += cost
 
-    def refund(self, amount: float, now: float, *, admitted_at: float | None = None) -> float:
-        """Give back units; with ``admitted_at``, from the entry admitted then.
+    def _entry_at(self, at: float) -> list[float] | None:
+        """The entry recorded at exactly ``at``, if it is still there (from the newest end:
+        the times looked for are recent)."""
+        for entry in reversed(self._entries):
+            if entry[0] <= at:
+                return entry if entry[0] == at else None
+        return None
 
-        Without ``admitted_at`` the newest entries are reduced first.  Units whose entry has
-        already left the window cannot be given back: they are counted in :attr:`dropped`.
-        An admission merged into a later entry, recorded ``warmup`` late, or moved by
-        :meth:`defer`, is refunded from the entries at and after its admission time, the
-        oldest first, while that time is in the window: they leave it no later than its own
-        units, as long as they are before them (so the window never holds less than it
-        should; a first-window admission refunded in the last ``warmup`` seconds of its
-        record is dropped).
-        """
-        amount = check_non_negative("amount", amount)
-        self._expire(now)
+    def _take(self, amount: float, candidates: Iterable[list[float] | None]) -> float:
+        """Take up to ``amount`` units from ``candidates`` in turn; count what is left over
+        as :attr:`dropped`, and return it."""
         remaining = amount
-        candidates: Iterable[list[float]]
-        if admitted_at is None:
-            candidates = reversed(self._entries)
-        else:
-            # From the admission's own time, not its warm-up record: a report on the wire
-            # (defer) may have moved its units earlier, to when it was sent.
-            in_window = admitted_at + self._window > now
-            candidates = (e for e in self._entries if e[0] >= admitted_at) if in_window else ()
         for entry in candidates:
+            if entry is None or remaining <= 0:
+                continue
             taken = min(remaining, entry[1])
             entry[1] -= taken
             remaining -= taken
-            if remaining <= 0:
-                break
         self._used -= amount - remaining
         # Drop entries that were refunded to nothing, wherever they are.
         if any(entry[1] <= 0 for entry in self._entries):
@@ -204,59 +200,63 @@ class SlidingWindow(RatePolicy):
         self._dropped += remaining
         return remaining
 
+    def refund(self, amount: float, now: float, *, admitted_at: float | None = None) -> float:
+        """Give back units; with ``admitted_at``, from the entry recorded for that admission.
+
+        Without ``admitted_at`` the newest entries are reduced first.  With it, only the
+        entry recorded for it (at ``admitted_at``, or ``warmup`` later in the first window)
+        gives units back: units of other times leave the window at other times, and taking
+        them could leave it holding less than it should.  What that entry no longer holds
+        (it left the window, or was refunded already) cannot be given back: it is counted
+        in :attr:`dropped`.  After a :meth:`defer`, see :meth:`refund_sent`.
+        """
+        amount = check_non_negative("amount", amount)
+        self._expire(now)
+        if admitted_at is None:
+            return self._take(amount, reversed(self._entries))
+        return self._take(amount, (self._entry_at(self._late(admitted_at)),))
+
+    def refund_sent(
+        self, amount: float, now: float, *, admitted_at: float, sent_at: float
+    ) -> float:
+        """Give back units of an admission that :meth:`defer` counted from ``sent_at``: from
+        the entry at ``sent_at`` (units of one time leave the window together, so any of
+        them will do), while it is in the window; the rest is counted in :attr:`dropped`."""
+        amount = check_non_negative("amount", amount)
+        check_finite("admitted_at", admitted_at)
+        check_finite("sent_at", sent_at)
+        self._expire(now)
+        return self._take(amount, (self._entry_at(sent_at),))
+
     def defer(self, cost: float, admitted_at: float, now: float) -> None:
         """Count ``cost`` consumed at ``admitted_at`` from ``now``, when it was on the wire
         (see :meth:`RatePolicy.defer`).
 
-        The units are taken from the entry recorded for ``admitted_at`` (or the first after
-        it, if it was merged into a later one), never more than it holds, and recorded at
-        ``now``: they leave the window ``window`` seconds after the report.  So a report
-        replaces the first window's ``warmup`` (a guess at how late the first requests
-        leave) with the fact, which may be earlier; an entry merged into a later one is only
-        ever moved later (it holds other admissions' units).  Units admitted a whole window
-        or more before ``now`` have left it: they are counted again from ``now``, as the
-        provider counts them (the window may hold more than its limit for a while: a debt).
+        The units are taken from the entry recorded for ``admitted_at``, never more than it
+        holds, and recorded at ``now``: they leave the window ``window`` seconds after the
+        report.  So a report replaces the first window's ``warmup`` (a guess at how late the
+        first requests leave) with the fact, which may be earlier.  Units admitted a whole
+        window or more before ``now`` have left it: they are counted again from ``now``, as
+        the provider counts them (the window may hold more than its limit for a while: a
+        debt).  Refund such an admission with :meth:`refund_sent`.
         """
         cost = check_non_negative("cost", cost)
         check_finite("admitted_at", admitted_at)
         check_finite("now", now)
         self._expire(now)
         recorded = self._late(admitted_at)
-        if not cost or now < admitted_at:
+        if not cost or now < admitted_at or now == recorded:
             return
         if recorded + self._window <= now:
-            # It left the window (unless it was merged into a later entry: then it counts
-            # twice for a while, which errs on the safe side): count it from now.
-            self._insert(cost, now)
+            self._insert(cost, now)  # it left the window: count it from now
             return
-        # The first entry at or after ``recorded`` that holds units, found from the newest
-        # end: the admission is recent, so only the entries admitted since are passed.
-        found: list[float] | None = None
-        for entry in reversed(self._entries):
-            if entry[0] < recorded:
-                break
-            if entry[1] > 0:
-                found = entry
-        if found is None or found[0] == now:
-            return  # refunded (nothing left of it), or already counted from now
-        if found[0] > now and found[0] != recorded:
-            return  # merged into a later admission's entry: never earlier than those
-        taken = min(cost, found[1])
-        found[1] -= taken  # an entry left at nothing expires with the others
+        entry = self._entry_at(recorded)
+        if entry is None or entry[1] <= 0:
+            return  # refunded: nothing left of it
+        taken = min(cost, entry[1])
+        entry[1] -= taken  # an entry left at nothing expires with the others
         self._used -= taken
         self._insert(taken, now)
-
-    def _insert(self, cost: float, at: float) -> None:
-        """Record ``cost`` at ``at``, in time order (merged into an entry of the same time)."""
-        entries = self._entries
-        index = len(entries)
-        while index and entries[index - 1][0] > at:
-            index -= 1
-        if index and entries[index - 1][0] == at:
-            entries[index - 1][1] += cost
-        else:
-            entries.insert(index, [at, cost])
-        self._used += cost
 
     @property
     def units_per_second(self) -> float:
@@ -293,4 +293,4 @@ class SlidingWindow(RatePolicy):
         excess = self.available(now) - tokens
         if excess > 0:
             self._expire(now)
-            self._record(self._checked_charge(excess), now)
+            self._insert(self._checked_charge(excess), now)

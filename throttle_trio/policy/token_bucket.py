@@ -292,6 +292,16 @@ class TokenBucket(RatePolicy):
             self._advance(now)
             self._tokens = min(self._burst, self._tokens + cost)
 
+    def refund_sent(
+        self, amount: float, now: float, *, admitted_at: float, sent_at: float
+    ) -> float:
+        """With ``until_sent``, nothing: the units came back when the request was on the wire
+        (``0`` is returned: nothing was lost).  Otherwise as :meth:`refund`."""
+        if self._until_sent:
+            check_non_negative("amount", amount)
+            return 0.0
+        return self.refund(amount, now, admitted_at=admitted_at)
+
     refills_continuously = True
 
     @property
