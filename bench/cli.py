@@ -486,4 +486,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # the children are gone and the files removed by now
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
