@@ -868,9 +868,9 @@ async def test_a_pace_until_sent_gives_back_once_even_when_settled_after_the_sen
         slot.release()
 
 
-async def test_a_report_frees_a_warmed_up_window_from_the_send() -> None:
-    """The first window's ``warmup`` is a guess at how late its requests leave; their reports
-    replace it with the sends, and the next window's request goes a window after them."""
+async def test_a_report_in_the_first_window_counts_its_warm_up_from_the_send() -> None:
+    """A request of the first window reported on the wire late counts ``warmup`` after its
+    send, and the next window's request waits for it."""
     throttle = Throttle(requests=SlidingWindow(2, window=1.0, warmup=0.5))
     slots = [await throttle.acquire(requests=1) for _ in range(2)]  # recorded at 0.5
     admitted: list[float] = []
@@ -885,7 +885,7 @@ async def test_a_report_frees_a_warmed_up_window_from_the_send() -> None:
         for slot in slots:
             slot.sent()
             slot.release()
-    assert admitted == [1.125]  # without the reports: 1.5
+    assert admitted == [1.625]  # without the reports: 1.5
 
 
 async def test_only_requests_admitted_since_the_full_admission_take_back_its_refill() -> None:

@@ -28,7 +28,8 @@ rate-limits page, docs.anthropic.com/en/api/rate-limits.)  So the presets build:
   behind its start-up work), so that no slice the provider counts from arrival times ever
   holds more, whatever the trip times do within the margin; a request reported on the wire
   (:meth:`~throttle_trio.Reservation.sent`, as the transports do) counts from its send
-  instead, warm-up or not.  ``requests_per_second``, a token bucket of the same rate holding
+  instead of its admission (in the first window, ``warmup`` after it).
+  ``requests_per_second``, a token bucket of the same rate holding
   a fifth of a slice's requests until they are on the wire (``until_sent``), paces what is
   between admission and the wire (a stall of the program delays all that were admitted and
   not yet sent) and, at the bucket's rate, the requests that are never reported (sent at one
@@ -155,8 +156,8 @@ def openai_throttle(
 
     ``requests`` and ``tokens`` are sliding windows holding one slice's share of the
     per-minute limits (``rpm / 60`` requests and ``tpm / 60`` tokens at the default one-second
-    slice) over ``slice_seconds + margin`` seconds (the first window ``warmup`` longer, until
-    the requests are reported on the wire), and ``requests_per_second`` holds at most a fifth
+    slice) over ``slice_seconds + margin`` seconds (the first window ``warmup`` longer), counted
+    from when each request is reported on the wire, and ``requests_per_second`` holds at most a fifth
     of a slice's requests between admission and the wire (requests never reported on the
     wire: paced at ``rpm / 60`` a second); unused estimates are not refunded; the
     rates back off on 429s and server errors (``adaptive``).  The price of the margin is a
@@ -181,9 +182,10 @@ def openai_throttle(
             the first requests of a run reach the provider later after they leave than the
             ones after them (start-up work, new connections: the program's start-up stalled
             the loop up to 0.39 s in ``python -m bench.http --presets``, with 300 tasks
-            starting at once).  A request reported on the wire (the transports report each)
-            counts from its send instead.  Without reports it costs that much once, at the
-            start; give more if your program does more before its first requests are sent.
+            starting at once; and a request reported on the wire can still wait for a
+            provider as busy as the program, as a fake provider in the same process does).
+            Costs that much once, at the start; give more if your program does more before
+            its first requests are sent.
 
     Raises:
         TypeError: a parameter is not a number (``max_concurrent``: not an int or ``None``).

@@ -300,7 +300,7 @@ class Reservation:
 
         * a :class:`SlidingWindow` counts the request from now instead of from its admission
           (:meth:`RatePolicy.defer`): it leaves the window that much later (in the first
-          window, now replaces the ``warmup`` record, even when that was later);
+          window, ``warmup`` after now);
         * a ``TokenBucket(..., until_sent=True)`` gives the request's units back: it paces
           what is between admission and the wire;
         * a token bucket that was full when it admitted a request (at the start, or after a
@@ -1085,8 +1085,8 @@ class Throttle:
         """``booking``'s request is on the wire now: each bucket admitted from full since
         which no request was on the wire refills from now (``ThrottleCore.on_the_wire``), and
         each window counts the request from now (``RatePolicy.defer``).  Then the head of
-        the line asks again: a window may free its units sooner (a warm-up record replaced by
-        the send), and a pace gives its units back."""
+        the line asks again: a pace (``TokenBucket(..., until_sent=True)``) gave its units
+        back."""
         self._queue.check_thread()
         now = booking.sent_at = self._now()
         for target in self._core.on_the_wire(booking):

@@ -88,22 +88,22 @@ def test_a_refund_of_an_admission_that_left_the_window_is_still_dropped() -> Non
     assert window.dropped == 4
 
 
-def test_a_report_replaces_the_first_windows_warmup_with_the_send() -> None:
-    """The warm-up is a guess at how late the first requests leave; a report is the fact, so
-    the units count from the send, earlier than their record."""
+def test_a_report_in_the_first_window_keeps_its_warm_up() -> None:
+    """A report says when the request left, not when the provider read it; in the first
+    window the units count ``warmup`` after the send (the provider may be as busy as the
+    program at the start), and never earlier than their record."""
     window = SlidingWindow(limit=10, window=1.0, warmup=0.25)
     window.consume(4, 0.0)  # recorded at 0.25
     window.consume(2, 0.0625)  # recorded at 0.3125
-    window.defer(4, 0.0, 0.125)  # sent at 0.125: counted from then, before the 2
-    assert window.ready_at(7, 0.5) == 1.125
-    assert window.ready_at(10, 0.5) == 1.3125
-    window.defer(4, 0.0, 0.1875)  # a second report of the same admission finds nothing
-    assert window.ready_at(7, 0.5) == 1.125
-    window.defer(2, 0.0625, 0.5)  # sent after its record: counted from the send, later
-    assert window.ready_at(10, 0.5) == 1.5
-    # The first window's later admissions keep their warm-up until they report.
-    window.consume(1, 0.75)  # recorded at 1.0
-    assert window.ready_at(10, 1.25) == 2.0
+    window.defer(4, 0.0, 0.125)  # sent at 0.125: counted from 0.375
+    assert window.ready_at(5, 0.5) == 1.3125
+    assert window.ready_at(10, 0.5) == 1.375
+    window.defer(2, 0.0625, 0.03125)  # before its record: nothing moves
+    assert window.ready_at(5, 0.5) == 1.3125
+    window.defer(2, 0.0625, 1.0)  # after the first window: counted from the send itself
+    assert window.ready_at(10, 1.125) == 2.0
+    window.consume(1, 1.25)  # after the first window: no warm-up
+    assert window.ready_at(10, 1.25) == 2.25
 
 
 def test_an_admission_after_the_first_window_is_recorded_at_its_own_time() -> None:
@@ -123,16 +123,25 @@ def test_an_admission_after_the_first_window_is_recorded_at_its_own_time() -> No
 
 def test_reports_of_admissions_around_a_warm_up_record_move_each_its_own() -> None:
     """X is admitted in the first window (recorded a quarter second late), Z after it but
-    before X's record; each report moves the units of its own admission."""
+    before X's record; each report moves only the units of its own admission."""
     window = SlidingWindow(limit=10_000, window=1.0, warmup=0.25)
     window.consume(1, 0.0)  # the first window runs to 1.0
     window.consume(100, 0.875)  # X, recorded at 1.125
     window.consume(800, 1.0625)  # Z, at 1.0625
-    window.defer(100, 0.875, 1.09375)  # X on the wire: earlier than its record
-    window.defer(800, 1.0625, 1.3125)  # Z on the wire
+    window.defer(100, 0.875, 1.09375)  # X on the wire, before its record: stays there
+    window.defer(800, 1.0625, 1.3125)  # Z on the wire: its own 800 move, not X's
     assert window.available(2.0625) == 10_000 - 900
     assert window.available(2.25) == 10_000 - 800  # the provider holds Z until 2.3125
     assert window.available(2.3125) == 10_000
+
+
+def test_a_refund_after_a_report_that_moved_nothing_takes_the_record() -> None:
+    window = SlidingWindow(limit=1_000, window=1.0, warmup=0.25)
+    window.consume(1, 0.0)  # the first window runs to 1.0
+    window.consume(100, 0.875)  # recorded at 1.125
+    window.defer(100, 0.875, 1.09375)  # sent before its record: nothing moves
+    assert window.refund_sent(100, 1.5, admitted_at=0.875, sent_at=1.09375) == 0
+    assert window.available(1.5) == 1_000
 
 
 def test_a_bucket_has_nothing_to_defer() -> None:
@@ -142,12 +151,12 @@ def test_a_bucket_has_nothing_to_defer() -> None:
     assert bucket.available(0.5) == 4
 
 
-def test_a_refund_after_a_report_moved_it_earlier_takes_its_own_units() -> None:
+def test_a_refund_after_a_first_window_report_takes_its_own_units() -> None:
     window = SlidingWindow(limit=10, window=1.0, warmup=0.5)
     window.consume(4, 0.0)  # recorded at 0.5
     window.consume(4, 0.25)  # recorded at 0.75
-    window.defer(4, 0.0, 0.125)  # the first, on the wire at 0.125
-    assert window.refund_sent(4, 0.5, admitted_at=0.0, sent_at=0.125) == 0
+    window.defer(4, 0.0, 0.375)  # the first, on the wire at 0.375: counted from 0.875
+    assert window.refund_sent(4, 0.5, admitted_at=0.0, sent_at=0.375) == 0
     # Its own units, not the second's (which stay until 1.75): taking those would leave
     # the window holding less than the provider once the first's time passed.
     assert window.available(1.25) == 6

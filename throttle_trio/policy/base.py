@@ -223,11 +223,11 @@ class RatePolicy(ABC):
         A throttle calls it when a request admitted at ``admitted_at`` is reported on the
         wire at ``now`` (:meth:`~throttle_trio.Reservation.sent`): a provider counts its
         windows from when requests arrive.  A policy that remembers admission times
-        (:class:`SlidingWindow`) moves them there: later than the admission, so they leave
-        the window that much later, or earlier than a first-window record that its
-        ``warmup`` made late (the report is the fact that guess stood for).  A bucket has
-        nothing to move (the default does nothing).  The throttle asks its line again after
-        the reports, so a policy may also give units back here.
+        (:class:`SlidingWindow`) moves them there, so they leave the window that much later
+        (never earlier than they were recorded).  A bucket has nothing to move (the default
+        does nothing), unless it paces what is between admission and the wire
+        (``TokenBucket(..., until_sent=True)`` gives the units back: the throttle asks its
+        line again after each report).
         """
         return
 

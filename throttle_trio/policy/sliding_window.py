@@ -15,7 +15,6 @@ window that much later.  It is for a provider that counts its windows from when 
 *arrive*: the first requests of a run arrive later after they were admitted than the ones
 after them (the program's start-up work, new connections), and the provider still holds them
 when the next window's requests arrive (:func:`~throttle_trio.openai_throttle` uses it).
-It is a guess: a request reported on the wire (:meth:`defer`) counts from its send instead.
 """
 
 from __future__ import annotations
@@ -41,8 +40,7 @@ class SlidingWindow(RatePolicy):
     window ``window + warmup`` seconds after its admission; the windows after it are ``window``
     long.  That delays the second window's admissions by at most ``warmup``, once.  A later
     admission that comes before such a late record is recorded at its own time, before it,
-    and ``refund(admitted_at=...)`` finds a first-window admission's record.  A report that
-    the request is on the wire (:meth:`defer`) replaces its warm-up record with the send.
+    and ``refund(admitted_at=...)`` finds a first-window admission's record.
 
     Args:
         limit: units per window (> 0); also the largest cost admitted at once.
@@ -159,7 +157,7 @@ class SlidingWindow(RatePolicy):
         """Record ``cost`` at ``at``, in time order: merged into an entry of the same time
         (units of one time leave together), else a new entry where it belongs (after the
         first window, an admission can come before a record its warm-up made late; a
-        report on the wire moves units to its time)."""
+        report on the wire moves units to its time, which may come before later ones)."""
         entries = self._entries
         if not entries or entries[-1][0] < at:
             entries.append([at, cost])
@@ -220,35 +218,38 @@ class SlidingWindow(RatePolicy):
         self, amount: float, now: float, *, admitted_at: float, sent_at: float
     ) -> float:
         """Give back units of an admission that :meth:`defer` counted from ``sent_at``: from
-        the entry at ``sent_at`` (units of one time leave the window together, so any of
-        them will do), while it is in the window; the rest is counted in :attr:`dropped`."""
+        the entry it recorded them at (units of one time leave the window together, so any
+        of them will do), while it is in the window; the rest is counted in :attr:`dropped`."""
         amount = check_non_negative("amount", amount)
         check_finite("admitted_at", admitted_at)
         check_finite("sent_at", sent_at)
         self._expire(now)
-        return self._take(amount, (self._entry_at(sent_at),))
+        at = max(self._late(admitted_at), self._late(sent_at))  # where defer left them
+        return self._take(amount, (self._entry_at(at),))
 
     def defer(self, cost: float, admitted_at: float, now: float) -> None:
         """Count ``cost`` consumed at ``admitted_at`` from ``now``, when it was on the wire
-        (see :meth:`RatePolicy.defer`).
+        (see :meth:`RatePolicy.defer`): it leaves the window ``now - admitted_at`` seconds
+        later.
 
         The units are taken from the entry recorded for ``admitted_at``, never more than it
-        holds, and recorded at ``now``: they leave the window ``window`` seconds after the
-        report.  So a report replaces the first window's ``warmup`` (a guess at how late the
-        first requests leave) with the fact, which may be earlier.  Units admitted a whole
-        window or more before ``now`` have left it: they are counted again from ``now``, as
-        the provider counts them (the window may hold more than its limit for a while: a
-        debt).  Refund such an admission with :meth:`refund_sent`.
+        holds, and recorded at ``now`` (``warmup`` later in the first window: the report
+        says when the request left, not when the provider read it, and the first requests
+        of a run can wait for a provider as busy as the program).  Never earlier than the
+        record.  Units admitted a whole window or more before ``now`` have left it: they
+        are counted again from ``now``, as the provider counts them (the window may hold more
+        than its limit for a while: a debt).  Refund a reported admission with
+        :meth:`refund_sent`.
         """
         cost = check_non_negative("cost", cost)
         check_finite("admitted_at", admitted_at)
         check_finite("now", now)
         self._expire(now)
-        recorded = self._late(admitted_at)
-        if not cost or now < admitted_at or now == recorded:
+        recorded, moved = self._late(admitted_at), self._late(now)
+        if not cost or moved <= recorded:
             return
         if recorded + self._window <= now:
-            self._insert(cost, now)  # it left the window: count it from now
+            self._insert(cost, moved)  # it left the window: count it from now
             return
         entry = self._entry_at(recorded)
         if entry is None or entry[1] <= 0:
@@ -256,7 +257,7 @@ class SlidingWindow(RatePolicy):
         taken = min(cost, entry[1])
         entry[1] -= taken  # an entry left at nothing expires with the others
         self._used -= taken
-        self._insert(taken, now)
+        self._insert(taken, moved)
 
     @property
     def units_per_second(self) -> float:
