@@ -28,7 +28,7 @@ rate-limits page, docs.anthropic.com/en/api/rate-limits.)  So the presets build:
   behind its start-up work), so that no slice the provider counts from arrival times ever
   holds more, whatever the trip times do within the margin; a request reported on the wire
   (:meth:`~throttle_trio.Reservation.sent`, as the transports do) counts from its send
-  instead of its admission (in the first window, ``warmup`` after it).
+  instead of its admission (in the first window, never before its admission's record).
   ``requests_per_second``, a token bucket of the same rate holding
   a fifth of a slice's requests until they are on the wire (``until_sent``), paces what is
   between admission and the wire (a stall of the program delays all that were admitted and
@@ -156,10 +156,11 @@ def openai_throttle(
 
     ``requests`` and ``tokens`` are sliding windows holding one slice's share of the
     per-minute limits (``rpm / 60`` requests and ``tpm / 60`` tokens at the default one-second
-    slice) over ``slice_seconds + margin`` seconds (the first window ``warmup`` longer), counted
-    from when each request is reported on the wire, and ``requests_per_second`` holds at most a fifth
-    of a slice's requests between admission and the wire (requests never reported on the
-    wire: paced at ``rpm / 60`` a second); unused estimates are not refunded; the
+    slice) over ``slice_seconds + margin`` seconds (the first window ``warmup`` longer),
+    counted from when each request is reported on the wire, and ``requests_per_second``
+    holds at most a fifth of a slice's requests between admission and the wire (requests
+    never reported on the wire: paced at ``rpm / 60`` a second); unused estimates are not
+    refunded; the
     rates back off on 429s and server errors (``adaptive``).  The price of the margin is a
     fraction ``margin / (slice_seconds + margin)`` of the rate (3% by default).
 

@@ -299,8 +299,8 @@ class Reservation:
         loop), or the program stalls.  So:
 
         * a :class:`SlidingWindow` counts the request from now instead of from its admission
-          (:meth:`RatePolicy.defer`): it leaves the window that much later (in the first
-          window, ``warmup`` after now);
+          (:meth:`RatePolicy.defer`): it leaves the window that much later (never earlier
+          than its first-window ``warmup`` record);
         * a ``TokenBucket(..., until_sent=True)`` gives the request's units back: it paces
           what is between admission and the wire;
         * a token bucket that was full when it admitted a request (at the start, or after a

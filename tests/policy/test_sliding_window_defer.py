@@ -88,20 +88,17 @@ def test_a_refund_of_an_admission_that_left_the_window_is_still_dropped() -> Non
     assert window.dropped == 4
 
 
-def test_a_report_in_the_first_window_keeps_its_warm_up() -> None:
-    """A report says when the request left, not when the provider read it; in the first
-    window the units count ``warmup`` after the send (the provider may be as busy as the
-    program at the start), and never earlier than their record."""
+def test_a_report_in_the_first_window_never_comes_before_its_warm_up_record() -> None:
+    """A report says when the request left, not when the provider read it: in the first
+    window the units move to the send only when it comes after their ``warmup`` record (the
+    provider may be as busy as the program at the start of a run)."""
     window = SlidingWindow(limit=10, window=1.0, warmup=0.25)
     window.consume(4, 0.0)  # recorded at 0.25
     window.consume(2, 0.0625)  # recorded at 0.3125
-    window.defer(4, 0.0, 0.125)  # sent at 0.125: counted from 0.375
-    assert window.ready_at(5, 0.5) == 1.3125
+    window.defer(4, 0.0, 0.125)  # sent before its record: it stays at 0.25
+    assert window.ready_at(5, 0.5) == 1.25
+    window.defer(2, 0.0625, 0.375)  # sent after its record: counted from the send
     assert window.ready_at(10, 0.5) == 1.375
-    window.defer(2, 0.0625, 0.03125)  # before its record: nothing moves
-    assert window.ready_at(5, 0.5) == 1.3125
-    window.defer(2, 0.0625, 1.0)  # after the first window: counted from the send itself
-    assert window.ready_at(10, 1.125) == 2.0
     window.consume(1, 1.25)  # after the first window: no warm-up
     assert window.ready_at(10, 1.25) == 2.25
 
@@ -155,11 +152,11 @@ def test_a_refund_after_a_first_window_report_takes_its_own_units() -> None:
     window = SlidingWindow(limit=10, window=1.0, warmup=0.5)
     window.consume(4, 0.0)  # recorded at 0.5
     window.consume(4, 0.25)  # recorded at 0.75
-    window.defer(4, 0.0, 0.375)  # the first, on the wire at 0.375: counted from 0.875
-    assert window.refund_sent(4, 0.5, admitted_at=0.0, sent_at=0.375) == 0
+    window.defer(4, 0.0, 0.625)  # the first, on the wire at 0.625, after its record
+    assert window.refund_sent(4, 0.75, admitted_at=0.0, sent_at=0.625) == 0
     # Its own units, not the second's (which stay until 1.75): taking those would leave
     # the window holding less than the provider once the first's time passed.
-    assert window.available(1.25) == 6
+    assert window.available(1.625) == 6
     assert window.available(1.75) == 10
 
 

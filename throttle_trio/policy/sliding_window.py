@@ -224,7 +224,7 @@ class SlidingWindow(RatePolicy):
         check_finite("admitted_at", admitted_at)
         check_finite("sent_at", sent_at)
         self._expire(now)
-        at = max(self._late(admitted_at), self._late(sent_at))  # where defer left them
+        at = max(self._late(admitted_at), sent_at)  # where defer left them
         return self._take(amount, (self._entry_at(at),))
 
     def defer(self, cost: float, admitted_at: float, now: float) -> None:
@@ -233,23 +233,23 @@ class SlidingWindow(RatePolicy):
         later.
 
         The units are taken from the entry recorded for ``admitted_at``, never more than it
-        holds, and recorded at ``now`` (``warmup`` later in the first window: the report
-        says when the request left, not when the provider read it, and the first requests
-        of a run can wait for a provider as busy as the program).  Never earlier than the
-        record.  Units admitted a whole window or more before ``now`` have left it: they
-        are counted again from ``now``, as the provider counts them (the window may hold more
-        than its limit for a while: a debt).  Refund a reported admission with
+        holds, and recorded at ``now``, but never earlier than that record: in the first
+        window the ``warmup`` stays a floor (a report says when the request left, not when
+        the provider read it, and the first requests of a run can wait for a provider as
+        busy as the program).  Units admitted a whole window or more before ``now`` have
+        left it: they are counted again from ``now``, as the provider counts them (the window
+        may hold more than its limit for a while: a debt).  Refund a reported admission with
         :meth:`refund_sent`.
         """
         cost = check_non_negative("cost", cost)
         check_finite("admitted_at", admitted_at)
         check_finite("now", now)
         self._expire(now)
-        recorded, moved = self._late(admitted_at), self._late(now)
-        if not cost or moved <= recorded:
+        recorded = self._late(admitted_at)
+        if not cost or now <= recorded:
             return
         if recorded + self._window <= now:
-            self._insert(cost, moved)  # it left the window: count it from now
+            self._insert(cost, now)  # it left the window: count it from now
             return
         entry = self._entry_at(recorded)
         if entry is None or entry[1] <= 0:
@@ -257,7 +257,7 @@ class SlidingWindow(RatePolicy):
         taken = min(cost, entry[1])
         entry[1] -= taken  # an entry left at nothing expires with the others
         self._used -= taken
-        self._insert(taken, moved)
+        self._insert(taken, now)
 
     @property
     def units_per_second(self) -> float:
