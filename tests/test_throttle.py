@@ -23,6 +23,12 @@ def now() -> float:
     return anyio.current_time()
 
 
+async def admit_one(throttle: Throttle, admitted: list[float]) -> None:
+    """Take one request, and note when it was admitted (a task beside the test's)."""
+    (await throttle.acquire(requests=1)).release()
+    admitted.append(now())
+
+
 def llm_throttle(**kwargs: object) -> Throttle:
     """4 requests/s (burst 2) and 64 tokens/s (burst 128)."""
     return Throttle(
@@ -805,12 +811,8 @@ async def test_a_pace_until_sent_lets_a_reported_request_go_at_once() -> None:
     second = await throttle.acquire(requests=1)
     admitted: list[float] = []
 
-    async def third() -> None:
-        (await throttle.acquire(requests=1)).release()
-        admitted.append(now())
-
     async with anyio.create_task_group() as tg:
-        tg.start_soon(third)
+        tg.start_soon(admit_one, throttle, admitted)
         await anyio.sleep(0.0625)
         assert not admitted  # the bucket holds a quarter of a request
         first.sent()  # its unit comes back, and the waiter goes
@@ -875,12 +877,8 @@ async def test_a_report_after_a_warm_up_record_counts_from_the_send() -> None:
     slots = [await throttle.acquire(requests=1) for _ in range(2)]  # recorded at 0.5
     admitted: list[float] = []
 
-    async def next_window() -> None:
-        (await throttle.acquire(requests=1)).release()
-        admitted.append(now())
-
     async with anyio.create_task_group() as tg:
-        tg.start_soon(next_window)
+        tg.start_soon(admit_one, throttle, admitted)
         await anyio.sleep(0.75)
         for slot in slots:
             slot.sent()
