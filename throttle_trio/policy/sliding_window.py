@@ -179,16 +179,24 @@ class SlidingWindow(RatePolicy):
                 return entry if entry[0] == at else None
         return None
 
-    def _take(self, amount: float, candidates: Iterable[list[float] | None]) -> float:
-        """Take up to ``amount`` units from ``candidates`` in turn; count what is left over
-        as :attr:`dropped`, and return it."""
+    def _take(self, amount: float, now: float, at: float | None) -> float:
+        """Take up to ``amount`` units at ``now``: from the entry recorded at exactly ``at``,
+        or (``None``) from the newest entries first; count what is left over as
+        :attr:`dropped`, and return it."""
+        self._expire(now)
+        candidates: Iterable[list[float]]
+        if at is None:
+            candidates = reversed(self._entries)
+        else:
+            entry = self._entry_at(at)
+            candidates = () if entry is None else (entry,)
         remaining = amount
         for entry in candidates:
-            if entry is None or remaining <= 0:
-                continue
             taken = min(remaining, entry[1])
             entry[1] -= taken
             remaining -= taken
+            if remaining <= 0:
+                break
         self._used -= amount - remaining
         # Drop entries that were refunded to nothing, wherever they are.
         if any(entry[1] <= 0 for entry in self._entries):
@@ -209,10 +217,7 @@ class SlidingWindow(RatePolicy):
         in :attr:`dropped`.  After a :meth:`defer`, see :meth:`refund_sent`.
         """
         amount = check_non_negative("amount", amount)
-        self._expire(now)
-        if admitted_at is None:
-            return self._take(amount, reversed(self._entries))
-        return self._take(amount, (self._entry_at(self._late(admitted_at)),))
+        return self._take(amount, now, None if admitted_at is None else self._late(admitted_at))
 
     def refund_sent(
         self, amount: float, now: float, *, admitted_at: float, sent_at: float
@@ -223,14 +228,12 @@ class SlidingWindow(RatePolicy):
         amount = check_non_negative("amount", amount)
         check_finite("admitted_at", admitted_at)
         check_finite("sent_at", sent_at)
-        self._expire(now)
         at = max(self._late(admitted_at), sent_at)  # where defer left them
-        return self._take(amount, (self._entry_at(at),))
+        return self._take(amount, now, at)
 
     def defer(self, cost: float, admitted_at: float, now: float) -> None:
         """Count ``cost`` consumed at ``admitted_at`` from ``now``, when it was on the wire
-        (see :meth:`RatePolicy.defer`): it leaves the window ``now - admitted_at`` seconds
-        later.
+        (see :meth:`RatePolicy.defer`): it leaves the window that much later.
 
         The units are taken from the entry recorded for ``admitted_at``, never more than it
         holds, and recorded at ``now``, but never earlier than that record: in the first
