@@ -271,3 +271,15 @@ def test_a_defer_at_real_clock_magnitudes(base: float) -> None:
     assert window.available(sent + 1.03) == 10
     assert window.refund_sent(4, sent + 0.5, admitted_at=base, sent_at=sent) == 0
     assert window.available(sent + 0.5) == 10
+
+
+@pytest.mark.parametrize("base", [54_123.456789, 2_419_200.987654321])  # a day, four weeks up
+def test_a_pace_until_sent_at_real_clock_magnitudes(base: float) -> None:
+    bucket = TokenBucket(20, burst=4, until_sent=True)
+    bucket.consume(4, base)
+    bucket.defer(1, base, base + 0.047)  # refilled 0.94, one given back
+    # (base + 0.047) - base is exact to about 5e-10 s at four weeks: 20 a second of that.
+    assert bucket.available(base + 0.047) == pytest.approx(1.94, abs=1e-7)
+    bucket.defer(3, base, base + 0.1)  # never above the burst
+    assert bucket.available(base + 0.1) == 4
+    assert bucket.dropped == 0
